@@ -1,0 +1,368 @@
+"""Main window of the reading workstation: study list | viewer | results, status bar with device + models."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QListWidget,
+                               QListWidgetItem, QMainWindow, QMessageBox, QProgressBar, QPushButton,
+                               QStackedWidget, QVBoxLayout, QWidget)
+
+from app.context import AppContext
+from app.jobs import Jobs
+from app.store import Store
+from app.theme import STYLESHEET
+from app.viewers import viewer_class
+from app.viewers.base import ViewerBase
+from app.widgets.icons import app_icon, modality_icon
+from app.widgets.results import ResultsPanel
+from inference import __version__, paths
+from inference.detect import all_extensions, open_study
+from inference.pipelines import analyse, models_for
+from inference.registry import STATUS_LABEL, Registry
+from inference.results import Result
+from inference.runtimes import device_summary
+from inference.study import MODALITY_TITLES, Study
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, store: Store, registry: Registry | None = None):
+        super().__init__()
+        self.setWindowTitle(f"Lightbox {__version__}")
+        self.setWindowIcon(app_icon())
+        self.setAcceptDrops(True)
+        self.ctx = AppContext(store=store, registry=registry or Registry(), jobs=Jobs(self))
+        self.ctx.jobs.changed.connect(self._jobs_changed)
+        self.viewers: dict[str, ViewerBase] = {}
+        self.study: Study | None = None
+        self.study_id: int | None = None
+        self.settings = QSettings(str(paths.data_home() / "settings.ini"), QSettings.IniFormat)
+
+        self.stack = QStackedWidget()
+        self.welcome = QLabel(
+            "<h2>Lightbox</h2><p>Open a study with <b>File ▸ Open</b> (Ctrl+O), drop a file here, "
+            "or pick one from the study list.</p><p>ECG (.hd5, WFDB, CSV, DICOM) · Heart sounds "
+            "(wav, flac, ogg, mp3) · Echo (MP4, AVI, GIF, DICOM) · Chest X-ray (DICOM, PNG, JPEG) · "
+            "Endoscopy (MP4, AVI, MOV, MKV)</p>")
+        self.welcome.setAlignment(Qt.AlignCenter)
+        self.welcome.setWordWrap(True)
+        self.stack.addWidget(self.welcome)
+        self.setCentralWidget(self.stack)
+
+        self.study_list = QListWidget()
+        self.study_list.setObjectName("studyList")
+        self.study_list.itemActivated.connect(self._study_activated)
+        self.study_list.itemClicked.connect(self._study_activated)
+        d = QDockWidget("Studies", self)
+        d.setObjectName("studiesDock")
+        d.setWidget(self.study_list)
+        self.addDockWidget(Qt.LeftDockWidgetArea, d)
+        self.studies_dock = d
+
+        self.results = ResultsPanel(self.ctx.registry)
+        self.results.run_requested.connect(self.run_analysis)
+        d = QDockWidget("Results", self)
+        d.setObjectName("resultsDock")
+        d.setWidget(self.results)
+        self.addDockWidget(Qt.RightDockWidgetArea, d)
+        self.results_dock = d
+
+        self._make_status_bar()
+        self._make_menus()
+        self.resize(1500, 900)
+        self._restore_layout()
+        self.refresh_studies()
+
+    # -- chrome -------------------------------------------------------------------------------
+    def _make_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.device_label = QLabel(device_summary())
+        self.device_label.setObjectName("deviceLabel")
+        self.models_label = QLabel("")
+        self.models_label.setObjectName("modelsLabel")
+        self.job_label = QLabel("")
+        self.job_bar = QProgressBar()
+        self.job_bar.setMaximumWidth(180)
+        self.job_bar.setRange(0, 100)
+        self.job_bar.hide()
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Cancel running jobs (Esc)")
+        self.cancel_btn.clicked.connect(self.ctx.jobs.cancel_all)
+        self.cancel_btn.hide()
+        sb.addWidget(self.job_label, 1)
+        sb.addPermanentWidget(self.job_bar)
+        sb.addPermanentWidget(self.cancel_btn)
+        sb.addPermanentWidget(self.models_label)
+        sb.addPermanentWidget(self.device_label)
+        self.refresh_models()
+
+    def refresh_models(self) -> None:
+        parts, tips = [], []
+        for st in self.ctx.registry.states():
+            parts.append(f"{st.entry.title}: {STATUS_LABEL[st.status]}")
+            tips.append(f"{st.entry.title} ({st.entry.id}): {STATUS_LABEL[st.status]}\n  {st.message}")
+        self.models_label.setText(" · ".join(parts))
+        self.models_label.setToolTip("\n".join(tips))
+        self.results.refresh_state()
+
+    def _make_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        self._act(m, "&Open…", QKeySequence.Open, self.open_dialog)
+        self._act(m, "Open &demo studies", "Ctrl+D", self.open_demo)
+        self._act(m, "Export &PDF report…", "Ctrl+P", self.export_pdf)
+        m.addSeparator()
+        self._act(m, "&Quit", QKeySequence.Quit, self.close)
+        m = mb.addMenu("&Analysis")
+        self._act(m, "&Run model", "Ctrl+R", lambda: self.run_analysis(self.results.current_model() or ""))
+        self._act(m, "&Cancel jobs", "Esc", self.ctx.jobs.cancel_all)
+        m = mb.addMenu("&Models")
+        self._act(m, "&Install weights file…", "Ctrl+I", self.install_weights)
+        self._act(m, "&Weights status", None, self.show_weights)
+        m = mb.addMenu("&View")
+        self._act(m, "Show &studies", "Ctrl+1", lambda: self.studies_dock.setVisible(not self.studies_dock.isVisible()))
+        self._act(m, "Show &results", "Ctrl+2", lambda: self.results_dock.setVisible(not self.results_dock.isVisible()))
+        self._act(m, "&Full screen", "F11", lambda: self.showNormal() if self.isFullScreen() else self.showFullScreen())
+        m = mb.addMenu("&Help")
+        self._act(m, "&About Lightbox", None, self.about)
+
+    def _act(self, menu, text, shortcut, slot) -> QAction:
+        a = QAction(text, self)
+        if shortcut:
+            a.setShortcut(QKeySequence(shortcut))
+        a.triggered.connect(slot)
+        menu.addAction(a)
+        self.addAction(a)
+        return a
+
+    def _restore_layout(self) -> None:
+        geo = self.settings.value("geometry")
+        state = self.settings.value("state")
+        if isinstance(geo, QByteArray):
+            self.restoreGeometry(geo)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def closeEvent(self, ev) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("state", self.saveState())
+        self.settings.sync()
+        for v in self.viewers.values():
+            v.shutdown()
+        self.ctx.jobs.cancel_all()
+        self.ctx.jobs.wait(5000)
+        super().closeEvent(ev)
+
+    def _jobs_changed(self) -> None:
+        jobs = list(self.ctx.jobs.running.values())
+        if not jobs:
+            self.job_bar.hide()
+            self.cancel_btn.hide()
+            self.job_label.setText("")
+            return
+        j = jobs[-1]
+        self.job_bar.show()
+        self.cancel_btn.show()
+        self.job_bar.setValue(int(j.progress * 100))
+        more = f" (+{len(jobs) - 1} more)" if len(jobs) > 1 else ""
+        self.job_label.setText(f"{j.title}{': ' + j.text if j.text else ''}{more}")
+
+    def message(self, text: str, error: bool = False) -> None:
+        self.statusBar().showMessage(text, 8000)
+        if error:
+            log.warning(text)
+            if not getattr(self, "quiet_errors", False):
+                QMessageBox.warning(self, "Lightbox", text)
+
+    # -- studies ------------------------------------------------------------------------------
+    def refresh_studies(self) -> None:
+        self.study_list.clear()
+        for row in self.ctx.store.studies():
+            if row["last_model"]:
+                ai = f"{row['last_model']}" + ("" if row["last_clinical"] else " · NOT CLINICAL")
+            else:
+                ai = "not analysed"
+            date = (row["opened_at"] or "")[:16].replace("T", " ")
+            it = QListWidgetItem(modality_icon(row["modality"]), f"{row['name']}\n{date} · {ai}")
+            it.setData(Qt.UserRole, row["id"])
+            it.setToolTip(row["source_path"])
+            self.study_list.addItem(it)
+            if row["id"] == self.study_id:
+                it.setSelected(True)
+
+    def _study_activated(self, item: QListWidgetItem) -> None:
+        sid = item.data(Qt.UserRole)
+        if sid == self.study_id:
+            return
+        row = self.ctx.store.study(sid)
+        if row:
+            self.open_path(row["source_path"], modality=row["modality"])
+
+    def open_dialog(self) -> None:
+        exts = sorted({e for v in all_extensions().values() for e in v})
+        filt = f"Studies ({' '.join('*' + e for e in exts)});;All files (*)"
+        files, _ = QFileDialog.getOpenFileNames(self, "Open study", str(Path.home()), filt)
+        for f in files:
+            self.open_path(f)
+
+    def open_demo(self) -> None:
+        from inference.demo import ensure_demo_studies
+
+        paths_ = ensure_demo_studies()
+        for p in reversed(paths_):
+            self.open_path(p)
+
+    def open_path(self, path: str | Path, modality: str | None = None, analyse_after: bool = False) -> None:
+        path = str(path)
+        self.ctx.jobs.start(f"Opening {Path(path).name}", lambda ctx: open_study(path, modality),
+                            on_result=lambda st: self._study_loaded(st, analyse_after),
+                            on_error=lambda msg: self.message(msg, error=True))
+
+    def _study_loaded(self, study: Study, analyse_after: bool = False) -> None:
+        sid = self.ctx.store.add_study(study)
+        self.show_study(study, sid)
+        self.refresh_studies()
+        for n in study.notes:
+            self.statusBar().showMessage(n, 8000)
+        if analyse_after:
+            self.run_analysis("")
+
+    def viewer_for(self, modality: str) -> ViewerBase:
+        if modality not in self.viewers:
+            v = viewer_class(modality)(self.ctx)
+            v.modality = modality
+            v.request_analysis.connect(self.run_analysis)
+            v.status_message.connect(lambda t: self.statusBar().showMessage(t, 8000))
+            self.viewers[modality] = v
+            self.stack.addWidget(v)
+        return self.viewers[modality]
+
+    def show_study(self, study: Study, study_id: int) -> None:
+        self.study, self.study_id = study, study_id
+        v = self.viewer_for(study.modality)
+        v.set_study(study, study_id)
+        self.stack.setCurrentWidget(v)
+        self.setWindowTitle(f"{study.name} — {MODALITY_TITLES[study.modality]} — Lightbox {__version__}")
+        self.results.set_models(models_for(study.modality) or v.model_ids())
+        self.results.set_extra(v.result_widget())
+        stored = self.ctx.store.latest_result(study_id, self.results.current_model())
+        self._show_result(stored)
+
+    def _show_result(self, result: Result | None) -> None:
+        v = self.current_viewer()
+        if v:
+            v.set_result(result)
+        self.results.show_result(result, hidden=bool(v and v.hides_results()))
+
+    def current_viewer(self) -> ViewerBase | None:
+        w = self.stack.currentWidget()
+        return w if isinstance(w, ViewerBase) else None
+
+    # -- analysis -----------------------------------------------------------------------------
+    def run_analysis(self, model_id: str = "") -> None:
+        if self.study is None:
+            self.message("Open a study first.")
+            return
+        model_id = model_id or self.results.current_model() or ""
+        if not model_id:
+            self.message("No model for this modality yet.")
+            return
+        st = self.ctx.registry.state(model_id)
+        if not st.usable:
+            self.message(st.message, error=True)
+            return
+        study, sid, registry = self.study, self.study_id, self.ctx.registry
+        self.ctx.jobs.start(f"{st.entry.title}", lambda ctx: analyse(study, model_id, registry, ctx),
+                            on_result=lambda r: self._analysis_done(sid, r),
+                            on_error=lambda msg: self.message(msg, error=True),
+                            on_cancelled=lambda: self.message("Analysis cancelled."))
+
+    def _analysis_done(self, study_id: int, result: Result) -> None:
+        self.ctx.store.add_result(study_id, result)
+        if study_id == self.study_id:
+            self._show_result(result)
+        self.refresh_studies()
+
+    # -- reports and weights ------------------------------------------------------------------
+    def export_pdf(self, path: str | None = None) -> None:
+        if self.study is None:
+            self.message("Open a study first.")
+            return
+        if not path:
+            default = str(paths.exports_dir() / f"{Path(self.study.name).stem}.pdf")
+            path, _ = QFileDialog.getSaveFileName(self, "Export PDF report", default, "PDF (*.pdf)")
+            if not path:
+                return
+        from app.report import build_report
+
+        study, sid, store = self.study, self.study_id, self.ctx.store
+        v = self.current_viewer()
+        extra = v.report_extra() if v and hasattr(v, "report_extra") else {}
+        self.ctx.jobs.start("Writing PDF", lambda ctx: build_report(study, store, sid, path, extra=extra),
+                            on_result=lambda p: self.message(f"Report written: {p}"),
+                            on_error=lambda msg: self.message(msg, error=True))
+
+    def install_weights(self) -> None:
+        f, _ = QFileDialog.getOpenFileName(self, "Install weights file", str(Path.home()))
+        if not f:
+            return
+        try:
+            st = self.ctx.registry.install(f)
+        except Exception as e:
+            self.message(str(e), error=True)
+            return
+        self.message(st.message)
+        self.refresh_models()
+
+    def show_weights(self) -> None:
+        lines = [f"<b>{s.entry.title}</b> ({s.entry.id}): {STATUS_LABEL[s.status]}<br>"
+                 f"<small>{s.message}</small>" for s in self.ctx.registry.states()]
+        QMessageBox.information(self, "Weights", "<br><br>".join(lines)
+                                + f"<br><br>Weights folder: {self.ctx.registry.weights_dir}")
+
+    def about(self) -> None:
+        QMessageBox.about(self, "About Lightbox",
+                          f"<b>Lightbox {__version__}</b><br>Offline clinical AI reading workstation.<br>"
+                          f"Database: {self.ctx.store.path}<br>Device: {device_summary()}<br><br>"
+                          "For education and decision support; not a diagnosis.")
+
+    # -- drag and drop ------------------------------------------------------------------------
+    def dragEnterEvent(self, ev) -> None:
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:
+        for url in ev.mimeData().urls():
+            if url.isLocalFile():
+                self.open_path(url.toLocalFile())
+
+
+def create_app(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance() or QApplication(argv or ["lightbox"])
+    app.setApplicationName("Lightbox")
+    app.setOrganizationName("Lightbox")
+    app.setStyle("Fusion")
+    app.setStyleSheet(STYLESHEET)
+    return app
+
+
+def run_gui(files: list[str], db: str | None = None, demo: bool = False, quit_after: float | None = None) -> int:
+    import time
+
+    t0 = time.perf_counter()
+    app = create_app()
+    store = Store(db)
+    win = MainWindow(store)
+    win.show()
+    log.info("window shown after %.2f s", time.perf_counter() - t0)
+    if demo:
+        win.open_demo()
+    for f in files:
+        win.open_path(f)
+    if quit_after:
+        QTimer.singleShot(int(quit_after * 1000), win.close)
+    return app.exec()

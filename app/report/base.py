@@ -1,0 +1,131 @@
+"""The shared page frame: header (study, date, modality, software version), footer with the
+disclaimer, a red NOT A CLINICAL RESULT stamp on every page when any result on it came from
+non-official weights, and a provenance table (model id + weights sha256 for every number)."""
+from __future__ import annotations
+
+import datetime as _dt
+import io
+from pathlib import Path
+from typing import Any, Iterable
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import (Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table,
+                                TableStyle)
+
+from inference import __version__
+from inference.atomic import atomic_path
+from inference.results import DISCLAIMER, NOT_CLINICAL, Result
+from inference.study import MODALITY_TITLES
+
+styles = getSampleStyleSheet()
+H1 = styles["Heading1"]
+H2 = ParagraphStyle("h2", parent=styles["Heading2"], spaceBefore=6, spaceAfter=4)
+BODY = ParagraphStyle("body", parent=styles["BodyText"], fontSize=9, leading=11)
+SMALL = ParagraphStyle("small", parent=BODY, fontSize=7, leading=9, textColor=colors.HexColor("#555555"))
+STAMP_RED = colors.HexColor("#c62828")
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) >= 1e-2 or v == 0 else f"{v:.3g}"
+    if isinstance(v, (list, tuple)):
+        return f"[{len(v)} values]" if len(v) > 8 else ", ".join(fmt(x) for x in v)
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {fmt(x)}" for k, x in v.items())
+    return str(v)
+
+
+def table(rows: list[list[Any]], col_widths: list[float] | None = None, header: bool = True) -> Table:
+    data = [[Paragraph(str(c), BODY) if isinstance(c, str) else c for c in r] for r in rows]
+    t = Table(data, colWidths=col_widths, hAlign="LEFT")
+    style = [("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#999999")),
+             ("VALIGN", (0, 0), (-1, -1), "TOP"),
+             ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3)]
+    if header:
+        style.append(("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8edf3")))
+    t.setStyle(TableStyle(style))
+    return t
+
+
+def provenance_table(results: Iterable[Result]) -> Table:
+    rows = [["Result", "Model", "Weights sha256", "Runtime / device", "Time", "Status"]]
+    for r in results:
+        rows.append([f"#{r.id}" if r.id else "-", r.model_id, r.weights_sha256 or "(no weights)",
+                     f"{r.runtime} / {r.device}", f"{r.seconds:.2f} s · {r.created}",
+                     "official" if r.clinical else NOT_CLINICAL])
+    return table(rows, col_widths=[14 * mm, 26 * mm, 62 * mm, 36 * mm, 30 * mm, 18 * mm])
+
+
+def result_table(r: Result) -> Table:
+    rows = [["Output", "Value"]] + [[k.replace("_", " "), fmt(v)] for k, v in r.outputs.items()
+                                     if not k.startswith("_")]
+    return table(rows, col_widths=[60 * mm, 110 * mm])
+
+
+def generic_sections(results: list[Result]) -> list:
+    flow: list = []
+    if not results:
+        flow.append(Paragraph("No model results are stored for this study.", BODY))
+    for r in results:
+        flow += [Paragraph(f"{r.model_id} (result #{r.id})", H2), result_table(r), Spacer(1, 4 * mm)]
+    return flow
+
+
+def figure(fig_or_png: Any, width_mm: float) -> Image:
+    """A matplotlib figure or PNG bytes as a flowable of the given width."""
+    if hasattr(fig_or_png, "savefig"):
+        buf = io.BytesIO()
+        fig_or_png.savefig(buf, format="png", dpi=200, bbox_inches="tight")
+        data = buf.getvalue()
+    else:
+        data = fig_or_png
+    img = Image(io.BytesIO(data))
+    ratio = img.imageHeight / img.imageWidth
+    img.drawWidth = width_mm * mm
+    img.drawHeight = width_mm * mm * ratio
+    return img
+
+
+def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesize=None) -> None:
+    pagesize = pagesize or A4
+    non_clinical = any(not r.clinical for r in results)
+    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    title = f"{MODALITY_TITLES[study.modality]} report — {study.name}"
+
+    def frame(canvas, doc):
+        w, h = pagesize
+        canvas.saveState()
+        canvas.setFont("Helvetica-Bold", 11)
+        canvas.drawString(12 * mm, h - 10 * mm, "Lightbox")
+        canvas.setFont("Helvetica", 8)
+        canvas.drawString(32 * mm, h - 10 * mm,
+                          f"{title}   ·   sha256 {study.sha256[:16]}…   ·   printed {now}   ·   Lightbox {__version__}")
+        canvas.setStrokeColor(colors.HexColor("#888888"))
+        canvas.line(12 * mm, h - 12 * mm, w - 12 * mm, h - 12 * mm)
+        canvas.setFont("Helvetica", 7)
+        canvas.drawString(12 * mm, 7 * mm, DISCLAIMER)
+        canvas.drawRightString(w - 12 * mm, 7 * mm, f"page {doc.page}")
+        if non_clinical:
+            canvas.setFillColor(STAMP_RED)
+            canvas.setStrokeColor(STAMP_RED)
+            canvas.setFont("Helvetica-Bold", 12)
+            tw = canvas.stringWidth(NOT_CLINICAL, "Helvetica-Bold", 12)
+            x, y = w - 12 * mm - tw - 6, h - 21 * mm
+            canvas.rect(x - 4, y - 4, tw + 8, 17, stroke=1, fill=0)
+            canvas.drawString(x, y + 1, NOT_CLINICAL)
+        canvas.restoreState()
+
+    head = [Paragraph(title, H1),
+            Paragraph(f"Source: {study.source}<br/>Modality: {MODALITY_TITLES[study.modality]} · "
+                      f"file sha256 {study.sha256}", SMALL), Spacer(1, 3 * mm)]
+    if non_clinical:
+        head.append(Paragraph(f"<font color='#c62828'><b>{NOT_CLINICAL}</b>: computed with non-official "
+                              "weights — for software testing and teaching only.</font>", BODY))
+    tail = [Spacer(1, 5 * mm), KeepTogether([Paragraph("Provenance", H2), provenance_table(results)])] if results else []
+    with atomic_path(path) as tmp:
+        doc = SimpleDocTemplate(str(tmp), pagesize=pagesize, leftMargin=12 * mm, rightMargin=12 * mm,
+                                topMargin=16 * mm, bottomMargin=14 * mm, title=title, author="Lightbox")
+        doc.build(head + flow + tail, onFirstPage=frame, onLaterPages=frame)

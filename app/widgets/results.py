@@ -1,0 +1,143 @@
+"""The right-hand results panel: model state, the latest result's numbers and their provenance.
+
+Every number here comes from a stored Result row (its id is shown), with model id, weights
+sha256, runtime, device and seconds; non-official weights carry the NOT A CLINICAL RESULT stamp.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from inference.registry import DEMO, NOT_INSTALLED, READY, REFUSED, Registry
+from inference.results import DISCLAIMER, NOT_CLINICAL, Result
+
+
+def format_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.3f}".rstrip("0").rstrip(".")
+    if isinstance(v, (list, tuple)):
+        if len(v) > 6:
+            return f"[{len(v)} values]"
+        return ", ".join(format_value(x) for x in v)
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {format_value(x)}" for k, x in v.items())
+    return str(v)
+
+
+class ResultsPanel(QWidget):
+    run_requested = Signal(str)  # model id
+
+    def __init__(self, registry: Registry, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.registry = registry
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        row = QHBoxLayout()
+        self.model_box = QComboBox()
+        self.model_box.currentIndexChanged.connect(self._update_state)
+        self.run_btn = QPushButton("Analyse")
+        self.run_btn.setObjectName("primary")
+        self.run_btn.setToolTip("Run the selected model on this study (Ctrl+R)")
+        self.run_btn.clicked.connect(lambda: self.run_requested.emit(self.current_model() or ""))
+        row.addWidget(self.model_box, 1)
+        row.addWidget(self.run_btn)
+        lay.addLayout(row)
+        self.state = QLabel("")
+        self.state.setWordWrap(True)
+        self.state.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.state)
+        self.stamp = QLabel(NOT_CLINICAL)
+        self.stamp.setObjectName("stamp")
+        self.stamp.setAlignment(Qt.AlignCenter)
+        self.stamp.setToolTip("Computed with non-official weights: for testing and teaching only")
+        self.stamp.hide()
+        lay.addWidget(self.stamp)
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["Output", "Value"])
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        lay.addWidget(self.table, 1)
+        self.extra_holder = QVBoxLayout()
+        lay.addLayout(self.extra_holder, 2)
+        self.prov = QLabel("")
+        self.prov.setObjectName("muted")
+        self.prov.setWordWrap(True)
+        self.prov.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.prov)
+        disc = QLabel(DISCLAIMER)
+        disc.setObjectName("muted")
+        disc.setWordWrap(True)
+        lay.addWidget(disc)
+        self._extra: QWidget | None = None
+        self.result: Result | None = None
+        self.set_models(())
+
+    # -- models -------------------------------------------------------------------------------
+    def set_models(self, model_ids: tuple[str, ...]) -> None:
+        self.model_box.blockSignals(True)
+        self.model_box.clear()
+        for mid in model_ids:
+            try:
+                st = self.registry.state(mid)
+                self.model_box.addItem(f"{st.entry.title}", mid)
+            except Exception:
+                self.model_box.addItem(mid, mid)
+        self.model_box.blockSignals(False)
+        self.model_box.setVisible(bool(model_ids))
+        self.run_btn.setVisible(bool(model_ids))
+        self._update_state()
+
+    def current_model(self) -> str | None:
+        return self.model_box.currentData()
+
+    def _update_state(self) -> None:
+        mid = self.current_model()
+        if not mid:
+            self.state.setText("No model for this modality yet.")
+            self.run_btn.setEnabled(False)
+            return
+        st = self.registry.state(mid)
+        if st.status == READY:
+            self.state.setText(f"<b>{st.entry.title}</b>: ready (weights {st.sha256[:12]})")
+        elif st.status == DEMO:
+            self.state.setText(f"<b>{st.entry.title}</b>: <span style='color:#d29922'>demo weights</span> "
+                               f"({st.sha256[:12]}) — results are not clinical")
+        elif st.status == NOT_INSTALLED:
+            self.state.setText(f"<b>{st.entry.title}</b>: <span style='color:#d29922'>not installed</span><br>"
+                               + st.message.replace("\n", "<br>"))
+        elif st.status == REFUSED:
+            self.state.setText(f"<b>{st.entry.title}</b>: <span style='color:#e5534b'>refused</span><br>{st.message}")
+        self.run_btn.setEnabled(st.usable)
+
+    def refresh_state(self) -> None:
+        self._update_state()
+
+    # -- results ------------------------------------------------------------------------------
+    def set_extra(self, w: QWidget | None) -> None:
+        if self._extra is not None:
+            self._extra.setParent(None)
+        self._extra = w
+        if w is not None:
+            self.extra_holder.addWidget(w)
+
+    def show_result(self, result: Result | None, hidden: bool = False) -> None:
+        self.result = result
+        self.table.setRowCount(0)
+        if result is None:
+            self.stamp.hide()
+            self.prov.setText("")
+            return
+        self.stamp.setVisible(not result.clinical)
+        if hidden:
+            self.prov.setText("Result hidden until the trainee's estimate is locked.")
+            return
+        rows = [(k, v) for k, v in result.outputs.items() if not k.startswith("_")]
+        self.table.setRowCount(len(rows))
+        for i, (k, v) in enumerate(rows):
+            self.table.setItem(i, 0, QTableWidgetItem(k.replace("_", " ")))
+            self.table.setItem(i, 1, QTableWidgetItem(format_value(v)))
+        rid = f"result #{result.id} · " if result.id else ""
+        self.prov.setText(f"{rid}{result.provenance()} · {result.created}")

@@ -1,0 +1,51 @@
+"""``lightbox bench``: timing and memory figures for what is implemented.
+
+Speed targets live here, not in timed tests. Each module in ``inference.benchmarks`` yields
+``(label, value, unit, note)`` rows; this prints them as one table (and ``--json`` as JSON).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import resource
+import sys
+import time
+
+from . import benchmarks
+from .runtimes import device_summary
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="lightbox bench")
+    p.add_argument("--only", help="comma-separated benchmark names (e.g. startup,ecg)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))
+    if args.only:
+        want = set(args.only.split(","))
+        names = [n for n in names if n in want]
+    rows = []
+    print(f"Lightbox bench · {device_summary()}", flush=True)
+    for n in names:
+        mod = importlib.import_module(f"inference.benchmarks.{n}")
+        t0 = time.perf_counter()
+        try:
+            for label, value, unit, note in mod.run():
+                rows.append({"bench": n, "label": label, "value": value, "unit": unit, "note": note})
+                if not args.json:
+                    v = f"{value:.4g}" if isinstance(value, float) else str(value)
+                    print(f"  {n:<8} {label:<44} {v:>10} {unit:<10} {note}", flush=True)
+        except Exception as e:  # one broken benchmark must not hide the others
+            rows.append({"bench": n, "label": "error", "value": None, "unit": "", "note": str(e)})
+            print(f"  {n:<8} ERROR: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        if not args.json:
+            print(f"  {n:<8} ({time.perf_counter() - t0:.1f} s, peak RSS {peak_rss_mb():.0f} MB)", flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 0

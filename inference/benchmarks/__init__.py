@@ -1,0 +1,1 @@
+"""Benchmarks: ``inference.benchmarks.<name>.run()`` yields ``(label, value, unit, note)`` rows."""

@@ -1,0 +1,86 @@
+"""Which modality is this file? Extension first, then content where the extension is ambiguous.
+
+Each modality's reader module (``inference.readers.<modality>``) provides::
+
+    EXTENSIONS: tuple[str, ...]            # lower-case, with the dot
+    def sniff(path, head: bytes) -> float  # 0..1 confidence that the file is this modality
+    def read(path) -> Study                # raises ReadError with a clear message
+
+Reader modules are imported lazily, so a missing optional library only disables its modality.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from .study import MODALITIES, ReadError, Study
+
+MAX_FILE_BYTES = 4 << 30  # refuse anything above 4 GiB before reading it
+
+
+def reader_module(modality: str):
+    return importlib.import_module(f"inference.readers.{modality}")
+
+
+def _available_readers():
+    for m in MODALITIES:
+        try:
+            yield m, reader_module(m)
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith("inference.readers"):
+                continue  # modality not built yet
+            raise
+
+
+def all_extensions() -> dict[str, list[str]]:
+    return {m: list(mod.EXTENSIONS) for m, mod in _available_readers()}
+
+
+def detect_modality(path: str | Path) -> str:
+    """The modality of a file or folder, or ReadError saying why none fits."""
+    path = Path(path)
+    if not path.exists():
+        raise ReadError(path, "file not found")
+    if path.is_dir():
+        # a folder of frames is an endoscopy study; a WFDB record is picked by its .hea file
+        return "endo"
+    size = path.stat().st_size
+    if size == 0:
+        raise ReadError(path, "the file is empty (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise ReadError(path, f"the file is {size / 2**30:.1f} GiB; Lightbox opens files up to 4 GiB")
+    ext = path.suffix.lower()
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    scores: list[tuple[float, str]] = []
+    for m, mod in _available_readers():
+        if ext in mod.EXTENSIONS:
+            try:
+                s = float(mod.sniff(path, head))
+            except Exception:
+                s = 0.0
+            scores.append((s, m))
+    scores.sort(reverse=True)
+    if scores and scores[0][0] > 0:
+        return scores[0][1]
+    if scores:
+        raise ReadError(path, f"the content does not look like a {ext} file Lightbox can read "
+                              "(wrong extension or damaged file)")
+    known = sorted({e for exts in all_extensions().values() for e in exts})
+    raise ReadError(path, f"'{ext or 'no extension'}' is not a format Lightbox opens "
+                          f"(known: {' '.join(known)})")
+
+
+def open_study(path: str | Path, modality: str | None = None) -> Study:
+    """Read a file as a Study. Any failure is a ReadError with a message for the user."""
+    path = Path(path)
+    modality = modality or detect_modality(path)
+    mod = reader_module(modality)
+    try:
+        return mod.read(path)
+    except ReadError:
+        raise
+    except MemoryError:
+        raise ReadError(path, "the file is too large to open in memory") from None
+    except Exception as e:  # a reader bug must still not reach the user as a traceback
+        raise ReadError(path, f"could not be read as {modality}: {type(e).__name__}: {e}") from e

@@ -1,0 +1,67 @@
+"""Result: typed outputs + the provenance every number on screen or paper must carry."""
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+NOT_CLINICAL = "NOT A CLINICAL RESULT"
+DISCLAIMER = "For education and decision support; not a diagnosis."
+
+
+@dataclass
+class Result:
+    model_id: str
+    weights_sha256: str  # "" for analyses that use no weights
+    runtime: str  # onnxruntime | torch | keras | numpy
+    device: str
+    seconds: float
+    outputs: dict[str, Any]  # JSON-able numbers and short lists — what is shown, stored and exported
+    clinical: bool  # False: computed from non-official weights -> stamped NOT A CLINICAL RESULT
+    created: str = field(default_factory=lambda: _dt.datetime.now().isoformat(timespec="seconds"))
+    notes: list[str] = field(default_factory=list)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # masks, curves (not JSON)
+    id: int | None = None  # set once stored
+
+    @property
+    def stamp(self) -> str:
+        return "" if self.clinical else NOT_CLINICAL
+
+    def provenance(self) -> str:
+        w = self.weights_sha256[:12] if self.weights_sha256 else "no weights"
+        return f"{self.model_id} · weights {w} · {self.runtime} on {self.device} · {self.seconds:.2f} s"
+
+    def to_row(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("arrays")
+        d.pop("id")
+        return d
+
+
+def jsonable(obj: Any) -> Any:
+    """numpy scalars/arrays -> plain Python, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+@contextmanager
+def timed() -> Iterator[list[float]]:
+    box = [0.0]
+    t0 = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box[0] = time.perf_counter() - t0
