@@ -50,13 +50,24 @@ def table(rows: list[list[Any]], col_widths: list[float] | None = None, header: 
     return t
 
 
+MONO = ParagraphStyle("mono", parent=BODY, fontName="Courier", fontSize=7, leading=9)
+
+
 def provenance_table(results: Iterable[Result]) -> Table:
-    rows = [["Result", "Model", "Weights sha256", "Runtime / device", "Time", "Status"]]
+    """One block per result: model, runtime/device, time and status, then the full weights sha256
+    on its own line, so every number in the report traces to a stored result row."""
+    rows: list[list[Any]] = [["Result", "Model", "Runtime / device", "Computed", "Status"]]
+    spans = []
     for r in results:
-        rows.append([f"#{r.id}" if r.id else "-", r.model_id, r.weights_sha256 or "(no weights)",
-                     f"{r.runtime} / {r.device}", f"{r.seconds:.2f} s · {r.created}",
-                     "official" if r.clinical else NOT_CLINICAL])
-    return table(rows, col_widths=[14 * mm, 26 * mm, 62 * mm, 36 * mm, 30 * mm, 18 * mm])
+        rows.append([f"#{r.id}" if r.id else "-", r.model_id, f"{r.runtime} / {r.device}",
+                     f"{r.created.replace('T', ' ')} · {r.seconds:.2f} s",
+                     "official weights" if r.clinical else NOT_CLINICAL])
+        rows.append([Paragraph(f"weights sha256 {r.weights_sha256 or '(no weights: signal analysis)'}", MONO),
+                     "", "", "", ""])
+        spans.append(("SPAN", (0, len(rows) - 1), (-1, len(rows) - 1)))
+    t = table(rows, col_widths=[16 * mm, 34 * mm, 52 * mm, 44 * mm, 40 * mm])
+    t.setStyle(TableStyle(spans))
+    return t
 
 
 def result_table(r: Result) -> Table:
