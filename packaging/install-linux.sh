@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install Lightbox into its own virtual environment with a desktop entry.
+#   packaging/install-linux.sh [--wheelhouse DIR] [PREFIX]
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+wheelhouse=""
+if [ "${1:-}" = "--wheelhouse" ]; then wheelhouse=$2; shift 2; fi
+prefix=${1:-$HOME/.local/opt/lightbox}
+python3 -m venv "$prefix"
+if [ -n "$wheelhouse" ]; then
+  "$prefix/bin/pip" install --no-index --find-links "$wheelhouse" "$here"
+else
+  "$prefix/bin/pip" install "$here"
+fi
+mkdir -p "$HOME/.local/bin" "$HOME/.local/share/applications"
+ln -sf "$prefix/bin/lightbox" "$HOME/.local/bin/lightbox"
+sed "s|@LIGHTBOX@|$prefix/bin/lightbox|" "$here/packaging/lightbox.desktop" > "$HOME/.local/share/applications/lightbox.desktop"
+echo "installed: $HOME/.local/bin/lightbox (weights: lightbox weights install FILE)"
