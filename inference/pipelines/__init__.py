@@ -53,8 +53,24 @@ def models_for(modality: str) -> tuple[str, ...]:
         return ()
 
 
+def usable(model_id: str, registry: Registry) -> bool:
+    """A manifest model whose weights are usable, or a model-free analysis (not in the manifest)."""
+    if model_id not in registry.entries:
+        return True
+    return registry.state(model_id).usable
+
+
+def default_model(modality: str, registry: Registry) -> str:
+    """The first model of the modality that can run now (MODELS order), else the first one."""
+    ids = models_for(modality)
+    if not ids:
+        raise ValueError(f"no model for {modality}")
+    return next((m for m in ids if usable(m, registry)), ids[0])
+
+
 def analyse(study: Study, model_id: str | None = None, registry: Registry | None = None,
             ctx: JobContext | None = None) -> Result:
+    registry = registry or default_registry()
     mod = pipeline_module(study.modality)
-    model_id = model_id or mod.MODELS[0]
-    return mod.analyse(study, model_id, registry or default_registry(), ctx or JobContext())
+    model_id = model_id or default_model(study.modality, registry)
+    return mod.analyse(study, model_id, registry, ctx or JobContext())
