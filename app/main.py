@@ -271,12 +271,16 @@ class MainWindow(QMainWindow):
         if not model_id:
             self.message("No model for this modality yet.")
             return
-        st = self.ctx.registry.state(model_id)
-        if not st.usable:
-            self.message(st.message, error=True)
-            return
-        study, sid, registry = self.study, self.study_id, self.ctx.registry
-        self.ctx.jobs.start(f"{st.entry.title}", lambda ctx: analyse(study, model_id, registry, ctx),
+        registry = self.ctx.registry
+        title = model_id
+        if model_id in registry.entries:
+            st = registry.state(model_id)
+            if not st.usable:
+                self.message(st.message, error=True)
+                return
+            title = st.entry.title
+        study, sid = self.study, self.study_id
+        self.ctx.jobs.start(title, lambda ctx: analyse(study, model_id, registry, ctx),
                             on_result=lambda r: self._analysis_done(sid, r),
                             on_error=lambda msg: self.message(msg, error=True),
                             on_cancelled=lambda: self.message("Analysis cancelled."))

@@ -13,6 +13,13 @@ from inference.registry import DEMO, NOT_INSTALLED, READY, REFUSED, Registry
 from inference.results import DISCLAIMER, NOT_CLINICAL, Result
 
 
+# titles of analyses that need no weights (they are not in the manifest)
+MODEL_FREE_TITLES = {
+    "ecg-measure": "ECG measurements (R peaks, heart rate)",
+    "endo-quality": "Frame quality (blur, exposure, glare, duplicates)",
+}
+
+
 def format_value(v) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.3f}".rstrip("0").rstrip(".")
@@ -80,11 +87,8 @@ class ResultsPanel(QWidget):
         self.model_box.blockSignals(True)
         self.model_box.clear()
         for mid in model_ids:
-            try:
-                st = self.registry.state(mid)
-                self.model_box.addItem(f"{st.entry.title}", mid)
-            except Exception:
-                self.model_box.addItem(mid, mid)
+            entry = self.registry.entries.get(mid)
+            self.model_box.addItem(entry.title if entry else MODEL_FREE_TITLES.get(mid, mid), mid)
         self.model_box.blockSignals(False)
         self.model_box.setVisible(bool(model_ids))
         self.run_btn.setVisible(bool(model_ids))
@@ -98,6 +102,10 @@ class ResultsPanel(QWidget):
         if not mid:
             self.state.setText("No model for this modality yet.")
             self.run_btn.setEnabled(False)
+            return
+        if mid not in self.registry.entries:  # a model-free analysis (signal measurements, frame quality)
+            self.state.setText(f"<b>{self.model_box.currentText()}</b>: ready (needs no weights)")
+            self.run_btn.setEnabled(True)
             return
         st = self.registry.state(mid)
         if st.status == READY:
