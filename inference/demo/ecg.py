@@ -81,12 +81,14 @@ def synth_ecg(hr: float = HR_BPM, seconds: float = 10.0, fs: int = 500, seed: in
             g = amp * np.exp(-0.5 * ((t - c) / sig) ** 2)
             vec += direction[:, None] * g[None, :]
     rng = np.random.default_rng(seed)
+    # baseline wander (breathing) and 10 µV noise enter through the same dipole, so the lead
+    # relations stay exact
+    wander = 0.05 * np.sin(2 * np.pi * 0.25 * t + 0.3) + 0.025 * np.sin(2 * np.pi * 0.11 * t)
+    vec += _unit([0.3, 0.8, 0.5])[:, None] * wander[None, :]
+    vec += rng.normal(0, 0.01, size=(3, n))
     out = np.empty((len(LEADS), n))
-    wander = 0.04 * np.sin(2 * np.pi * 0.25 * t + 0.3) + 0.02 * np.sin(2 * np.pi * 0.11 * t)
     for i, name in enumerate(LEADS):
         out[i] = LEAD_AXES[name] @ vec
-    # electrode noise is shared by leads through the limb electrodes; keep Einthoven exact
-    out += rng.normal(0, 0.008, size=(1, n)) + wander[None, :] * np.linspace(0.6, 1.2, len(LEADS))[:, None] * 0.5
     return out
 
 

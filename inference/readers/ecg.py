@@ -374,6 +374,13 @@ def _read_csv(path: Path) -> Study:
         data = data.reshape(-1, len(header)) if data.size == len(header) else data.reshape(-1, 1)
     if data.shape[1] != len(header):
         raise ReadError(path, f"CSV has {len(header)} header columns but {data.shape[1]} data columns")
+    bad = np.isnan(data)
+    partial = bad.any(axis=0) & ~bad.all(axis=0)
+    if partial.any():
+        col = int(np.argmax(partial))
+        row = int(np.argmax(bad[:, col]))
+        raise ReadError(path, f"CSV values are not all numeric: column '{header[col]}', data row {row + 1} "
+                              f"({int(bad[:, col].sum())} empty or non-numeric cells in that column)")
     notes: list[str] = []
     fs = fs_hint
     time_col = next((i for i, h in enumerate(header) if h.lower().replace(" ", "") in _TIME_COLS), None)
