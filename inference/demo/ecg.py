@@ -6,7 +6,7 @@ on the lead's axis. So Einthoven's and Goldberger's relations hold exactly (III 
 aVR = −(I + II)/2, ...), the limb leads share one electrical axis (+55°), and the chest leads show
 the normal R-wave progression (rS in V1, transition at V3–V4, qR in V5–V6). Sinus rhythm at
 70 bpm with a slight respiratory sinus arrhythmia, PR 160 ms, QRS ~90 ms, QT ~400 ms,
-a little baseline wander and 10 µV of noise. Not a patient; no third-party data.
+a little baseline wander and a few µV of noise. Not a patient; no third-party data.
 """
 from __future__ import annotations
 
@@ -81,11 +81,11 @@ def synth_ecg(hr: float = HR_BPM, seconds: float = 10.0, fs: int = 500, seed: in
             g = amp * np.exp(-0.5 * ((t - c) / sig) ** 2)
             vec += direction[:, None] * g[None, :]
     rng = np.random.default_rng(seed)
-    # baseline wander (breathing) and 10 µV noise enter through the same dipole, so the lead
+    # baseline wander (breathing) and 4 µV noise enter through the same dipole, so the lead
     # relations stay exact
     wander = 0.05 * np.sin(2 * np.pi * 0.25 * t + 0.3) + 0.025 * np.sin(2 * np.pi * 0.11 * t)
     vec += _unit([0.3, 0.8, 0.5])[:, None] * wander[None, :]
-    vec += rng.normal(0, 0.01, size=(3, n))
+    vec += rng.normal(0, 0.004, size=(3, n))
     out = np.empty((len(LEADS), n))
     for i, name in enumerate(LEADS):
         out[i] = LEAD_AXES[name] @ vec
