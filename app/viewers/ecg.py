@@ -37,7 +37,6 @@ CALIPER = "#1565c0"
 PEAK = "#1565c0"
 WINDOW_S = 10.0
 CAL_W_S = 0.2  # calibration pulse: 1 mV for 200 ms
-LEFT_MM = 10.0  # room for the calibration pulse
 
 # standard 3x4 arrangement: columns of (leads) over consecutive 2.5 s windows
 GRID_3X4 = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
@@ -73,8 +72,12 @@ def display_filter(sig: np.ndarray, fs: float, baseline: bool, mains_hz: float |
 
 
 def layout_panels(layout: str, gain: float, speed: float, t0: float, rhythm_lead: str = "II"):
-    """Panels as (lead, t_start, t_end, x0_mm, baseline_y_mm), plus (width_mm, height_mm, row_baselines)."""
+    """Panels as (lead, t_start, t_end, x0_mm, baseline_y_mm, column), plus (width_mm, height_mm, row_baselines).
+
+    The calibration pulse sits left of every row, so the traces start after it at any paper speed.
+    """
     pitch = 3.0 * gain + 10.0  # row height in mm: room for ±1.5 mV at any gain
+    left = left_margin(speed)
     panels = []
     if layout == "12x1":
         rows = [(ld,) for ld in LEADS]
@@ -93,13 +96,17 @@ def layout_panels(layout: str, gain: float, speed: float, t0: float, rhythm_lead
         baselines.append(y)
         for c, lead in enumerate(row):
             ts = t0 + c * col_s
-            panels.append((lead, ts, ts + col_s, LEFT_MM + c * col_s * speed, y))
+            panels.append((lead, ts, ts + col_s, left + c * col_s * speed, y, c))
     if layout == "3x4 + II":
         y = height - (len(rows) + 0.5) * pitch
         baselines.append(y)
-        panels.append((rhythm_lead, t0, t0 + WINDOW_S, LEFT_MM, y))
-    width = LEFT_MM + WINDOW_S * speed + 2
+        panels.append((rhythm_lead, t0, t0 + WINDOW_S, left, y, 0))
+    width = left + WINDOW_S * speed + 2
     return panels, (width, height, baselines)
+
+
+def left_margin(speed: float) -> float:
+    return 5.0 + CAL_W_S * speed
 
 
 def screen_px_per_mm(widget: QWidget | None = None) -> tuple[float, bool]:
@@ -145,7 +152,7 @@ class EcgViewer(ViewerBase):
         self._disp: np.ndarray | None = None
         self._disp_key = None
         self._labels: list[pg.TextItem] = []
-        self._geometry = (LEFT_MM + WINDOW_S * 25 + 2, 160.0, [])
+        self._geometry = (left_margin(25.0) + WINDOW_S * 25 + 2, 160.0, [])
         self._build()
         self._result_widget = EcgResultWidget()
 
@@ -442,7 +449,7 @@ class EcgViewer(ViewerBase):
         font = QFont()
         font.setPointSize(9)
         font.setBold(True)
-        for lead, ts, te, x0, yb in panels:
+        for lead, ts, te, x0, yb, col in panels:
             i = LEADS.index(lead)
             a, b = int(round(ts * fs)), min(n, int(round(te * fs)))
             label = pg.TextItem(lead, color=TRACE, anchor=(0, 0))
@@ -451,7 +458,7 @@ class EcgViewer(ViewerBase):
                          yb + 0.5 * (3.0 * self.gain + 10.0) - 1.0)
             self.view.getPlotItem().addItem(label)
             self._labels.append(label)
-            if x0 > LEFT_MM + 0.1:  # lead-change marker between columns
+            if col > 0:  # lead-change marker between columns
                 sep_x += [x0, x0]
                 sep_y += [yb - 2.5, yb + 2.5]
             seg = sig[i, a:b] if a < n else np.array([])
@@ -483,7 +490,7 @@ class EcgViewer(ViewerBase):
         m = self.measure
         if m and self.peaks_chk.isChecked() and m.get("r_peaks"):
             target = [p for p in panels if p[0] == rhythm]
-            lead, ts, te, x0, yb = target[-1]
+            lead, ts, te, x0, yb, _ = target[-1]
             pk = np.asarray(m["r_peaks"], dtype=float) / fs
             pk = pk[(pk >= ts) & (pk < te)]
             top = yb + 0.5 * (3.0 * self.gain + 10.0) - 2.5
