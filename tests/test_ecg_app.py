@@ -190,3 +190,51 @@ def test_pdf_for_real_record_without_results(tmp_path, store):
     sid = store.add_study(s)
     text = _pdf_text(build_report(s, store, sid, tmp_path / "real.pdf"))
     assert "0–10 s of 38.4 s" in text and "82 bpm" in text and "ECG2AF was not run" in text
+
+
+def test_main_window_demo_analyse_and_reopen(main_window, qtbot, checkpoint):
+    """The app's own flow: open the demo, run ECG2AF via jobs, result stored; reopening shows it."""
+    from app.viewers.ecg import EcgViewer
+
+    win = main_window
+    win.ctx.registry.install(checkpoint, "ecg2af", unofficial=True)
+    path = demo.make(win.ctx.registry.weights_dir.parent / "demo")
+    win.open_path(path)
+    qtbot.waitUntil(lambda: win.study is not None, timeout=30000)
+    v = win.current_viewer()
+    assert isinstance(v, EcgViewer) and win.results.current_model() == "ecg2af"
+    win.run_analysis("ecg2af")
+    qtbot.waitUntil(lambda: win.ctx.store.latest_result(win.study_id, "ecg2af") is not None, timeout=60000)
+    qtbot.waitUntil(lambda: v._result_widget.table.rowCount() == 4, timeout=10000)
+    assert win.results.stamp.isVisibleTo(win.results)
+    sid = win.study_id
+    win.study_id = None
+    win.open_path(path)  # reopening: stored result shown without recomputing
+    qtbot.waitUntil(lambda: win.study_id == sid, timeout=30000)
+    assert len(win.ctx.store.results(sid, "ecg2af")) == 1
+    assert v._result_widget.table.rowCount() == 4
+    win.ctx.jobs.wait(10000)
+
+
+def test_headless_batch_to_csv(tmp_path, registry, checkpoint, demo_path):
+    import csv
+
+    from inference.pipelines import ecg as P
+
+    registry.install(checkpoint, "ecg2af", unofficial=True)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(3):
+        R.write_ml4h_hd5(folder / f"ecg{k}.hd5", demo.synth_ecg(hr=60 + 15 * k, seed=k))
+    (folder / "bad.hd5").write_bytes(b"not hdf5 at all")
+    seen = []
+    counts = P.batch(P._ecg_files(folder), registry, tmp_path / "out.csv", batch_size=2,
+                     progress=lambda d, t: seen.append((d, t)))
+    assert counts == {"ok": 3, "error": 1} and seen[-1] == (4, 4)
+    rows = list(csv.DictReader(open(tmp_path / "out.csv")))
+    ok = {r["file"].split("/")[-1]: r for r in rows if r["status"] == "ok"}
+    assert set(ok) == {"ecg0.hd5", "ecg1.hd5", "ecg2.hd5"}
+    assert abs(float(ok["ecg2.hd5"]["heart_rate_bpm"]) - 90) < 2
+    assert ok["ecg0.hd5"]["clinical"] == "False" and 0 <= float(ok["ecg0.hd5"]["af_risk_5y"]) <= 1
+    bad = [r for r in rows if r["status"] == "error"][0]
+    assert "bad.hd5" in bad["file"] and bad["message"]

@@ -59,8 +59,11 @@ def test_lead_name_mapping(raw, expected):
 
 def test_wfdb_real_record_resampled_and_mapped():
     hea = shared_file("reference", "ecg", "s0010_re.hea")
+    shas = set()
     for p in (hea, hea.with_suffix(".dat")):  # the .dat opens too, by finding its .hea
         s = open_study(p)
+        shas.add(s.sha256)
+        assert s.source == str(hea) and s.metadata["files"] == ["s0010_re.hea", "s0010_re.dat", "s0010_re.xyz"]
         assert s.metadata["format"] == "WFDB" and s.data["fs"] == 1000
         assert s.data["signal_mv"].shape == (12, 38400)
         assert s.data["model_input"].shape == (5000, 12)
@@ -68,6 +71,7 @@ def test_wfdb_real_record_resampled_and_mapped():
         assert any("1000 Hz -> 500 Hz" in n for n in s.notes)
         assert any("first 10 s" in n for n in s.notes)
         assert any("vx" in n for n in s.notes)
+    assert len(shas) == 1  # one record, one study, whichever file was opened
     import wfdb
 
     rec = wfdb.rdrecord(str(hea.with_suffix("")))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..study import ReadError, Study, sha256_file
+from ..study import ReadError, Study, sha256_bytes, sha256_file
 
 EXTENSIONS = (".hd5", ".h5", ".hdf5", ".hea", ".dat", ".csv", ".dcm")
 
@@ -139,7 +139,7 @@ def model_input(signal_mv: np.ndarray, fs: float) -> tuple[np.ndarray, list[str]
 
 
 def _finish(path: Path, fmt: str, leads: dict[str, np.ndarray], fs: float, notes: list[str],
-            extra_meta: dict | None = None, ignored: list[str] | None = None) -> Study:
+            extra_meta: dict | None = None, ignored: list[str] | None = None, sha256: str | None = None) -> Study:
     if not leads:
         raise ReadError(path, "no ECG lead found (expected leads named I, II, III, aVR, aVL, aVF, V1–V6)")
     if not (20 <= fs <= 20000):
@@ -205,7 +205,7 @@ def _finish(path: Path, fmt: str, leads: dict[str, np.ndarray], fs: float, notes
         "resampled": abs(fs - MODEL_FS) > 1e-6,
     }
     meta.update(extra_meta or {})
-    return Study("ecg", str(path), sha256_file(path), path.name, metadata=meta,
+    return Study("ecg", str(path), sha256 or sha256_file(path), path.name, metadata=meta,
                  data={"signal_mv": sig, "fs": float(fs), "model_input": x_model}, notes=notes)
 
 
@@ -330,7 +330,12 @@ def _read_wfdb(path: Path) -> Study:
         scale = _UNIT_SCALE.get(str(units[j]).strip().lower(), 1.0)
         leads[name] = rec.p_signal[:, j].astype(np.float64) * scale
     meta = {"record": rec.record_name, "comments": list(rec.comments or [])[:20]}
-    return _finish(path, "WFDB", leads, float(rec.fs), [], meta, ignored)
+    # one record, one study, whichever of its files was opened: the source is the header and the
+    # hash covers the header and every signal file it names
+    members = [hea] + sorted({hea.parent / f for f in (rec.file_name or [])})
+    digest = sha256_bytes("\n".join(f"{m.name} {sha256_file(m)}" for m in members if m.exists()).encode())
+    meta["files"] = [m.name for m in members]
+    return _finish(hea, "WFDB", leads, float(rec.fs), [], meta, ignored, sha256=digest)
 
 
 # -- CSV ----------------------------------------------------------------------------------------
