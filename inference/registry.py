@@ -45,7 +45,7 @@ class ModelEntry:
     id: str
     title: str
     modality: str
-    framework: str  # onnx | torch | keras
+    framework: str  # onnx | torch | keras | numpy (an analysis that needs no weights: file = "")
     file: str
     sha256: str  # official file's sha256 ("" where the publisher gives none: every install is then local)
     source: str

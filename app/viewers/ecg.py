@@ -244,6 +244,10 @@ class EcgViewer(ViewerBase):
         return b
 
     # -- contract ------------------------------------------------------------------------------------
+    def _has_signal(self) -> bool:
+        s = self.study
+        return s is not None and "signal_mv" in s.data and "fs" in s.data
+
     def set_study(self, study: Study, study_id: int) -> None:
         super().set_study(study, study_id)
         self.t0 = 0.0
@@ -257,7 +261,7 @@ class EcgViewer(ViewerBase):
 
     def set_result(self, result: Result | None) -> None:
         super().set_result(result)
-        if result is not None and result.model_id == "ecg-measure" and self.study is not None:
+        if result is not None and result.model_id == "ecg-measure" and self._has_signal():
             fs = self.study.data["fs"]
             self._set_measure({"r_peaks": [int(round(t * fs)) for t in result.outputs.get("r_peak_times_s", [])],
                                "heart_rate_bpm": result.outputs.get("heart_rate_bpm"),
@@ -276,7 +280,7 @@ class EcgViewer(ViewerBase):
     # -- measurements (neurokit2, off the UI thread) ---------------------------------------------------
     def _start_measure(self) -> None:
         study = self.study
-        if study is None:
+        if not self._has_signal():
             return
         from inference.pipelines.ecg import measure
 
@@ -331,7 +335,7 @@ class EcgViewer(ViewerBase):
         self.redraw()
 
     def page(self, step: int) -> None:
-        if self.study is None:
+        if not self._has_signal():
             return
         dur = self.study.data["signal_mv"].shape[1] / self.study.data["fs"]
         last = max(0.0, dur - WINDOW_S)
@@ -394,7 +398,7 @@ class EcgViewer(ViewerBase):
         return (w_px / (x1 - x0)) / ppm
 
     def _update_scale_label(self) -> None:
-        if self.study is None:
+        if not self._has_signal():
             return
         z = self.zoom_vs_true()
         _, known = screen_px_per_mm(self)
@@ -432,9 +436,10 @@ class EcgViewer(ViewerBase):
         for t in self._labels:
             self.view.getPlotItem().removeItem(t)
         self._labels = []
-        if self.study is None:
+        if not self._has_signal():
             for it in (self.traces, self.cal, self.seps, self.peaks, self.minor, self.major):
                 it.setData([], [])
+            self.info.setText(f"{self.study.name}: no ECG signal in this study" if self.study else "")
             return
         fs = float(self.study.data["fs"])
         sig = self._display_signal()
@@ -502,8 +507,7 @@ class EcgViewer(ViewerBase):
 
     def _update_info(self, extra: str = "") -> None:
         s = self.study
-        if s is None:
-            self.info.setText("")
+        if not self._has_signal():
             return
         md = s.metadata
         dur = md.get("duration_s", 0)
@@ -625,3 +629,35 @@ class EcgResultWidget(QWidget):
         stamp = "" if result.clinical else "NOT A CLINICAL RESULT — non-official weights. "
         self.hint.setText(stamp + "Cumulative incident-AF risk = 1 − AF-free survival from the survival-curve head "
                                   "(25 intervals over 5 years).")
+
+
+def bench_render(path: str, db: str) -> tuple[float, float, float]:
+    """Offscreen render timings for ``lightbox bench``: first study, best and median layout switch (s)."""
+    import time
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.context import AppContext
+    from app.jobs import Jobs
+    from app.store import Store
+    from inference.readers.ecg import read
+    from inference.registry import Registry
+
+    app = QApplication.instance() or QApplication([])
+    s = read(path)
+    v = EcgViewer(AppContext(Store(db), Registry(), Jobs()))
+    v.resize(1400, 900)
+    v.show()
+    app.processEvents()
+    t0 = time.perf_counter()
+    v.set_study(s, 1)
+    app.processEvents()
+    first = time.perf_counter() - t0
+    ts = []
+    for layout in ("12x1", "3x4 + II") * 5:
+        t0 = time.perf_counter()
+        v.set_layout(layout)
+        v.grab()
+        ts.append(time.perf_counter() - t0)
+    v.ctx.jobs.wait(10000)
+    return first, min(ts), float(sorted(ts)[len(ts) // 2])

@@ -18,26 +18,8 @@ import numpy as np
 
 NOTE_W = "random-weights checkpoint in the official .h5 format (ML4H default size)"
 
-RENDER = r"""
-import os, sys, time
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-from PySide6.QtWidgets import QApplication
-app = QApplication([])
-from app.context import AppContext
-from app.jobs import Jobs
-from app.store import Store
-from app.viewers.ecg import EcgViewer
-from inference.readers.ecg import read
-from inference.registry import Registry
-s = read(sys.argv[1])
-v = EcgViewer(AppContext(Store(sys.argv[2]), Registry(), Jobs()))
-v.resize(1400, 900); v.show(); app.processEvents()
-t0 = time.perf_counter(); v.set_study(s, 1); app.processEvents(); first = time.perf_counter() - t0
-ts = []
-for layout in ("12x1", "3x4 + II") * 5:
-    t0 = time.perf_counter(); v.set_layout(layout); v.grab(); ts.append(time.perf_counter() - t0)
-print(first, min(ts), float(sorted(ts)[len(ts) // 2]))
-"""
+RENDER = ("import os, sys; os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen'); "
+          "from app.viewers.ecg import bench_render; print(*bench_render(sys.argv[1], sys.argv[2]))")
 
 
 def _best(fn, n=5):
