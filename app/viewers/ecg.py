@@ -490,6 +490,15 @@ class EcgViewer(ViewerBase):
             cx += [x - 1.5, x, x, x + cw, x + cw, x + cw + 1.5, np.nan]
             cy += [yb, yb, yb + self.gain, yb + self.gain, yb, yb, np.nan]
         self.cal.setData(cx, cy)
+        # what a printed ECG states on its paper: speed, gain, filters
+        filt = [f for f, on in (("HP 0.67 Hz", self.baseline_filter), (f"notch {self.mains_hz or 0:g} Hz",
+                                                                        bool(self.mains_hz))) if on]
+        foot = pg.TextItem(f"{self.speed:g} mm/s   {self.gain:g} mm/mV   "
+                           f"{'display filters: ' + ', '.join(filt) if filt else 'no filters'}   "
+                           f"{fs:g} Hz", color="#555555", anchor=(1, 1))
+        foot.setPos(width - 2, 0.5)
+        self.view.getPlotItem().addItem(foot)
+        self._labels.append(foot)
         self.seps.setData(sep_x, sep_y)
         # R peaks above the rhythm strip (3x4) or above the rhythm lead's row
         m = self.measure
