@@ -45,7 +45,7 @@ class ModelEntry:
     id: str
     title: str
     modality: str
-    framework: str  # onnx | torch | keras
+    framework: str  # onnx | torch | keras | numpy (an analysis that needs no weights: file = "")
     file: str
     sha256: str  # official file's sha256 ("" where the publisher gives none: every install is then local)
     source: str
@@ -169,6 +169,8 @@ class Registry:
 
     def state(self, model_id: str) -> ModelState:
         entry = self.get(model_id)
+        if not entry.file:  # an analysis that needs no weights (signal measurements)
+            return ModelState(entry, READY, "", f"{entry.title}: needs no weights")
         path = self.path_of(entry)
         if not path.exists():
             return ModelState(entry, NOT_INSTALLED, None, self.how_to_install(entry))

@@ -1,0 +1,335 @@
+"""ECG pipelines: ECG2AF (four heads) and the model-free rhythm measurements.
+
+``ecg2af``       the published Broad Institute model (Keras .h5). Its verified weights are loaded by the
+                 authors' path (tf-keras ``load_model(..., compile=False)``); when an ONNX twin derived
+                 from those exact weights exists (``lightbox weights export ecg2af``) it runs on ONNX
+                 Runtime instead (same numbers to 1e-4, much faster start-up).
+``ecg-measure``  heart rate, RR intervals and R peaks from neurokit2 on lead II (no weights).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..models import ecg2af as E
+from ..registry import Registry
+from ..results import Result, jsonable
+from ..runtimes import KerasRuntime, OnnxRuntime, cpu_label
+from ..study import ReadError, Study
+
+MODELS = ("ecg2af", "ecg-measure")
+MEASURE_ID = "ecg-measure"
+RHYTHM_LEAD_ORDER = ("II", "I", "V5", "V2", "aVF", "III", "V1", "V6", "V3", "V4", "aVL", "aVR")
+
+_cache: dict[tuple[str, str], Any] = {}
+_cache_lock = threading.Lock()
+
+
+# -- model-free measurements --------------------------------------------------------------------
+def measure(signal_mv: np.ndarray, fs: float, lead: str | None = None) -> dict[str, Any]:
+    """R peaks, RR intervals and heart rate from neurokit2 (``ecg_clean`` + ``ecg_peaks``).
+
+    Uses lead II unless it is missing or flat, then the next usable lead. Returns JSON-able values;
+    ``r_peaks`` are sample indices at ``fs``.
+    """
+    import neurokit2 as nk
+
+    sig = np.asarray(signal_mv, dtype=np.float64)
+    order = ([lead] if lead else []) + [ld for ld in RHYTHM_LEAD_ORDER if ld != lead]
+    chosen = None
+    for name in order:
+        i = E.LEADS.index(name)
+        row = sig[i]
+        if np.isfinite(row).all() and np.ptp(row) > 0.05:
+            chosen = name
+            break
+    if chosen is None:
+        raise ReadError(None, "no usable lead for rhythm measurements (all missing or flat)")
+    x = sig[E.LEADS.index(chosen)]
+    cleaned = nk.ecg_clean(x, sampling_rate=int(round(fs)), method="neurokit")
+    _, info = nk.ecg_peaks(cleaned, sampling_rate=int(round(fs)), method="neurokit", correct_artifacts=False)
+    peaks = np.asarray(info["ECG_R_Peaks"], dtype=int)
+    peaks = peaks[(peaks >= 0) & (peaks < len(x))]
+    out: dict[str, Any] = {"lead": chosen, "r_peaks": peaks.tolist(), "n_beats": int(len(peaks)),
+                           "duration_s": round(len(x) / fs, 3), "method": "neurokit2 ecg_clean + ecg_peaks (neurokit)",
+                           "neurokit2": nk.__version__}
+    if len(peaks) >= 2:
+        rr = np.diff(peaks) / fs * 1000.0
+        out.update({
+            "heart_rate_bpm": float(60000.0 / rr.mean()),
+            "rr_ms": [round(float(v), 1) for v in rr],
+            "rr_mean_ms": float(rr.mean()),
+            "rr_sd_ms": float(rr.std(ddof=1)) if len(rr) > 1 else 0.0,
+            "rr_min_ms": float(rr.min()),
+            "rr_max_ms": float(rr.max()),
+        })
+    else:
+        out.update({"heart_rate_bpm": None, "rr_ms": []})
+    return out
+
+
+def _analyse_measure(study: Study, registry: Registry, ctx) -> Result:
+    ctx.progress(0.1, "Detecting R peaks (neurokit2)")
+    t0 = time.perf_counter()
+    m = measure(study.data["signal_mv"], study.data["fs"])
+    secs = time.perf_counter() - t0
+    hr = m.get("heart_rate_bpm")
+    outputs = {
+        "heart_rate_bpm": round(hr, 1) if hr else None,
+        "rr_mean_ms": round(m["rr_mean_ms"], 1) if hr else None,
+        "rr_sd_ms": round(m["rr_sd_ms"], 1) if hr else None,
+        "rr_min_ms": m.get("rr_min_ms"),
+        "rr_max_ms": m.get("rr_max_ms"),
+        "beats": m["n_beats"],
+        "lead": m["lead"],
+        "rr_ms": m["rr_ms"],
+        "r_peak_times_s": [round(p / study.data["fs"], 4) for p in m["r_peaks"]],
+    }
+    notes = [f"R peaks by {m['method']} on lead {m['lead']} (neurokit2 {m['neurokit2']}), "
+             f"over the whole {m['duration_s']:.1f} s recording."]
+    ctx.progress(1.0, "Done")
+    return Result(MEASURE_ID, "", "numpy", cpu_label(), secs, jsonable(outputs), clinical=True, notes=notes,
+                  arrays={"r_peaks": np.asarray(m["r_peaks"])})
+
+
+# -- ECG2AF ----------------------------------------------------------------------------------------
+def model_batch(studies_or_inputs) -> np.ndarray:
+    """(n, 5000, 12) float32 normalised input from Studies or raw (5000, 12) mV arrays."""
+    xs = []
+    for s in studies_or_inputs:
+        x = s.data["model_input"] if isinstance(s, Study) else np.asarray(s)
+        xs.append(x)
+    return E.normalise(np.stack(xs).astype(np.float32))
+
+
+def check_input(study: Study) -> None:
+    x = study.data.get("model_input")
+    if x is None or x.shape != (E.N_SAMPLES, len(E.LEADS)):
+        raise ReadError(study.source, "this study has no 12-lead 500 Hz input for ECG2AF")
+    missing = study.metadata.get("missing_leads") or []
+    if missing:
+        raise ReadError(study.source, f"ECG2AF needs all 12 leads; missing: {', '.join(missing)}")
+    if not np.isfinite(x).all():
+        raise ReadError(study.source, "the ECG2AF input has missing samples")
+
+
+def onnx_path(registry: Registry, model_id: str = E.MODEL_ID) -> Path:
+    return registry.derived_path(model_id, ".onnx")
+
+
+def runtime_for(registry: Registry, model_id: str = E.MODEL_ID, prefer: str = "auto"):
+    """(runtime, state): the ONNX twin when it exists (and prefer != 'keras'), else the Keras file."""
+    st = registry.require(model_id)
+    onnx = onnx_path(registry, model_id)
+    use_onnx = prefer == "onnx" or (prefer == "auto" and onnx.exists())
+    key = ("onnx" if use_onnx else "keras", st.sha256)
+    with _cache_lock:
+        rt = _cache.get(key)
+    if rt is None:
+        if use_onnx:
+            if not onnx.exists():
+                raise FileNotFoundError(f"no ONNX export yet: run 'lightbox weights export {model_id}'")
+            rt = OnnxRuntime(onnx)
+        else:
+            rt = KerasRuntime(E.load_keras(registry.path_of(st.entry)))
+        with _cache_lock:
+            _cache[key] = rt
+    return rt, st
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def run_batch(runtime, x: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+    outs: dict[str, list[np.ndarray]] = {}
+    for i in range(0, len(x), batch_size):
+        r = runtime.run({E.INPUT_NAME: x[i:i + batch_size]})
+        for k, v in r.items():
+            outs.setdefault(k, []).append(np.asarray(v))
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def _analyse_ecg2af(study: Study, model_id: str, registry: Registry, ctx, prefer: str = "auto") -> Result:
+    check_input(study)
+    ctx.progress(0.05, "Loading ECG2AF")
+    rt, st = runtime_for(registry, model_id, prefer)
+    ctx.progress(0.4, f"Running ECG2AF on {rt.name}")
+    x = model_batch([study])
+    t0 = time.perf_counter()
+    raw = rt.run({E.INPUT_NAME: x})
+    secs = time.perf_counter() - t0
+    ctx.progress(0.9, "Decoding")
+    d = E.decode(raw)
+    outputs = {
+        "af_risk_5y": d["af_risk_5y"],
+        "sex_male_probability": d["sex_male_probability"],
+        "sex_female_probability": d["sex_female_probability"],
+        "age_years": d["age_years"],
+        "af_in_read_probability": d["af_in_read_probability"],
+        "survival_days": d["survival_days"],
+        "af_free_survival": d["af_free_survival"],
+    }
+    notes = ["AF risk = 1 − cumulative AF-free survival over 25 intervals (5 years), as the ECG2AF authors "
+             "decode the survival-curve head.", "Input: 12 × 5000 samples at 500 Hz, ZeroMeanStd1 normalised."]
+    notes += [n for n in study.notes if "ECG2AF" in n]
+    if not st.clinical:
+        notes.append("Computed with non-official weights.")
+    ctx.progress(1.0, "Done")
+    return Result(model_id, st.sha256 or "", rt.name, rt.device, secs, jsonable(outputs), clinical=st.clinical,
+                  notes=notes, arrays={k: np.asarray(v) for k, v in raw.items()})
+
+
+def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
+    if model_id == MEASURE_ID:
+        return _analyse_measure(study, registry, ctx)
+    if model_id == E.MODEL_ID:
+        return _analyse_ecg2af(study, model_id, registry, ctx)
+    raise ValueError(f"unknown ECG model {model_id!r}; known: {', '.join(MODELS)}")
+
+
+def export_onnx(registry: Registry, model_id: str = E.MODEL_ID) -> Path:
+    """Write the ONNX twin of the verified Keras weights (named after their sha256)."""
+    if model_id != E.MODEL_ID:
+        raise ValueError(f"{model_id}: no ONNX export")
+    st = registry.require(model_id)
+    model = E.load_keras(registry.path_of(st.entry))
+    out = onnx_path(registry, model_id)
+    tmp = out.with_name(out.name + ".part")
+    E.export_onnx_file(model, tmp)
+    tmp.replace(out)
+    clear_cache()
+    return out
+
+
+
+# -- headless batch: a folder of ECGs -> one CSV ---------------------------------------------------------
+CSV_FIELDS = ("file", "sha256", "status", "message", "heart_rate_bpm", "af_risk_5y", "sex_male_probability",
+              "age_years", "af_in_read_probability", "model_id", "weights_sha256", "runtime", "clinical", "notes")
+
+
+def _ecg_files(folder: Path) -> list[Path]:
+    from ..readers.ecg import EXTENSIONS
+
+    out = []
+    for p in sorted(folder.rglob("*") if folder.is_dir() else [folder]):
+        if not p.is_file() or p.suffix.lower() not in EXTENSIONS:
+            continue
+        if p.suffix.lower() in (".dat",) and p.with_suffix(".hea").exists():
+            continue  # the record is read once, through its header
+        if p.suffix.lower() in (".xyz",):
+            continue
+        out.append(p)
+    return out
+
+
+def batch(paths: list[Path], registry: Registry, out_csv: Path, batch_size: int = 64, with_measure: bool = True,
+          store=None, progress=None) -> dict[str, int]:
+    """ECG2AF (+ measurements) over many files, batched for throughput; one CSV row per file.
+
+    ``store`` (an ``app.store.Store``, optional, handed in by the caller) also keeps every study and result.
+    """
+    import csv
+
+    from ..atomic import atomic_path
+    from ..readers.ecg import read
+
+    rt, st = runtime_for(registry, E.MODEL_ID)
+    counts = {"ok": 0, "error": 0}
+    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        pending: list[tuple[Path, Study, dict]] = []
+
+        def flush():
+            if not pending:
+                return
+            t0 = time.perf_counter()
+            raw = run_batch(rt, model_batch([s for _, s, _ in pending]), batch_size)
+            per = (time.perf_counter() - t0) / len(pending)
+            for k, (p, s, row) in enumerate(pending):
+                d = E.decode(raw, k)
+                row.update(status="ok", af_risk_5y=f"{d['af_risk_5y']:.6f}",
+                           sex_male_probability=f"{d['sex_male_probability']:.6f}", age_years=f"{d['age_years']:.2f}",
+                           af_in_read_probability=f"{d['af_in_read_probability']:.6f}", model_id=E.MODEL_ID,
+                           weights_sha256=st.sha256, runtime=rt.name, clinical=st.clinical)
+                w.writerow(row)
+                counts["ok"] += 1
+                if store is not None:
+                    outputs = {"af_risk_5y": d["af_risk_5y"], "sex_male_probability": d["sex_male_probability"],
+                               "sex_female_probability": d["sex_female_probability"], "age_years": d["age_years"],
+                               "af_in_read_probability": d["af_in_read_probability"],
+                               "survival_days": d["survival_days"], "af_free_survival": d["af_free_survival"]}
+                    store.save(s, [Result(E.MODEL_ID, st.sha256 or "", rt.name, rt.device, per, jsonable(outputs),
+                                          clinical=st.clinical, notes=["batch run"])])
+            pending.clear()
+
+        for i, p in enumerate(paths):
+            row = {"file": str(p), "status": "", "message": "", "notes": ""}
+            try:
+                s = read(p)
+                row["sha256"] = s.sha256
+                row["notes"] = " ".join(s.notes)
+                if with_measure:
+                    try:
+                        hr = measure(s.data["signal_mv"], s.data["fs"]).get("heart_rate_bpm")
+                        row["heart_rate_bpm"] = f"{hr:.1f}" if hr else ""
+                    except Exception as e:  # measurement failure must not lose the model output
+                        row["message"] = f"no heart rate: {e}"
+                check_input(s)
+                pending.append((p, s, row))
+            except ReadError as e:
+                row.update(status="error", message=e.problem)
+                w.writerow(row)
+                counts["error"] += 1
+            if len(pending) >= batch_size:
+                flush()
+            if progress:
+                progress(i + 1, len(paths))
+        flush()
+    return counts
+
+
+def batch_main(argv: list[str] | None = None) -> int:
+    """``lightbox ecg-batch FOLDER_OR_FILES... --out results.csv``: ECG2AF over many ECGs, with progress."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="lightbox ecg-batch",
+                                description="Run ECG2AF (batched) and the rhythm measurements over ECG files "
+                                            "and write one CSV row per file.")
+    p.add_argument("inputs", nargs="+", help="folders (searched recursively) or files")
+    p.add_argument("--out", required=True, help="CSV to write")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--no-measure", action="store_true", help="skip heart rate (faster)")
+    args = p.parse_args(argv)
+    from ..registry import WeightsError, default_registry
+
+    files: list[Path] = []
+    for i in args.inputs:
+        files += _ecg_files(Path(i))
+    if not files:
+        print("no ECG files found", file=sys.stderr)
+        return 1
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(files), unit="ECG", file=sys.stderr)
+
+    def progress(done, total):
+        bar.n = done
+        bar.refresh()
+
+    try:
+        counts = batch(files, default_registry(), Path(args.out), args.batch, not args.no_measure, None, progress)
+    except WeightsError as e:
+        bar.close()
+        print(f"ECG2AF not usable: {e}", file=sys.stderr)
+        return 1
+    bar.close()
+    print(f"{counts['ok']} analysed, {counts['error']} unreadable -> {args.out}")
+    return 0 if counts["ok"] else 1
