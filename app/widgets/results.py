@@ -103,7 +103,8 @@ class ResultsPanel(QWidget):
             self.state.setText("No model for this modality yet.")
             self.run_btn.setEnabled(False)
             return
-        if mid not in self.registry.entries:  # a model-free analysis (signal measurements, frame quality)
+        entry = self.registry.entries.get(mid)
+        if entry is None or not entry.file:  # a model-free analysis (signal measurements, frame quality)
             self.state.setText(f"<b>{self.model_box.currentText()}</b>: ready (needs no weights)")
             self.run_btn.setEnabled(True)
             return
