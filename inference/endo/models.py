@@ -78,6 +78,9 @@ class PolypOnnx:
         self.min_area = float(outputs.get("min_area", 0.002))
         self.label = str(outputs.get("label", "polyp"))
         self.input_name = self.runtime.input_names[0]
+        shape = self.runtime.session.get_inputs()[0].shape  # a model with a fixed size states it: use it
+        if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int) and shape[2] == shape[3]:
+            self.size = int(shape[2])
         if "mask" not in self.runtime.output_names:
             from ..registry import WeightsError
 
