@@ -707,6 +707,7 @@ class EndoViewer(ViewerBase):
                                          box=box, status=status)
         self.reload_findings()
         self.select_finding(fid)
+        self.show_frame(self.pos)
         return fid
 
     def edit_finding(self, fid: int, **changes: Any) -> None:
