@@ -287,3 +287,14 @@ def test_pdf_report_with_key_frames(demo_study, registry, store, tmp_path):
     data = (tmp_path / "r.pdf").read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 20_000  # holds the timeline figure and a key frame
     assert out.endswith("r.pdf")
+
+
+def test_cli_endo_export(demo_video, tmp_path, capsys):
+    from app.cli import main
+    from inference.endo.export import read_bundle
+
+    rc = main(["endo-export", str(demo_video), "--out", str(tmp_path / "b.zip"), "--db", str(tmp_path / "c.sqlite")])
+    assert rc == 0
+    b = read_bundle(tmp_path / "b.zip")
+    assert b["summary.json"]["skipped_by_reason"] == demo.TRUTH["skipped"]
+    assert main(["endo-export", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "c.zip")]) == 1
