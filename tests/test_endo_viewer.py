@@ -30,6 +30,9 @@ def test_review_analysis_fills_timeline_and_results(endo_window, qtbot):
     assert win.ctx.store.latest_result(win.study_id, "endo-quality").id == v.result.id
     v.seek(70)
     assert v.view.osd_warn == "blur"
+    assert "162" in v.selection_label.text() and "duplicate 25" in v.selection_label.text()
+    # the optional VLM is not installed here: its button says so instead of failing
+    assert not v.vlm_btn.isEnabled() and "not installed" in v.vlm_btn.toolTip()
 
 
 def test_timeline_click_seeks(endo_window, qtbot):

@@ -303,6 +303,12 @@ class EndoViewer(ViewerBase):
         self.live_box.setToolTip("Analyse the frame on screen while playing. Playback never waits for the "
                                  "analysis: frames it cannot keep up with are dropped from the analysis queue.")
         self.live_box.toggled.connect(self.set_live)
+        self.live_box.setStyleSheet("QCheckBox::indicator { width: 12px; height: 12px; border: 1px solid #8b949e; "
+                                    "background: #22272e; } QCheckBox::indicator:checked { background: #3d8bfd; }")
+        self.vlm_btn = QPushButton("Ask VLM")
+        self.vlm_btn.setToolTip("Describe the frame on screen with the local MedGemma-4B-it (optional)")
+        self.vlm_btn.clicked.connect(self.ask_vlm)
+        self.vlm_btn.setEnabled(False)
         self.live_label = QLabel("")
         self.live_label.setObjectName("muted")
         self.review_btn = QPushButton("Analyse whole video")
@@ -316,6 +322,7 @@ class EndoViewer(ViewerBase):
         tr.addStretch(1)
         tr.addWidget(self.live_box)
         tr.addWidget(self.live_label)
+        tr.addWidget(self.vlm_btn)
         tr.addWidget(self.review_btn)
 
         top = QWidget()
@@ -326,6 +333,8 @@ class EndoViewer(ViewerBase):
         tl.addWidget(self.header)
         tl.addWidget(self.view, 1)
         tl.addWidget(self.timeline)
+        self.selection_label = QLabel("")
+        tl.addWidget(self.selection_label)
         legend = QLabel("  ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in QUALITY_COLOURS.items()
                                   if k != "live") + "  &nbsp;&nbsp; findings: "
                         + "  ".join(f"<span style='color:{c}'>◆</span> {k}" for k, c in STATUS_COLOURS.items()))
@@ -427,7 +436,10 @@ class EndoViewer(ViewerBase):
                             + (f" · {m.get('codec')}" if m.get("codec") else "")
                             + ("  — " + "; ".join(study.notes) if study.notes else ""))
         self.display_late = 0
+        self.selection_label.setText("Frame selection: not analysed yet (Analyse whole video, or Live analysis "
+                                     "while playing).")
         self._enable(self.n > 0)
+        self._update_vlm()
         self.reload_findings()
         self.show_frame(0)
 
@@ -435,6 +447,16 @@ class EndoViewer(ViewerBase):
         super().set_result(result)
         if result is None:
             return
+        o = result.outputs
+        if "frames_total" in o:
+            sk = ", ".join(f"{k} {v}" for k, v in (o.get("skipped") or {}).items())
+            self.selection_label.setText(f"Frame selection ({result.model_id}, result #{result.id}): "
+                                         f"<b>{o.get('frames_analysed')}</b> of {o.get('frames_total')} frames "
+                                         f"analysed · skipped {o.get('frames_skipped')} ({sk})"
+                                         + (f" · <b>{o.get('findings_count')}</b> finding(s) proposed"
+                                            if result.model_id != "endo-quality" else "")
+                                         + ("" if result.clinical else
+                                            f" · <span style='color:#e5534b'><b>{NOT_CLINICAL}</b></span>"))
         bands = result.outputs.get("_bands")
         if bands:
             self.timeline.bands = bands
@@ -632,6 +654,48 @@ class EndoViewer(ViewerBase):
                                            label=d.label, confidence=d.confidence, source=tag, note=note,
                                            box=d.box, status="proposed")
         self.reload_findings()
+
+    # -- optional VLM -------------------------------------------------------------------------------
+    def _update_vlm(self) -> None:
+        from inference.endo.models import medgemma_state
+
+        st = medgemma_state()
+        self.vlm_btn.setEnabled(st.available and self.n > 0)
+        self.vlm_btn.setToolTip(st.message)
+
+    def ask_vlm(self) -> None:
+        """The frame on screen to the local MedGemma; its findings are filed as proposed."""
+        from inference.endo.models import VLM_ID, MedGemmaBackend
+
+        if self.src is None:
+            return
+        self.pause()
+        idx, sid, src = self.pos, self.study_id, self.src
+
+        def work(ctx):
+            ctx.progress(0.05, "loading MedGemma-4B-it")
+            if getattr(EndoViewer, "_vlm", None) is None:
+                EndoViewer._vlm = MedGemmaBackend()
+            ctx.progress(0.5, "asking")
+            rd = src.reopen()
+            try:
+                return EndoViewer._vlm.detect([rd.frame(idx)])[0]
+            finally:
+                rd.close()
+
+        def done(dets) -> None:
+            for d in dets:
+                conf = d.confidence if d.confidence == d.confidence else None
+                self.ctx.store.add_finding(sid, time_s=round(idx / self.fps, 3), frame_index=idx, label=d.label,
+                                           confidence=conf, source=VLM_ID, box=d.box, status="proposed",
+                                           note="; ".join(x for x in (d.note, NOT_CLINICAL) if x))
+            self.reload_findings()
+            self.show_frame(self.pos)
+            self.status_message.emit(f"MedGemma: {len(dets)} finding(s) proposed at frame {idx}"
+                                     if dets else "MedGemma: no structured finding in its reply")
+
+        self.ctx.jobs.start("MedGemma frame review", work, on_result=done,
+                            on_error=lambda m: self.status_message.emit(f"MedGemma: {m}"))
 
     # -- findings -----------------------------------------------------------------------------------
     def reload_findings(self) -> None:
