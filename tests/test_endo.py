@@ -23,8 +23,8 @@ def demo_study(demo_video):
     return open_study(demo_video)
 
 
-def _grey_echo_video(path, n=20, size=128):
-    """An echo-like clip: grey speckle inside a fan sector on black."""
+def _grey_echo_video(path, n=20, size=128, doppler=False):
+    """An echo-like clip: grey speckle inside a fan sector on black (optionally a colour-Doppler box)."""
     yy, xx = np.mgrid[0:size, 0:size]
     ang = np.degrees(np.arctan2(xx - size / 2, yy + 5))
     r = np.hypot(xx - size / 2, yy + 5)
@@ -33,7 +33,11 @@ def _grey_echo_video(path, n=20, size=128):
     frames = []
     for i in range(n):
         g = (rng.random((size, size)) * 180 * fan).astype(np.uint8)
-        frames.append(np.dstack([g, g, g]))
+        f = np.dstack([g, g, g])
+        if doppler:  # red towards, blue away from the probe in a box over the valve
+            f[40:70, 50:64] = (200, 30, 30)
+            f[40:70, 64:80] = (30, 60, 210)
+        frames.append(f)
     return demo.write_video(path, frames, fps=30)
 
 
@@ -73,6 +77,8 @@ def test_sniff_separates_endoscopy_from_grey_echo(demo_video, tmp_path):
     echo = _grey_echo_video(tmp_path / "echo_like.mp4")
     assert endo.sniff(demo_video) > 0.8
     assert endo.sniff(echo) < 0.2
+    doppler = _grey_echo_video(tmp_path / "doppler.avi", doppler=True)
+    assert endo.sniff(doppler) < 0.2
 
 
 def test_truncated_and_empty_video_give_clear_messages(demo_video, tmp_path):

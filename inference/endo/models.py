@@ -297,7 +297,8 @@ class MedGemmaBackend:
         messages = [{"role": "user", "content": [{"type": "image", "image": Image.fromarray(frame)},
                                                  {"type": "text", "text": VLM_PROMPT}]}]
         inputs = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                    return_dict=True, return_tensors="pt").to(self.model.device)
+                                                    return_dict=True, return_tensors="pt")
+        inputs = inputs.to(self.model.device, dtype=self.model.dtype)  # pixel values in bf16 on the GPU
         n_in = inputs["input_ids"].shape[-1]
         with GPU_LOCK, self.torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)

@@ -31,6 +31,7 @@ FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 FOLDER_FPS = 25.0  # a folder of frames carries no rate; assumed (and said so in the notes)
 MAX_PIXELS = 4096 * 4096
 CACHE_FRAMES = 64
+CACHE_BYTES = 256 << 20  # the LRU cache holds at most this much decoded video (64 frames of 720p, 21 of 1080p)
 
 
 def _cv2():
@@ -113,6 +114,7 @@ class VideoSource(FrameSource):
         super().__init__(cache_frames)
         self.path = Path(path)
         self.fps, self.n_frames, self.width, self.height = fps, n_frames, width, height
+        self._cache_size = max(4, min(cache_frames, CACHE_BYTES // max(width * height * 3, 1)))
         self._cap = None
         self._next = 0  # index the capture will decode next
 
@@ -162,6 +164,7 @@ class FolderSource(FrameSource):
         self.path = Path(path)
         self.files = files
         self.fps, self.n_frames, self.width, self.height = fps, len(files), width, height
+        self._cache_size = max(4, min(cache_frames, CACHE_BYTES // max(width * height * 3, 1)))
 
     def _decode(self, index: int) -> np.ndarray:
         img = _imread(self.files[index])
@@ -201,7 +204,9 @@ def colour_stats(rgb: np.ndarray) -> dict[str, float]:
     n = max(int(lit.sum()), 1)
     sat = (s > 64) & lit
     red = sat & ((h <= 25) | (h >= 150))
-    return {"lit": float(lit.mean()), "saturated": float(sat.sum() / n), "reddish": float(red.sum() / n)}
+    blue = sat & (h >= 90) & (h <= 135)
+    return {"lit": float(lit.mean()), "saturated": float(sat.sum() / n), "reddish": float(red.sum() / n),
+            "blue": float(blue.sum() / n)}
 
 
 def endo_score(frames: list[np.ndarray]) -> float:
@@ -211,8 +216,12 @@ def endo_score(frames: list[np.ndarray]) -> float:
     stats = [colour_stats(f) for f in frames]
     sat = float(np.median([s["saturated"] for s in stats]))
     red = float(np.median([s["reddish"] for s in stats]))
+    blue = float(np.median([s["blue"] for s in stats]))
     if sat < 0.05:  # greyscale video (echo, fluoroscopy): not endoscopy
         return 0.05
+    if sat < 0.25 or blue > 0.25 * sat:
+        # mostly grey with a coloured patch, or red AND blue: a colour-Doppler echo box, not mucosa
+        return 0.15
     score = 0.3 + 0.4 * min(sat / 0.4, 1.0) + 0.3 * min(red / 0.3, 1.0)
     return float(min(score, 0.95))
 
