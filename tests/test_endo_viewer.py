@@ -7,10 +7,14 @@ from PySide6.QtCore import QPoint, Qt
 from inference.demo import endo as demo
 
 
+@pytest.fixture(scope="module")
+def demo_path(tmp_path_factory):
+    return demo.make(tmp_path_factory.mktemp("endo_demo"))
+
+
 @pytest.fixture
-def endo_window(main_window, qtbot, tmp_path):
-    path = demo.make(tmp_path / "demo")
-    main_window.open_path(path)
+def endo_window(main_window, qtbot, demo_path):
+    main_window.open_path(demo_path)
     qtbot.waitUntil(lambda: main_window.study is not None, timeout=20000)
     v = main_window.current_viewer()
     assert type(v).__name__ == "EndoViewer"
