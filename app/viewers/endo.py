@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QKeySequence, QPainter, QPen, QPolygonF, QShortcut
+from PySide6.QtGui import QColor, QFont, QImage, QKeySequence, QPainter, QPen, QPixmap, QPolygonF, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDialog, QDialogButtonBox,
                                QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QPushButton, QSplitter, QTableWidget, QTableWidgetItem,
@@ -34,6 +34,7 @@ from app.viewers.base import ViewerBase
 from inference import paths
 from inference.endo.export import fmt_time
 from inference.endo.playback import LatestSlot, Prefetcher, live_loop
+from inference.endo.quality import STATUSES
 from inference.results import NOT_CLINICAL, Result
 from inference.study import Study
 
@@ -126,15 +127,34 @@ class Timeline(QWidget):
         self.fps = 25.0
         self.pos = 0
         self.bands: list[dict] = []
-        self.live: dict[int, str] = {}
+        self.codes = np.zeros(0, np.uint8)  # per frame: 0 unknown, else 1 + index in STATUSES
+        self.live_count = 0
+        self._row: QPixmap | None = None  # the quality row, rendered once per change (hour-long videos)
         self.findings: list[dict] = []
         self.selected_id: int | None = None
         self.setToolTip("Click or drag to seek. Upper row: frame quality; lower row: findings.")
 
     def set_video(self, n: int, fps: float) -> None:
         self.n, self.fps, self.pos = n, fps, 0
-        self.bands, self.live, self.findings = [], {}, []
+        self.bands, self.findings = [], []
+        self.codes = np.zeros(n, np.uint8)
+        self.live_count = 0
+        self._row = None
         self.update()
+
+    def set_bands(self, bands: list[dict]) -> None:
+        self.bands = bands
+        for b in bands:
+            self.codes[b["start"]:b["end"]] = STATUSES.index(b["status"]) + 1 if b["status"] in STATUSES else 0
+        self._row = None
+        self.update()
+
+    def set_live(self, frame: int, status: str) -> None:
+        """A live-analysed frame (the review bands, once there, take precedence)."""
+        if not self.bands and 0 <= frame < self.n and status in STATUSES:
+            self.codes[frame] = STATUSES.index(status) + 1
+            self.live_count += 1
+            self._row = None
 
     def x_of(self, frame: float) -> float:
         w = self.width() - self.LABEL_W - 8
@@ -146,10 +166,35 @@ class Timeline(QWidget):
         return max(0, min(self.n - 1, f))
 
     def status_at(self, frame: int) -> str | None:
-        for b in self.bands:
-            if b["start"] <= frame < b["end"]:
-                return b["status"]
-        return self.live.get(frame)
+        if 0 <= frame < len(self.codes) and self.codes[frame]:
+            return STATUSES[self.codes[frame] - 1]
+        return None
+
+    def _quality_row(self, w: int, h: int) -> QPixmap:
+        """One colour per pixel column: the most severe status among that column's frames (a one-frame
+        glare in an hour of video still shows), drawn as runs of equal columns."""
+        if self._row is not None and self._row.width() == w and self._row.height() == h:
+            return self._row
+        pm = QPixmap(max(w, 1), max(h, 1))
+        pm.fill(QColor("#22272e"))
+        if self.n and w > 0:
+            edges = np.minimum((np.arange(w) * self.n / w).astype(np.int64), self.n - 1)
+            # severity: unknown 0 < ok 1 < duplicate < the rest (any skip reason beats ok)
+            sev = np.array([0, 1, 5, 5, 5, 5, 2], np.uint8)[self.codes] if len(self.codes) else np.zeros(0, np.uint8)
+            col_sev = np.maximum.reduceat(sev, edges) if len(sev) else np.zeros(w, np.uint8)
+            keyed = sev.astype(np.int32) * 8 + self.codes  # pick the code of the max severity per column
+            col = (np.maximum.reduceat(keyed, edges) % 8).astype(np.uint8) if len(sev) else np.zeros(w, np.uint8)
+            col[col_sev == 0] = 0
+            p = QPainter(pm)
+            start = 0
+            for x in range(1, w + 1):
+                if x == w or col[x] != col[start]:
+                    if col[start]:
+                        p.fillRect(QRectF(start, 0, x - start, h), QColor(QUALITY_COLOURS[STATUSES[col[start] - 1]]))
+                    start = x
+            p.end()
+        self._row = pm
+        return pm
 
     def paintEvent(self, ev) -> None:
         p = QPainter(self)
@@ -178,14 +223,7 @@ class Timeline(QWidget):
             p.drawText(QPointF(x + 2, axis_y + 10), lab)
             t += step
         # quality bands
-        p.fillRect(QRectF(self.LABEL_W, q_y, w, q_h), QColor("#22272e"))
-        for b in self.bands:
-            x0, x1 = self.x_of(b["start"]), self.x_of(b["end"])
-            p.fillRect(QRectF(x0, q_y, max(x1 - x0, 1.0), q_h), QColor(QUALITY_COLOURS.get(b["status"], "#555")))
-        if not self.bands:
-            for i, s in self.live.items():
-                x0 = self.x_of(i)
-                p.fillRect(QRectF(x0, q_y, max(self.x_of(i + 1) - x0, 1.0), q_h), QColor(QUALITY_COLOURS.get(s, "#555")))
+        p.drawPixmap(int(self.LABEL_W), q_y, self._quality_row(int(w), q_h))
         # findings
         p.fillRect(QRectF(self.LABEL_W, f_y, w, f_h), QColor("#22272e"))
         p.setRenderHint(QPainter.Antialiasing)
@@ -459,8 +497,7 @@ class EndoViewer(ViewerBase):
                                             f" · <span style='color:#e5534b'><b>{NOT_CLINICAL}</b></span>"))
         bands = result.outputs.get("_bands")
         if bands:
-            self.timeline.bands = bands
-            self.timeline.update()
+            self.timeline.set_bands(bands)
         props = result.outputs.get("_findings") or []
         if props and result.id is not None and self.study_id is not None:
             tag = f"{result.model_id} · result #{result.id}"
@@ -625,7 +662,7 @@ class EndoViewer(ViewerBase):
         changed = False
         while self.live_out:
             idx, (status, dets), secs = self.live_out.popleft()
-            self.timeline.live[idx] = status
+            self.timeline.set_live(idx, status)
             self.live_last = {"index": idx, "dets": dets, "secs": secs}
             changed = True
             if dets and self.study_id is not None:
