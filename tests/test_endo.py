@@ -113,6 +113,16 @@ def test_truncated_avi_keeps_the_decodable_frames(tmp_path):
     st.data["source"].frame(st.metadata["frame_count"] - 1)  # the last one it promises decodes
 
 
+@pytest.mark.parametrize("ext,fourcc", [("avi", "MJPG"), ("mov", "mp4v"), ("mkv", "mp4v")])
+def test_containers(tmp_path, ext, fourcc):
+    from inference.detect import open_study
+
+    frames = demo.frames()[:6]
+    st = open_study(demo.write_video(tmp_path / f"clip.{ext}", frames, fourcc=fourcc))
+    assert st.modality == "endo" and st.metadata["frame_count"] == 6 and st.metadata["format"] == ext
+    assert np.abs(st.data["source"].frame(5).astype(int) - frames[5]).mean() < 12  # lossy codecs
+
+
 def test_folder_of_frames(tmp_path):
     import cv2
 

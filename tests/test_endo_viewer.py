@@ -130,3 +130,24 @@ def test_export_bundle_action(endo_window, qtbot, tmp_path):
     assert pdf.exists() and pdf.read_bytes().startswith(b"%PDF")
     b = read_bundle(zpath)
     assert len(b["findings.json"]) == 1 and b["findings.json"][0]["finding"] == "polyp"
+
+
+def test_live_mode_with_model_files_merged_proposed_findings(endo_window, qtbot, tmp_path):
+    from inference.endo.models import make_test_polyp_onnx
+
+    win, v = endo_window
+    win.ctx.registry.install(make_test_polyp_onnx(tmp_path / "p.onnx", size=64, bias=4.0), "endo-polyp",
+                             unofficial=True)
+    v.seek(0)
+    v.set_live(True)
+    v.play()
+    qtbot.wait(1200)
+    v.pause()
+    qtbot.waitUntil(lambda: v.live_slot._item is None, timeout=5000)
+    qtbot.wait(200)
+    v._drain_live()
+    fs = win.ctx.store.findings(win.study_id)
+    assert fs and all(f["source"] == "endo-polyp (live)" and f["status"] == "proposed" for f in fs)
+    assert "NOT A CLINICAL RESULT" in fs[0]["note"]
+    assert len(fs) <= 3  # a run of detections is one finding, not one per frame
+    v.set_live(False)

@@ -339,8 +339,12 @@ def read(path: str | Path) -> Study:
                     lo = mid
                 else:
                     hi = mid
-            notes.append(f"the video is truncated: {lo + 1} of the {n} frames its header lists can be "
-                         "decoded; the rest are missing")
+            missing = n - (lo + 1)
+            if missing <= max(2, n // 200):  # containers often round their frame count: not damage
+                notes.append(f"the header lists {n} frames; {lo + 1} decode (frame count corrected)")
+            else:
+                notes.append(f"the video is truncated: {lo + 1} of the {n} frames its header lists can be "
+                             "decoded; the rest are missing")
             n = lo + 1
     finally:
         cap.release()
