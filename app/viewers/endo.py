@@ -336,8 +336,7 @@ class EndoViewer(ViewerBase):
         self.speed_box.setToolTip("Playback speed")
         self.speed_box.currentIndexChanged.connect(lambda _i: self.set_speed(self.speed_box.currentData()))
         self.time_label = QLabel("")
-        self.time_label.setMinimumWidth(230)
-        self.live_box = QCheckBox("Live analysis")
+        self.live_box = QCheckBox("Live")
         self.live_box.setToolTip("Analyse the frame on screen while playing. Playback never waits for the "
                                  "analysis: frames it cannot keep up with are dropped from the analysis queue.")
         self.live_box.toggled.connect(self.set_live)
@@ -349,17 +348,19 @@ class EndoViewer(ViewerBase):
         self.vlm_btn.setEnabled(False)
         self.live_label = QLabel("")
         self.live_label.setObjectName("muted")
-        self.review_btn = QPushButton("Analyse whole video")
+        self.review_btn = QPushButton("Analyse video")
         self.review_btn.setObjectName("primary")
         self.review_btn.setToolTip("Review mode: every frame on a worker, with progress and cancel (Ctrl+R)")
         self.review_btn.clicked.connect(lambda: self.request_analysis.emit(""))
         tr = QHBoxLayout()
+        for w in (self.prev_f, self.back, self.fwd, self.next_f):
+            w.setFixedWidth(40)
+        self.play_btn.setFixedWidth(84)
         for w in (self.prev_f, self.back, self.play_btn, self.fwd, self.next_f, self.speed_box):
             tr.addWidget(w)
         tr.addWidget(self.time_label)
         tr.addStretch(1)
         tr.addWidget(self.live_box)
-        tr.addWidget(self.live_label)
         tr.addWidget(self.vlm_btn)
         tr.addWidget(self.review_btn)
 
@@ -368,15 +369,21 @@ class EndoViewer(ViewerBase):
         tl.setContentsMargins(0, 0, 0, 0)
         self.header = QLabel("")
         self.header.setObjectName("muted")
+        self.header.setWordWrap(True)
         tl.addWidget(self.header)
         tl.addWidget(self.view, 1)
         tl.addWidget(self.timeline)
         self.selection_label = QLabel("")
-        tl.addWidget(self.selection_label)
+        self.selection_label.setWordWrap(True)  # long text must not widen the viewer
+        sl = QHBoxLayout()
+        sl.addWidget(self.selection_label, 1)
+        sl.addWidget(self.live_label)
+        tl.addLayout(sl)
         legend = QLabel("  ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in QUALITY_COLOURS.items()
                                   if k != "live") + "  &nbsp;&nbsp; findings: "
                         + "  ".join(f"<span style='color:{c}'>◆</span> {k}" for k, c in STATUS_COLOURS.items()))
         legend.setObjectName("muted")
+        legend.setWordWrap(True)
         tl.addWidget(legend)
         tl.addLayout(tr)
 
@@ -474,6 +481,8 @@ class EndoViewer(ViewerBase):
                             + (f" · {m.get('codec')}" if m.get("codec") else "")
                             + ("  — " + "; ".join(study.notes) if study.notes else ""))
         self.display_late = 0
+        longest = f"{fmt_time(self.n / self.fps)} / {fmt_time(self.n / self.fps)} · frame {self.n}/{self.n}"
+        self.time_label.setFixedWidth(self.time_label.fontMetrics().horizontalAdvance(longest) + 12)
         self.selection_label.setText("Frame selection: not analysed yet (Analyse whole video, or Live analysis "
                                      "while playing).")
         self._enable(self.n > 0)
