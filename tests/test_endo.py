@@ -208,6 +208,7 @@ def test_polyp_model_not_installed_then_demo_weights(demo_study, registry, tmp_p
     r = analyse(demo_study, "endo-polyp", registry)
     assert r.clinical is False and r.runtime == "onnxruntime"
     assert r.outputs["skipped"] == demo.TRUTH["skipped"]
+    assert r.outputs["frames_to_model"] == 162
     fs = r.outputs["_findings"]
     assert r.outputs["findings_count"] == len(fs) >= 1
     f = fs[0]
@@ -314,3 +315,18 @@ def test_cli_endo_export(demo_video, tmp_path, capsys):
     b = read_bundle(tmp_path / "b.zip")
     assert b["summary.json"]["skipped_by_reason"] == demo.TRUTH["skipped"]
     assert main(["endo-export", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "c.zip")]) == 1
+
+
+def test_model_rate_cap_from_manifest(demo_study, tmp_path):
+    from inference import paths
+    from inference.endo.models import make_test_polyp_onnx
+    from inference.pipelines import analyse
+    from inference.registry import Registry
+
+    man = tmp_path / "manifest.toml"
+    man.write_text(paths.MANIFEST.read_text().replace("model_fps = 0", "model_fps = 5"))
+    reg = Registry(manifest=man, weights=tmp_path / "w")
+    reg.install(make_test_polyp_onnx(tmp_path / "p.onnx", size=32), "endo-polyp", unofficial=True)
+    o = analyse(demo_study, "endo-polyp", reg).outputs
+    assert o["model_rate_fps"] == 5 and 20 < o["frames_to_model"] <= 49  # 9.6 s x 5 fps, usable frames only
+    assert o["frames_analysed"] == 162

@@ -74,10 +74,13 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
         model = PolypOnnx.from_registry(registry)
         weights_sha, runtime, device, clinical = st.sha256 or "", "onnxruntime", model.device, st.clinical
         batch = int(st.entry.outputs.get("batch", 8))
+        # a heavy network on a CPU cannot see every frame of an hour of video: the manifest may cap the
+        # rate of frames given to the model (per second of video; 0 = every usable frame)
+        model_fps = float(st.entry.outputs.get("model_fps", 0) or 0)
     else:
         st = registry.require(QUALITY_ID)
         weights_sha, runtime, device, clinical = q_sha, "numpy", cpu_label(), st.clinical
-        batch = 1
+        batch, model_fps = 1, 0.0
     src = _source(study)
     n, fps = len(src), src.fps
     sel = FrameSelector(cfg, fps)
@@ -93,7 +96,8 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
             per_frame.extend((i, i / fps, d) for (i, _), d in zip(pending, dets))
         pending.clear()
 
-    decoded = 0
+    decoded = to_model = 0
+    next_model_t = 0.0
     try:
         for i, frame in src.iter_frames():
             if i % step == 0:
@@ -101,7 +105,9 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
             rec = sel.measure(i, frame)
             status[i] = STATUS_CODE[rec.status]
             decoded += 1
-            if rec.ok and model is not None:
+            if rec.ok and model is not None and (model_fps <= 0 or i / fps >= next_model_t):
+                next_model_t = i / fps + 1.0 / model_fps if model_fps > 0 else 0.0
+                to_model += 1
                 pending.append((i, frame))
                 if len(pending) >= batch:
                     flush()
@@ -129,6 +135,9 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
         "_findings": findings,
     }
     if model is not None:
+        outputs["frames_to_model"] = to_model
+        if model_fps > 0:
+            outputs["model_rate_fps"] = model_fps
         outputs["quality_thresholds_sha256"] = q_sha
     if decoded < n:
         outputs["frames_not_decoded"] = n - decoded
