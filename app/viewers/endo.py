@@ -483,8 +483,8 @@ class EndoViewer(ViewerBase):
         self.display_late = 0
         longest = f"{fmt_time(self.n / self.fps)} / {fmt_time(self.n / self.fps)} · frame {self.n}/{self.n}"
         self.time_label.setFixedWidth(self.time_label.fontMetrics().horizontalAdvance(longest) + 12)
-        self.selection_label.setText("Frame selection: not analysed yet (Analyse whole video, or Live analysis "
-                                     "while playing).")
+        self.selection_label.setText("Frame selection: not analysed yet (Analyse video, or tick Live and play).")
+        self.live_last = {}
         self._enable(self.n > 0)
         self._update_vlm()
         self.reload_findings()
@@ -657,6 +657,7 @@ class EndoViewer(ViewerBase):
             return
         self.live_slot = LatestSlot()
         self.live_out = collections.deque()
+        self._live_runs: dict[str, dict] = {}
         self.live_model = model_state
         slot, src, out = self.live_slot, self.src, self.live_out
         self.live_job = self.ctx.jobs.start(
@@ -683,22 +684,25 @@ class EndoViewer(ViewerBase):
             self.timeline.update()
 
     def _file_live_detections(self, idx: int, dets) -> None:
-        """A live detection becomes a proposed finding; one within 1 s of the last of the same label
-        updates that one instead (a polyp seen for 3 s is one finding, not 75)."""
+        """A live detection becomes a proposed finding; a detection of the same label within 1 s of the
+        last one joins that finding (its key frame moves to the most confident view): a polyp seen for
+        3 s is one finding, not 75."""
         st = self.live_model
         tag = f"{st.entry.id} (live)" if st else "live"
         for d in dets:
-            prev = next((f for f in reversed(self.findings) if f.get("source") == tag and f.get("label") == d.label
-                         and abs((f.get("frame_index") or 0) - idx) <= self.fps), None)
-            if prev is not None:
-                if d.confidence > (prev.get("confidence") or 0):
-                    self.ctx.store.update_finding(prev["id"], frame_index=idx, time_s=idx / self.fps,
+            run = self._live_runs.get(d.label)
+            if run is not None and abs(idx - run["last"]) <= self.fps:
+                run["last"] = idx
+                if d.confidence > run["conf"]:
+                    run["conf"] = d.confidence
+                    self.ctx.store.update_finding(run["id"], frame_index=idx, time_s=round(idx / self.fps, 3),
                                                   confidence=d.confidence, box=json.dumps(d.box))
             else:
                 note = "" if st is None or st.clinical else NOT_CLINICAL
-                self.ctx.store.add_finding(self.study_id, time_s=round(idx / self.fps, 3), frame_index=idx,
-                                           label=d.label, confidence=d.confidence, source=tag, note=note,
-                                           box=d.box, status="proposed")
+                fid = self.ctx.store.add_finding(self.study_id, time_s=round(idx / self.fps, 3), frame_index=idx,
+                                                 label=d.label, confidence=d.confidence, source=tag, note=note,
+                                                 box=d.box, status="proposed")
+                self._live_runs[d.label] = {"id": fid, "last": idx, "conf": d.confidence}
         self.reload_findings()
 
     # -- optional VLM -------------------------------------------------------------------------------
