@@ -23,6 +23,7 @@ sharp, moving         208-239      the blob again (frames 215-234)
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,12 @@ def _frame(tex: np.ndarray, t: float, blob: bool) -> np.ndarray:
 
 
 def frames() -> list[np.ndarray]:
-    """All demo frames (RGB uint8), deterministic."""
+    """All demo frames (RGB uint8), deterministic (generated once per process; do not modify them)."""
+    return list(_frames())
+
+
+@functools.lru_cache(maxsize=1)
+def _frames() -> tuple[np.ndarray, ...]:
     import cv2
 
     rng = np.random.default_rng(20240508)
@@ -145,7 +151,9 @@ def frames() -> list[np.ndarray]:
         if i == SEGMENTS["duplicate"][0] - 1:
             still = f
         out.append(f)
-    return out
+    for f in out:
+        f.setflags(write=False)
+    return tuple(out)
 
 
 def write_video(path: str | Path, imgs: list[np.ndarray], fps: float = FPS, fourcc: str = "mp4v") -> Path:
