@@ -34,9 +34,8 @@ def run():
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         small = demo.make(d)
-        frames720 = [cv2.resize(f, (960, 720), interpolation=cv2.INTER_LINEAR) for f in demo.frames()[:120]]
-        hd = demo.write_video(d / "hd.mp4", [np.pad(f, ((0, 0), (160, 160), (0, 0))) for f in frames720])
-        del frames720
+        hd = demo.write_video(d / "hd.mp4", [np.pad(cv2.resize(f, (960, 720), interpolation=cv2.INTER_LINEAR),
+                                                    ((0, 0), (160, 160), (0, 0))) for f in demo.frames()[:90]])
 
         for label, path in (("256x256", small), ("1280x720", hd)):
             src = read(path).data["source"]
