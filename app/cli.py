@@ -22,6 +22,7 @@ from pathlib import Path
 EXTRA_COMMANDS: dict[str, str] = {
     "pcg-train": "inference.pcg.train:main",
     "ecg-batch": "inference.pipelines.ecg:batch_main",
+    "endo-export": "inference.endo.cli:main",
 }
 
 

@@ -1,0 +1,153 @@
+"""Endoscopy viewer (pytest-qt, offscreen): open, review analysis, timeline, findings, live mode, export."""
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from inference.demo import endo as demo
+
+
+@pytest.fixture(scope="module")
+def demo_path(tmp_path_factory):
+    return demo.make(tmp_path_factory.mktemp("endo_demo"))
+
+
+@pytest.fixture
+def endo_window(main_window, qtbot, demo_path):
+    main_window.open_path(demo_path)
+    qtbot.waitUntil(lambda: main_window.study is not None, timeout=20000)
+    v = main_window.current_viewer()
+    assert type(v).__name__ == "EndoViewer"
+    yield main_window, v
+    v.shutdown()
+
+
+def test_review_analysis_fills_timeline_and_results(endo_window, qtbot):
+    win, v = endo_window
+    assert v.n == 240 and v.pos == 0
+    win.run_analysis("endo-quality")
+    qtbot.waitUntil(lambda: v.result is not None, timeout=30000)
+    assert v.result.outputs["skipped"] == demo.TRUTH["skipped"]
+    statuses = {b["status"] for b in v.timeline.bands}
+    assert statuses == {"ok", "blur", "dark", "glare", "duplicate", "overexposed"}
+    assert v.timeline.status_at(70) == "blur" and v.timeline.status_at(125) == "dark"
+    assert win.ctx.store.latest_result(win.study_id, "endo-quality").id == v.result.id
+    v.seek(70)
+    assert v.view.osd_warn == "blur"
+    assert "162" in v.selection_label.text() and "duplicate 25" in v.selection_label.text()
+    # the optional VLM is not installed here: its button says so instead of failing
+    assert not v.vlm_btn.isEnabled() and "not installed" in v.vlm_btn.toolTip()
+
+
+def test_timeline_click_seeks(endo_window, qtbot):
+    _, v = endo_window
+    v.resize(1000, 700)
+    v.show()
+    tl = v.timeline
+    x = int(tl.x_of(120))
+    qtbot.mouseClick(tl, Qt.LeftButton, pos=QPoint(x, 30))
+    assert abs(v.pos - 120) <= 2
+    assert tl.pos == v.pos
+
+
+def test_findings_add_edit_confirm_reject_delete_and_jump(endo_window, qtbot):
+    win, v = endo_window
+    store, sid = win.ctx.store, win.study_id
+    v.seek(100)
+    fid = v.add_finding("polyp", 0.8, "sessile", box=[0.1, 0.3, 0.3, 0.5], status="proposed")
+    (row,) = store.findings(sid)
+    assert (row["frame_index"], row["time_s"], row["source"], row["status"]) == (100, 4.0, "clinician", "proposed")
+    assert v.table.rowCount() == 1 and v.timeline.findings[0]["id"] == fid
+    assert v.view.boxes and v.view.boxes[0][0] == [0.1, 0.3, 0.3, 0.5]
+    v.select_finding(fid)
+    v.set_status_selected("confirmed")
+    assert store.findings(sid)[0]["status"] == "confirmed"
+    v.edit_finding(fid, label="adenoma?", note="5 mm", confidence=0.7)
+    r = store.findings(sid)[0]
+    assert (r["label"], r["note"], r["confidence"]) == ("adenoma?", "5 mm", 0.7)
+    assert v.table.item(0, 2).text() == "adenoma?"
+    v.seek(200)
+    v.add_finding("bleeding")
+    v.seek(0)
+    v.jump_finding(1)
+    assert v.pos == 100
+    v.jump_finding(1)
+    assert v.pos == 200
+    v.jump_finding(-1)
+    assert v.pos == 100
+    v.select_finding(fid)
+    v.set_status_selected("rejected")
+    assert store.findings(sid)[0]["status"] == "rejected"
+    v.select_finding(fid)
+    v.delete_selected()
+    assert [f["label"] for f in store.findings(sid)] == ["bleeding"]
+
+
+def test_model_findings_filed_once_for_review(endo_window, qtbot, tmp_path):
+    from inference.endo.models import make_test_polyp_onnx
+
+    win, v = endo_window
+    win.ctx.registry.install(make_test_polyp_onnx(tmp_path / "p.onnx", size=64, bias=4.0), "endo-polyp",
+                             unofficial=True)
+    win.run_analysis("endo-polyp")
+    qtbot.waitUntil(lambda: v.result is not None and v.result.model_id == "endo-polyp", timeout=60000)
+    n = len(win.ctx.store.findings(win.study_id))
+    assert n == v.result.outputs["findings_count"] >= 1
+    assert all(f["status"] == "proposed" and f["source"].startswith("endo-polyp · result #")
+               for f in win.ctx.store.findings(win.study_id))
+    v.set_result(v.result)  # re-showing the stored result does not duplicate its findings
+    assert len(win.ctx.store.findings(win.study_id)) == n
+
+
+def test_playback_and_live_mode_do_not_block(endo_window, qtbot):
+    _, v = endo_window
+    v.seek(0)
+    v.set_live(True)
+    v.play()
+    qtbot.wait(800)
+    v.pause()
+    assert v.pos > 5
+    qtbot.waitUntil(lambda: v.live_slot is not None and v.live_slot.taken > 0, timeout=5000)
+    v._drain_live()
+    assert v.timeline.live_count > 0 and v.timeline.status_at(v.live_last["index"])  # shown on the timeline
+    s = v.live_slot
+    qtbot.waitUntil(lambda: s._item is None, timeout=5000)  # the analyser took the last offered frame
+    assert s.offered == s.taken + s.dropped  # every displayed frame was analysed or dropped from the queue
+    v.set_live(False)
+    assert v.live_job is None
+
+
+def test_export_bundle_action(endo_window, qtbot, tmp_path):
+    from inference.endo.export import read_bundle
+
+    win, v = endo_window
+    v.seek(100)
+    v.add_finding("polyp", 0.9)
+    done = []
+    v.export_bundle(str(tmp_path / "x" / "bundle.zip"), on_done=done.append)
+    qtbot.waitUntil(lambda: bool(done), timeout=30000)
+    zpath, pdf = done[0]
+    assert pdf.exists() and pdf.read_bytes().startswith(b"%PDF")
+    b = read_bundle(zpath)
+    assert len(b["findings.json"]) == 1 and b["findings.json"][0]["finding"] == "polyp"
+
+
+def test_live_mode_with_model_files_merged_proposed_findings(endo_window, qtbot, tmp_path):
+    from inference.endo.models import make_test_polyp_onnx
+
+    win, v = endo_window
+    win.ctx.registry.install(make_test_polyp_onnx(tmp_path / "p.onnx", size=64, bias=4.0), "endo-polyp",
+                             unofficial=True)
+    v.seek(0)
+    v.set_live(True)
+    v.play()
+    qtbot.wait(1200)
+    v.pause()
+    qtbot.waitUntil(lambda: v.live_slot._item is None, timeout=5000)
+    qtbot.wait(200)
+    v._drain_live()
+    fs = win.ctx.store.findings(win.study_id)
+    assert fs and all(f["source"] == "endo-polyp (live)" and f["status"] == "proposed" for f in fs)
+    assert "NOT A CLINICAL RESULT" in fs[0]["note"]
+    assert len(fs) <= 3  # a run of detections is one finding, not one per frame
+    v.set_live(False)
