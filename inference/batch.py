@@ -304,12 +304,15 @@ def run_batch(model_id: str, inputs: list[str], out: str | Path, engine: str = "
     old = read_journal(journal)
     done_keys = {row_key(r) for r in old}
     t0 = time.perf_counter()
+    keys: dict[str, str] = {}  # path -> file sha256
     todo: list[tuple[str, str]] = []
+    queued: set[str] = set()
     for p in paths:
-        sha = file_key(p)
-        if (sha, model_id, weights_sha) not in done_keys:
+        sha = keys[str(p)] = file_key(p)
+        if (sha, model_id, weights_sha) not in done_keys and sha not in queued:
+            queued.add(sha)  # identical files are one study: run once
             todo.append((str(p), sha))
-    skipped = len(paths) - len(todo)
+    skipped = len(paths) - len(todo)  # already done, or the same content as another input
 
     st = None
     if store:
@@ -342,11 +345,13 @@ def run_batch(model_id: str, inputs: list[str], out: str | Path, engine: str = "
                 bar.update(len(rows))
     if bar:
         bar.close()
-    rows = read_journal(journal)
-    # keep the latest row per key, in input order
-    latest = {row_key(r): r for r in rows}
-    order = {str(p): i for i, p in enumerate(paths)}
-    final = sorted(latest.values(), key=lambda r: order.get(r["path"], len(order)))
+    # one row per input path: the latest journal row for its (sha256, model, weights)
+    latest = {row_key(r): r for r in read_journal(journal)}
+    final = []
+    for p in paths:
+        r = latest.get((keys[str(p)], model_id, weights_sha))
+        if r is not None:
+            final.append(dict(r, path=str(p)))
     write_table(final, out)
     summary = Summary(len(paths), skipped, done, errors, time.perf_counter() - t0)
     if st is not None:
