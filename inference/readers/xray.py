@@ -284,7 +284,11 @@ def _read_dicom(path: Path) -> Study:
                              dtype=np.float32)
             item = ds.VOILUTSequence[0]
             nbits = int(item.LUTDescriptor[2]) if "LUTDescriptor" in item else 16
-            top = float(2 ** nbits - 1) if nbits in (8, 10, 12, 14, 16) else float(out.max() or 1)
+            top = float(2 ** nbits - 1)
+            lut = item.get("LUTData")
+            if isinstance(lut, (list, tuple)) or hasattr(lut, "__iter__") and not isinstance(lut, (bytes, str)):
+                # vendors often declare 16 bits and fill 12: scale by what the LUT actually reaches
+                top = float(max(lut)) if len(lut) else top
             y = np.clip(out / max(top, 1.0), 0, 1)
             if invert:
                 y = 1.0 - y
@@ -367,6 +371,9 @@ def _read_raster(path: Path) -> Study:
             mode = im.mode
     except UnidentifiedImageError:
         raise ReadError(path, "not a PNG or JPEG image (unrecognised content)") from None
+    except Image.DecompressionBombError as e:
+        raise ReadError(path, f"the header declares an absurdly large image ({str(e).split('(')[0].strip()}); "
+                              "refused before decoding") from None
     except Exception as e:
         raise ReadError(path, f"the image header cannot be read ({type(e).__name__})") from None
     _check_dims(path, rows, cols)
