@@ -79,7 +79,7 @@ class AnomalyWidget(QFrame):
         lay.addWidget(self.band)
         grid = QGridLayout()
         self.bars: dict[str, tuple[QProgressBar, QLabel]] = {}
-        rows = [("recon", "Reconstruction σ (×0.4)"), ("kl", "KL divergence σ (×0.2)"), ("vit", "ViT score (×0.4)")]
+        rows = [("recon", "Recon σ ×0.4"), ("kl", "KL σ ×0.2"), ("vit", "ViT ×0.4")]
         for i, (k, label) in enumerate(rows):
             lab = QLabel(label)
             bar = QProgressBar()
@@ -153,7 +153,7 @@ class XrayViewer(ViewerBase):
         self.boxes = [_ImageBox(self) for _ in range(3)]
         self.items = [pg.ImageItem(axisOrder="row-major") for _ in range(3)]
         self.labels = []
-        for b, it, name in zip(self.boxes, self.items, ("Original", "Grad-CAM of the fused score (relative, peak = 1)", "Overlay")):
+        for b, it, name in zip(self.boxes, self.items, ("Original", "Grad-CAM (relative)", "Overlay")):
             b.addItem(it)
             t = pg.TextItem(name, color="#c9d1d9", anchor=(0, 0))
             t.setParentItem(b)
@@ -171,9 +171,15 @@ class XrayViewer(ViewerBase):
         split.setStretchFactor(0, 5)
         split.setStretchFactor(1, 1)
         outer.addWidget(split, 1)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(4, 0, 4, 2)
         self.readout = QLabel("")
         self.readout.setObjectName("muted")
-        outer.addWidget(self.readout)
+        self.wl_label = QLabel("")
+        self.wl_label.setObjectName("muted")
+        bottom.addWidget(self.readout, 1)
+        bottom.addWidget(self.wl_label)
+        outer.addLayout(bottom)
         self.anomaly = AnomalyWidget()
         self._layout_panels()
 
@@ -192,6 +198,8 @@ class XrayViewer(ViewerBase):
             row.addWidget(b)
         row.addSpacing(8)
         self.preset = QComboBox(toolTip="Window presets (header windows first)")
+        self.preset.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.preset.setMinimumContentsLength(16)
         self.preset.activated.connect(self._preset_chosen)
         row.addWidget(self.preset)
         self.invert_btn = QToolButton(text="Invert", checkable=True, toolTip="Invert grey scale (I)")
@@ -200,11 +208,17 @@ class XrayViewer(ViewerBase):
         self.clahe_btn.toggled.connect(self._set_clahe)
         reset = QPushButton("Reset", toolTip="Reset window, zoom, invert, CLAHE (double-click the image)")
         reset.clicked.connect(self.reset_view)
-        clear = QPushButton("Clear rulers")
+        clear = QPushButton("Clear", toolTip="Remove all rulers")
         clear.clicked.connect(self.clear_rulers)
         for w in (self.invert_btn, self.clahe_btn, reset, clear):
             row.addWidget(w)
-        row.addSpacing(12)
+        row.addStretch(1)
+        top = QVBoxLayout()
+        top.setSpacing(2)
+        top.addLayout(row)
+        row = QHBoxLayout()
+        row.setContentsMargins(4, 0, 4, 0)
+        row.addWidget(QLabel("Heatmap:"))
         self.mode = QComboBox(toolTip="Image only, three panels (original | heatmap | overlay), or overlay only")
         self.mode.addItems(["Image", "Three panels", "Overlay"])
         self.mode.currentIndexChanged.connect(self._layout_panels)
@@ -215,14 +229,12 @@ class XrayViewer(ViewerBase):
         row.addWidget(self.cmap)
         row.addWidget(QLabel("Opacity"))
         self.opacity = QSlider(Qt.Horizontal, minimum=0, maximum=100, value=65)
-        self.opacity.setFixedWidth(90)
+        self.opacity.setFixedWidth(80)
         self.opacity.valueChanged.connect(self._render)
         row.addWidget(self.opacity)
         row.addStretch(1)
-        self.wl_label = QLabel("")
-        self.wl_label.setObjectName("muted")
-        row.addWidget(self.wl_label)
-        return row
+        top.addLayout(row)
+        return top
 
     def _make_note_box(self):
         w = QWidget()

@@ -124,7 +124,7 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
         "_calibration": model.calibration.as_dict(),
         "_fusion_weights": list(model.fusion_weights),
         "_risk_bands": bands,
-        "_gradcam_grid": np.round(grid, 4),
+        "_gradcam_grid": np.round(grid.astype(np.float64), 4),
         "_gradcam_peak": peak,
         "_gradcam_layer": "vgg16.features[29] (conv5_3 + ReLU)",
         "_inference_s": infer_s,

@@ -94,3 +94,30 @@ def install_synthetic(registry, folder: str | Path, seed: int = 0):
     registry.install(vgg, "vgg16-imagenet", unofficial=True)
     registry.install(heads, "xray-anomaly", unofficial=True)
     return vgg, heads
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``lightbox xray-demo-weights [--out DIR] [--install]``: write seeded random checkpoints in the
+    official layouts (and optionally install them as non-official weights) to try the chest X-ray
+    pipeline end to end. Every result from them is stamped NOT A CLINICAL RESULT."""
+    import argparse
+
+    from ..registry import Registry
+
+    p = argparse.ArgumentParser(prog="lightbox xray-demo-weights", description=main.__doc__)
+    p.add_argument("--out", default=".", help="folder for the two .pth files")
+    p.add_argument("--install", action="store_true", help="install them as --unofficial weights")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.install:
+        vgg, heads = install_synthetic(Registry(), out, seed=args.seed)
+    else:
+        vgg = make_vgg16_file(out / VGG_FILE, seed=args.seed)
+        heads = make_heads_file(out / HEADS_FILE, seed=args.seed + 1, vgg_path=vgg)
+    print(vgg)
+    print(heads)
+    if args.install:
+        print("installed as non-official weights: results are stamped NOT A CLINICAL RESULT")
+    return 0
