@@ -185,9 +185,18 @@ def test_undecodable_compressed_syntax_is_named(name, syntax):
 def test_rle_and_jpeg2000_decode_when_a_plugin_exists():
     from pydicom.data import get_testdata_file
 
-    st = reader.read(get_testdata_file("MR_small_RLE.dcm"))
+    st = reader.read(get_testdata_file("MR_small_RLE.dcm"))  # RLE: pydicom's own decoder
     assert st.data["image"].shape == (64, 64)
     assert any("not a projection radiograph" in n for n in st.notes)
+    from PIL import features
+
+    p = get_testdata_file("JPEG2000.dcm")
+    if features.check("jpg_2000"):
+        st = reader.read(p)
+        assert st.data["image"].ndim == 2 and st.metadata["transfer_syntax"].startswith("JPEG 2000")
+    else:
+        with pytest.raises(ReadError, match="JPEG 2000"):
+            reader.read(p)
 
 
 @pytest.mark.parametrize("name,problem", [("MR_truncated.dcm", "damaged or truncated"),

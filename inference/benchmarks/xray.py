@@ -52,7 +52,7 @@ def run():
         t0 = time.perf_counter()
         model, _, _ = pipe.load_model(reg)
         yield "load + verify weights (first time)", time.perf_counter() - t0, "s", weights_note
-        x = torch.from_numpy(imaging.preprocess(st.data["display"]))
+        x = torch.from_numpy(imaging.preprocess(st.data["display"])).contiguous(memory_format=torch.channels_last)
         model.to("cpu")
 
         def fwd():
@@ -74,7 +74,7 @@ def run():
 
             path = pipe.export_onnx(reg)
             sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            xn = x.numpy()
+            xn = imaging.preprocess(st.data["display"])
             sess.run(None, {"image": xn})
             best, med = _best(lambda: sess.run(None, {"image": xn}))
             yield "onnxruntime forward (CPU, no Grad-CAM)", best, "s", f"median {med:.3f} s"
