@@ -192,3 +192,21 @@ def test_demo_opens_in_xray_viewer(main_window, qtbot, tmp_path):
     main_window.open_path(p)
     qtbot.waitUntil(lambda: main_window.study is not None and main_window.study.modality == "xray", timeout=15000)
     assert type(main_window.current_viewer()).__name__ == "XrayViewer"
+
+
+def test_keyboard_shortcuts_on_the_image(viewer_with_study, qtbot):
+    from PySide6.QtCore import Qt
+
+    win, v, st, sid = viewer_with_study
+    v.glw.setFocus()
+    qtbot.waitUntil(lambda: v.glw.hasFocus(), timeout=2000)
+    qtbot.keyClick(v.glw, Qt.Key_I)
+    assert v.invert
+    qtbot.keyClick(v.glw, Qt.Key_M)
+    assert v.tool == "ruler"
+    qtbot.keyClick(v.glw, Qt.Key_R)
+    assert not v.invert
+    # typing in the note never triggers them
+    v.note.setFocus()
+    qtbot.keyClick(v.note, Qt.Key_I)
+    assert not v.invert and v.note.toPlainText().lower().endswith("i")

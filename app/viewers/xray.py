@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
+from PySide6.QtGui import QColor, QKeySequence, QShortcut, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel,
                                QPlainTextEdit, QProgressBar, QPushButton, QSlider, QSplitter, QTextEdit,
                                QToolButton, QVBoxLayout, QWidget)
@@ -181,6 +181,14 @@ class XrayViewer(ViewerBase):
         bottom.addWidget(self.wl_label)
         outer.addLayout(bottom)
         self.anomaly = AnomalyWidget()
+        # single-key shortcuts while the image has focus (never while typing in the note)
+        for key, slot in (("I", lambda: self.invert_btn.toggle()), ("C", lambda: self.clahe_btn.toggle()),
+                          ("R", self.reset_view), ("W", lambda: self.set_tool("wl")),
+                          ("P", lambda: self.set_tool("pan")), ("M", lambda: self.set_tool("ruler")),
+                          ("H", lambda: self.mode.setCurrentIndex((self.mode.currentIndex() + 1) % 3))):
+            sc = QShortcut(QKeySequence(key), self.glw)
+            sc.setContext(Qt.WidgetWithChildrenShortcut)
+            sc.activated.connect(slot)
         self._layout_panels()
 
     # -- construction -----------------------------------------------------------------------------
@@ -188,9 +196,9 @@ class XrayViewer(ViewerBase):
         row = QHBoxLayout()
         row.setContentsMargins(4, 4, 4, 0)
         self.tool_group = QButtonGroup(self)
-        for key, text, tip in (("wl", "W/L", "Left-drag: horizontal = window width, vertical = level"),
-                               ("pan", "Pan", "Left-drag pans; wheel zooms"),
-                               ("ruler", "Ruler", "Left-drag measures a distance (mm when the header gives spacing)")):
+        for key, text, tip in (("wl", "W/L", "Left-drag: horizontal = window width, vertical = level (W)"),
+                               ("pan", "Pan", "Left-drag pans; wheel zooms (P)"),
+                               ("ruler", "Ruler", "Left-drag measures a distance, mm when the header gives spacing (M)")):
             b = QToolButton(text=text, checkable=True, toolTip=tip)
             b.setChecked(key == "wl")
             b.clicked.connect(lambda _=False, k=key: self.set_tool(k))
@@ -204,9 +212,9 @@ class XrayViewer(ViewerBase):
         row.addWidget(self.preset)
         self.invert_btn = QToolButton(text="Invert", checkable=True, toolTip="Invert grey scale (I)")
         self.invert_btn.toggled.connect(self._set_invert)
-        self.clahe_btn = QToolButton(text="CLAHE", checkable=True, toolTip="Contrast-limited adaptive histogram equalisation")
+        self.clahe_btn = QToolButton(text="CLAHE", checkable=True, toolTip="Contrast-limited adaptive histogram equalisation (C)")
         self.clahe_btn.toggled.connect(self._set_clahe)
-        reset = QPushButton("Reset", toolTip="Reset window, zoom, invert, CLAHE (double-click the image)")
+        reset = QPushButton("Reset", toolTip="Reset window, zoom, invert, CLAHE (R, or double-click the image)")
         reset.clicked.connect(self.reset_view)
         clear = QPushButton("Clear", toolTip="Remove all rulers")
         clear.clicked.connect(self.clear_rulers)
@@ -219,7 +227,7 @@ class XrayViewer(ViewerBase):
         row = QHBoxLayout()
         row.setContentsMargins(4, 0, 4, 0)
         row.addWidget(QLabel("Heatmap:"))
-        self.mode = QComboBox(toolTip="Image only, three panels (original | heatmap | overlay), or overlay only")
+        self.mode = QComboBox(toolTip="Image only, three panels (original | heatmap | overlay), or overlay only (H)")
         self.mode.addItems(["Image", "Three panels", "Overlay"])
         self.mode.currentIndexChanged.connect(self._layout_panels)
         row.addWidget(self.mode)

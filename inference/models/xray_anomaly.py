@@ -340,7 +340,8 @@ def build_model(vgg_path: str | Path, heads_path: str | Path) -> XrayAnomalyMode
     except RuntimeError as e:
         raise CheckpointError(f"{Path(heads_path).name}: weights do not fit the reference architecture "
                               f"({str(e).splitlines()[0][:240]})") from None
-    return model.eval()
+    # inference only: no parameter gradients (Grad-CAM differentiates w.r.t. an activation)
+    return model.eval().requires_grad_(False)
 
 
 def save_reference_checkpoint(model: XrayAnomalyModel, path: str | Path) -> None:
