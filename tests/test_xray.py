@@ -458,3 +458,40 @@ def test_entity_offsets_and_highlight():
     assert s["symptom"]["present"] == ["dyspnea"] and s["symptom"]["negated"] == ["fever"]
     h = highlight_html(text, ents, for_pdf=True)
     assert "<strike>fever</strike>" in h and "salbutamol" in h and "<br/>" in h
+
+
+# -- robustness: damaged files only ever give ReadError ----------------------------------------------------
+def _read_or_readerror(p):
+    try:
+        st = reader.read(p)
+    except ReadError:
+        return None
+    assert st.data["display"].dtype == np.uint8
+    return st
+
+
+def test_truncated_and_corrupted_demo_never_crashes(demo_path, tmp_path):
+    data = demo_path.read_bytes()
+    rng = np.random.default_rng(0)
+    cuts = [0, 10, 128, 132, 200, 400, 700, 1000, len(data) // 2, len(data) - 1]
+    for i, n in enumerate(cuts):
+        p = tmp_path / f"cut{i}.dcm"
+        p.write_bytes(data[:n])
+        _read_or_readerror(p)
+    for i in range(12):  # random byte damage in the header region
+        b = bytearray(data)
+        for pos in rng.integers(132, 1200, size=8):
+            b[pos] = int(rng.integers(0, 256))
+        p = tmp_path / f"flip{i}.dcm"
+        p.write_bytes(bytes(b))
+        _read_or_readerror(p)
+
+
+def test_random_bytes_with_image_signatures(tmp_path):
+    rng = np.random.default_rng(1)
+    heads = {".dcm": b"\0" * 128 + b"DICM", ".png": b"\x89PNG\r\n\x1a\n", ".jpg": b"\xff\xd8\xff\xe0"}
+    for ext, head in heads.items():
+        for i in range(6):
+            p = tmp_path / f"r{i}{ext}"
+            p.write_bytes(head + rng.integers(0, 256, size=int(rng.integers(1, 4000)), dtype=np.uint8).tobytes())
+            _read_or_readerror(p)

@@ -191,6 +191,29 @@ def _syntax_problem(path, ds, err: Exception | None = None) -> ReadError:
 
 
 def _read_dicom(path: Path) -> Study:
+    import warnings
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            st = _read_dicom_checked(path)
+        # pydicom's complaints about non-conformant values become user-visible notes (a few, short)
+        msgs = []
+        for w in caught:
+            m = str(w.message).split(". Please see")[0].strip()
+            m = m if len(m) < 120 else m[:117] + "…"
+            if m and m not in msgs:
+                msgs.append(m)
+        st.notes += [f"DICOM: {m}" for m in msgs[:3]]
+        return st
+    except (ReadError, MemoryError):
+        raise
+    except Exception as e:  # a damaged element anywhere in the header (pydicom parses lazily)
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise ReadError(path, f"the DICOM file is damaged ({type(e).__name__}{': ' + first if first else ''})") from None
+
+
+def _read_dicom_checked(path: Path) -> Study:
     try:
         import pydicom
         from pydicom.errors import InvalidDicomError
