@@ -89,6 +89,8 @@ def sniff(path, head: bytes) -> float:
                     small = np.asarray(im.convert("RGB").resize((64, 64)))
                     spread = np.abs(small.astype(np.int16) - small.mean(axis=2, keepdims=True)).mean()
                     return 0.75 if spread < 3.0 else 0.1  # grey stored as RGB: a radiograph
+        except Image.DecompressionBombError:
+            return 0.5  # absurd size: let read() refuse it with a clear message
         except Exception:
             return 0.0
         return 0.1
