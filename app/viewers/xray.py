@@ -460,8 +460,11 @@ class XrayViewer(ViewerBase):
         if finished:
             self.rulers.append(self._live_ruler)
             self._live_ruler = None
-            self.status_message.emit(f"Distance: {self._length(a, b)}"
-                                     + ("" if self.spacing else " (no pixel spacing in the header)"))
+            src = self.study.metadata.get("spacing_source", "") if self.study else ""
+            why = (" (no pixel spacing in the header)" if not self.spacing else
+                   " (Imager Pixel Spacing: measured at the detector, anatomy is ~10 % smaller)"
+                   if "detector" in src else f" ({src})")
+            self.status_message.emit(f"Distance: {self._length(a, b)}{why}")
 
     def measure(self, a: tuple[float, float], b: tuple[float, float]) -> str:
         """Add a ruler from a to b (image x, y) and return its label (used by tests and scripting)."""
