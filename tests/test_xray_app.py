@@ -210,3 +210,50 @@ def test_keyboard_shortcuts_on_the_image(viewer_with_study, qtbot):
     v.note.setFocus()
     qtbot.keyClick(v.note, Qt.Key_I)
     assert not v.invert and v.note.toPlainText().lower().endswith("i")
+
+
+class _Drag:
+    """A stand-in for pyqtgraph's MouseDragEvent (left button)."""
+
+    def __init__(self, box, a, b, last, finish=False):
+        from PySide6.QtCore import QPointF
+
+        self._box, self._a, self._b, self._last, self._finish = box, QPointF(*a), QPointF(*b), QPointF(*last), finish
+        self.accepted = False
+
+    def button(self):
+        from PySide6.QtCore import Qt
+
+        return Qt.LeftButton
+
+    def screenPos(self):
+        return self._b
+
+    def lastScreenPos(self):
+        return self._last
+
+    def buttonDownScenePos(self):
+        return self._box.mapViewToScene(self._a)
+
+    def scenePos(self):
+        return self._box.mapViewToScene(self._b)
+
+    def isFinish(self):
+        return self._finish
+
+    def accept(self):
+        self.accepted = True
+
+
+def test_mouse_drag_window_level_and_ruler(viewer_with_study, qtbot):
+    win, v, st, sid = viewer_with_study
+    box = v.boxes[0]
+    w0, c0 = v.width, v.center
+    ev = _Drag(box, (0, 0), (30, 0), (0, 0), finish=True)
+    box.mouseDragEvent(ev)
+    assert ev.accepted
+    qtbot.waitUntil(lambda: "W " in v.wl_label.text() and v.width > w0, timeout=2000)
+    assert v.center == pytest.approx(c0)
+    v.set_tool("ruler")
+    box.mouseDragEvent(_Drag(box, (100, 300), (100, 400), (100, 399), finish=True))
+    assert v.rulers and v.rulers[-1][1].toPlainText() == "70.0 mm"
