@@ -383,8 +383,9 @@ def test_risk_bands():
 
 
 def test_gradcam_follows_the_score():
-    """Grad-CAM must point at the region that drives the score: a model whose score is the mean
-    activation of one VGG channel inside a box should light up that box."""
+    """Grad-CAM is spatially grounded: on an input that is black except for one bright patch (lower
+    left), torchvision's VGG16 (zero conv biases) has conv5 activations only near the patch, so the
+    map must be zero far from it and peak close to it."""
     import torch
 
     from inference.models.xray_anomaly import XrayAnomalyModel, grad_cam
@@ -396,6 +397,10 @@ def test_gradcam_follows_the_score():
     cam, outs = grad_cam(m, x)
     assert cam.shape == (14, 14) and (cam >= 0).all()
     assert math.isfinite(outs["fused"])
+    assert cam.max() > 0
+    assert cam[:6].max() == 0 and cam[:, 12:].max() == 0  # far from the patch: nothing
+    r, c = np.unravel_index(int(cam.argmax()), cam.shape)
+    assert r >= 8 and c <= 6  # the patch covers grid rows 9-12, cols 2-5
 
 
 def test_onnx_export_agrees_with_torch(installed):
