@@ -23,6 +23,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "pcg-train": "inference.pcg.train:main",
     "ecg-batch": "inference.pipelines.ecg:batch_main",
     "endo-export": "inference.endo.cli:main",
+    "xray-demo-weights": "inference.xray.synthetic_weights:main",
 }
 
 

@@ -1,0 +1,1 @@
+"""Chest X-ray helpers: preprocessing, Grad-CAM heatmaps, symptom-text entities."""

@@ -1,0 +1,124 @@
+"""Chest X-ray image operations shared by the pipeline, the viewer and the report (numpy + OpenCV).
+
+- ``preprocess``: the model's input (224 x 224 RGB, Lanczos, ImageNet normalisation) from the
+  default-display 8-bit image, as the reference trained on 8-bit radiographs.
+- ``clahe``: contrast-limited adaptive histogram equalisation for the overlay base image.
+- ``clinical_colormap``: black -> dark red -> red -> orange -> yellow (the reference's clinical map).
+- ``upsample_cam`` / ``overlay``: a Grad-CAM grid at image size, and an overlay whose alpha rises
+  only above the 30th percentile of the map, so normal lung shows through unchanged.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+INPUT_SIZE = 224
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img
+    a = img.astype(np.float32)
+    lo, hi = float(a.min()), float(a.max())
+    return ((a - lo) / (hi - lo + 1e-12) * 255 + 0.5).astype(np.uint8)
+
+
+def resize_lanczos(gray8: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """Lanczos resize with Pillow (antialiased when shrinking, unlike OpenCV's INTER_LANCZOS4)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(to_uint8(gray8), mode="L").resize((size, size), Image.LANCZOS))
+
+
+def preprocess(display8: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """uint8 greyscale (H, W) -> float32 (1, 3, size, size), RGB, ImageNet-normalised."""
+    small = resize_lanczos(display8, size).astype(np.float32) / 255.0
+    rgb = np.repeat(small[None, :, :], 3, axis=0)
+    x = (rgb - IMAGENET_MEAN[:, None, None]) / IMAGENET_STD[:, None, None]
+    return x[None].astype(np.float32)
+
+
+def clahe(gray8: np.ndarray, clip: float = 2.0, tiles: int = 8) -> np.ndarray:
+    import cv2
+
+    return cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(to_uint8(gray8))
+
+
+def _clinical_lut() -> np.ndarray:
+    t = np.linspace(0.0, 1.0, 256)
+    r = np.interp(t, [0.0, 0.25, 0.55, 0.80, 1.0], [0, 120, 255, 255, 255])
+    g = np.interp(t, [0.0, 0.25, 0.55, 0.80, 1.0], [0, 0, 20, 180, 255])
+    b = np.interp(t, [0.0, 0.25, 0.55, 0.80, 1.0], [0, 15, 0, 0, 80])
+    return np.stack([r, g, b], axis=1).astype(np.uint8)
+
+
+COLORMAPS = ("clinical", "inferno", "jet", "viridis")
+
+
+def colormap_lut(name: str = "clinical") -> np.ndarray:
+    """(256, 3) uint8 RGB lookup table."""
+    if name == "clinical":
+        return _clinical_lut()
+    import cv2
+
+    code = {"inferno": cv2.COLORMAP_INFERNO, "jet": cv2.COLORMAP_JET, "viridis": cv2.COLORMAP_VIRIDIS}.get(name)
+    if code is None:
+        raise ValueError(f"unknown colormap {name!r}; known: {', '.join(COLORMAPS)}")
+    bgr = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], code)[:, 0, :]
+    return bgr[:, ::-1].copy()
+
+
+def colorize(heat: np.ndarray, name: str = "clinical") -> np.ndarray:
+    """heat in [0, 1] (H, W) -> (H, W, 3) uint8 RGB."""
+    idx = np.clip(heat * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return colormap_lut(name)[idx]
+
+
+def upsample_cam(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Grad-CAM grid (h, w) -> map at image size (H, W), scaled to [0, 1] by its own peak
+    (an all-zero map stays zero: nothing pushed the score up)."""
+    import cv2
+
+    cam = np.maximum(np.asarray(cam, np.float32), 0)
+    peak = float(cam.max())
+    if peak <= 0 or not np.isfinite(peak):
+        return np.zeros(shape, np.float32)
+    up = cv2.resize(cam / peak, (int(shape[1]), int(shape[0])), interpolation=cv2.INTER_CUBIC)
+    return np.clip(up, 0.0, 1.0).astype(np.float32)
+
+
+def alpha_map(heat: np.ndarray, opacity: float = 0.65, floor_percentile: float = 30.0) -> np.ndarray:
+    """Per-pixel alpha: 0 below the map's 30th percentile, rising (power 1.3) to ``opacity`` at the peak."""
+    p = float(np.percentile(heat, floor_percentile))
+    a = np.clip((heat - p) / (1.0 - p + 1e-8), 0.0, 1.0) ** 1.3
+    return (a * float(opacity)).astype(np.float32)
+
+
+def overlay(base8: np.ndarray, heat: np.ndarray, opacity: float = 0.65, cmap: str = "clinical",
+            use_clahe: bool = True) -> np.ndarray:
+    """Heatmap over the (CLAHE-enhanced) radiograph: (H, W, 3) uint8 RGB."""
+    base = clahe(base8) if use_clahe else to_uint8(base8)
+    rgb = np.repeat(base[:, :, None], 3, axis=2).astype(np.float32)
+    col = colorize(heat, cmap).astype(np.float32)
+    a = alpha_map(heat, opacity)[:, :, None]
+    return (a * col + (1.0 - a) * rgb + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def top_regions(heat: np.ndarray, n: int = 3, percentile: float = 85.0, min_area_frac: float = 0.002):
+    """Bounding boxes (x, y, w, h in image pixels) of the hottest connected regions, hottest first."""
+    import cv2
+
+    thr = float(np.percentile(heat, percentile))
+    binary = (heat >= max(thr, 1e-6)).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    out = []
+    min_area = min_area_frac * heat.size
+    for i in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < min_area:
+            continue
+        peak = float(heat[labels == i].max())
+        out.append({"x": x, "y": y, "width": w, "height": h, "peak": round(peak, 3)})
+    out.sort(key=lambda r: -r["peak"])
+    return out[:n]
