@@ -138,5 +138,6 @@ def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesi
     tail = [Spacer(1, 5 * mm), KeepTogether([Paragraph("Provenance", H2), provenance_table(results)])] if results else []
     with atomic_path(path) as tmp:
         doc = SimpleDocTemplate(str(tmp), pagesize=pagesize, leftMargin=12 * mm, rightMargin=12 * mm,
-                                topMargin=(26 if non_clinical else 16) * mm,  # room for the stamp below the header bottomMargin=14 * mm, title=title, author="Lightbox")
+                                topMargin=(26 if non_clinical else 16) * mm,  # room for the stamp under the header
+                                bottomMargin=14 * mm, title=title, author="Lightbox")
         doc.build(head + flow + tail, onFirstPage=frame, onLaterPages=frame)
