@@ -84,6 +84,8 @@ def test_viewer_shows_demo_and_switches(qtbot, demo_path, store):
     px, _ = v.peaks.getData()
     assert len(px) == 12
     assert "HR 70 bpm" in v.info.text()
+    v.set_layout("6x2")
+    assert np.isfinite(v.traces.getData()[1]).sum() == 12 * 2500
     v.set_layout("12x1")
     x2, y2 = v.traces.getData()
     assert np.isfinite(y2).sum() == 12 * 5000

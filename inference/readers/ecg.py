@@ -372,11 +372,11 @@ def _read_csv(path: Path) -> Study:
                               "expected columns named I, II, III, aVR, aVL, aVF, V1–V6")
     try:
         data = np.genfromtxt(io.StringIO("\n".join(body[1:])), delimiter=delim, dtype=np.float64,
-                             invalid_raise=True)
+                             invalid_raise=True, ndmin=2)
     except ValueError as e:
         raise ReadError(path, f"CSV rows are not all numeric or have different column counts ({e})") from None
-    if data.ndim == 1:
-        data = data.reshape(-1, len(header)) if data.size == len(header) else data.reshape(-1, 1)
+    if data.ndim != 2 or data.size == 0:
+        raise ReadError(path, "CSV has no numeric data rows")
     if data.shape[1] != len(header):
         raise ReadError(path, f"CSV has {len(header)} header columns but {data.shape[1]} data columns")
     bad = np.isnan(data)
