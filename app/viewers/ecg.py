@@ -256,8 +256,21 @@ class EcgViewer(ViewerBase):
         self._disp_key = None
         self._result_widget.show_result(None)
         self.redraw()
-        QTimer.singleShot(0, self.true_scale)
+        QTimer.singleShot(0, self.initial_view)
         self._start_measure()
+
+    def initial_view(self) -> None:
+        """True scale when the whole 10 s page fits the width of the view, else the page width (stated)."""
+        ppm, _ = screen_px_per_mm(self)
+        width, height, _ = self._geometry
+        w_px = max(100, self.view.vb.width() or self.view.width())
+        if width * ppm <= w_px:
+            self.true_scale()
+        else:
+            h_px = max(100, self.view.vb.height() or self.view.height())
+            scale = w_px / width  # px per mm
+            self.view.vb.setRange(xRange=(0, width), yRange=(height - h_px / scale, height), padding=0)
+            self._update_scale_label()
 
     def set_result(self, result: Result | None) -> None:
         super().set_result(result)
