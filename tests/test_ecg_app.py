@@ -107,6 +107,17 @@ def test_viewer_shows_demo_and_switches(qtbot, demo_path, store):
     v.baseline_chk.setChecked(True)
     v.mains_box.setCurrentIndex(1)
     assert "display filters" in v.info.text()
+    # keyboard: L cycles the layout, 0 returns to true scale
+    from PySide6.QtCore import Qt
+
+    v.activateWindow()
+    v.view.setFocus()
+    before = v.layout_name
+    qtbot.keyClick(v.view, Qt.Key_L)
+    assert v.layout_name != before
+    v.zoom(3.0)
+    qtbot.keyClick(v.view, Qt.Key_0)
+    assert v.zoom_vs_true() == pytest.approx(1.0, rel=0.02)
     ctx.jobs.wait(10000)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QSizePolicy, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout,
@@ -559,9 +559,6 @@ class EcgViewer(ViewerBase):
             text += f"<br>{extra}"
         self.info.setText(text)
         self.info.setWordWrap(True)
-
-    def keyPressEvent(self, ev) -> None:  # the paper view keeps focus for keyboard pan/zoom
-        super().keyPressEvent(ev)
 
 
 # -- ECG2AF result panel --------------------------------------------------------------------------------
