@@ -244,3 +244,11 @@ def test_binary_fuzz_never_crashes(tmp_path, blob):
             R.read(p)  # the reader itself, not open_study's safety net
         except ReadError:
             pass
+
+
+def test_hd5_without_units_attribute(tmp_path):
+    sig = demo.synth_ecg()
+    uv = R.read(_hd5(tmp_path / "uv.hd5", {ld: np.round(sig[i] * 1000) for i, ld in enumerate(R.LEADS)}))
+    mv = R.read(_hd5(tmp_path / "mv.hd5", {ld: sig[i] for i, ld in enumerate(R.LEADS)}))
+    np.testing.assert_allclose(uv.data["signal_mv"], mv.data["signal_mv"], atol=1e-3)
+    assert any("taken as µV" in n for n in uv.notes) and any("look like mV" in n for n in mv.notes)
