@@ -251,3 +251,24 @@ def test_headless_batch_to_csv(tmp_path, registry, checkpoint, demo_path):
     assert ok["ecg0.hd5"]["clinical"] == "False" and 0 <= float(ok["ecg0.hd5"]["af_risk_5y"]) <= 1
     bad = [r for r in rows if r["status"] == "error"][0]
     assert "bad.hd5" in bad["file"] and bad["message"]
+
+
+def test_viewer_pages_through_long_real_record(qtbot, store):
+    from app.context import AppContext
+    from app.jobs import Jobs
+    from app.viewers.ecg import EcgViewer
+    from inference.registry import Registry
+
+    s = R.read(shared_file("reference", "ecg", "s0010_re.hea"))
+    ctx = AppContext(store, Registry(), Jobs())
+    v = EcgViewer(ctx)
+    qtbot.addWidget(v)
+    v.set_study(s, store.add_study(s))
+    assert not v.prev_btn.isEnabled() and v.next_btn.isEnabled()
+    v.page(+1)
+    assert v.t0 == 10.0 and "showing 10–20 s" in v.info.text()
+    v.page(+5)
+    assert v.t0 == pytest.approx(28.4) and not v.next_btn.isEnabled()
+    qtbot.waitUntil(lambda: v.measure is not None, timeout=30000)
+    assert 80 < v.measure["heart_rate_bpm"] < 84
+    ctx.jobs.wait(10000)

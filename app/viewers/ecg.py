@@ -457,6 +457,8 @@ class EcgViewer(ViewerBase):
         fs = float(self.study.data["fs"])
         sig = self._display_signal()
         n = sig.shape[1]
+        self.prev_btn.setEnabled(self.t0 > 0)
+        self.next_btn.setEnabled(self.t0 + WINDOW_S < n / fs - 1e-6)
         rhythm = (self.measure or {}).get("lead") or "II"
         panels, geo = layout_panels(self.layout_name, self.gain, self.speed, self.t0, rhythm)
         self._geometry = geo

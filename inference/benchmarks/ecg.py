@@ -87,7 +87,7 @@ def run():
         prep = time.perf_counter() - t0
         for name, rt in (("ONNX Runtime", onnx), ("Keras", keras)):
             t0 = time.perf_counter()
-            outs = P.run_batch(rt, xb, batch_size=64)
+            outs = P.run_batch(rt, xb, batch_size=16)
             for i in range(len(xb)):
                 E.decode(outs, i)
             dt = time.perf_counter() - t0 + prep
