@@ -10,7 +10,7 @@ from inference.models import ecg2af as E
 from inference.pipelines import JobContext
 from inference.pipelines import ecg as P
 from inference.readers import ecg as R
-from inference.registry import DEMO, NOT_INSTALLED
+from inference.registry import DEMO, NOT_INSTALLED, WeightsError
 from inference.results import NOT_CLINICAL
 from inference.study import ReadError
 from tests.conftest import shared_file
@@ -41,6 +41,8 @@ def test_manifest_entry_matches_published_facts(registry):
     st = registry.state("ecg2af")
     assert st.status == NOT_INSTALLED and "lightbox weights install" in st.message
     assert registry.state("ecg-measure").usable
+    with pytest.raises(WeightsError, match="needs no weights"):
+        registry.install(__file__, "ecg-measure", unofficial=True)
 
 
 def test_checkpoint_is_official_keras_h5_format(checkpoint):
