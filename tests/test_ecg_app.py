@@ -57,6 +57,8 @@ def test_display_filters_never_touch_the_model_input(demo_path):
     t = np.arange(sig.shape[1]) / 500
     noisy = sig + 0.3 * np.sin(2 * np.pi * 50 * t) + 0.8 * np.sin(2 * np.pi * 0.2 * t)
     out = display_filter(noisy, 500, baseline=True, mains_hz=50)
+    lp = display_filter(sig + 0.2 * np.sin(2 * np.pi * 120 * t), 500, baseline=False, mains_hz=None, lowpass_hz=40)
+    assert np.abs(lp - sig)[:, 500:-500].std() < 0.05
     # mains and wander are gone on the display copy, within the QRS-preserving tolerance
     assert np.abs(out - (sig - sig.mean(axis=1, keepdims=True)))[:, 500:-500].std() < 0.05
     np.testing.assert_array_equal(s.data["model_input"], before)
@@ -106,7 +108,8 @@ def test_viewer_shows_demo_and_switches(qtbot, demo_path, store):
     assert "860 ms" in v.readout.text() and "70 bpm" in v.readout.text() and "1.00 mV" in v.readout.text()
     v.baseline_chk.setChecked(True)
     v.mains_box.setCurrentIndex(1)
-    assert "display filters" in v.info.text()
+    v.lowpass_box.setCurrentIndex(1)
+    assert "display filters: HP 0.67 Hz, notch 50 Hz, LP 40 Hz" in v.info.text()
     # keyboard: L cycles the layout, 0 returns to true scale
     from PySide6.QtCore import Qt
 
