@@ -214,6 +214,8 @@ class Registry:
             entry = self.get(model_id)
             if entry.bundled:
                 raise WeightsError(f"{entry.title} ships with Lightbox; it is not installed by hand")
+            if not entry.file:
+                raise WeightsError(f"{entry.title} needs no weights; nothing to install")
             official = bool(entry.sha256) and sha == entry.sha256
         elif matches:
             entry, official = matches[0], True

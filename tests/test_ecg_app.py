@@ -57,6 +57,8 @@ def test_display_filters_never_touch_the_model_input(demo_path):
     t = np.arange(sig.shape[1]) / 500
     noisy = sig + 0.3 * np.sin(2 * np.pi * 50 * t) + 0.8 * np.sin(2 * np.pi * 0.2 * t)
     out = display_filter(noisy, 500, baseline=True, mains_hz=50)
+    lp = display_filter(sig + 0.2 * np.sin(2 * np.pi * 120 * t), 500, baseline=False, mains_hz=None, lowpass_hz=40)
+    assert np.abs(lp - sig)[:, 500:-500].std() < 0.05
     # mains and wander are gone on the display copy, within the QRS-preserving tolerance
     assert np.abs(out - (sig - sig.mean(axis=1, keepdims=True)))[:, 500:-500].std() < 0.05
     np.testing.assert_array_equal(s.data["model_input"], before)
@@ -84,6 +86,8 @@ def test_viewer_shows_demo_and_switches(qtbot, demo_path, store):
     px, _ = v.peaks.getData()
     assert len(px) == 12
     assert "HR 70 bpm" in v.info.text()
+    v.set_layout("6x2")
+    assert np.isfinite(v.traces.getData()[1]).sum() == 12 * 2500
     v.set_layout("12x1")
     x2, y2 = v.traces.getData()
     assert np.isfinite(y2).sum() == 12 * 5000
@@ -104,7 +108,19 @@ def test_viewer_shows_demo_and_switches(qtbot, demo_path, store):
     assert "860 ms" in v.readout.text() and "70 bpm" in v.readout.text() and "1.00 mV" in v.readout.text()
     v.baseline_chk.setChecked(True)
     v.mains_box.setCurrentIndex(1)
-    assert "display filters" in v.info.text()
+    v.lowpass_box.setCurrentIndex(1)
+    assert "display filters: HP 0.67 Hz, notch 50 Hz, LP 40 Hz" in v.info.text()
+    # keyboard: L cycles the layout, 0 returns to true scale
+    from PySide6.QtCore import Qt
+
+    v.activateWindow()
+    v.view.setFocus()
+    before = v.layout_name
+    qtbot.keyClick(v.view, Qt.Key_L)
+    assert v.layout_name != before
+    v.zoom(3.0)
+    qtbot.keyClick(v.view, Qt.Key_0)
+    assert v.zoom_vs_true() == pytest.approx(1.0, rel=0.02)
     ctx.jobs.wait(10000)
 
 
@@ -238,3 +254,24 @@ def test_headless_batch_to_csv(tmp_path, registry, checkpoint, demo_path):
     assert ok["ecg0.hd5"]["clinical"] == "False" and 0 <= float(ok["ecg0.hd5"]["af_risk_5y"]) <= 1
     bad = [r for r in rows if r["status"] == "error"][0]
     assert "bad.hd5" in bad["file"] and bad["message"]
+
+
+def test_viewer_pages_through_long_real_record(qtbot, store):
+    from app.context import AppContext
+    from app.jobs import Jobs
+    from app.viewers.ecg import EcgViewer
+    from inference.registry import Registry
+
+    s = R.read(shared_file("reference", "ecg", "s0010_re.hea"))
+    ctx = AppContext(store, Registry(), Jobs())
+    v = EcgViewer(ctx)
+    qtbot.addWidget(v)
+    v.set_study(s, store.add_study(s))
+    assert not v.prev_btn.isEnabled() and v.next_btn.isEnabled()
+    v.page(+1)
+    assert v.t0 == 10.0 and "showing 10–20 s" in v.info.text()
+    v.page(+5)
+    assert v.t0 == pytest.approx(28.4) and not v.next_btn.isEnabled()
+    qtbot.waitUntil(lambda: v.measure is not None, timeout=30000)
+    assert 80 < v.measure["heart_rate_bpm"] < 84
+    ctx.jobs.wait(10000)

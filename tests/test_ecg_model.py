@@ -10,7 +10,7 @@ from inference.models import ecg2af as E
 from inference.pipelines import JobContext
 from inference.pipelines import ecg as P
 from inference.readers import ecg as R
-from inference.registry import DEMO, NOT_INSTALLED
+from inference.registry import DEMO, NOT_INSTALLED, WeightsError
 from inference.results import NOT_CLINICAL
 from inference.study import ReadError
 from tests.conftest import shared_file
@@ -41,6 +41,8 @@ def test_manifest_entry_matches_published_facts(registry):
     st = registry.state("ecg2af")
     assert st.status == NOT_INSTALLED and "lightbox weights install" in st.message
     assert registry.state("ecg-measure").usable
+    with pytest.raises(WeightsError, match="needs no weights"):
+        registry.install(__file__, "ecg-measure", unofficial=True)
 
 
 def test_checkpoint_is_official_keras_h5_format(checkpoint):
@@ -63,6 +65,8 @@ def test_lambda_layer_files_are_refused(tmp_path):
     keras.Model(inp, outs).save(p, save_format="h5")
     with pytest.raises(E.ModelFileError, match="Lambda"):
         E.load_keras(p)
+    # the published file is trusted by its sha256 alone (only a hash-verified install passes trusted=True)
+    assert E.inspect_h5(p, trusted=True)["layers"] > 0
 
 
 def test_decoding_follows_the_authors():
@@ -167,3 +171,17 @@ def test_results_round_trip_through_store(store, installed, demo_study):
     back = store.latest_result(sid, "ecg-measure")
     assert back.outputs["heart_rate_bpm"] == r.outputs["heart_rate_bpm"]
     assert back.outputs["r_peak_times_s"] == r.outputs["r_peak_times_s"]
+
+
+def test_weights_only_h5_is_refused(tmp_path, checkpoint):
+    import tf_keras as keras
+
+    m = E.load_keras(checkpoint)
+    p = tmp_path / "weights_only.h5"
+    m.save_weights(p)
+    with pytest.raises(E.ModelFileError, match="weights only"):
+        E.load_keras(p)
+    with pytest.raises(E.ModelFileError, match="not a Keras HDF5"):
+        (tmp_path / "x.h5").write_bytes(b"garbage")
+        E.load_keras(tmp_path / "x.h5")
+    assert keras is not None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QSizePolicy, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout,
@@ -51,9 +51,11 @@ def caliper_readout(x1_mm: float, x2_mm: float, y1_mm: float, y2_mm: float, spee
             "dv_mv": abs(y2_mm - y1_mm) / gain}
 
 
-def display_filter(sig: np.ndarray, fs: float, baseline: bool, mains_hz: float | None) -> np.ndarray:
+def display_filter(sig: np.ndarray, fs: float, baseline: bool, mains_hz: float | None,
+                   lowpass_hz: float | None = None) -> np.ndarray:
     """Display-only filters on a copy: 0.67 Hz zero-phase high-pass (baseline wander, the AHA limit for
-    linear-phase filters) and a 50/60 Hz notch. NaN rows (missing leads) stay NaN."""
+    linear-phase filters), a 50/60 Hz notch and an optional low-pass (40 Hz "muscle" filter, or 100/150 Hz).
+    NaN rows (missing leads) stay NaN."""
     from scipy import signal
 
     out = np.array(sig, dtype=np.float64, copy=True)
@@ -67,6 +69,9 @@ def display_filter(sig: np.ndarray, fs: float, baseline: bool, mains_hz: float |
     if mains_hz and mains_hz < fs / 2:
         b, a = signal.iirnotch(mains_hz, 30.0, fs=fs)
         x = signal.filtfilt(b, a, x, axis=1)
+    if lowpass_hz and lowpass_hz < fs / 2:
+        sos = signal.butter(4, lowpass_hz, btype="lowpass", fs=fs, output="sos")
+        x = signal.sosfiltfilt(sos, x, axis=1)
     out[ok] = x
     return out
 
@@ -146,7 +151,7 @@ class EcgViewer(ViewerBase):
     def __init__(self, ctx, parent: QWidget | None = None):
         super().__init__(ctx, parent)
         self.speed, self.gain, self.layout_name = 25.0, 10.0, LAYOUTS[0]
-        self.baseline_filter, self.mains_hz = False, None
+        self.baseline_filter, self.mains_hz, self.lowpass_hz = False, None, None
         self.t0 = 0.0
         self.measure: dict | None = None  # neurokit2 R peaks, HR (display)
         self._disp: np.ndarray | None = None
@@ -169,6 +174,9 @@ class EcgViewer(ViewerBase):
         self.baseline_chk.setToolTip("0.67 Hz zero-phase high-pass for display only; ECG2AF always sees the raw signal")
         self.mains_box = self._combo(["Mains: off", "50 Hz notch", "60 Hz notch"], 0,
                                      "Powerline notch for display only; never applied to the model input")
+        self.lowpass_box = self._combo(["Low-pass: off", "40 Hz", "100 Hz", "150 Hz"], 0,
+                                       "Low-pass for display only (40 Hz suppresses muscle noise but also "
+                                       "blunts QRS peaks); never applied to the model input")
         self.peaks_chk = QCheckBox("R peaks")
         self.peaks_chk.setChecked(True)
         self.caliper_btn = QToolButton(text="Calipers")
@@ -180,7 +188,8 @@ class EcgViewer(ViewerBase):
         self.fit_btn.setToolTip("Whole page in view (F)")
         self.prev_btn = QToolButton(text="◀ 10 s")
         self.next_btn = QToolButton(text="10 s ▶")
-        for w in (self.layout_box, self.speed_box, self.gain_box, self.baseline_chk, self.mains_box, self.peaks_chk,
+        for w in (self.layout_box, self.speed_box, self.gain_box, self.baseline_chk, self.mains_box, self.lowpass_box,
+                  self.peaks_chk,
                   self.caliper_btn, self.prev_btn, self.next_btn, self.true_btn, self.fit_btn):
             bar.addWidget(w)
         bar.addStretch(1)
@@ -219,6 +228,7 @@ class EcgViewer(ViewerBase):
         self.gain_box.currentIndexChanged.connect(lambda i: self.set_gain(GAINS[i]))
         self.baseline_chk.toggled.connect(self._filters_changed)
         self.mains_box.currentIndexChanged.connect(self._filters_changed)
+        self.lowpass_box.currentIndexChanged.connect(self._filters_changed)
         self.peaks_chk.toggled.connect(lambda _: self.redraw())
         self.caliper_btn.toggled.connect(self.set_calipers)
         self.true_btn.clicked.connect(self.true_scale)
@@ -256,8 +266,21 @@ class EcgViewer(ViewerBase):
         self._disp_key = None
         self._result_widget.show_result(None)
         self.redraw()
-        QTimer.singleShot(0, self.true_scale)
+        QTimer.singleShot(0, self.initial_view)
         self._start_measure()
+
+    def initial_view(self) -> None:
+        """True scale when the whole 10 s page fits the width of the view, else the page width (stated)."""
+        ppm, _ = screen_px_per_mm(self)
+        width, height, _ = self._geometry
+        w_px = max(100, self.view.vb.width() or self.view.width())
+        if width * ppm <= w_px:
+            self.true_scale()
+        else:
+            h_px = max(100, self.view.vb.height() or self.view.height())
+            scale = w_px / width  # px per mm
+            self.view.vb.setRange(xRange=(0, width), yRange=(height - h_px / scale, height), padding=0)
+            self._update_scale_label()
 
     def set_result(self, result: Result | None) -> None:
         super().set_result(result)
@@ -275,7 +298,7 @@ class EcgViewer(ViewerBase):
 
     def report_extra(self) -> dict:
         return {"layout": self.layout_name, "baseline_filter": self.baseline_filter, "mains_hz": self.mains_hz,
-                "t0": self.t0}
+                "lowpass_hz": self.lowpass_hz, "t0": self.t0}
 
     # -- measurements (neurokit2, off the UI thread) ---------------------------------------------------
     def _start_measure(self) -> None:
@@ -332,7 +355,13 @@ class EcgViewer(ViewerBase):
     def _filters_changed(self, *_):
         self.baseline_filter = self.baseline_chk.isChecked()
         self.mains_hz = (None, 50.0, 60.0)[self.mains_box.currentIndex()]
+        self.lowpass_hz = (None, 40.0, 100.0, 150.0)[self.lowpass_box.currentIndex()]
         self.redraw()
+
+    def filter_labels(self) -> list[str]:
+        return [f for f, on in (("HP 0.67 Hz", self.baseline_filter),
+                                (f"notch {self.mains_hz or 0:g} Hz", bool(self.mains_hz)),
+                                (f"LP {self.lowpass_hz or 0:g} Hz", bool(self.lowpass_hz))) if on]
 
     def page(self, step: int) -> None:
         if not self._has_signal():
@@ -410,11 +439,12 @@ class EcgViewer(ViewerBase):
 
     # -- drawing ---------------------------------------------------------------------------------------
     def _display_signal(self) -> np.ndarray:
-        key = (id(self.study), self.baseline_filter, self.mains_hz)
+        key = (id(self.study), self.baseline_filter, self.mains_hz, self.lowpass_hz)
         if self._disp is None or self._disp_key != key:
             sig = self.study.data["signal_mv"]
-            if self.baseline_filter or self.mains_hz:
-                sig = display_filter(sig, self.study.data["fs"], self.baseline_filter, self.mains_hz)
+            if self.baseline_filter or self.mains_hz or self.lowpass_hz:
+                sig = display_filter(sig, self.study.data["fs"], self.baseline_filter, self.mains_hz,
+                                     self.lowpass_hz)
             self._disp, self._disp_key = np.asarray(sig, dtype=np.float64), key
         return self._disp
 
@@ -444,6 +474,8 @@ class EcgViewer(ViewerBase):
         fs = float(self.study.data["fs"])
         sig = self._display_signal()
         n = sig.shape[1]
+        self.prev_btn.setEnabled(self.t0 > 0)
+        self.next_btn.setEnabled(self.t0 + WINDOW_S < n / fs - 1e-6)
         rhythm = (self.measure or {}).get("lead") or "II"
         panels, geo = layout_panels(self.layout_name, self.gain, self.speed, self.t0, rhythm)
         self._geometry = geo
@@ -491,8 +523,7 @@ class EcgViewer(ViewerBase):
             cy += [yb, yb, yb + self.gain, yb + self.gain, yb, yb, np.nan]
         self.cal.setData(cx, cy)
         # what a printed ECG states on its paper: speed, gain, filters
-        filt = [f for f, on in (("HP 0.67 Hz", self.baseline_filter), (f"notch {self.mains_hz or 0:g} Hz",
-                                                                        bool(self.mains_hz))) if on]
+        filt = self.filter_labels()
         foot = pg.TextItem(f"{self.speed:g} mm/s   {self.gain:g} mm/mV   "
                            f"{'display filters: ' + ', '.join(filt) if filt else 'no filters'}   "
                            f"{fs:g} Hz", color="#555555", anchor=(1, 1))
@@ -526,8 +557,7 @@ class EcgViewer(ViewerBase):
                  f"{self.speed:g} mm/s, {self.gain:g} mm/mV"]
         if getattr(self, "_scale_text", ""):
             parts.append(self._scale_text)
-        filt = [f for f, on in (("baseline 0.67 Hz", self.baseline_filter),
-                                (f"{self.mains_hz or 0:g} Hz notch", bool(self.mains_hz))) if on]
+        filt = self.filter_labels()
         if filt:
             parts.append("display filters: " + ", ".join(filt))
         m = self.measure
@@ -546,9 +576,6 @@ class EcgViewer(ViewerBase):
             text += f"<br>{extra}"
         self.info.setText(text)
         self.info.setWordWrap(True)
-
-    def keyPressEvent(self, ev) -> None:  # the paper view keeps focus for keyboard pan/zoom
-        super().keyPressEvent(ev)
 
 
 # -- ECG2AF result panel --------------------------------------------------------------------------------

@@ -183,8 +183,12 @@ class ModelFileError(Exception):
     pass
 
 
-def inspect_h5(path: str | Path) -> dict[str, Any]:
-    """Read the Keras HDF5 model config without building anything, and check what it contains."""
+def inspect_h5(path: str | Path, trusted: bool = False) -> dict[str, Any]:
+    """Read the Keras HDF5 model config without building anything, and check what it contains.
+
+    ``trusted``: the file's sha256 is the published one, so its content is what the authors released;
+    the layer allowlist and name checks then only inform (they guard non-official files).
+    """
     import h5py
 
     try:
@@ -202,21 +206,25 @@ def inspect_h5(path: str | Path) -> dict[str, Any]:
     layers = cfg.get("config", {}).get("layers", [])
     classes = {layer.get("class_name") for layer in layers}
     bad = sorted(c for c in classes if c not in ALLOWED_LAYERS)
-    if bad:
+    if bad and not trusted:
         raise ModelFileError(f"{Path(path).name} contains layer types {', '.join(bad)} that ECG2AF does not "
                              "use; refusing to deserialise it (a Lambda layer would run code)")
     names = {layer.get("name") for layer in layers}
     missing = [n for n in (INPUT_NAME, *OUTPUT_NAMES) if n not in names]
-    if missing:
+    if missing and not trusted:
         raise ModelFileError(f"{Path(path).name} is not an ECG2AF model: missing {', '.join(missing)}")
     if isinstance(keras_version, bytes):
         keras_version = keras_version.decode()
     return {"layers": len(layers), "keras_version": keras_version}
 
 
-def load_keras(path: str | Path):
-    """The authors' loading path: tf-keras ``load_model(h5, custom_objects=..., compile=False)``."""
-    inspect_h5(path)
+def load_keras(path: str | Path, trusted: bool = False):
+    """The authors' loading path: tf-keras ``load_model(h5, custom_objects=..., compile=False)``.
+
+    The HDF5 format has no ``safe_mode`` (that exists only for the .keras format), so the config is
+    inspected first and files with code-carrying layers are refused unless they are the published file.
+    """
+    inspect_h5(path, trusted=trusted)
     keras = _keras()
     return keras.models.load_model(str(path), custom_objects=custom_objects(), compile=False)
 

@@ -298,8 +298,16 @@ def _read_hd5(path: Path) -> Study:
         notes.append(f"No sampling rate in the file: {n} samples taken as a 10 s strip ({fs:g} Hz), "
                      "the ML4H resting-ECG convention.")
     if unit_scale is None:
-        unit_scale = 1e-3
-        notes.append("Amplitude units not stored in the file: taken as µV (the ML4H resting-ECG convention).")
+        # no units attribute: ML4H strips are integers in µV-sized steps (peak-to-peak in the hundreds
+        # or thousands); a file already in mV has a peak-to-peak of a few units
+        p2p = float(np.median([np.ptp(v[np.isfinite(v)]) if np.isfinite(v).any() else 0.0
+                               for v in leads.values()]))
+        if 0 < p2p < 50:
+            unit_scale = 1.0
+            notes.append("Amplitude units not stored in the file: values look like mV and are shown as such.")
+        else:
+            unit_scale = 1e-3
+            notes.append("Amplitude units not stored in the file: taken as µV (the ML4H resting-ECG convention).")
     leads = {k: v * unit_scale for k, v in leads.items()}
     if len(instances) > 1:
         notes.append(f"The file holds {len(instances)} ECG instances; showing instance_0 (as ECG2AF reads).")
@@ -372,11 +380,11 @@ def _read_csv(path: Path) -> Study:
                               "expected columns named I, II, III, aVR, aVL, aVF, V1–V6")
     try:
         data = np.genfromtxt(io.StringIO("\n".join(body[1:])), delimiter=delim, dtype=np.float64,
-                             invalid_raise=True)
+                             invalid_raise=True, ndmin=2)
     except ValueError as e:
         raise ReadError(path, f"CSV rows are not all numeric or have different column counts ({e})") from None
-    if data.ndim == 1:
-        data = data.reshape(-1, len(header)) if data.size == len(header) else data.reshape(-1, 1)
+    if data.ndim != 2 or data.size == 0:
+        raise ReadError(path, "CSV has no numeric data rows")
     if data.shape[1] != len(header):
         raise ReadError(path, f"CSV has {len(header)} header columns but {data.shape[1]} data columns")
     bad = np.isnan(data)
