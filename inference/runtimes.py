@@ -153,8 +153,9 @@ class KerasRuntime:
 
 def _tf_gpu() -> bool:
     try:
-        import tensorflow as tf
+        from .frameworks import import_tensorflow
 
+        tf = import_tensorflow()
         return bool(tf.config.list_physical_devices("GPU"))
     except Exception:
         return False

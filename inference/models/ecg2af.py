@@ -102,9 +102,9 @@ def decode(outputs: dict[str, np.ndarray], index: int = 0) -> dict[str, Any]:
 
 # -- the graph --------------------------------------------------------------------------------
 def _keras():
-    import os
+    from ..frameworks import import_tensorflow
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import_tensorflow()  # torch/Triton first: see inference/frameworks.py
     import tf_keras
 
     return tf_keras
@@ -116,7 +116,9 @@ def custom_objects() -> dict[str, Any]:
     With ``compile=False`` losses and metrics are not deserialised; activations are. ML4H models use
     'swish' (built in) and, in some versions, a custom 'mish'.
     """
-    import tensorflow as tf
+    from ..frameworks import import_tensorflow
+
+    tf = import_tensorflow()
 
     def mish(x):
         return x * tf.math.tanh(tf.math.softplus(x))
@@ -231,7 +233,9 @@ def load_keras(path: str | Path, trusted: bool = False):
 
 def export_onnx_file(model, out: str | Path, opset: int = 17) -> Path:
     """Convert a loaded Keras model to ONNX with tf2onnx (same input and output names)."""
-    import tensorflow as tf
+    from ..frameworks import import_tensorflow
+
+    tf = import_tensorflow()
     import tf2onnx
 
     out = Path(out)
