@@ -110,17 +110,36 @@ class Runner:
                 "weights_sha256": self.weights_sha, "clinical": None, "runtime": "", "device": "", "seconds": None,
                 "error": error or "", "outputs": {}}
 
-    def run_paths(self, items: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        """items: (path, sha256). The next file is read on a thread while the model runs."""
-        rows = []
+    def run_paths(self, items: list[tuple[str, str]], batch: int = 16) -> list[dict[str, Any]]:
+        """items: (path, sha256). Files are read on a thread ahead of the model: while the model runs on
+        one group of studies the next group is being read. Pipelines with ``analyse_many`` get a group
+        per call (batched inference); the others one study at a time."""
+        many = getattr(self.mod, "analyse_many", None)
+        group = batch if many else 1
+        rows: list[dict[str, Any]] = []
         with cf.ThreadPoolExecutor(1) as reader:
-            futures = [reader.submit(self._read, Path(p)) for p, _ in items[:1]]
-            for i, (p, sha) in enumerate(items):
-                if i + 1 < len(items):
-                    futures.append(reader.submit(self._read, Path(items[i + 1][0])))
-                study, err = futures[i].result()
-                rows.append(self._analyse(Path(p), sha, study, err))
+            reads = [reader.submit(self._read, Path(p)) for p, _ in items]
+            for g in range(0, len(items), group):
+                got = [(Path(items[i][0]), items[i][1], *reads[i].result())
+                       for i in range(g, min(g + group, len(items)))]
+                if many:
+                    studies = [s for _, _, s, _ in got if s is not None]
+                    try:
+                        results = iter(many(studies, self.model_id, self.registry, JobContext()))
+                    except Exception as e:  # the whole group failed: every study gets the message
+                        results = iter([e] * len(studies))
+                    for path, sha, study, err in got:
+                        rows.append(self._row(path, sha, study, err, next(results) if study is not None else None))
+                else:
+                    for path, sha, study, err in got:
+                        rows.append(self._row(path, sha, study, err, self._run_one(study) if study is not None else None))
         return rows
+
+    def _run_one(self, study):
+        try:
+            return self.mod.analyse(study, self.model_id, self.registry, JobContext())
+        except Exception as e:
+            return e
 
     def _read(self, path: Path):
         try:
@@ -135,17 +154,15 @@ class Runner:
         except Exception as e:  # pragma: no cover - readers raise ReadError
             return None, f"{path.name}: {type(e).__name__}: {e}"
 
-    def _analyse(self, path: Path, sha: str, study, err: str | None) -> dict[str, Any]:
+    def _row(self, path: Path, sha: str, study, err: str | None, r) -> dict[str, Any]:
         row = self.row(path, sha, error=err)
         if study is None:
             return row
-        try:
-            r = self.mod.analyse(study, self.model_id, self.registry, JobContext())
-        except (ReadError, WeightsError) as e:
-            row["error"] = str(e)
+        if isinstance(r, (ReadError, WeightsError)):
+            row["error"] = str(r)
             return row
-        except Exception as e:
-            row["error"] = f"{path.name}: {type(e).__name__}: {e}"
+        if isinstance(r, Exception):
+            row["error"] = f"{path.name}: {type(r).__name__}: {r}"
             return row
         row.update(weights_sha256=r.weights_sha256, clinical=bool(r.clinical), runtime=r.runtime,
                    device=r.device, seconds=round(float(r.seconds), 4), outputs=jsonable(r.outputs),

@@ -195,6 +195,44 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     raise ValueError(f"unknown ECG model {model_id!r}; known: {', '.join(MODELS)}")
 
 
+def analyse_many(studies: list[Study], model_id: str, registry: Registry, ctx,
+                 batch_size: int = 16) -> list[Result | Exception]:
+    """Batched ECG2AF for ``lightbox batch``: one model call per ``batch_size`` ECGs (same numbers as
+    ``analyse``, about twice the throughput on CPU). Returns a Result or the error for each study."""
+    if model_id != E.MODEL_ID:
+        return [_or_error(lambda s=s: analyse(s, model_id, registry, ctx)) for s in studies]
+    out: list[Result | Exception] = [None] * len(studies)  # type: ignore[list-item]
+    ok = []
+    for i, s in enumerate(studies):
+        try:
+            check_input(s)
+            ok.append(i)
+        except ReadError as e:
+            out[i] = e
+    if not ok:
+        return out
+    rt, st = runtime_for(registry, model_id)
+    t0 = time.perf_counter()
+    raw = run_batch(rt, model_batch([studies[i] for i in ok]), batch_size)
+    per = (time.perf_counter() - t0) / len(ok)
+    for k, i in enumerate(ok):
+        d = E.decode(raw, k)
+        outputs = {key: d[key] for key in ("af_risk_5y", "sex_male_probability", "sex_female_probability",
+                                           "age_years", "af_in_read_probability", "survival_days",
+                                           "af_free_survival")}
+        notes = ["batch run"] + ([] if st.clinical else ["Computed with non-official weights."])
+        out[i] = Result(model_id, st.sha256 or "", rt.name, rt.device, per, jsonable(outputs),
+                        clinical=st.clinical, notes=notes)
+    return out
+
+
+def _or_error(fn):
+    try:
+        return fn()
+    except Exception as e:  # the batch runner turns it into the row's error
+        return e
+
+
 def export_onnx(registry: Registry, model_id: str = E.MODEL_ID) -> Path:
     """Write the ONNX twin of the verified Keras weights (named after their sha256)."""
     if model_id != E.MODEL_ID:
@@ -207,131 +245,3 @@ def export_onnx(registry: Registry, model_id: str = E.MODEL_ID) -> Path:
     tmp.replace(out)
     clear_cache()
     return out
-
-
-
-# -- headless batch: a folder of ECGs -> one CSV ---------------------------------------------------------
-CSV_FIELDS = ("file", "sha256", "status", "message", "heart_rate_bpm", "af_risk_5y", "sex_male_probability",
-              "age_years", "af_in_read_probability", "model_id", "weights_sha256", "runtime", "clinical", "notes")
-
-
-def _ecg_files(folder: Path) -> list[Path]:
-    from ..readers.ecg import EXTENSIONS
-
-    out = []
-    for p in sorted(folder.rglob("*") if folder.is_dir() else [folder]):
-        if not p.is_file() or p.suffix.lower() not in EXTENSIONS:
-            continue
-        if p.suffix.lower() in (".dat",) and p.with_suffix(".hea").exists():
-            continue  # the record is read once, through its header
-        if p.suffix.lower() in (".xyz",):
-            continue
-        out.append(p)
-    return out
-
-
-def batch(paths: list[Path], registry: Registry, out_csv: Path, batch_size: int = 16, with_measure: bool = True,
-          store=None, progress=None) -> dict[str, int]:
-    """ECG2AF (+ measurements) over many files, batched for throughput; one CSV row per file.
-
-    ``store`` (an ``app.store.Store``, optional, handed in by the caller) also keeps every study and result.
-    """
-    import csv
-
-    from ..atomic import atomic_path
-    from ..readers.ecg import read
-
-    rt, st = runtime_for(registry, E.MODEL_ID)
-    counts = {"ok": 0, "error": 0}
-    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        pending: list[tuple[Path, Study, dict]] = []
-
-        def flush():
-            if not pending:
-                return
-            t0 = time.perf_counter()
-            raw = run_batch(rt, model_batch([s for _, s, _ in pending]), batch_size)
-            per = (time.perf_counter() - t0) / len(pending)
-            for k, (p, s, row) in enumerate(pending):
-                d = E.decode(raw, k)
-                row.update(status="ok", af_risk_5y=f"{d['af_risk_5y']:.6f}",
-                           sex_male_probability=f"{d['sex_male_probability']:.6f}", age_years=f"{d['age_years']:.2f}",
-                           af_in_read_probability=f"{d['af_in_read_probability']:.6f}", model_id=E.MODEL_ID,
-                           weights_sha256=st.sha256, runtime=rt.name, clinical=st.clinical)
-                w.writerow(row)
-                counts["ok"] += 1
-                if store is not None:
-                    outputs = {"af_risk_5y": d["af_risk_5y"], "sex_male_probability": d["sex_male_probability"],
-                               "sex_female_probability": d["sex_female_probability"], "age_years": d["age_years"],
-                               "af_in_read_probability": d["af_in_read_probability"],
-                               "survival_days": d["survival_days"], "af_free_survival": d["af_free_survival"]}
-                    store.save(s, [Result(E.MODEL_ID, st.sha256 or "", rt.name, rt.device, per, jsonable(outputs),
-                                          clinical=st.clinical, notes=["batch run"])])
-            pending.clear()
-
-        for i, p in enumerate(paths):
-            row = {"file": str(p), "status": "", "message": "", "notes": ""}
-            try:
-                s = read(p)
-                row["sha256"] = s.sha256
-                row["notes"] = " ".join(s.notes)
-                if with_measure:
-                    try:
-                        hr = measure(s.data["signal_mv"], s.data["fs"]).get("heart_rate_bpm")
-                        row["heart_rate_bpm"] = f"{hr:.1f}" if hr else ""
-                    except Exception as e:  # measurement failure must not lose the model output
-                        row["message"] = f"no heart rate: {e}"
-                check_input(s)
-                pending.append((p, s, row))
-            except ReadError as e:
-                row.update(status="error", message=e.problem)
-                w.writerow(row)
-                counts["error"] += 1
-            if len(pending) >= batch_size:
-                flush()
-            if progress:
-                progress(i + 1, len(paths))
-        flush()
-    return counts
-
-
-def batch_main(argv: list[str] | None = None) -> int:
-    """``lightbox ecg-batch FOLDER_OR_FILES... --out results.csv``: ECG2AF over many ECGs, with progress."""
-    import argparse
-    import sys
-
-    p = argparse.ArgumentParser(prog="lightbox ecg-batch",
-                                description="Run ECG2AF (batched) and the rhythm measurements over ECG files "
-                                            "and write one CSV row per file.")
-    p.add_argument("inputs", nargs="+", help="folders (searched recursively) or files")
-    p.add_argument("--out", required=True, help="CSV to write")
-    p.add_argument("--batch", type=int, default=16, help="ECGs per model call (16 is fastest on CPU)")
-    p.add_argument("--no-measure", action="store_true", help="skip heart rate (faster)")
-    args = p.parse_args(argv)
-    from ..registry import WeightsError, default_registry
-
-    files: list[Path] = []
-    for i in args.inputs:
-        files += _ecg_files(Path(i))
-    if not files:
-        print("no ECG files found", file=sys.stderr)
-        return 1
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(files), unit="ECG", file=sys.stderr)
-
-    def progress(done, total):
-        bar.n = done
-        bar.refresh()
-
-    try:
-        counts = batch(files, default_registry(), Path(args.out), args.batch, not args.no_measure, None, progress)
-    except WeightsError as e:
-        bar.close()
-        print(f"ECG2AF not usable: {e}", file=sys.stderr)
-        return 1
-    bar.close()
-    print(f"{counts['ok']} analysed, {counts['error']} unreadable -> {args.out}")
-    return 0 if counts["ok"] else 1
