@@ -222,7 +222,7 @@ def _area_scale(study: Study, box: P.CropBox) -> tuple[float, str]:
     if sp:
         _, _, scale = P.square_geometry(box)
         return float(sp["dx_cm"] * sp["dy_cm"] * scale * scale), "cm²"
-    return 1.0, "px² (112×112 model grid)"
+    return 1.0, "px², 112-grid"
 
 
 # -- analysis -----------------------------------------------------------------------------------
