@@ -145,7 +145,8 @@ class CineCanvas(QWidget):
                 p.drawRect(QRectF(c.x() - 4, c.y() - 4, 8, 8))
         if self.caption:
             fm = p.fontMetrics()
-            r = QRectF(t.x() + 4, t.y() + 4, fm.horizontalAdvance(self.caption) + 12, fm.height() + 6)
+            cw = fm.horizontalAdvance(self.caption) + 12
+            r = QRectF(t.center().x() - cw / 2, t.y() + 4, cw, fm.height() + 6)
             p.fillRect(r, QColor(0, 0, 0, 170))
             p.setPen(QColor("#d5d9de"))
             p.drawText(r, Qt.AlignCenter, self.caption)
@@ -471,7 +472,8 @@ class EchoViewer(ViewerBase):
                 self.area = np.asarray(result.arrays["lv_area"], float)
             elif o.get(pipe.K_AREA):
                 self.area = np.asarray(o[pipe.K_AREA], float)
-            self.ed, self.es = list(o.get(pipe.K_ED, [])), list(o.get(pipe.K_ES, []))
+            self.ed = [int(i) - 1 for i in o.get(pipe.K_ED, [])]
+            self.es = [int(i) - 1 for i in o.get(pipe.K_ES, [])]
             key = {int(k): pipe.unpack_mask(v) for k, v in (o.get(pipe.K_MASKS) or {}).items()}
             self.canvas.set_masks(result.arrays.get("masks"), key)
             if o.get(pipe.K_CROP) and not self.study.data.get("crop_box"):
@@ -494,10 +496,10 @@ class EchoViewer(ViewerBase):
         self.canvas.index = i
         tag = ""
         if self.ed and i in self.ed and self._ai_visible():
-            tag = "  ·  ED"
+            tag = f"ED (end-diastole) · frame {i + 1}"
         elif self.es and i in self.es and self._ai_visible():
-            tag = "  ·  ES"
-        self.canvas.caption = f"frame {i + 1}/{n}  ·  {i / self.fps:.2f} s  ·  {self.fps:g} fps{tag}"
+            tag = f"ES (end-systole) · frame {i + 1}"
+        self.canvas.caption = tag
         self.canvas.update()
         self.slider.blockSignals(True)
         self.slider.setValue(i)
@@ -505,7 +507,7 @@ class EchoViewer(ViewerBase):
         self.cursor.blockSignals(True)
         self.cursor.setValue(i / self.fps)
         self.cursor.blockSignals(False)
-        self.pos_label.setText(f"{i + 1}/{n} · {i / self.fps:6.2f} s · {self.speed:g}×")
+        self.pos_label.setText(f"frame {i + 1}/{n} · {i / self.fps:5.2f} s · {self.fps:g} fps")
 
     def toggle_play(self) -> None:
         if self.timer.isActive():

@@ -206,14 +206,27 @@ def smooth(x: np.ndarray, fps: float, window_s: float = 0.06) -> np.ndarray:
     return np.convolve(pad, ker, mode="same")[k:-k]
 
 
+def _extrema(x: np.ndarray, dist: int, thr: float, last_of_plateau: bool) -> list[int]:
+    """Local maxima of ``x`` at least ``dist`` apart that rise ``thr`` above the curve on at least one
+    side within two cycles' reach (so a peak at the loop's start or end still counts)."""
+    from scipy.signal import find_peaks
+
+    pk, props = find_peaks(x, distance=dist, plateau_size=1)
+    out = []
+    for j, p in enumerate(pk):
+        lo, hi = max(0, p - 2 * dist), min(len(x), p + 2 * dist + 1)
+        if max(x[p] - x[lo:p + 1].min(), x[p] - x[p:hi].min()) >= thr:
+            out.append(int(props["right_edges"][j] if last_of_plateau else p))
+    return out
+
+
 def ed_es_frames(area: np.ndarray, fps: float, min_cycle_s: float = 0.3) -> tuple[list[int], list[int]]:
     """End-diastole = LV area peaks, end-systole = troughs (frame indices in the area curve).
 
-    Peaks must be at least ``min_cycle_s`` apart and stand out by a quarter of the curve's range
-    (speckle noise and partial masks do not make beats).
+    Extrema must be at least ``min_cycle_s`` apart and stand out by a quarter of the curve's range
+    (speckle noise and partial masks do not make beats). On a flat top (diastasis) ED is the last
+    frame before the area falls: end-diastole is the frame just before contraction starts.
     """
-    from scipy.signal import find_peaks
-
     a = smooth(np.asarray(area, float), fps)
     if len(a) < 3 or not np.isfinite(a).all():
         return [], []
@@ -221,10 +234,8 @@ def ed_es_frames(area: np.ndarray, fps: float, min_cycle_s: float = 0.3) -> tupl
     if rng <= 0 or rng < 0.05 * float(np.median(a)):  # <5 % area change: no measurable beat
         return [], []
     dist = max(1, int(round(min_cycle_s * fps)))
-    prom = 0.25 * rng
-    ed, _ = find_peaks(a, distance=dist, prominence=prom)
-    es, _ = find_peaks(-a, distance=dist, prominence=prom)
-    return [int(i) for i in ed], [int(i) for i in es]
+    thr = 0.25 * rng
+    return _extrema(a, dist, thr, True), _extrema(-a, dist, thr, False)
 
 
 def beats_from(ed: list[int], es: list[int]) -> list[dict]:

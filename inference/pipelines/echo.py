@@ -46,7 +46,7 @@ K_EF_BEATS = "LVEF_per_beat_%"
 K_SPREAD = "LVEF_beat_spread_%"
 K_CAT = "LVEF_category"
 K_CLIPS = "EF_clips_used"
-K_ED = "ED_frames"
+K_ED = "ED_frames"  # 1-based frame numbers (hidden _beats and _key_masks use 0-based indices)
 K_ES = "ES_frames"
 K_HR = "heart_rate_bpm"
 K_FAC = "LV_area_change_per_beat_%"
@@ -281,8 +281,8 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
         ed, es = P.ed_es_frames(area, fps)
         beats = P.beats_from(ed, es)
         arrays.update(masks=masks, lv_area=area)
-        outputs[K_ED] = ed
-        outputs[K_ES] = es
+        outputs[K_ED] = [i + 1 for i in ed]  # frame numbers as the viewer shows them (1-based)
+        outputs[K_ES] = [i + 1 for i in es]
         if len(ed) >= 2:
             outputs[K_HR] = round(60.0 * fps / float(np.median(np.diff(ed))), 1)
         fac = [round(100.0 * (area[b["ed"]] - area[b["es"]]) / area[b["ed"]], 1) for b in beats if area[b["ed"]] > 0]
