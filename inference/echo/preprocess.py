@@ -59,7 +59,7 @@ def _grey(frames: np.ndarray) -> np.ndarray:
     return frames.mean(axis=3) if frames.ndim == 4 else frames.astype(np.float32)
 
 
-def find_sector(frames: np.ndarray, max_frames: int = 48) -> CropBox:
+def find_sector(frames: np.ndarray, max_frames: int = 16) -> CropBox:
     """The bounding box of the ultrasound sector in full-size frames (F, H, W, 3).
 
     The sector is the union of the large bright, grey regions of the temporal median frame once thin
@@ -69,11 +69,10 @@ def find_sector(frames: np.ndarray, max_frames: int = 48) -> CropBox:
     """
     import cv2
 
-    f = frames[:: max(1, len(frames) // max_frames)][:max_frames]
+    f = frames[np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int)]
     h, w = f.shape[1:3]
-    rgb = f.astype(np.int16)
-    chroma = np.median(rgb.max(axis=3) - rgb.min(axis=3), axis=0)
-    level = np.median(rgb.mean(axis=3), axis=0)
+    chroma = np.median(f.max(axis=3) - f.min(axis=3), axis=0)
+    level = np.median(f.mean(axis=3, dtype=np.float32), axis=0)
     mask = ((level > 15) & (chroma < 40)).astype(np.uint8)
     k = max(3, int(round(min(h, w) / 30)) | 1)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
