@@ -81,7 +81,8 @@ def _analyse(args) -> int:
         return 1
     sid = store.save(study, [result])
     for k, v in result.outputs.items():
-        print(f"{k}: {v}")
+        if not k.startswith("_"):  # '_' keys are hidden payload (curves, masks), as in the results panel
+            print(f"{k}: {v}")
     print(result.provenance() + (f"  [{result.stamp}]" if result.stamp else ""))
     if args.pdf:
         from app.report import build_report

@@ -51,8 +51,10 @@ def _key_frames_figure(study, result, masks_full: np.ndarray | None):
         pick = [("ED", beats[0]["ed"]), ("ES", beats[0]["es"])]
     else:
         pick = ([("ED", ed[0])] if ed else []) + ([("ES", es[0])] if es else [])
-    if frames is None or not pick:
+    if frames is None:
         return None
+    if not pick:  # no beat detected: show the first frame with its crop, so the input can be judged
+        pick = [("first frame (no ED/ES found)", 0)]
     box = CropBox.from_list(o.get(pipe.K_CROP) or [0, 0, frames.shape[2], frames.shape[1]])
     key = {int(k): pipe.unpack_mask(v) for k, v in (o.get(pipe.K_MASKS) or {}).items()}
     fps = float(o.get(pipe.K_FPS) or study.data.get("fps") or 50)
@@ -126,7 +128,7 @@ def sections(study, results, store, study_id: int, extra: dict[str, Any]) -> lis
               pipe.K_FAC, pipe.K_CROP, pipe.K_SEGW):
         if k in o:
             v = o[k]
-            rows.append([LABELS.get(k, k), fmt(v)])
+            rows.append([LABELS.get(k, k), fmt(v) if v not in ([], None) else "none found"])
     flow.append(table(rows, col_widths=[75 * mm, 100 * mm]))
     for n in r.notes:
         flow.append(Paragraph(f"Note: {n}", SMALL))

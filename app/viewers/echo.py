@@ -14,7 +14,7 @@ from PySide6.QtCore import QElapsedTimer, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QGraphicsItem, QGraphicsView, QGroupBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QPushButton,
-                               QSizePolicy, QSlider, QSplitter, QTableWidget, QTableWidgetItem,
+                               QSizePolicy, QSlider, QSplitter, QStyleFactory, QTableWidget, QTableWidgetItem,
                                QTabWidget, QVBoxLayout, QWidget)
 from superqt import QRangeSlider
 
@@ -26,6 +26,10 @@ from inference.pipelines import echo as pipe
 from inference.results import NOT_CLINICAL, Result
 
 MASK_RGB = (61, 139, 253)
+CHECKBOX_CSS = """
+QCheckBox::indicator { width: 13px; height: 13px; border: 1px solid #8b949e; border-radius: 2px; background: #22272e; }
+QCheckBox::indicator:checked { background: #3d8bfd; border-color: #3d8bfd; }
+"""
 ED_COLOUR, ES_COLOUR = "#e5534b", "#3fb950"
 
 
@@ -50,7 +54,6 @@ class CineCanvas(QWidget):
         self.show_mask = True
         self.opacity = 0.35
         self.caption = ""
-        self.stamp = ""
         self._drag: tuple[str, QPointF, CropBox] | None = None
         self._mask_cache: dict[int, QImage] = {}
 
@@ -150,11 +153,6 @@ class CineCanvas(QWidget):
             p.fillRect(r, QColor(0, 0, 0, 170))
             p.setPen(QColor("#d5d9de"))
             p.drawText(r, Qt.AlignCenter, self.caption)
-        if self.stamp:
-            p.setPen(QColor("#ffffff"))
-            r = QRectF(t.right() - 190, t.y() + 6, 184, 20)
-            p.fillRect(r, QColor("#e5534b"))
-            p.drawText(r, Qt.AlignCenter, self.stamp)
 
     # -- crop editing -----------------------------------------------------------------------------
     def mousePressEvent(self, ev) -> None:
@@ -340,15 +338,24 @@ class EchoViewer(ViewerBase):
         self.slider.setToolTip("Frame")
         self.slider.valueChanged.connect(self._slider_moved)
         self.loop = QRangeSlider(Qt.Horizontal)
+        # superqt draws its two handles itself; under the app style sheet it needs the plain Fusion
+        # style (otherwise only one handle and no groove are painted)
+        self.loop.setStyle(QStyleFactory.create("Fusion"))
+        self.loop.setStyleSheet("QRangeSlider { background: transparent; qproperty-barColor: #d29922; }")
         self.loop.setToolTip("Loop range (drag the ends)")
         self.loop.valueChanged.connect(self._loop_changed)
         self.pos_label = QLabel("")
         self.pos_label.setMinimumWidth(220)
+        self.stamp_label = QLabel(NOT_CLINICAL)
+        self.stamp_label.setObjectName("stamp")
+        self.stamp_label.setToolTip("The overlay and curve come from non-official weights")
+        self.stamp_label.hide()
         tr = QHBoxLayout()
         for w in (prev_btn, self.play_btn, next_btn, self.speed_box):
             tr.addWidget(w)
         tr.addWidget(self.slider, 1)
         tr.addWidget(self.pos_label)
+        tr.addWidget(self.stamp_label)
         lr = QHBoxLayout()
         lr.addWidget(QLabel("Loop"))
         lr.addWidget(self.loop, 1)
@@ -408,7 +415,9 @@ class EchoViewer(ViewerBase):
         self._play_start = 0
         self._last_ui = 0
 
+        self.setStyleSheet(CHECKBOX_CSS)
         self.panel = EchoPanel(self)
+        self.panel.setStyleSheet(CHECKBOX_CSS)
         p = self.panel
         p.new_trainee.clicked.connect(self._new_trainee)
         p.trainee.currentIndexChanged.connect(lambda _i: self._practice_state_changed())
@@ -470,10 +479,9 @@ class EchoViewer(ViewerBase):
         super().set_result(result)
         self.canvas.set_masks(None)
         self.area, self.ed, self.es = None, [], []
-        self.canvas.stamp = ""
+        self.stamp_label.setVisible(result is not None and not result.clinical)
         if result is not None:
             o = result.outputs
-            self.canvas.stamp = "" if result.clinical else NOT_CLINICAL
             if result.arrays.get("lv_area") is not None:
                 self.area = np.asarray(result.arrays["lv_area"], float)
             elif o.get(pipe.K_AREA):
