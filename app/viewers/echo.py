@@ -340,7 +340,9 @@ class EchoViewer(ViewerBase):
         self.loop = QRangeSlider(Qt.Horizontal)
         # superqt draws its two handles itself; under the app style sheet it needs the plain Fusion
         # style (otherwise only one handle and no groove are painted)
-        self.loop.setStyle(QStyleFactory.create("Fusion"))
+        self._loop_style = QStyleFactory.create("Fusion")  # keep a reference: Qt does not own it
+        self._loop_style.setParent(self)
+        self.loop.setStyle(self._loop_style)
         self.loop.setStyleSheet("QRangeSlider { background: transparent; qproperty-barColor: #d29922; }")
         self.loop.setToolTip("Loop range (drag the ends)")
         self.loop.valueChanged.connect(self._loop_changed)
