@@ -335,6 +335,7 @@ class EchoViewer(ViewerBase):
         self.speed_box.setToolTip("Playback speed ([ and ])")
         self.speed_box.currentIndexChanged.connect(self._speed_changed)
         self.slider = QSlider(Qt.Horizontal)
+        self.slider.setMinimumWidth(200)
         self.slider.setToolTip("Frame")
         self.slider.valueChanged.connect(self._slider_moved)
         self.loop = QRangeSlider(Qt.Horizontal)
@@ -357,10 +358,10 @@ class EchoViewer(ViewerBase):
             tr.addWidget(w)
         tr.addWidget(self.slider, 1)
         tr.addWidget(self.pos_label)
-        tr.addWidget(self.stamp_label)
         lr = QHBoxLayout()
         lr.addWidget(QLabel("Loop"))
         lr.addWidget(self.loop, 1)
+        lr.addWidget(self.stamp_label)
 
         # LV area plot
         self.plot = pg.PlotWidget(background="#111417")
