@@ -18,9 +18,10 @@ CLIP_FRAMES = 32
 CLIP_PERIOD = 2
 TRAIN_FPS = 50.0  # EchoNet-Dynamic videos are ~50 fps: 32 frames x period 2 span ~1.26 s
 
-# Per-channel mean / std of the EchoNet-Dynamic training videos (0..255 scale), as computed by the
-# reference's get_mean_and_std on the train split. The manifest ([models.echonet-ef.inputs]) can
-# override them; a checkpoint that carries 'mean'/'std' keys wins over both.
+# Per-channel mean / std of the EchoNet-Dynamic training videos (0..255 scale). The reference computes
+# them at run time (get_mean_and_std on the train split) and does not store them in the checkpoint;
+# these defaults are approximate and unverified. The manifest ([models.echonet-ef.inputs] mean/std)
+# is what the pipeline uses: recompute them from the dataset before clinical use.
 MEAN = (32.6, 32.7, 33.0)
 STD = (49.9, 50.0, 50.2)
 
