@@ -343,3 +343,27 @@ def test_practice_history_exports_and_report(store, demo_file, tmp_path):
     pdf = build_report(study, store, sid, tmp_path / "r.pdf",
                        extra={"practice": dict(store.db["estimates"].get(eid), trainee="Dr A")})
     assert (tmp_path / "r.pdf").stat().st_size > 5000 and pdf.endswith("r.pdf")
+
+
+def test_view_classifier_makes_the_gate_automatic(registry, short_loop, tmp_path, monkeypatch):
+    """A (toy) ONNX view classifier installed as `echo-view` decides the gate, with its probability."""
+    import torch
+
+    from inference.detect import open_study
+    from inference.pipelines import echo as pipe
+
+    class Toy(torch.nn.Module):  # logit = mean intensity: stands in for a site's real classifier
+        def forward(self, x):
+            return x.mean(dim=(1, 2, 3)).unsqueeze(1) * 0 + 2.0
+
+    p = tmp_path / "echo_view_a4c.onnx"
+    torch.onnx.export(Toy(), (torch.zeros(1, 3, 112, 112),), str(p), input_names=["frames"],
+                      output_names=["logits"], dynamic_axes={"frames": {0: "n"}, "logits": {0: "n"}},
+                      opset_version=17, dynamo=False)
+    registry.install(p, "echo-view", unofficial=True)
+    study = open_study(short_loop)
+    small, _, _ = pipe.prepared(study)
+    g = pipe.view_gate(study, registry, small, P.MEAN, P.STD)
+    assert g["method"] == "view classifier" and g["decision"] == "A4C"
+    assert g["probability"] == pytest.approx(1 / (1 + np.exp(-2.0)), abs=1e-3)
+    assert g["clinical"] is False

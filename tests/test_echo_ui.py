@@ -126,3 +126,20 @@ def test_gate_and_crop_reach_the_pipeline(main_window, qtbot, demo_file, monkeyp
     v.reset_crop()
     assert "crop_box" not in v.study.data
     assert np.array_equal(v.canvas.box.as_list(), v.study.data["auto_crop_box"])
+
+
+def test_progress_and_practice_set_dialogs(main_window, qtbot, demo_file):
+    from app.viewers.echo import HistoryDialog, PracticeSetDialog
+
+    v = _open(main_window, qtbot, demo_file)
+    v.set_trainee("Dr Set")
+    main_window._analysis_done(main_window.study_id, _fake_result(ef=50.0))
+    v.panel.set_btn.setChecked(True)  # instructor marks the study for the teaching set
+    v.panel.estimate.setValue(45)
+    v.lock_estimate()
+    h = HistoryDialog(v, main_window.ctx.store, v.trainee_id(), "Dr Set")
+    qtbot.addWidget(h)
+    assert "1 revealed" in _all_text(h) and "-5.0" in _all_text(h)
+    d = PracticeSetDialog(v, main_window.ctx.store)
+    qtbot.addWidget(d)
+    assert "Dr Set" in _all_text(d)
