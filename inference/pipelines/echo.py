@@ -38,6 +38,7 @@ MODELS = ("echonet-ef", "echonet-seg")
 VIEW_MODEL = "echo-view"
 DEFAULT_MAX_CLIPS = 6
 SEG_BATCH = 16
+CLIP_BATCH = 3  # EF clips per model call (cancellation is checked between calls)
 MIN_FRAMES = P.CLIP_FRAMES
 
 # output keys (the results panel shows them with '_' as spaces; '_'-prefixed keys stay hidden)
@@ -314,10 +315,12 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
             notes.append(f"the loop is shorter than one clip ({P.clip_span_frames(fps)} frames): the last frame "
                          "is repeated to fill it")
         preds: dict[int, float] = {}
-        for j, s in enumerate(starts):
-            ctx.progress(0.5 + 0.48 * j / len(starts), f"EF clip {j + 1}/{len(starts)}")
-            idx = P.clip_indices(int(s) / fps, fps, n)
-            preds[int(s)] = float(np.asarray(next(iter(ef_rt.run({"clip": P.make_clip(norm, idx)}).values()))).ravel()[0])
+        for j in range(0, len(starts), CLIP_BATCH):
+            chunk = [int(s) for s in starts[j:j + CLIP_BATCH]]
+            ctx.progress(0.5 + 0.48 * j / len(starts), f"EF clips {j + 1}-{j + len(chunk)} of {len(starts)}")
+            batch = np.concatenate([P.make_clip(norm, P.clip_indices(s / fps, fps, n)) for s in chunk])
+            out = np.asarray(next(iter(ef_rt.run({"clip": batch}).values()))).reshape(-1)
+            preds.update({s: float(v) for s, v in zip(chunk, out)})
         whole = float(np.mean(list(preds.values())))
         outputs[K_EF] = round(whole, 1)
         outputs[K_CAT] = P.ef_category(whole)

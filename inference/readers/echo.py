@@ -317,7 +317,11 @@ def read(path) -> Study:
     else:
         raise ReadError(path, f"'{ext}' is not an echo format (MP4, AVI, GIF, DICOM)")
     n, h, w = frames.shape[:3]
+    from ..echo.preprocess import find_sector
+
+    box = find_sector(frames).as_list()  # on the reading thread, not the UI's
+    meta["sector_box"] = box
     meta.update({"frames": int(n), "width": int(w), "height": int(h), "fps": round(float(fps), 3),
                  "duration_s": round(n / fps, 3)})
     return Study(modality="echo", source=str(path), sha256=sha256_file(path), name=path.name,
-                 metadata=meta, data={"frames": frames, "fps": float(fps)}, notes=notes)
+                 metadata=meta, data={"frames": frames, "fps": float(fps), "auto_crop_box": box}, notes=notes)
