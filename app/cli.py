@@ -81,8 +81,7 @@ def _analyse(args) -> int:
         return 1
     sid = store.save(study, [result])
     for k, v in result.outputs.items():
-        if not k.startswith("_"):  # '_' keys are hidden payload (curves, masks), as in the results panel
-            print(f"{k}: {v}")
+        print(f"{k}: {v}")
     print(result.provenance() + (f"  [{result.stamp}]" if result.stamp else ""))
     if args.pdf:
         from app.report import build_report
