@@ -388,6 +388,7 @@ class EchoViewer(ViewerBase):
         legend = self.plot.addLegend(offset=(-10, 5))
         legend.addItem(self.ed_marks, "ED (area peak)")
         legend.addItem(self.es_marks, "ES (area trough)")
+        self._beat_labels: list = []
         self.plot_note = QLabel("")
         self.plot_note.setObjectName("muted")
 
@@ -492,7 +493,13 @@ class EchoViewer(ViewerBase):
             self.ed = [int(i) - 1 for i in o.get(pipe.K_ED, [])]
             self.es = [int(i) - 1 for i in o.get(pipe.K_ES, [])]
             key = {int(k): pipe.unpack_mask(v) for k, v in (o.get(pipe.K_MASKS) or {}).items()}
-            self.canvas.set_masks(result.arrays.get("masks"), key)
+            masks = result.arrays.get("masks")
+            if masks is None and o.get(pipe.K_ALL_MASKS) and self.frames is not None:
+                try:  # a stored result: the packed per-frame masks
+                    masks = pipe.unpack_masks(o[pipe.K_ALL_MASKS], len(self.frames))
+                except ValueError:
+                    masks = None
+            self.canvas.set_masks(masks, key)
             if o.get(pipe.K_CROP) and not self.study.data.get("crop_box"):
                 self.canvas.box = CropBox.from_list(o[pipe.K_CROP])
             gate = o.get(pipe.K_GATE)
@@ -619,6 +626,9 @@ class EchoViewer(ViewerBase):
     def _update_plot(self) -> None:
         visible = self._ai_visible()
         if self.area is None or not visible:
+            for item in self._beat_labels:
+                self.plot.removeItem(item)
+            self._beat_labels = []
             self.curve.setData([], [])
             self.ed_marks.setData([])
             self.es_marks.setData([])
@@ -631,6 +641,18 @@ class EchoViewer(ViewerBase):
         self.curve.setData(t, self.area)
         self.ed_marks.setData([{"pos": (i / self.fps, self.area[i]), "data": i} for i in self.ed if i < len(self.area)])
         self.es_marks.setData([{"pos": (i / self.fps, self.area[i]), "data": i} for i in self.es if i < len(self.area)])
+        for item in self._beat_labels:
+            self.plot.removeItem(item)
+        self._beat_labels = []
+        o = self.result.outputs if self.result else {}
+        beats, efs = o.get(pipe.K_BEATS) or [], o.get(pipe.K_EF_BEATS) or []
+        top = float(np.max(self.area)) if len(self.area) else 0.0
+        for b, ef in zip(beats, efs):
+            end = b["ed_next"] if b.get("ed_next") is not None else b["es"]
+            label = pg.TextItem(f"EF {ef:.0f} %", color="#d5d9de", anchor=(0.5, 1.0))
+            label.setPos((b["ed"] + end) / 2 / self.fps, top)
+            self.plot.addItem(label)
+            self._beat_labels.append(label)
         unit = (self.result.outputs.get(pipe.K_AREA_UNIT) if self.result else "") or "px²"
         self.plot.setLabel("left", f"LV area ({unit})")
         self.plot_note.setText("Click a triangle (ED red ▲, ES green ▼) or the curve to jump to that frame; "

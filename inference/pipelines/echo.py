@@ -38,6 +38,7 @@ MODELS = ("echonet-ef", "echonet-seg")
 VIEW_MODEL = "echo-view"
 DEFAULT_MAX_CLIPS = 6
 SEG_BATCH = 16
+MAX_STORED_MASK_FRAMES = 1000
 CLIP_BATCH = 3  # EF clips per model call (cancellation is checked between calls)
 MIN_FRAMES = P.CLIP_FRAMES
 
@@ -57,6 +58,7 @@ K_SEGW = "segmentation_weights"
 K_AREA = "_lv_area"
 K_AREA_UNIT = "_lv_area_unit"
 K_MASKS = "_key_masks"
+K_ALL_MASKS = "_masks_packed"  # (F, 112, 112) bool, np.packbits + base64
 K_BEATS = "_beats"
 K_FPS = "_fps"
 EF_KEYS = (K_EF, K_EF_BEATS, K_SPREAD, K_CAT)  # what blinded practice hides
@@ -180,6 +182,11 @@ def unpack_mask(s: str, size: int = P.SIZE) -> np.ndarray:
     return np.unpackbits(b)[: size * size].reshape(size, size).astype(bool)
 
 
+def unpack_masks(s: str, n: int, size: int = P.SIZE) -> np.ndarray:
+    b = np.frombuffer(base64.b64decode(s), np.uint8)
+    return np.unpackbits(b)[: n * size * size].reshape(n, size, size).astype(bool)
+
+
 def _crop_box(study: Study) -> tuple[P.CropBox, bool]:
     frames = study.data["frames"]
     user = study.data.get("crop_box")
@@ -291,6 +298,8 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
             outputs[K_FAC] = fac
         keys = sorted(set(ed) | set(es))[:8]
         outputs[K_MASKS] = {str(i): pack_mask(masks[i]) for i in keys}
+        if n <= MAX_STORED_MASK_FRAMES:  # every frame's mask, packed (~2 kB/frame): reopening shows the overlay
+            outputs[K_ALL_MASKS] = pack_mask(masks)
         outputs[K_AREA] = [round(float(a), 4) for a in area]
         outputs[K_AREA_UNIT] = unit
         outputs[K_SEGW] = f"{seg_st.entry.id} {seg_st.sha256[:16]}"
