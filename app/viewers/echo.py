@@ -385,9 +385,6 @@ class EchoViewer(ViewerBase):
         for ax in self.plot.getPlotItem().axes.values():
             ax["item"].setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         self.plot.setViewportUpdateMode(QGraphicsView.MinimalViewportUpdate)
-        legend = self.plot.addLegend(offset=(-10, 5))
-        legend.addItem(self.ed_marks, "ED (area peak)")
-        legend.addItem(self.es_marks, "ES (area trough)")
         self._beat_labels: list = []
         self.plot_note = QLabel("")
         self.plot_note.setObjectName("muted")
@@ -655,8 +652,8 @@ class EchoViewer(ViewerBase):
             self._beat_labels.append(label)
         unit = (self.result.outputs.get(pipe.K_AREA_UNIT) if self.result else "") or "px²"
         self.plot.setLabel("left", f"LV area ({unit})")
-        self.plot_note.setText("Click a triangle (ED red ▲, ES green ▼) or the curve to jump to that frame; "
-                               "drag the amber line to scrub.")
+        self.plot_note.setText("ED = red ▲ (LV area peak), ES = green ▼ (trough); EF per beat above each beat. "
+                               "Click a mark or the curve to jump there; drag the amber line to scrub.")
 
     def _mark_clicked(self, _item, points, *_a) -> None:
         if points:
