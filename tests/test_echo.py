@@ -371,3 +371,40 @@ def test_view_classifier_makes_the_gate_automatic(registry, short_loop, tmp_path
     assert g["method"] == "view classifier" and g["decision"] == "A4C"
     assert g["probability"] == pytest.approx(1 / (1 + np.exp(-2.0)), abs=1e-3)
     assert g["clinical"] is False
+
+
+def test_gif_and_monochrome_dicom_loops(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from PIL import Image
+
+    from inference.readers import echo as R
+
+    frames = demo.frames()[:12:2]
+    imgs = [Image.fromarray(f) for f in frames]
+    gif = tmp_path / "loop.gif"
+    imgs[0].save(gif, save_all=True, append_images=imgs[1:], duration=40, loop=0)
+    s = R.read(gif)
+    assert s.data["frames"].shape == (6, demo.H, demo.W, 3)
+    assert s.metadata["fps"] == pytest.approx(25.0)
+
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    grey = frames[..., 0]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = R.US_MULTIFRAME
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(tmp_path / "mono.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "US"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = demo.H, demo.W, len(grey)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.FrameTime = "20"
+    ds.PixelData = grey.tobytes()
+    ds.save_as(str(tmp_path / "mono.dcm"), enforce_file_format=True)
+    s = R.read(tmp_path / "mono.dcm")
+    assert s.metadata["fps"] == pytest.approx(50.0) and s.metadata["fps_source"].startswith("FrameTime")
+    f = s.data["frames"]
+    assert f.shape == (6, demo.H, demo.W, 3) and np.array_equal(f[..., 0], grey) and np.array_equal(f[..., 2], grey)
+    assert pydicom
