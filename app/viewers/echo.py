@@ -207,6 +207,18 @@ class EchoPanel(QWidget):
         self.v = viewer
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        gate = QGroupBox("View gate (EchoNet-Dynamic: apical 4-chamber only)")
+        g = QVBoxLayout(gate)
+        self.gate_label = QLabel("")
+        self.gate_label.setWordWrap(True)
+        g.addWidget(self.gate_label)
+        row = QHBoxLayout()
+        self.gate_yes = QPushButton("Apical 4-chamber")
+        self.gate_no = QPushButton("Not A4C")
+        row.addWidget(self.gate_yes)
+        row.addWidget(self.gate_no)
+        g.addLayout(row)
+        lay.addWidget(gate)
         tabs = QTabWidget()
         lay.addWidget(tabs)
 
@@ -258,18 +270,6 @@ class EchoPanel(QWidget):
         # view gate + image
         gw = QWidget()
         gl = QVBoxLayout(gw)
-        gate = QGroupBox("View gate (EchoNet-Dynamic: apical 4-chamber only)")
-        g = QVBoxLayout(gate)
-        self.gate_label = QLabel("")
-        self.gate_label.setWordWrap(True)
-        g.addWidget(self.gate_label)
-        row = QHBoxLayout()
-        self.gate_yes = QPushButton("Apical 4-chamber")
-        self.gate_no = QPushButton("Not A4C")
-        row.addWidget(self.gate_yes)
-        row.addWidget(self.gate_no)
-        g.addLayout(row)
-        gl.addWidget(gate)
         crop = QGroupBox("Sector crop (model input)")
         c = QVBoxLayout(crop)
         self.crop_label = QLabel("")
@@ -295,7 +295,7 @@ class EchoPanel(QWidget):
         o.addWidget(self.opacity, 1)
         gl.addWidget(ov)
         gl.addStretch(1)
-        tabs.addTab(gw, "View && crop")
+        tabs.addTab(gw, "Crop && overlay")
         self.tabs = tabs
 
 
@@ -388,6 +388,7 @@ class EchoViewer(ViewerBase):
         self._beat_labels: list = []
         self.plot_note = QLabel("")
         self.plot_note.setObjectName("muted")
+        self.plot_note.setWordWrap(True)
 
         top = QWidget()
         tl = QVBoxLayout(top)

@@ -168,7 +168,7 @@ def view_gate(study: Study, registry: Registry, small: np.ndarray, mean, std) ->
                 "by": os.environ.get("USER", "operator"), "at": _now()}
     raise ViewGateRequired(
         "View gate: EchoNet-Dynamic was trained on apical 4-chamber views only. Confirm the view "
-        "('Apical 4-chamber' in the echo viewer's View gate) before EF is computed, or install a view "
+        "('Apical 4-chamber' in the echo viewer's View gate box) before EF is computed, or install a view "
         f"classifier ('{VIEW_MODEL}'). Headless: set LIGHTBOX_ECHO_VIEW=A4C to record the operator's confirmation.")
 
 
