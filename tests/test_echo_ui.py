@@ -80,6 +80,13 @@ def test_practice_mode_never_shows_ai_ef_before_lock(main_window, qtbot, demo_fi
     assert "hidden" in main_window.results.prov.text().lower()
     assert v.curve.getData()[0] is None or len(v.curve.getData()[0]) == 0  # area curve hidden too
     assert not v.canvas.show_mask
+    # nor does a PDF exported while blinded
+    from app.report import echo as rep
+
+    flow = rep.sections(main_window.study, main_window.ctx.store.results(main_window.study_id),
+                        main_window.ctx.store, main_window.study_id, v.report_extra())
+    assert not any("42.4" in getattr(f, "text", "") for f in flow)
+    assert any("withheld" in getattr(f, "text", "") for f in flow)
     # re-opening the study while blinded keeps it hidden
     main_window.show_study(main_window.study, main_window.study_id)
     assert "42.4" not in _all_text(main_window)

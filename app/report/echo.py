@@ -123,6 +123,10 @@ def sections(study, results, store, study_id: int, extra: dict[str, Any]) -> lis
     r = next((x for x in reversed(echo) if x.model_id == "echonet-ef"), echo[-1])
     o = r.outputs
     meta = study.metadata
+    if extra.get("blinded"):
+        return [Paragraph(f"Loop: {meta.get('frames')} frames, {meta.get('fps')} fps.", BODY),
+                Paragraph("<b>Blinded practice:</b> the AI results are withheld from this report until the "
+                          "trainee's estimate is locked.", BODY)]
     flow.append(Paragraph(f"Loop: {meta.get('frames')} frames, {meta.get('width')}×{meta.get('height')} px, "
                           f"{meta.get('fps')} fps ({meta.get('duration_s')} s).", BODY))
     flow.append(Paragraph(f"<b>View gate</b> (apical 4-chamber): {_gate_text(o.get(pipe.K_GATE))}", BODY))

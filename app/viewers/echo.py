@@ -858,6 +858,8 @@ class EchoViewer(ViewerBase):
         PracticeSetDialog(self, self.ctx.store).exec()
 
     def report_extra(self) -> dict:
+        if self.hides_results():  # a PDF must not reveal what the screen hides
+            return {"blinded": True}
         extra: dict = {}
         if self.result is not None and self.result.arrays.get("masks") is not None:
             extra["masks"] = self.result.arrays["masks"]
