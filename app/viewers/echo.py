@@ -6,7 +6,6 @@ Keys: Space play/pause · Left/Right one frame · Home/End loop start/end · [ /
 from __future__ import annotations
 
 import datetime as _dt
-from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
@@ -796,7 +795,8 @@ class EchoViewer(ViewerBase):
             p.reveal.setText("<i>AI EF hidden — enter your visual estimate and lock it.</i>")
         self._overlay_changed()
         self._update_plot()
-        self.show_frame(self.canvas.index) if self.frames is not None else None
+        if self.frames is not None:
+            self.show_frame(self.canvas.index)
         if refresh:
             self._refresh_results_panel()
 

@@ -9,7 +9,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 PLAY_CODE = r"""
 import os, sys, time
@@ -126,4 +125,3 @@ def run():
             yield f"whole analysis (seg + {res.outputs[pipe.K_CLIPS]} clips), {label}", tw, "s/video", \
                 f"EF part ≈ {max(0.0, tw - seg_part):.1f} s (target < 10 s) · {dev}"
         pipe.clear_cache()
-    _ = np  # numpy imported for symmetry with other benches
