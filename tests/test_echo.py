@@ -272,6 +272,11 @@ def test_onnx_export_agrees_with_torch_and_pipeline_uses_it(checkpoints, registr
     assert r.outputs[pipe.K_GATE]["method"] == "confirmed by user"
     assert r.arrays["masks"].shape == (40, 112, 112)
     assert len(r.outputs[pipe.K_AREA]) == 40
+    # segmentation alone: masks, area curve and ED/ES, no EF and no gate needed
+    s = pipe.analyse(study, "echonet-seg", registry, JobContext())
+    assert pipe.K_EF not in s.outputs and pipe.K_GATE not in s.outputs
+    assert s.weights_sha256 == registry.state("echonet-seg").sha256
+    np.testing.assert_array_equal(s.arrays["masks"], r.arrays["masks"])
     pipe.clear_cache()
 
 
