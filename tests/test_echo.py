@@ -323,9 +323,10 @@ def _fake_result(ef=42.4):
          pipe.K_CROP: [77, 28, 404, 295], pipe.K_AREA: area, pipe.K_AREA_UNIT: "px²", pipe.K_FPS: 50.0,
          pipe.K_BEATS: P.beats_from(ed, es)}
     o[pipe.K_EF_BEATS] = [round(ef - 1, 1), round(ef + 1, 1)][: len(o[pipe.K_BEATS])]
-    truth = np.stack([demo.lv_mask(i) for i in range(demo.N)]).astype(np.uint8)[..., None].repeat(3, 3) * 255
+    keys = sorted(set(ed) | set(es))
+    truth = np.stack([demo.lv_mask(i) for i in keys]).astype(np.uint8)[..., None].repeat(3, 3) * 255
     grid = P.crop_resize(truth, P.CropBox(77, 28, 404, 295))[..., 0] > 127
-    o[pipe.K_ALL_MASKS] = pipe.pack_mask(grid)
+    o[pipe.K_MASKS] = {str(i): pipe.pack_mask(g) for i, g in zip(keys, grid)}
     return Result("echonet-ef", "ab" * 32, "torch", "CPU", 1.0, o, clinical=False)
 
 

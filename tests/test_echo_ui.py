@@ -117,9 +117,11 @@ def test_not_blinded_shows_result_and_clickable_marks(main_window, qtbot, demo_f
     assert v.canvas.index == v.ed[1]
     assert "ED" in v.canvas.caption
     assert [t.toPlainText() for t in v._beat_labels] == ["EF 60 %", "EF 62 %"]
-    # a stored result (no arrays) still overlays every frame from the packed masks
-    assert v.canvas.masks is not None and v.canvas.masks.shape == (demo.N, 112, 112)
-    assert v.canvas.masks[v.es[0]].sum() < v.canvas.masks[v.ed[0]].sum()
+    # a stored result (no arrays) still overlays its ED/ES frames from the masks kept in the outputs
+    km = v.canvas.key_masks
+    assert v.canvas.masks is None and set(km) == set(v.ed) | set(v.es)
+    assert km[v.es[0]].sum() < km[v.ed[0]].sum()
+    assert v.canvas._mask_image(v.ed[0]) is not None and v.canvas._mask_image(v.ed[0] + 3) is None
 
 
 def test_gate_and_crop_reach_the_pipeline(main_window, qtbot, demo_file, monkeypatch):

@@ -57,11 +57,6 @@ def _key_frames_figure(study, result, masks_full: np.ndarray | None):
         pick = [("first frame (no ED/ES found)", 0)]
     box = CropBox.from_list(o.get(pipe.K_CROP) or [0, 0, frames.shape[2], frames.shape[1]])
     key = {int(k): pipe.unpack_mask(v) for k, v in (o.get(pipe.K_MASKS) or {}).items()}
-    if masks_full is None and o.get(pipe.K_ALL_MASKS):
-        try:
-            masks_full = pipe.unpack_masks(o[pipe.K_ALL_MASKS], len(frames))
-        except ValueError:
-            masks_full = None
     fps = float(o.get(pipe.K_FPS) or study.data.get("fps") or 50)
     fig = Figure(figsize=(8, 3.3))
     for j, (name, i) in enumerate(pick):

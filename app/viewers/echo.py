@@ -490,13 +490,8 @@ class EchoViewer(ViewerBase):
             self.ed = [int(i) - 1 for i in o.get(pipe.K_ED, [])]
             self.es = [int(i) - 1 for i in o.get(pipe.K_ES, [])]
             key = {int(k): pipe.unpack_mask(v) for k, v in (o.get(pipe.K_MASKS) or {}).items()}
-            masks = result.arrays.get("masks")
-            if masks is None and o.get(pipe.K_ALL_MASKS) and self.frames is not None:
-                try:  # a stored result: the packed per-frame masks
-                    masks = pipe.unpack_masks(o[pipe.K_ALL_MASKS], len(self.frames))
-                except ValueError:
-                    masks = None
-            self.canvas.set_masks(masks, key)
+            # a fresh result has every frame's mask; a stored one only its ED/ES masks
+            self.canvas.set_masks(result.arrays.get("masks"), key)
             if o.get(pipe.K_CROP) and not self.study.data.get("crop_box"):
                 self.canvas.box = CropBox.from_list(o[pipe.K_CROP])
             gate = o.get(pipe.K_GATE)
@@ -652,8 +647,11 @@ class EchoViewer(ViewerBase):
             self._beat_labels.append(label)
         unit = (self.result.outputs.get(pipe.K_AREA_UNIT) if self.result else "") or "px²"
         self.plot.setLabel("left", f"LV area ({unit})")
+        stored = self.result is not None and self.result.arrays.get("masks") is None
         self.plot_note.setText("ED = red ▲ (LV area peak), ES = green ▼ (trough); EF per beat above each beat. "
-                               "Click a mark or the curve to jump there; drag the amber line to scrub.")
+                               "Click a mark or the curve to jump there; drag the amber line to scrub."
+                               + (" Stored result: the LV mask is shown on the ED/ES frames; re-run the "
+                                  "analysis for every frame." if stored else ""))
 
     def _mark_clicked(self, _item, points, *_a) -> None:
         if points:

@@ -38,7 +38,6 @@ MODELS = ("echonet-ef", "echonet-seg")
 VIEW_MODEL = "echo-view"
 DEFAULT_MAX_CLIPS = 6
 SEG_BATCH = 16
-MAX_STORED_MASK_FRAMES = 1000
 CLIP_BATCH = 3  # EF clips per model call (cancellation is checked between calls)
 MIN_FRAMES = P.CLIP_FRAMES
 
@@ -58,7 +57,6 @@ K_SEGW = "segmentation_weights"
 K_AREA = "_lv_area"
 K_AREA_UNIT = "_lv_area_unit"
 K_MASKS = "_key_masks"
-K_ALL_MASKS = "_masks_packed"  # (F, 112, 112) bool, np.packbits + base64
 K_BEATS = "_beats"
 K_FPS = "_fps"
 EF_KEYS = (K_EF, K_EF_BEATS, K_SPREAD, K_CAT)  # what blinded practice hides
@@ -182,10 +180,6 @@ def unpack_mask(s: str, size: int = P.SIZE) -> np.ndarray:
     return np.unpackbits(b)[: size * size].reshape(size, size).astype(bool)
 
 
-def unpack_masks(s: str, n: int, size: int = P.SIZE) -> np.ndarray:
-    b = np.frombuffer(base64.b64decode(s), np.uint8)
-    return np.unpackbits(b)[: n * size * size].reshape(n, size, size).astype(bool)
-
 
 def _crop_box(study: Study) -> tuple[P.CropBox, bool]:
     frames = study.data["frames"]
@@ -296,10 +290,10 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
         fac = [round(100.0 * (area[b["ed"]] - area[b["es"]]) / area[b["ed"]], 1) for b in beats if area[b["ed"]] > 0]
         if fac:
             outputs[K_FAC] = fac
+        # per-frame masks stay in Result.arrays (not stored); the ED/ES masks travel with the outputs
+        # (~2 kB each) so a stored result still shows its key frames and the report can draw them
         keys = sorted(set(ed) | set(es))[:8]
         outputs[K_MASKS] = {str(i): pack_mask(masks[i]) for i in keys}
-        if n <= MAX_STORED_MASK_FRAMES:  # every frame's mask, packed (~2 kB/frame): reopening shows the overlay
-            outputs[K_ALL_MASKS] = pack_mask(masks)
         outputs[K_AREA] = [round(float(a), 4) for a in area]
         outputs[K_AREA_UNIT] = unit
         outputs[K_SEGW] = f"{seg_st.entry.id} {seg_st.sha256[:16]}"
