@@ -365,7 +365,7 @@ class EchoViewer(ViewerBase):
         # LV area plot
         self.plot = pg.PlotWidget(background="#111417")
         self.plot.setMinimumHeight(150)
-        self.plot.setLabel("bottom", "time", units="s")
+        self.plot.setLabel("bottom", "time (s)")
         self.plot.setLabel("left", "LV area")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.curve = self.plot.plot([], [], pen=pg.mkPen("#3d8bfd", width=2))
@@ -624,6 +624,8 @@ class EchoViewer(ViewerBase):
             self.curve.setData([], [])
             self.ed_marks.setData([])
             self.es_marks.setData([])
+            if self.frames is not None:
+                self.plot.setXRange(0, len(self.frames) / self.fps, padding=0.02)
             if self.area is not None and not visible:
                 self.plot_note.setText("LV area curve hidden until your estimate is locked (blinded practice).")
             else:
