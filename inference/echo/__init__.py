@@ -1,0 +1,1 @@
+"""Echo: preprocessing to EchoNet-Dynamic's input, beat detection and cine playback timing (no Qt)."""
