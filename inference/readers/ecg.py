@@ -322,6 +322,13 @@ def _read_wfdb(path: Path) -> Study:
     hea = path.with_suffix(".hea")
     if not hea.exists():
         raise ReadError(path, f"WFDB signal file without its header: {hea.name} not found beside it")
+    try:  # check the header's claims before anything is allocated
+        head = wfdb.rdheader(str(hea.with_suffix("")))
+    except Exception as e:
+        raise ReadError(path, f"WFDB header could not be read: {type(e).__name__}: {e}") from None
+    if head.fs and head.sig_len and head.sig_len / float(head.fs) > MAX_SECONDS:
+        raise ReadError(path, f"the header claims {head.sig_len} samples ({head.sig_len / float(head.fs) / 60:.0f} min "
+                              f"at {head.fs:g} Hz); Lightbox opens resting ECGs up to {MAX_SECONDS / 60:.0f} min")
     try:
         rec = wfdb.rdrecord(str(hea.with_suffix("")))
     except Exception as e:
