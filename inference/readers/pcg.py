@@ -138,7 +138,7 @@ def read(path) -> Study:
         notes.append(f"{clipped * 100:.1f} % of samples are at full scale (clipped recording)")
     meta = {
         "sample_rate": sr, "channels": int(x.shape[1]), "frames": int(len(x)),
-        "duration_s": round(len(x) / sr, 3), "peak_dbfs": round(20 * np.log10(peak), 1),
+        "duration_s": round(len(x) / sr, 3), "peak_dbfs": round(float(20 * np.log10(peak)), 1),
         **fmt,
     }
     return Study(modality="pcg", source=str(path), sha256=sha256_file(path), name=path.stem,
