@@ -75,6 +75,12 @@ def _decode(path: Path) -> tuple[np.ndarray, int, dict, list[str]]:
         raise ReadError(path, f"the header claims {frames / sr / 60:.1f} min of audio ({ch} channel(s) at {sr} Hz); "
                               f"Lightbox opens heart-sound recordings up to {MAX_SECONDS // 60} min")
     claimed, present = _wav_claimed_bytes(path)
+    if claimed is not None and info.subtype.startswith("PCM"):
+        bps = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4}.get(info.subtype, 2)
+        claimed_s = claimed / (bps * ch * sr)
+        if claimed_s > MAX_SECONDS and claimed != 0xFFFFFFFF:
+            raise ReadError(path, f"the WAV header claims {claimed_s / 60:.1f} min of audio; Lightbox opens "
+                                  f"heart-sound recordings up to {MAX_SECONDS // 60} min")
     try:
         x, sr2 = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:
@@ -99,7 +105,10 @@ def _decode_fallback(path: Path, first_error: Exception) -> tuple[np.ndarray, in
 
 
 def _short(e: Exception) -> str:
+    import re
+
     s = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    s = re.sub(r"^Error opening .*?: ", "", s)  # libsndfile repeats the path; the message already names the file
     return s[:160]
 
 
