@@ -21,6 +21,7 @@ from pathlib import Path
 # modality-specific commands: name -> "module:function" taking argv (the module owns its parser)
 EXTRA_COMMANDS: dict[str, str] = {
     "pcg-train": "inference.pcg.train:main",
+    "pcg-batch": "inference.pcg.batch:main",
 }
 
 

@@ -88,3 +88,29 @@ class _Quiet:
 
     def check(self):
         pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``lightbox pcg-batch FOLDER --out results.csv [--model ID]``"""
+    import argparse
+    import sys
+
+    from ..pipelines import JobContext
+
+    p = argparse.ArgumentParser(prog="lightbox pcg-batch", description="classify every recording in a folder")
+    p.add_argument("folder")
+    p.add_argument("--out", required=True, help="CSV to write")
+    p.add_argument("--model", default="heart-sound")
+    a = p.parse_args(argv)
+
+    def show(f, text):
+        print(f"\r{100 * f:5.1f} %  {text[:70]:<70}", end="", file=sys.stderr, flush=True)
+
+    try:
+        r = run_batch(a.folder, a.model, Registry(), JobContext(progress=show), a.out)
+    except (ReadError, WeightsError) as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        return 1
+    n_err = sum(1 for row in r["rows"] if row["error"])
+    print(f"\n{len(r['rows'])} files, {n_err} unreadable -> {a.out}", file=sys.stderr)
+    return 0

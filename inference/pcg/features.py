@@ -10,7 +10,7 @@ Steps (``FeatureSpec`` defaults in brackets):
 2. zero-phase Butterworth band-pass [order 4, 25–400 Hz] — the band of S1/S2 and most murmurs;
 3. scale to unit robust amplitude (99th percentile of |x|), so recording gain does not matter;
 4. STFT, Hann window [n_fft 256 = 128 ms, hop 40 = 20 ms] -> power -> mel filter bank
-   [64 HTK-mel triangles, 20–800 Hz] -> log(power + 1e-6);
+   [32 HTK-mel triangles, 20–800 Hz] -> log(power + 1e-6);
 5. windows of ``window_s`` [4 s = 200 frames] every ``hop_s`` [1 s at inference], each standardised
    to zero mean / unit variance (per window, over time and frequency).
 """
@@ -33,7 +33,7 @@ class FeatureSpec:
     band_order: int = 4
     n_fft: int = 256
     hop: int = 40
-    n_mels: int = 64
+    n_mels: int = 32
     fmin_hz: float = 20.0
     fmax_hz: float = 800.0
     window_s: float = 4.0

@@ -16,6 +16,7 @@ constants here. Whole-recording probability = mean of the window probabilities.
 """
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -41,9 +42,7 @@ def model_spec(entry, path: Path) -> tuple[FeatureSpec, list[str], dict]:
     """(preprocessing spec, class names, embedded metadata) for an ONNX heart-sound model."""
     meta: dict = {}
     if entry.framework == "onnx" and path.exists():
-        from ..pcg.train import read_onnx_metadata
-
-        meta = read_onnx_metadata(path) or {}
+        meta = _embedded(str(path), path.stat().st_mtime_ns, path.stat().st_size)
     pre = (entry.inputs or {}).get("preprocessing") or meta.get("preprocessing")
     classes = (entry.outputs or {}).get("classes") or meta.get("classes")
     if not pre or not classes:
@@ -57,6 +56,13 @@ def model_spec(entry, path: Path) -> tuple[FeatureSpec, list[str], dict]:
         raise WeightsError(f"{entry.title}: the manifest's preprocessing differs from the one {path.name} was "
                            "trained with; refusing to run a mismatched model")
     return spec, list(classes), meta
+
+
+@functools.lru_cache(maxsize=8)
+def _embedded(path: str, _mtime: int, _size: int) -> dict:
+    from ..pcg.train import read_onnx_metadata
+
+    return read_onnx_metadata(path) or {}
 
 
 def _onnx(path: Path, sha: str):
