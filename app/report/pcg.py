@@ -11,7 +11,7 @@ from reportlab.platypus import Paragraph, Spacer
 from app.report.base import BODY, H2, SMALL, figure, fmt, table
 from inference.results import NOT_CLINICAL, Result
 
-MAX_PLOT_S = 30.0  # longer recordings: the first 30 s are drawn (the numbers cover the whole recording)
+MAX_PLOT_S = 12.0  # longer recordings: the first 12 s are drawn, legibly (the numbers cover the whole recording)
 
 
 def _figure(study, result: Result | None, seg: dict, selection: list | None = None):

@@ -266,6 +266,7 @@ class PcgViewer(ViewerBase):
         lay.addWidget(self.glw, 1)
         self.wave = self.glw.addPlot(row=0, col=0)
         self.wave.setLabel("left", "amplitude (full scale)")
+        self.wave.getAxis("left").enableAutoSIPrefix(False)
         self.wave.showGrid(x=True, y=True, alpha=0.15)
         self.wave.setDownsampling(auto=True, mode="peak")
         self.wave.setClipToView(True)
