@@ -9,8 +9,11 @@ Method (after Schmidt et al. 2010 and Springer et al. 2016, simplified; no learn
 4. candidate sounds = envelope peaks at least 0.1 s apart above a noise floor;
 5. labelling = dynamic programming over the candidates: the best alternating S1 -> S2 -> S1 chain whose
    S1->S2 intervals match systole and S2->S1 intervals match diastole (peaks that fit neither are left
-   out as noise). Systole is the shorter interval: if the chain's S1->S2 intervals come out longer than
-   its S2->S1 intervals, the labels are swapped.
+   out as noise), run for each hypothesis; the one whose chain covers most of the recording while
+   labelling most of the strong envelope peaks wins (a doubled cycle covers the recording but leaves every
+   other beat unlabelled; the S1->S2 lag taken as a cycle breaks the chain).
+   Systole is the shorter interval: if the chain's S1->S2 intervals come out longer than its S2->S1
+   intervals, the labels are swapped.
 Heart rate reported = 60 / median S1->S1 interval of the chain (autocorrelation estimate as fallback).
 """
 from __future__ import annotations
@@ -75,111 +78,139 @@ def envelope(x: np.ndarray, sr: int) -> np.ndarray:
     return (env / (env.max() + 1e-12)).astype(np.float32)
 
 
-def autocorr_rate(env: np.ndarray) -> tuple[float | None, float | None]:
-    """(cycle length s, systole s) from the envelope autocorrelation; None when not periodic."""
+def autocorr_candidates(env: np.ndarray, k: int = 3) -> list[tuple[float, float | None, float]]:
+    """Up to k (cycle length s, systole s, score) candidates from the envelope autocorrelation, best first."""
     e = env - env.mean()
     n = len(e)
     if n < 2 * ENV_RATE:
-        return None, None
+        return []
     ac = signal.fftconvolve(e, e[::-1], mode="full")[n - 1:]
     ac = ac / (ac[0] + 1e-12)
     lo, hi = int(0.3 * ENV_RATE), min(int(2.0 * ENV_RATE), n - 1)
     if hi <= lo + 2:
-        return None, None
+        return []
     peaks, _ = signal.find_peaks(ac[lo:hi])
-    if len(peaks) == 0:
-        return None, None
-    peaks = peaks + lo
+    peaks = [int(p + lo) for p in peaks if ac[p + lo] >= 0.05]
 
     def at(lag: int) -> float:
         return float(ac[max(0, lag - 2):lag + 3].max())
 
-    # a true cycle also repeats at twice its lag; the S1->S2 or S2->S1 lag does not
+    # a true cycle also repeats at twice its lag; the S1->S2 or S2->S1 lag alone does not
     def score(lag: int) -> float:
         return min(at(lag), at(2 * lag)) if 2 * lag < 0.8 * n else 0.8 * at(lag)
 
-    cycle_lag = int(max(peaks, key=score))
-    cycle = cycle_lag / ENV_RATE
-    s_lo, s_hi = int(0.2 * ENV_RATE), int(cycle_lag / 2)
-    systole = None
-    if s_hi > s_lo + 1:
-        sp, _ = signal.find_peaks(ac[s_lo:s_hi + 1])
-        if len(sp):
-            systole = (s_lo + sp[np.argmax(ac[s_lo:s_hi + 1][sp])]) / ENV_RATE
-    if ac[cycle_lag] < 0.05:
-        return None, None
-    return cycle, systole
+    out = []
+    for lag in sorted(peaks, key=score, reverse=True)[:k]:
+        s_lo, s_hi = int(0.2 * ENV_RATE), int(min(lag / 2, 0.5 * ENV_RATE))  # systole lasts 0.2–0.5 s
+        systole = None
+        if s_hi > s_lo + 1:
+            sp, _ = signal.find_peaks(ac[s_lo:s_hi + 1])
+            if len(sp):
+                systole = (s_lo + sp[np.argmax(ac[s_lo:s_hi + 1][sp])]) / ENV_RATE
+        out.append((lag / ENV_RATE, systole, score(lag)))
+    return out
+
+
+def autocorr_rate(env: np.ndarray) -> tuple[float | None, float | None]:
+    """(cycle length s, systole s) of the best autocorrelation candidate; None when not periodic."""
+    c = autocorr_candidates(env, 1)
+    return (c[0][0], c[0][1]) if c else (None, None)
 
 
 def _chain(times: np.ndarray, amps: np.ndarray, sys_s: float, dia_s: float) -> tuple[list[int], list[int]]:
-    """Best alternating labelling of candidate peaks: returns (indices labelled S1, indices labelled S2)."""
+    """Best alternating labelling of candidate peaks: returns (indices labelled S1, indices labelled S2).
+
+    Transitions: S1 -> S2 after about ``sys_s``, S2 -> S1 after about ``dia_s`` (Gaussian penalty, sigma 20 %),
+    and S1 -> S1 / S2 -> S2 after about one cycle at a fixed cost (a sound too faint to be a candidate).
+    Candidates that fit no transition are left out as noise.
+    """
     n = len(times)
     if n == 0:
         return [], []
     NEG = -1e18
+    SKIP_COST = 0.8
+    cycle = sys_s + dia_s
     score = np.full((n, 2), NEG)  # label 0 = S1, 1 = S2
-    back = np.full((n, 2), -1, dtype=int)
+    back = np.full((n, 2, 2), -1, dtype=int)  # (previous index, previous label)
     expect = (sys_s, dia_s)  # interval after an S1 (to S2) and after an S2 (to S1)
     for i in range(n):
         for lab in (0, 1):
-            best, arg = amps[i], -1  # a chain may start here
-            prev = 1 - lab
-            exp_d = expect[prev]
-            sig = max(0.2 * exp_d, 0.05)
-            for j in range(i - 1, -1, -1):
-                d = times[i] - times[j]
-                if d > exp_d + 4 * sig:
-                    break
-                if score[j, prev] <= NEG / 2:
-                    continue
-                s = score[j, prev] + amps[i] + 1.0 - ((d - exp_d) / sig) ** 2
-                if s > best:
-                    best, arg = s, j
-            score[i, lab], back[i, lab] = best, arg
-    i, lab = np.unravel_index(np.argmax(score), score.shape)
+            best, arg = amps[i], (-1, -1)  # a chain may start here
+            for prev, exp_d, cost in ((1 - lab, expect[1 - lab], 0.0), (lab, cycle, SKIP_COST)):
+                sig = max(0.2 * exp_d, 0.05)
+                for j in range(i - 1, -1, -1):
+                    d = times[i] - times[j]
+                    if d > exp_d + 4 * sig:
+                        break
+                    if score[j, prev] <= NEG / 2 or d < exp_d - 4 * sig:
+                        continue
+                    sc = score[j, prev] + amps[i] + 1.0 - cost - ((d - exp_d) / sig) ** 2
+                    if sc > best:
+                        best, arg = sc, (j, prev)
+            score[i, lab] = best
+            back[i, lab] = arg
+    i, lab = (int(v) for v in np.unravel_index(np.argmax(score), score.shape))
     s1, s2 = [], []
     while i >= 0:
-        (s1 if lab == 0 else s2).append(int(i))
-        i, lab = back[i, lab], 1 - lab
+        (s1 if lab == 0 else s2).append(i)
+        i, lab = (int(v) for v in back[i, lab])
     return sorted(s1), sorted(s2)
+
+
+def _fit(env: np.ndarray, times: np.ndarray, amps: np.ndarray, cycle: float, sys_ac: float | None) -> dict:
+    """Label the candidate peaks for one cycle-length hypothesis; 'covered' = fraction of the recording
+    spanned by consecutive S1->S1 intervals consistent with that cycle."""
+    sys_s = sys_ac if sys_ac and sys_ac < 0.5 * cycle else min(0.16 + 0.15 * cycle, 0.45 * cycle, 0.45)
+    i1, i2 = _chain(times, amps, sys_s, cycle - sys_s)
+    s1, s2 = times[i1], times[i2]
+
+    def med_interval(a, b):
+        d = [b[b > t][0] - t for t in a if np.any(b > t)]
+        return float(np.median(d)) if d else None
+
+    sysm, diam = med_interval(s1, s2), med_interval(s2, s1)
+    if sysm is not None and diam is not None and sysm > diam:  # systole is the shorter interval
+        s1, s2, i1, i2 = s2, s1, i2, i1
+        sysm, diam = diam, sysm
+    rr = np.diff(s1)
+    rr = rr[(rr > 0.6 * cycle) & (rr < 1.6 * cycle)]
+    dur = len(env) / ENV_RATE
+    strong = amps >= 0.25
+    explained = float(amps[np.r_[i1, i2].astype(int)][strong[np.r_[i1, i2].astype(int)]].sum() /
+                      max(amps[strong].sum(), 1e-9)) if len(amps) else 0.0
+    return {"cycle": cycle, "explained": explained, "s1": s1, "s2": s2, "i1": i1, "i2": i2, "sys": sysm, "dia": diam, "rr": rr,
+            "covered": min(1.0, float(np.sum(rr)) / dur) if dur else 0.0}
 
 
 def segment(x: np.ndarray, sr: int) -> Segmentation:
     env = envelope(x, sr)
     notes: list[str] = []
-    cycle, sys_ac = autocorr_rate(env)
-    hr_ac = 60.0 / cycle if cycle else None
+    cands = autocorr_candidates(env, 3)
     empty = np.zeros(0)
-    if cycle is None:
+    if not cands:
         return Segmentation(empty, empty, np.zeros((0, 2)), np.zeros((0, 2)), None, None, None, None, env, 0.0,
                             ["no periodic heart sounds found (noise, or too short)"])
-    sys_s = sys_ac if sys_ac and sys_ac < 0.5 * cycle else min(0.16 + 0.15 * cycle, 0.45 * cycle)
-    dia_s = cycle - sys_s
     floor = max(0.1, float(np.percentile(env, 60)))
-    pk, props = signal.find_peaks(env, distance=max(1, int(0.1 * ENV_RATE)), height=floor,
-                                  prominence=0.05)
+    pk, _ = signal.find_peaks(env, distance=max(1, int(0.1 * ENV_RATE)), height=floor, prominence=0.05)
     times = pk / ENV_RATE
     amps = env[pk] / (env[pk].max() + 1e-12) if len(pk) else np.zeros(0)
-    i1, i2 = _chain(times, amps, sys_s, dia_s)
-    s1, s2 = times[i1], times[i2]
-    # systole is the shorter interval: swap if the chain came out the other way round
-    def med_interval(a, b):
-        d = [b[b > t][0] - t for t in a if np.any(b > t)]
-        return float(np.median(d)) if d else None
-    sysm, diam = med_interval(s1, s2), med_interval(s2, s1)
-    if sysm is not None and diam is not None and sysm > diam:
-        s1, s2, i1, i2 = s2, s1, i2, i1
-        sysm, diam = diam, sysm
+    # each autocorrelation candidate is a hypothesis; keep the one whose S1/S2 chain explains most of the
+    # recording (the autocorrelation alone confuses the S1->S2 lag with the cycle in noisy recordings)
+    fits = [_fit(env, times, amps, c, sa) for c, sa, _ in cands]
+    # a hypothesis of twice the true cycle also "covers" the recording but leaves every other beat unlabelled
+    best = max(range(len(fits)), key=lambda j: (round(fits[j]["covered"] * fits[j]["explained"], 2), -j))
+    f = fits[best]
+    hr_ac = 60.0 / cands[0][0]
+    cycle, s1, s2, i1, i2, sysm, diam, rr = (f[k] for k in ("cycle", "s1", "s2", "i1", "i2", "sys", "dia", "rr"))
     if sysm is not None and diam is not None and abs(sysm - diam) < 0.05:
         notes.append("systole and diastole have similar lengths (fast rate): S1/S2 labels are uncertain")
-    rr = np.diff(s1)
-    rr = rr[(rr > 0.6 * cycle) & (rr < 1.6 * cycle)]
-    hr = 60.0 / float(np.median(rr)) if len(rr) >= 2 else hr_ac
+    hr = 60.0 / float(np.median(rr)) if len(rr) >= 2 else 60.0 / cycle
     widths = signal.peak_widths(env, pk, rel_height=0.6)[0] / ENV_RATE if len(pk) else np.zeros(0)
+
     def bounds(idx):
         return np.array([[times[i] - widths[i] / 2, times[i] + widths[i] / 2] for i in idx]).reshape(-1, 2)
-    dur = len(env) / ENV_RATE
-    covered = float(np.sum(rr)) / dur if dur else 0.0
-    if covered < 0.5:
-        notes.append("S1/S2 could be placed over less than half of the recording (noise or irregular rhythm)")
-    return Segmentation(s1, s2, bounds(i1), bounds(i2), hr, hr_ac, sysm, diam, env, min(1.0, covered), notes)
+
+    if f["covered"] < 0.5:
+        notes.append("S1/S2 could be placed over less than half of the recording (noise or irregular rhythm): "
+                     "heart rate and marks are unreliable")
+    return Segmentation(s1, s2, bounds(i1), bounds(i2), hr, hr_ac, sysm, diam, env, f["covered"], notes)
