@@ -24,6 +24,7 @@ import numpy as np
 from scipy import signal
 
 ENV_RATE = 50  # Hz
+MIN_PERIODICITY = 0.1  # envelope autocorrelation at the cycle (and twice it) below which nothing repeats
 
 
 @dataclass
@@ -187,9 +188,9 @@ def segment(x: np.ndarray, sr: int) -> Segmentation:
     notes: list[str] = []
     cands = autocorr_candidates(env, 3)
     empty = np.zeros(0)
-    if not cands:
+    if not cands or cands[0][2] < MIN_PERIODICITY:
         return Segmentation(empty, empty, np.zeros((0, 2)), np.zeros((0, 2)), None, None, None, None, env, 0.0,
-                            ["no periodic heart sounds found (noise, or too short)"])
+                            ["no periodic heart sounds found (noise, or too short): no heart rate or S1/S2 marks"])
     floor = max(0.1, float(np.percentile(env, 60)))
     pk, _ = signal.find_peaks(env, distance=max(1, int(0.1 * ENV_RATE)), height=floor, prominence=0.05)
     times = pk / ENV_RATE
@@ -210,6 +211,8 @@ def segment(x: np.ndarray, sr: int) -> Segmentation:
     def bounds(idx):
         return np.array([[times[i] - widths[i] / 2, times[i] + widths[i] / 2] for i in idx]).reshape(-1, 2)
 
+    if cands[0][2] < 2 * MIN_PERIODICITY:
+        notes.append("the heart sounds repeat only weakly (noisy recording): check S1/S2 marks and heart rate by ear")
     if f["covered"] < 0.5:
         notes.append("S1/S2 could be placed over less than half of the recording (noise or irregular rhythm): "
                      "heart rate and marks are unreliable")
