@@ -185,7 +185,9 @@ def test_tiny_training_separates_generated_classes(tmp_path):
     from inference.pcg.dataset import scan, split
     from inference.pcg.train import read_onnx_metadata, train
 
-    items = scan(_make_classes(tmp_path / "data"))
+    data = _make_classes(tmp_path / "data")
+    (data / "normal" / "zz_broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEbroken")
+    items = scan(data)
     parts = split(items, seed=1, val=0.25, test=0.25)
     assert not ({i.record for i in parts["test"]} & {i.record for i in parts["train"] + parts["val"]})
     events = []
@@ -196,6 +198,7 @@ def test_tiny_training_separates_generated_classes(tmp_path):
     assert meta["classes"] == ["normal", "murmur"]
     assert [e["event"] for e in events][-1] == "done"
     assert any(e["event"] == "epoch" for e in events)
+    assert [e["file"].endswith("zz_broken.wav") for e in events if e["event"] == "skipped"] == [True]
     assert read_onnx_metadata(tmp_path / "out" / "tiny.onnx")["classes"] == ["normal", "murmur"]
     assert "NOT A CLINICAL RESULT" in (tmp_path / "out" / "tiny.md").read_text()
 

@@ -20,8 +20,7 @@ def _figure(study, result: Result | None, seg: dict, selection: list | None = No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from app.viewers.pcg import display_spectrogram  # numpy-only helper (no widgets are created)
-    from inference.pcg.features import mel_centres_hz
+    from inference.pcg.features import display_spectrogram, mel_centres_hz
 
     sr = int(study.data["sample_rate"])
     x = np.asarray(study.data["mono"], dtype=np.float32)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPushButton, QSli
 
 from app.context import AppContext
 from app.viewers.base import ViewerBase
-from inference.pcg.features import FeatureSpec, log_mel, mel_centres_hz, resample
+from inference.pcg.features import display_spectrogram, mel_centres_hz
 from inference.results import Result
 from inference.study import Study
 
@@ -25,22 +25,6 @@ log = logging.getLogger(__name__)
 S1_COLOUR = (229, 83, 75)
 S2_COLOUR = (61, 139, 253)
 CURSOR = "#f0c000"
-DISPLAY_SPEC = FeatureSpec(sample_rate=4000, n_fft=512, hop=40, n_mels=96, fmin_hz=20.0, fmax_hz=1000.0)
-
-
-def display_spectrogram(x: np.ndarray, sr: int) -> tuple[np.ndarray, FeatureSpec]:
-    """Log-mel power in dB for display (20–1000 Hz, 10 ms frames); not band-limited like the model's input."""
-    from scipy import signal
-
-    rate = 4000 if sr >= 4000 else 2000 if sr >= 2000 else sr
-    spec = FeatureSpec(sample_rate=rate, n_fft=512 if rate == 4000 else 256, hop=rate // 100, n_mels=96,
-                       fmin_hz=20.0, fmax_hz=min(1000.0, 0.48 * rate))
-    y = resample(x, sr, rate).astype(np.float64)
-    if len(y) > 30:
-        y = signal.sosfiltfilt(signal.butter(2, 15 / (rate / 2), btype="high", output="sos"), y)
-    y = y / (np.percentile(np.abs(y), 99.5) + 1e-9)
-    m = log_mel(y.astype(np.float32), spec) / np.log(10) * 10.0  # dB
-    return m, spec
 
 
 class AudioPlayer:

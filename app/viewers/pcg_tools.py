@@ -184,6 +184,7 @@ class TrainingDialog(QDialog):
         self.final: dict | None = None
         self.version_id: int | None = None
         self.error: str | None = None
+        self.skipped: list[dict] = []
         lay = QVBoxLayout(self)
         row = QHBoxLayout()
         self.folder = FolderDrop("drop a folder whose sub-folders are the classes (normal/, murmur/, …) or with labels.csv")
@@ -200,10 +201,10 @@ class TrainingDialog(QDialog):
         opts = QHBoxLayout()
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 200)
-        self.epochs.setValue(30)
+        self.epochs.setValue(40)
         self.patience = QSpinBox()
         self.patience.setRange(1, 50)
-        self.patience.setValue(6)
+        self.patience.setValue(10)
         opts.addWidget(QLabel("max epochs"))
         opts.addWidget(self.epochs)
         opts.addWidget(QLabel("early stop after"))
@@ -236,7 +237,7 @@ class TrainingDialog(QDialog):
             p.addLegend(offset=(-5, 5))
             p.showGrid(x=True, y=True, alpha=0.2)
             p.setLabel("bottom", "epoch")
-        self.acc_plot.setYRange(0, 1)
+        self.acc_plot.setYRange(0.4, 1.0)
         self.c_tl = self.loss_plot.plot(pen=pg.mkPen("#3d8bfd", width=2), name="train")
         self.c_vl = self.loss_plot.plot(pen=pg.mkPen("#d29922", width=2), name="validation")
         self.c_ta = self.acc_plot.plot(pen=pg.mkPen("#3d8bfd", width=2), name="train (windows)")
@@ -297,7 +298,7 @@ class TrainingDialog(QDialog):
         root = paths.weights_dir() / "pcg-versions"
         self.out_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.history, self.final, self.error = [], None, None
+        self.history, self.final, self.error, self.skipped = [], None, None, []
         for c in (self.c_tl, self.c_vl, self.c_ta, self.c_va, self.c_vb):
             c.setData([], [])
         args = ["-m", "app.cli", "pcg-train", self.folder.text().strip(), "--out", str(self.out_dir), "--jsonl",
@@ -352,6 +353,10 @@ class TrainingDialog(QDialog):
             self.state.setText(f"epoch {ev['epoch']}: loss {ev['train_loss']:.3f} / val {ev['val_loss']:.3f} · "
                                f"val accuracy {ev['val_acc']:.3f} (balanced {ev['val_balanced_acc']:.3f}) · best epoch "
                                f"{ev['best_epoch']} · {ev['windows_per_s']:.0f} windows/s")
+        elif kind == "skipped":
+            self.skipped.append(ev)
+            self.state.setText(f"left out {len(self.skipped)} unreadable file(s), e.g. {Path(ev['file']).name}: "
+                               f"{ev['problem']}")
         elif kind == "done":
             self.final = ev
         elif kind == "error":
@@ -379,10 +384,13 @@ class TrainingDialog(QDialog):
         if "sensitivity" in t:
             txt += (f", sensitivity {100 * t['sensitivity']:.1f} %, specificity {100 * t['specificity']:.1f} %, "
                     f"MAcc {100 * t['macc']:.1f} %")
+        if self.skipped:
+            txt += f" · {len(self.skipped)} unreadable file(s) left out"
         self.eval_label.setText(txt + f" · trained in {ev.get('seconds', 0) / 60:.1f} min")
         classes = ev["classes"]
         _fill(self.per_class, ["class", "precision", "recall", "F1", "n"],
-              [[c, d["precision"], d["recall"], d["f1"], d["support"]] for c, d in ev["per_class"].items()])
+              [[c, f"{100 * d['precision']:.1f} %", f"{100 * d['recall']:.1f} %", f"{100 * d['f1']:.1f} %", d["support"]]
+               for c, d in ev["per_class"].items()])
         _fill(self.confusion, ["truth \\ predicted"] + classes,
               [[c] + list(r) for c, r in zip(classes, ev["confusion"])])
 

@@ -192,3 +192,16 @@ def windows(logmel: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarr
     W = spec.window_frames
     ws = np.stack([fit_length(logmel[:, s:s + W], W) for s in starts])[:, None]
     return standardise(ws), starts / spec.frames_per_s
+
+
+def display_spectrogram(x: np.ndarray, sr: int) -> tuple[np.ndarray, FeatureSpec]:
+    """Log-mel power in dB for display (20–1000 Hz, 10 ms frames); not band-limited like the model's input."""
+    rate = 4000 if sr >= 4000 else 2000 if sr >= 2000 else sr
+    spec = FeatureSpec(sample_rate=rate, n_fft=512 if rate == 4000 else 256, hop=rate // 100, n_mels=96,
+                       fmin_hz=20.0, fmax_hz=min(1000.0, 0.48 * rate))
+    y = resample(x, sr, rate).astype(np.float64)
+    if len(y) > 30:
+        y = signal.sosfiltfilt(signal.butter(2, 15 / (rate / 2), btype="high", output="sos"), y)
+    y = y / (np.percentile(np.abs(y), 99.5) + 1e-9)
+    m = log_mel(y.astype(np.float32), spec) / np.log(10) * 10.0  # dB
+    return m, spec

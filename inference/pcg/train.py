@@ -62,8 +62,10 @@ def load_features(items: list[Item], spec: FeatureSpec, emit: Callable[[dict], N
     for i, it in enumerate(items):
         try:
             x, sr, _, _ = load_audio(it.path)
-        except ReadError as e:
-            raise DatasetError(str(e)) from None
+        except ReadError as e:  # an unreadable file is left out (and reported), not fatal
+            emit({"event": "skipped", "file": str(it.path), "problem": e.problem})
+            feats.append(np.zeros((spec.n_mels, 0), np.float16))
+            continue
         mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
         feats.append(recording_logmel(mono, sr, spec).astype(np.float16))
         if i % 25 == 0 or i == len(items) - 1:
@@ -146,6 +148,13 @@ def train(items: list[Item], out_dir: str | Path, name: str = "heart_sound_cnn",
                            "(need at least 3 per class)")
     order = parts["train"] + parts["val"] + parts["test"]
     feats = load_features(order, spec, emit, cache=cache)
+    ok = {it.record for it, f in zip(order, feats) if f.shape[1] > 0}
+    if len(ok) < len(order):
+        feats = [f for f in feats if f.shape[1] > 0]
+        parts = {k: [i for i in v if i.record in ok] for k, v in parts.items()}
+        order = parts["train"] + parts["val"] + parts["test"]
+        if not parts["train"] or not parts["val"]:
+            raise DatasetError("too few readable recordings to train")
     labels = np.array([classes.index(i.label) for i in order])
     n_tr, n_va = len(parts["train"]), len(parts["val"])
     tr_idx = np.arange(n_tr)
