@@ -46,15 +46,20 @@ def run():
         from ..pcg.dataset import scan
         from ..pcg.train import train
 
+        import inspect
+
+        defaults = {k: v.default for k, v in inspect.signature(train).parameters.items()}
         events = []
         t0 = time.perf_counter()
         train(scan(data), Path(d) / "out", "bench", epochs=2, patience=2, emit=events.append, cache=False)
         total = time.perf_counter() - t0
         ep = [e for e in events if e["event"] == "epoch"]
-        yield "training throughput (4-s windows, width 8, 1 thread)", float(np.mean([e["windows_per_s"] for e in ep])), \
-            "windows/s", "train step incl. augmentation"
-        per_epoch_200 = 200 * 0.7 * 6 / np.mean([e["windows_per_s"] for e in ep])
-        yield "est. epoch on 200 recordings (6 crops each)", float(per_epoch_200), "s", "+ validation"
+        wps = float(np.mean([e["windows_per_s"] for e in ep]))
+        yield (f"training throughput (4-s windows, width {defaults['width']}, {defaults['threads']} thread)", wps,
+               "windows/s", "train step incl. augmentation")
+        per_epoch_200 = 200 * 0.7 * defaults["windows_per_record"] / wps
+        yield f"est. epoch on 200 recordings ({defaults['windows_per_record']} crops each)", float(per_epoch_200), "s", \
+            "+ validation"
         yield "40 generated 8-s files: features + 2 epochs + export + test", float(total), "s", ""
         spec = FeatureSpec()
         yield "model input", float(spec.window_frames), "frames", f"{spec.n_mels} mels x {spec.window_s:g} s"
