@@ -12,7 +12,8 @@ import threading
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider, QVBoxLayout,
+                               QWidget)
 
 from app.context import AppContext
 from app.viewers.base import ViewerBase
@@ -152,7 +153,8 @@ class ProbabilityBars(QWidget):
         self.plot.setMinimumHeight(150)
         self.plot.setMouseEnabled(False, False)
         self.plot.hideButtons()
-        self.plot.setYRange(0, 1, padding=0.02)
+        self.plot.setYRange(0, 1.12, padding=0)
+        self.plot.getAxis("left").setTicks([[(v, f"{v:g}") for v in (0, 0.25, 0.5, 0.75, 1.0)]])
         self.plot.setLabel("left", "probability")
         lay.addWidget(self.plot)
         self.hr = QLabel("")
@@ -172,7 +174,7 @@ class ProbabilityBars(QWidget):
             self.plot.addItem(pg.BarGraphItem(x=np.arange(len(names)), height=vals, width=0.6, brushes=brushes))
             for i, v in enumerate(vals):
                 t = pg.TextItem(f"{100 * v:.0f} %", anchor=(0.5, 1.0), color="#d5d9de")
-                t.setPos(i, min(v + 0.1, 1.0))
+                t.setPos(i, v + 0.02)
                 self.plot.addItem(t)
             self.plot.getAxis("bottom").setTicks([list(enumerate(names))])
             self.plot.setXRange(-0.6, len(names) - 0.4, padding=0)
@@ -201,9 +203,11 @@ class PcgViewer(ViewerBase):
 
         bar = QHBoxLayout()
         self.title = QLabel("")
-        self.title.setObjectName("headline")
-        bar.addWidget(self.title)
-        bar.addStretch(1)
+        self.title.setStyleSheet("font-size: 13pt; font-weight: bold;")
+        # a long file name must never widen the window: it is elided by the layout instead
+        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.title.setMinimumWidth(80)
+        bar.addWidget(self.title, 1)
         self.play_btn = QPushButton("▶ Play")
         self.play_btn.setToolTip("Play / pause from the cursor (Space)")
         self.play_btn.setShortcut("Space")
@@ -224,9 +228,10 @@ class PcgViewer(ViewerBase):
         self.gain_label = QLabel("gain 0 dB")
         self.time_label = QLabel("")
         self.time_label.setMinimumWidth(130)
+        transport = QHBoxLayout()
         for w in (self.play_btn, self.sel_btn, self.stop_btn, self.loop_box, self.gain, self.gain_label,
                   self.time_label):
-            bar.addWidget(w)
+            transport.addWidget(w)
         self.batch_btn = QPushButton("Batch…")
         self.batch_btn.setToolTip("Classify every recording in a folder and write a CSV")
         self.batch_btn.clicked.connect(self.open_batch)
@@ -236,6 +241,8 @@ class PcgViewer(ViewerBase):
         bar.addWidget(self.batch_btn)
         bar.addWidget(self.train_btn)
         lay.addLayout(bar)
+        transport.addStretch(1)
+        lay.addLayout(transport)
         self.legend = QLabel("<span style='color:#e5534b'>▼ S1</span> &nbsp; <span style='color:#3d8bfd'>▼ S2</span>"
                              " &nbsp; envelope segmentation · <span style='color:#f0c000'>│</span> playback cursor · "
                              "shaded band = selection (drag its edges)")
@@ -304,6 +311,7 @@ class PcgViewer(ViewerBase):
         dur = len(mono) / sr
         m = study.metadata
         self.title.setText(f"{study.name}")
+        self.title.setToolTip(study.source)
         self.title.setToolTip(f"{m.get('format', '')} {m.get('subtype', '')}, {sr} Hz, {m.get('channels')} ch")
         self.player.load(audio, sr)
         t = np.arange(len(mono)) / sr
