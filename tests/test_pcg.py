@@ -28,14 +28,15 @@ def test_reader_any_rate_and_channels(tmp_path):
 
     s = heart_sound(duration_s=6, bpm=70, sr=44100, seed=3)
     stereo = np.stack([s["audio"], 0.5 * s["audio"]], axis=1)
-    for ext, fmt, sub in ((".flac", "FLAC", "PCM_16"), (".ogg", "OGG", "VORBIS"), (".wav", "WAV", "FLOAT")):
+    for ext, fmt, sub in ((".flac", "FLAC", "PCM_16"), (".ogg", "OGG", "VORBIS"), (".wav", "WAV", "FLOAT"),
+                          (".mp3", "MP3", "MPEG_LAYER_III")):
         p = tmp_path / f"st{ext}"
         sf.write(p, stereo, 44100, format=fmt, subtype=sub)
         assert detect_modality(p) == "pcg"
         st = open_study(p)
         assert st.metadata["sample_rate"] == 44100 and st.metadata["channels"] == 2
-        assert st.data["audio"].shape == (len(stereo), 2)  # original kept for listening
-        assert st.data["mono"].ndim == 1 and abs(st.metadata["duration_s"] - 6) < 0.05
+        assert st.data["audio"].shape[1] == 2  # original channels kept for listening
+        assert st.data["mono"].ndim == 1 and abs(st.metadata["duration_s"] - 6) < 0.1  # mp3 pads a frame
         assert any("mixed to mono" in n for n in st.notes)
 
 

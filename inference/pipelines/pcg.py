@@ -17,7 +17,6 @@ constants here. Whole-recording probability = mean of the window probabilities.
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
 from pathlib import Path
@@ -100,7 +99,7 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     notes = list(seg.notes)
     ctx.progress(0.2, "log-mel features")
     if entry.framework == "keras":
-        probs, starts, classes, rt, spec_note, win_s = _run_keras(entry, path, x, sr, ctx)
+        probs, starts, classes, rt, win_s = _run_keras(entry, path, x, sr, ctx)
     else:
         spec, classes, _ = model_spec(entry, path)
         if sr != spec.sample_rate:
@@ -214,18 +213,4 @@ def _run_keras(entry, path, x, sr, ctx):
     if np.any(out < 0) or np.any(np.abs(out.sum(1) - 1) > 1e-3):  # logits -> probabilities
         e = np.exp(out - out.max(1, keepdims=True))
         out = e / e.sum(1, keepdims=True)
-    return out, starts, classes, rt, "", float(inp["duration_s"])
-
-
-def model_info(registry: Registry, model_id: str = "heart-sound") -> dict:
-    """Classes, preprocessing and the metrics recorded beside a model (model card JSON), for the UI."""
-    entry = registry.get(model_id)
-    path = registry.path_of(entry)
-    side = path.with_suffix(".json")
-    info: dict = {}
-    if side.exists():
-        try:
-            info = json.loads(side.read_text())
-        except ValueError:
-            info = {}
-    return info
+    return out, starts, classes, rt, float(inp["duration_s"])
