@@ -133,8 +133,8 @@ def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesi
             Paragraph(f"Source: {study.source}<br/>Modality: {MODALITY_TITLES[study.modality]} · "
                       f"file sha256 {study.sha256}", SMALL), Spacer(1, 3 * mm)]
     if non_clinical:
-        head.append(Paragraph(f"<font color='#c62828'><b>{NOT_CLINICAL}</b>: computed with non-official "
-                              "weights — for software testing and teaching only.</font>", BODY))
+        head.append(Paragraph(f"<font color='#c62828'><b>{NOT_CLINICAL}</b>: computed with non-official or not "
+                              "clinically validated weights — for software testing and teaching only.</font>", BODY))
     tail = [Spacer(1, 5 * mm), KeepTogether([Paragraph("Provenance", H2), provenance_table(results)])] if results else []
     with atomic_path(path) as tmp:
         doc = SimpleDocTemplate(str(tmp), pagesize=pagesize, leftMargin=12 * mm, rightMargin=12 * mm,

@@ -1,0 +1,1 @@
+"""File readers, one module per modality (see inference.detect)."""
