@@ -23,7 +23,6 @@ EXTRA_COMMANDS: dict[str, str] = {
     "pcg-train": "inference.pcg.train:main",
     "endo-export": "inference.endo.cli:main",
     "xray-demo-weights": "inference.xray.synthetic_weights:main",
-    "pcg-batch": "inference.pcg.batch:main",
 }
 
 

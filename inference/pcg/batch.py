@@ -27,7 +27,7 @@ def run_batch(folder: str | Path, model_id: str, registry: Registry, ctx, out_cs
     with the audio dropped, for storing. ``ctx.progress`` raises Cancelled when the user cancels: rows done
     so far are still written.
     """
-    from ..pipelines import Cancelled
+    from ..pipelines import Cancelled, JobContext
     from ..pipelines.pcg import analyse
     from ..readers.pcg import read
 
@@ -50,7 +50,7 @@ def run_batch(folder: str | Path, model_id: str, registry: Registry, ctx, out_cs
         try:
             study = read(f)
             row["duration_s"] = study.metadata["duration_s"]
-            res = analyse(study, model_id, registry, _Quiet())
+            res = analyse(study, model_id, registry, JobContext())  # per-file progress is the batch's own
             out = res.outputs
             row["class"] = out["class"]
             row["probability"] = out["probability"]
@@ -80,37 +80,3 @@ def run_batch(folder: str | Path, model_id: str, registry: Registry, ctx, out_cs
             cancelled = True
     return {"rows": rows, "columns": cols, "classes": classes, "csv": str(out_csv) if out_csv else None,
             "cancelled": cancelled, "total": len(files)}
-
-
-class _Quiet:
-    def progress(self, f, text=""):
-        pass
-
-    def check(self):
-        pass
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``lightbox pcg-batch FOLDER --out results.csv [--model ID]``"""
-    import argparse
-    import sys
-
-    from ..pipelines import JobContext
-
-    p = argparse.ArgumentParser(prog="lightbox pcg-batch", description="classify every recording in a folder")
-    p.add_argument("folder")
-    p.add_argument("--out", required=True, help="CSV to write")
-    p.add_argument("--model", default="heart-sound")
-    a = p.parse_args(argv)
-
-    def show(f, text):
-        print(f"\r{100 * f:5.1f} %  {text[:70]:<70}", end="", file=sys.stderr, flush=True)
-
-    try:
-        r = run_batch(a.folder, a.model, Registry(), JobContext(progress=show), a.out)
-    except (ReadError, WeightsError) as e:
-        print(f"\nerror: {e}", file=sys.stderr)
-        return 1
-    n_err = sum(1 for row in r["rows"] if row["error"])
-    print(f"\n{len(r['rows'])} files, {n_err} unreadable -> {a.out}", file=sys.stderr)
-    return 0
