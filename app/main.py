@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QListWidget,
-                               QListWidgetItem, QMainWindow, QMessageBox, QProgressBar, QPushButton,
+                               QListWidgetItem, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSizePolicy,
                                QStackedWidget, QVBoxLayout, QWidget)
 
 from app.context import AppContext
@@ -57,6 +57,8 @@ class MainWindow(QMainWindow):
         self.study_list.setObjectName("studyList")
         self.study_list.itemActivated.connect(self._study_activated)
         self.study_list.itemClicked.connect(self._study_activated)
+        self.study_list.setMinimumWidth(200)
+        self.study_list.setWordWrap(True)
         d = QDockWidget("Studies", self)
         d.setObjectName("studiesDock")
         d.setWidget(self.study_list)
@@ -101,11 +103,15 @@ class MainWindow(QMainWindow):
         self.refresh_models()
 
     def refresh_models(self) -> None:
-        parts, tips = [], []
+        """A compact count per state in the status bar; each model's state and message in the tooltip
+        (and in Models ▸ Weights status)."""
+        counts: dict[str, int] = {}
+        tips = []
         for st in self.ctx.registry.states():
-            parts.append(f"{st.entry.title}: {STATUS_LABEL[st.status]}")
-            tips.append(f"{st.entry.title} ({st.entry.id}): {STATUS_LABEL[st.status]}\n  {st.message}")
-        self.models_label.setText(" · ".join(parts))
+            counts[st.status] = counts.get(st.status, 0) + 1
+            tips.append(f"{st.entry.title} ({st.entry.id}): {STATUS_LABEL[st.status]}")
+        order = ("ready", "demo", "not installed", "refused")
+        self.models_label.setText("Models: " + " · ".join(f"{counts[k]} {STATUS_LABEL[k]}" for k in order if k in counts))
         self.models_label.setToolTip("\n".join(tips))
         self.results.refresh_state()
 
@@ -210,11 +216,32 @@ class MainWindow(QMainWindow):
             self.open_path(f)
 
     def open_demo(self) -> None:
+        """Write (once) and open the synthetic demo studies; the ECG is shown, the rest wait in the list."""
         from inference.demo import ensure_demo_studies
 
-        paths_ = ensure_demo_studies()
-        for p in reversed(paths_):
-            self.open_path(p)
+        def load(ctx):
+            studies, errors = [], []
+            files = ensure_demo_studies()
+            for i, p in enumerate(files):
+                ctx.progress(i / max(1, len(files)), p.name)
+                try:
+                    studies.append(open_study(p))
+                except Exception as e:  # one broken demo must not hide the others
+                    errors.append(str(e))
+            return studies, errors
+
+        def done(out):
+            studies, errors = out
+            for st in reversed(studies):
+                self.ctx.store.add_study(st)  # newest first in the list: ECG on top
+            if studies:
+                self.show_study(studies[0], self.ctx.store.study_id(studies[0].sha256, studies[0].modality))
+            self.refresh_studies()
+            for e in errors:
+                self.message(e, error=True)
+
+        self.ctx.jobs.start("Opening demo studies", load, on_result=done,
+                            on_error=lambda msg: self.message(msg, error=True))
 
     def open_path(self, path: str | Path, modality: str | None = None, analyse_after: bool = False) -> None:
         path = str(path)
@@ -245,6 +272,11 @@ class MainWindow(QMainWindow):
         self.study, self.study_id = study, study_id
         v = self.viewer_for(study.modality)
         v.set_study(study, study_id)
+        # only the page on show counts for the window's minimum size (QStackedWidget takes the largest)
+        for i in range(self.stack.count()):
+            w = self.stack.widget(i)
+            pol = QSizePolicy.Preferred if w is v else QSizePolicy.Ignored
+            w.setSizePolicy(pol, pol)
         self.stack.setCurrentWidget(v)
         self.setWindowTitle(f"{study.name} — {MODALITY_TITLES[study.modality]} — Lightbox {__version__}")
         self.results.set_models(models_for(study.modality) or v.model_ids())

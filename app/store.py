@@ -189,7 +189,7 @@ class Store:
                (SELECT COUNT(*) FROM results r2 WHERE r2.study_id = s.id) AS n_results
         FROM studies s
         LEFT JOIN results r ON r.id = (SELECT MAX(id) FROM results WHERE study_id = s.id)
-        ORDER BY s.opened_at DESC LIMIT ?"""
+        ORDER BY s.opened_at DESC, s.id DESC LIMIT ?"""
         cur = self.conn.execute(q, (limit,))
         cols = [c[0] for c in cur.description]
         return [dict(zip(cols, row)) for row in cur.fetchall()]

@@ -13,8 +13,12 @@ def test_window_shows_device_and_models(main_window):
     assert main_window.device_label.text() == device_summary()
     assert "CPU" in main_window.device_label.text() or "CUDA" in main_window.device_label.text()
     states = main_window.ctx.registry.states()
+    tip = main_window.models_label.toolTip()
     for st in states:
-        assert st.entry.title in main_window.models_label.text()
+        assert st.entry.title in tip
+    assert main_window.models_label.text().startswith("Models: ")
+    n_ready = sum(st.status == "ready" for st in states)
+    assert f"{n_ready} ready" in main_window.models_label.text()
 
 
 def test_bad_file_gives_message_not_crash(main_window, qtbot, tmp_path):

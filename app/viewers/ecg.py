@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QHeaderView, Q
                                QWidget)
 
 from app.viewers.base import ViewerBase
+from app.widgets.flow import FlowLayout
 from inference.models import ecg2af as E
 from inference.results import Result
 from inference.study import Study
@@ -166,7 +167,7 @@ class EcgViewer(ViewerBase):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.setSpacing(4)
-        bar = QHBoxLayout()
+        bar = FlowLayout()
         self.layout_box = self._combo(LAYOUTS, 0, "Layout (L)")
         self.speed_box = self._combo([f"{s:g} mm/s" for s in SPEEDS], 1, "Paper speed")
         self.gain_box = self._combo([f"{g:g} mm/mV" for g in GAINS], 1, "Gain")
@@ -192,15 +193,16 @@ class EcgViewer(ViewerBase):
                   self.peaks_chk,
                   self.caliper_btn, self.prev_btn, self.next_btn, self.true_btn, self.fit_btn):
             bar.addWidget(w)
-        bar.addStretch(1)
         lay.addLayout(bar)
         self.info = QLabel("")
+        self.info.setWordWrap(True)
         self.info.setObjectName("muted")
         self.info.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.info)
         self.view = _PaperView(self)
         lay.addWidget(self.view, 1)
         self.readout = QLabel("")
+        self.readout.setWordWrap(True)
         self.readout.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.readout)
         pi = self.view.getPlotItem()

@@ -42,6 +42,8 @@ class ResultsPanel(QWidget):
         lay.setContentsMargins(6, 6, 6, 6)
         row = QHBoxLayout()
         self.model_box = QComboBox()
+        self.model_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.model_box.setMinimumContentsLength(14)
         self.model_box.currentIndexChanged.connect(self._update_state)
         self.run_btn = QPushButton("Analyse")
         self.run_btn.setObjectName("primary")
@@ -52,6 +54,7 @@ class ResultsPanel(QWidget):
         lay.addLayout(row)
         self.state = QLabel("")
         self.state.setWordWrap(True)
+        self.state.setMinimumWidth(120)
         self.state.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.state)
         self.stamp = QLabel(NOT_CLINICAL)
@@ -70,6 +73,7 @@ class ResultsPanel(QWidget):
         self.extra_holder = QVBoxLayout()
         lay.addLayout(self.extra_holder, 2)
         self.prov = QLabel("")
+        self.prov.setMinimumWidth(100)
         self.prov.setObjectName("muted")
         self.prov.setWordWrap(True)
         self.prov.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -115,8 +119,10 @@ class ResultsPanel(QWidget):
             self.state.setText(f"<b>{st.entry.title}</b>: <span style='color:#d29922'>demo weights</span> "
                                f"({st.sha256[:12]}) — results are not clinical")
         elif st.status == NOT_INSTALLED:
+            # long file names must wrap inside the panel: allow a break after every underscore
+            msg = st.message.replace("_", "_\u200b").replace("/", "/\u200b").replace("\n", "<br>")
             self.state.setText(f"<b>{st.entry.title}</b>: <span style='color:#d29922'>not installed</span><br>"
-                               + st.message.replace("\n", "<br>"))
+                               f"<small>{msg}</small>")
         elif st.status == REFUSED:
             self.state.setText(f"<b>{st.entry.title}</b>: <span style='color:#e5534b'>refused</span><br>{st.message}")
         self.run_btn.setEnabled(st.usable)
