@@ -59,6 +59,8 @@ class MainWindow(QMainWindow):
         self.study_list.itemClicked.connect(self._study_activated)
         self.study_list.setMinimumWidth(200)
         self.study_list.setWordWrap(True)
+        self.study_list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.study_list.setTextElideMode(Qt.ElideMiddle)
         d = QDockWidget("Studies", self)
         d.setObjectName("studiesDock")
         d.setWidget(self.study_list)
@@ -75,8 +77,8 @@ class MainWindow(QMainWindow):
 
         self._make_status_bar()
         self._make_menus()
-        self.resize(1500, 900)
         self._restore_layout()
+        self._fit_to_screen()
         self.refresh_studies()
 
     # -- chrome -------------------------------------------------------------------------------
@@ -144,6 +146,15 @@ class MainWindow(QMainWindow):
         menu.addAction(a)
         self.addAction(a)
         return a
+
+    def _fit_to_screen(self) -> None:
+        """First start: 1500x900 or 95 % of the screen, whichever is smaller; never larger than the screen."""
+        screen = self.screen() or QApplication.primaryScreen()
+        avail = screen.availableGeometry() if screen else None
+        w, h = (self.width(), self.height()) if self.settings.value("geometry") is not None else (1500, 900)
+        if avail is not None:
+            w, h = min(w, int(avail.width() * 0.95)), min(h, int(avail.height() * 0.95))
+        self.resize(w, h)
 
     def _restore_layout(self) -> None:
         geo = self.settings.value("geometry")
