@@ -93,3 +93,30 @@ def test_no_network_needed(monkeypatch, tmp_path):
     demos = ensure_demo_studies(tmp_path / "demo")
     for p in demos:
         assert main(["analyse", str(p), "--db", str(tmp_path / "n.sqlite")]) in (0, 1)
+
+
+# -- regressions found by the fuzzers (tests/fuzz/fuzz_reader.py, tests/test_properties.py) ------------
+FUZZ_CRASHES = ROOT / "tests" / "fuzz" / "crashes"
+
+
+def _clean_error(modality: str, path) -> str:
+    from inference.detect import reader_module
+    from inference.study import ReadError
+
+    with pytest.raises(ReadError) as ei:
+        reader_module(modality).read(path)
+    assert path.name in str(ei.value)
+    return str(ei.value)
+
+
+def test_fuzz_ecg_hd5_damaged_attribute_header():
+    """A mutated ML4H .hd5 whose attribute datatype is damaged: h5py raised RuntimeError."""
+    msg = _clean_error("ecg", FUZZ_CRASHES / "ecg_hd5_attr_exponent.hd5")
+    assert "damaged" in msg
+
+
+def test_fuzz_ecg_csv_malformed_sampling_rate_line(tmp_path):
+    """'# fs=2.0.0.050' made float() raise ValueError."""
+    p = tmp_path / "bad_fs.csv"
+    p.write_text("# fs=2.0.0.050\nI,II\n" + "0.1,0.2\n" * 50)
+    assert "2.0.0.050" in _clean_error("ecg", p)

@@ -227,6 +227,17 @@ _UNIT_SCALE = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "microvolt": 1e-3, "microvolt
 
 
 def _read_hd5(path: Path) -> Study:
+    try:
+        return _read_hd5_checked(path)
+    except ReadError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
+        # h5py parses the file lazily: a damaged object header or attribute surfaces wherever it is touched
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise ReadError(path, f"the HDF5 file is damaged ({type(e).__name__}{': ' + first if first else ''})") from None
+
+
+def _read_hd5_checked(path: Path) -> Study:
     import h5py
 
     try:
@@ -369,7 +380,10 @@ def _read_csv(path: Path) -> Study:
         if ln.lstrip().startswith("#"):
             m = re.search(r"(?:fs|sampling[_ ]?(?:rate|frequency)|sample[_ ]rate)\s*[=:]\s*([\d.]+)", ln, re.I)
             if m:
-                fs_hint = float(m.group(1))
+                try:
+                    fs_hint = float(m.group(1))
+                except ValueError:
+                    raise ReadError(path, f"the sampling-rate line gives '{m.group(1)}', not a number") from None
             continue
         if ln.strip():
             body.append(ln)

@@ -3,26 +3,48 @@
     make fuzz                       # every reader, 60 s each
     .venv/bin/python tests/fuzz/fuzz_reader.py ecg .hd5 -max_total_time=60
 
+The reader module itself is instrumented (coverage guides the mutations through our code), and
+unless a corpus folder is given the run starts from a small valid file of that format
+(tests/fuzz/seeds.py), so mutations reach past the container's magic bytes.
+
 Any exception other than ReadError is a crash: atheris stops and writes the input to crash-*; turn it
 into a regression test in tests/test_reliability.py.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import tempfile
+import warnings
 
 import atheris
 
 with atheris.instrument_imports():
-    from inference.detect import reader_module
     from inference.study import ReadError
 
 MODALITY, EXT = sys.argv[1], sys.argv[2]
 del sys.argv[1:3]
-MOD = reader_module(MODALITY)
+with atheris.instrument_imports(include=["inference"]):
+    MOD = importlib.import_module(f"inference.readers.{MODALITY}")
 TMP = tempfile.mkdtemp(prefix="lightbox-fuzz-")
 PATH = os.path.join(TMP, "input" + EXT)
+warnings.simplefilter("ignore")  # pydicom/OpenCV complaints about damaged input are expected
+
+
+def _seed_corpus() -> None:
+    """Add a seed folder holding one valid file when no corpus folder was passed."""
+    if any(not a.startswith("-") for a in sys.argv[1:]):
+        return
+    from tests.fuzz.seeds import seed_bytes
+
+    d = os.path.join(TMP, "seeds")
+    os.makedirs(d)
+    data = seed_bytes(MODALITY, EXT, d)
+    for f in os.listdir(d):  # keep only the raw seed input, named without the extension
+        os.rename(os.path.join(d, f), os.path.join(d, "seed"))
+    if data is not None:
+        sys.argv.append(d)
 
 
 def one(data: bytes) -> None:
@@ -35,5 +57,6 @@ def one(data: bytes) -> None:
 
 
 if __name__ == "__main__":
+    _seed_corpus()
     atheris.Setup(sys.argv, one)
     atheris.Fuzz()
