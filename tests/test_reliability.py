@@ -120,3 +120,13 @@ def test_fuzz_ecg_csv_malformed_sampling_rate_line(tmp_path):
     p = tmp_path / "bad_fs.csv"
     p.write_text("# fs=2.0.0.050\nI,II\n" + "0.1,0.2\n" * 50)
     assert "2.0.0.050" in _clean_error("ecg", p)
+
+
+def test_fuzz_echo_avi_frame_of_specks_keeps_whole_frame():
+    """A mutated MJPEG AVI decoding to one frame of specks: find_sector took min() of an empty selection."""
+    from inference.readers import echo
+
+    st = echo.read(FUZZ_CRASHES / "echo_avi_specks.avi")
+    h, w = st.data["frames"].shape[1:3]
+    assert st.metadata["sector_box"] == [0, 0, w, h]
+    assert any("truncated" in n for n in st.notes)

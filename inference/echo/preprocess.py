@@ -85,6 +85,8 @@ def find_sector(frames: np.ndarray, max_frames: int = 16) -> CropBox:
     # a substantial size together (text and the ECG trace are gone after the opening)
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = 1 + np.flatnonzero(areas >= max(0.2 * areas.max(), 0.005 * w * h))
+    if keep.size == 0:  # only specks survive the opening (a tiny or damaged frame): keep the whole frame
+        return CropBox(0, 0, w, h)
     x = int(stats[keep, cv2.CC_STAT_LEFT].min())
     y = int(stats[keep, cv2.CC_STAT_TOP].min())
     bw = int((stats[keep, cv2.CC_STAT_LEFT] + stats[keep, cv2.CC_STAT_WIDTH]).max()) - x
@@ -135,7 +137,11 @@ def mask_to_frame(mask: np.ndarray, box: CropBox, frame_shape: tuple[int, int]) 
 
 def normalise(small: np.ndarray, mean=MEAN, std=STD) -> np.ndarray:
     """(F, 112, 112, 3) uint8 -> float32 (3, F, 112, 112): (x - mean) / std per channel."""
+    if small.ndim != 4 or small.shape[-1] != 3:
+        raise ValueError(f"frames must be (F, H, W, 3), got shape {small.shape}")
     x = small.astype(np.float32).transpose(3, 0, 1, 2)
+    if small.dtype != np.uint8 and not np.isfinite(x).all():
+        raise ValueError("frames have NaN or infinite pixel values")
     m = np.asarray(mean, np.float32).reshape(3, 1, 1, 1)
     s = np.asarray(std, np.float32).reshape(3, 1, 1, 1)
     return (x - m) / s
@@ -153,6 +159,10 @@ def clip_indices(start_time_s: float, fps: float, n_frames: int, frames: int = C
     so a 30 fps loop is not fed to the model as if it were slowed down. Indices past the end repeat
     the last frame (the reference pads short videos with black frames; we keep the heart visible
     and say so)."""
+    if not (np.isfinite(fps) and fps > 0 and np.isfinite(start_time_s)):
+        raise ValueError(f"frame rate {fps!r} / start {start_time_s!r} s are not usable")
+    if n_frames <= 0:
+        raise ValueError("the loop has no frames")
     step_s = period / train_fps if train_fps else period / fps
     t = start_time_s + step_s * np.arange(frames)
     idx = np.round(t * fps).astype(int)

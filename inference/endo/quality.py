@@ -108,6 +108,8 @@ class FrameSelector:
         import cv2
 
         c = self.config
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 1:
+            raise ValueError(f"a frame must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
         h, w = rgb.shape[:2]
         if w != c.work_width:
             nh = max(8, int(round(h * c.work_width / w)))

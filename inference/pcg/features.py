@@ -152,6 +152,10 @@ def log_mel(x: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 
 def prepare(x: np.ndarray, sr: int, spec: FeatureSpec) -> np.ndarray:
     """Mono signal at any rate -> band-passed, normalised signal at spec.sample_rate."""
+    if not np.all(np.isfinite(x)):
+        raise ValueError("heart-sound signal has NaN or infinite samples")
+    if int(sr) <= 0:
+        raise ValueError(f"sample rate {sr} Hz is not positive")
     y = resample(np.asarray(x, dtype=np.float32), sr, spec.sample_rate)
     return normalise(bandpass(y, spec))
 

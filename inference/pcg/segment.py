@@ -55,6 +55,8 @@ def envelope(x: np.ndarray, sr: int) -> np.ndarray:
     """Combined homomorphic + Shannon envelope at ENV_RATE Hz, scaled to 0..1."""
     from .features import resample
 
+    if not np.all(np.isfinite(x)):
+        raise ValueError("heart-sound signal has NaN or infinite samples")
     y = resample(np.asarray(x, dtype=np.float32), sr, 1000).astype(np.float64)
     fs = 1000
     sos = signal.butter(4, [25 / (fs / 2), 400 / (fs / 2)], btype="band", output="sos")

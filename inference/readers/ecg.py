@@ -114,6 +114,13 @@ def model_input(signal_mv: np.ndarray, fs: float) -> tuple[np.ndarray, list[str]
     """
     notes: list[str] = []
     x = np.asarray(signal_mv, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ValueError(f"ECG signal must be (leads, samples), got shape {x.shape}")
+    if not (np.isfinite(fs) and fs > 0):
+        raise ValueError(f"sampling rate {fs!r} Hz is not a positive number")
+    nan_rows = np.isnan(x).all(axis=1)
+    if not np.isfinite(x[~nan_rows]).all():
+        raise ValueError("ECG signal has NaN or infinite samples inside a lead (only a wholly missing lead may be NaN)")
     if abs(fs - MODEL_FS) > 1e-6:
         present = ~np.isnan(x).all(axis=1)
         y = np.full((x.shape[0], int(round(x.shape[1] * MODEL_FS / fs))), np.nan)

@@ -138,9 +138,13 @@ def apply_window(img: np.ndarray, center: float, width: float, function: str = "
                  invert: bool = False) -> np.ndarray:
     """Modality values -> uint8 display per DICOM PS3.3 C.11.2.1.2 (LINEAR, LINEAR_EXACT, SIGMOID)."""
     x = img.astype(np.float32, copy=False)
+    if not (np.isfinite(center) and np.isfinite(width)):
+        raise ValueError(f"window centre/width {center!r}/{width!r} are not finite numbers")
+    if not np.isfinite(x).all():
+        raise ValueError("image has NaN or infinite pixel values")
     function = (function or "LINEAR").upper()
     if function == "SIGMOID":
-        y = 1.0 / (1.0 + np.exp(-4.0 * (x - center) / max(width, 1e-6)))
+        y = 1.0 / (1.0 + np.exp(np.clip(-4.0 * (x - center) / max(width, 1e-6), -80.0, 80.0)))
     elif function == "LINEAR_EXACT":
         y = (x - (center - width / 2.0)) / max(width, 1e-6)
     else:  # LINEAR: centre - 0.5, width - 1

@@ -20,6 +20,8 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     if img.dtype == np.uint8:
         return img
     a = img.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise ValueError("image has NaN or infinite pixel values")
     lo, hi = float(a.min()), float(a.max())
     return ((a - lo) / (hi - lo + 1e-12) * 255 + 0.5).astype(np.uint8)
 
