@@ -130,3 +130,9 @@ def test_fuzz_echo_avi_frame_of_specks_keeps_whole_frame():
     h, w = st.data["frames"].shape[1:3]
     assert st.metadata["sector_box"] == [0, 0, w, h]
     assert any("truncated" in n for n in st.notes)
+
+
+def test_fuzz_echo_dicom_unknown_value_representation():
+    """A mutated US multiframe DICOM with a garbage VR in (0028,0008): pydicom raised NotImplementedError
+    on first access to NumberOfFrames (it parses lazily, after dcmread returned)."""
+    assert "damaged" in _clean_error("echo", FUZZ_CRASHES / "echo_dcm_bad_vr.dcm")

@@ -240,6 +240,16 @@ def _dicom_spacing_cm(ds) -> dict | None:
 
 
 def _read_dicom(path: Path) -> tuple[np.ndarray, float, dict, list[str]]:
+    try:
+        return _read_dicom_checked(path)
+    except (ReadError, MemoryError):
+        raise
+    except Exception as e:  # pydicom parses lazily: a damaged element surfaces wherever it is first read
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise ReadError(path, f"the DICOM file is damaged ({type(e).__name__}{': ' + first if first else ''})") from None
+
+
+def _read_dicom_checked(path: Path) -> tuple[np.ndarray, float, dict, list[str]]:
     import pydicom
 
     notes: list[str] = []
