@@ -450,6 +450,17 @@ def _read_csv(path: Path) -> Study:
 
 # -- DICOM 12-lead waveform ---------------------------------------------------------------------
 def _read_dicom(path: Path) -> Study:
+    try:
+        return _read_dicom_checked(path)
+    except (ReadError, MemoryError):
+        raise
+    except Exception as e:  # pydicom parses lazily: a damaged or missing element surfaces where it is read
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        raise ReadError(path, f"the DICOM waveform is damaged or incomplete "
+                              f"({type(e).__name__}{': ' + first if first else ''})") from None
+
+
+def _read_dicom_checked(path: Path) -> Study:
     import pydicom
 
     try:
