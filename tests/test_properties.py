@@ -88,7 +88,7 @@ def test_mutated_valid_file_reads_or_refuses(modality, ext, muts):
 
 MAGIC = {".hd5": b"\x89HDF\r\n\x1a\n", ".wav": b"RIFF\x24\x08\x00\x00WAVE", ".avi": b"RIFF\x00\x00\x00\x00AVI ",
          ".png": b"\x89PNG\r\n\x1a\n", ".dcm": b"\0" * 128 + b"DICM", ".mp4": b"\x00\x00\x00\x20ftypisom",
-         ".csv": b"I,II,III\n"}
+         ".csv": b"I,II,III\n", ".flac": b"fLaC"}
 
 
 @pytest.mark.parametrize("modality,ext", FORMATS, ids=[f"{m}{e}" for m, e in FORMATS])

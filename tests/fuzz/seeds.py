@@ -29,14 +29,18 @@ def make_ecg_csv(path: Path) -> Path:
     return Path(path)
 
 
-def make_pcg_wav(path: Path) -> Path:
+def make_pcg_wav(path: Path, subtype: str = "PCM_16") -> Path:
     import soundfile as sf
 
     sr = 2000
     t = np.arange(int(1.2 * sr)) / sr
     x = 0.5 * np.sin(2 * np.pi * 60 * t) * np.exp(-((t % 0.8) / 0.05))
-    sf.write(str(path), x.astype(np.float32), sr, subtype="PCM_16")
+    sf.write(str(path), x.astype(np.float32), sr, subtype=subtype)
     return Path(path)
+
+
+def make_pcg_flac(path: Path) -> Path:
+    return make_pcg_wav(path, subtype="PCM_16")  # soundfile picks FLAC from the extension
 
 
 def _video(path: Path, fourcc: str, frames: list[np.ndarray], fps: float = 25.0) -> Path:
@@ -145,6 +149,7 @@ SEEDS = {
     ("ecg", ".hd5"): make_ecg_hd5,
     ("ecg", ".csv"): make_ecg_csv,
     ("pcg", ".wav"): make_pcg_wav,
+    ("pcg", ".flac"): make_pcg_flac,
     ("echo", ".avi"): make_echo_avi,
     ("echo", ".dcm"): make_echo_dcm,
     ("xray", ".png"): make_xray_png,
