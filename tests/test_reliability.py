@@ -136,3 +136,29 @@ def test_fuzz_echo_dicom_unknown_value_representation():
     """A mutated US multiframe DICOM with a garbage VR in (0028,0008): pydicom raised NotImplementedError
     on first access to NumberOfFrames (it parses lazily, after dcmread returned)."""
     assert "damaged" in _clean_error("echo", FUZZ_CRASHES / "echo_dcm_bad_vr.dcm")
+
+
+def _png_with_idat_claiming(path, n: int = 2_634_023_012):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes, length: int | None = None) -> bytes:
+        return (struct.pack(">I", len(data) if length is None else length) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    body = zlib.compress(b"\0" * (33 * 32))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 32, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", body, length=n))
+    return path
+
+
+def test_fuzz_xray_png_chunk_claiming_gigabytes_refused_before_decoding(tmp_path):
+    """A 157-byte PNG whose IDAT claims 2.6 GB: OpenCV 5 allocated it (2.5 GB RSS, 5 s) before failing."""
+    msg = _clean_error("xray", _png_with_idat_claiming(tmp_path / "idat_claims_2gb.png"))
+    assert "declares 2634023012 bytes" in msg
+
+
+def test_endo_folder_frame_with_absurd_png_chunk_is_not_decoded(tmp_path):
+    from inference.readers.endo import _imread
+
+    assert _imread(_png_with_idat_claiming(tmp_path / "frame_0001.png")) is None

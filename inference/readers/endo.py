@@ -180,7 +180,11 @@ class FolderSource(FrameSource):
 
 def _imread(path: Path) -> np.ndarray | None:
     cv2 = _cv2()
+    from ._png import png_problem
+
     data = np.fromfile(str(path), dtype=np.uint8)  # unicode paths work on every platform
+    if png_problem(data.data):  # a chunk claiming more than the file holds: OpenCV would allocate it
+        return None
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 

@@ -408,7 +408,12 @@ def _read_raster(path: Path) -> Study:
     _check_dims(path, rows, cols)
     import cv2
 
+    from ._png import png_problem
+
     raw = np.fromfile(str(path), dtype=np.uint8)
+    problem = png_problem(raw.data)
+    if problem:
+        raise ReadError(path, problem)
     arr = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise ReadError(path, f"the {fmt} pixel data cannot be decoded (truncated or damaged file)")
