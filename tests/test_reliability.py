@@ -162,3 +162,13 @@ def test_endo_folder_frame_with_absurd_png_chunk_is_not_decoded(tmp_path):
     from inference.readers.endo import _imread
 
     assert _imread(_png_with_idat_claiming(tmp_path / "frame_0001.png")) is None
+
+
+def test_fuzz_ecg_csv_value_beyond_float32_refused(tmp_path):
+    """A CSV value of 1e39 mV is finite as float64 but became inf in the float32 signal (NaN/Inf garbage
+    reached the model input; found once model_input began refusing non-finite samples)."""
+    p = tmp_path / "overflow.csv"
+    rows = ["0.1,0.2,0.3"] * 300
+    rows[100] = "0.1,1e39,0.3"
+    p.write_text("# fs=100\nI,II,III\n" + "\n".join(rows) + "\n")
+    assert "not a plausible ECG amplitude" in _clean_error("ecg", p)

@@ -35,6 +35,7 @@ ML4H_GROUP = "ukb_ecg_rest"
 
 MIN_SECONDS = 2.0
 MAX_SECONDS = 600.0  # a resting ECG; a Holter file is not this viewer's job
+MAX_ABS_MV = 1e6  # 1 kV: far beyond any amplitude-unit mix-up, refused as damage
 FLAT_MV = 0.02  # peak-to-peak below 20 µV over the whole trace: no signal on that electrode
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ECG_WAVEFORM_UIDS = (b"1.2.840.10008.5.1.4.1.1.9.1.1", b"1.2.840.10008.5.1.4.1.1.9.1.2",
@@ -177,6 +178,10 @@ def _finish(path: Path, fmt: str, leads: dict[str, np.ndarray], fs: float, notes
         if bad.any():
             raise ReadError(path, f"lead {name} has {int(bad.sum())} missing (NaN) samples of {n}; "
                                   "a trace with gaps cannot be measured or analysed")
+        peak = float(np.abs(v).max())
+        if peak > MAX_ABS_MV:  # also keeps float32 from overflowing to inf
+            raise ReadError(path, f"lead {name} reaches {peak:.3g} mV: not a plausible ECG amplitude "
+                                  "(damaged file or wrong units)")
         if np.ptp(v) < FLAT_MV:
             flat.append(name)
         sig[i] = v
