@@ -172,3 +172,14 @@ def test_fuzz_ecg_csv_value_beyond_float32_refused(tmp_path):
     rows[100] = "0.1,1e39,0.3"
     p.write_text("# fs=100\nI,II,III\n" + "\n".join(rows) + "\n")
     assert "not a plausible ECG amplitude" in _clean_error("ecg", p)
+
+
+def test_fuzz_ecg_hd5_ml4h_group_is_a_dataset(tmp_path):
+    """'ukb_ecg_rest' present but a dataset, not a group: .keys() raised AttributeError."""
+    import h5py
+    import numpy as np
+
+    p = tmp_path / "group_is_dataset.hd5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("ukb_ecg_rest", data=np.zeros(10))
+    assert "not a group" in _clean_error("ecg", p)

@@ -266,6 +266,8 @@ def _read_hd5_checked(path: Path) -> Study:
             raise ReadError(path, f"HDF5 file without an ML4H resting ECG: expected group '{ML4H_GROUP}' with "
                                   f"strip_<lead>/instance_0 datasets (found: {top})")
         g = f[ML4H_GROUP]
+        if not isinstance(g, h5py.Group):
+            raise ReadError(path, f"'{ML4H_GROUP}' is a {type(g).__name__}, not a group of strip_<lead> datasets")
         leads: dict[str, np.ndarray] = {}
         fs_attr = None
         unit_scale = None
