@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
 
         self.results = ResultsPanel(self.ctx.registry)
         self.results.run_requested.connect(self.run_analysis)
+        self.results.model_changed.connect(self._model_changed)
         d = QDockWidget("Results", self)
         d.setObjectName("resultsDock")
         d.setWidget(self.results)
@@ -293,7 +294,15 @@ class MainWindow(QMainWindow):
         self.results.set_models(models_for(study.modality) or v.model_ids())
         self.results.set_extra(v.result_widget())
         stored = self.ctx.store.latest_result(study_id, self.results.current_model())
+        if stored is None:  # show whatever this study was last analysed with, and select that model
+            stored = self.ctx.store.latest_result(study_id)
+            if stored is not None:
+                self.results.select_model(stored.model_id)
         self._show_result(stored)
+
+    def _model_changed(self, model_id: str) -> None:
+        if self.study_id is not None:
+            self._show_result(self.ctx.store.latest_result(self.study_id, model_id or None) if model_id else None)
 
     def _show_result(self, result: Result | None) -> None:
         v = self.current_viewer()
