@@ -79,17 +79,41 @@ def test_bad_file_writes_no_row(cases, tmp_path):
     assert Store(db).studies() == []
 
 
-def test_no_network_needed(monkeypatch, tmp_path):
-    """The main headless flows run with every socket connection refused."""
+@pytest.fixture
+def no_network(monkeypatch):
     def refuse(*a, **k):
         raise OSError("network disabled in this test")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def test_no_network_headless_flows(no_network, tmp_path):
+    """Demo studies, the models that ship ready, reports and the batch command, with every connection refused."""
     from app.cli import main
     from inference.demo import ensure_demo_studies
 
-    demos = ensure_demo_studies(tmp_path / "demo")
-    for p in demos:
-        assert main(["analyse", str(p), "--db", str(tmp_path / "n.sqlite")]) in (0, 1)
+    from inference.detect import detect_modality
+
+    demos = {detect_modality(p): p for p in ensure_demo_studies(tmp_path / "demo")}
+    assert set(demos) == {"ecg", "pcg", "echo", "xray", "endo"}
+    db = str(tmp_path / "n.sqlite")
+    for modality, model in (("ecg", "ecg-measure"), ("pcg", "heart-sound"), ("endo", "endo-quality")):
+        pdf = tmp_path / f"{model}.pdf"
+        assert main(["analyse", str(demos[modality]), "--model", model, "--db", db, "--pdf", str(pdf)]) == 0
+        assert pdf.stat().st_size > 1000
+    assert main(["batch", "ecg-measure", str(tmp_path / "demo"), "--out", str(tmp_path / "b.csv"),
+                 "--workers", "1", "--db", db]) == 0
+
+
+def test_no_network_app_flow(no_network, main_window, qtbot):
+    """The app opens every demo study and runs a model with every connection refused."""
+    w = main_window
+    w.open_demo()
+    qtbot.waitUntil(lambda: w.study is not None and w.study_list.count() >= 5, timeout=120000)
+    assert w.study.modality == "ecg"
+    w.run_analysis("ecg-measure")
+    qtbot.waitUntil(lambda: w.results.result is not None, timeout=60000)
+    assert w.results.result.model_id == "ecg-measure"
