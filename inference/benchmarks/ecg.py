@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import best_of
+
 NOTE_W = "random-weights checkpoint in the official .h5 format (ML4H default size)"
 
 RENDER = ("import os, sys; os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen'); "
@@ -23,12 +25,7 @@ RENDER = ("import os, sys; os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen')
 
 
 def _best(fn, n=5):
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
+    return best_of(fn, n)[0]
 
 
 def run():
