@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.installed
 
 SYSDEPS = libegl1 libgl1 libxkbcommon-x11-0 libxcb-cursor0 libportaudio2 libsndfile1 poppler-utils
 
-.PHONY: setup sysdeps run test bench fuzz clean
+.PHONY: setup sysdeps run test bench fuzz gpu clean
 
 # Installs the system libraries when running as root on Debian/Ubuntu and any is missing; otherwise says what to run.
 sysdeps:
@@ -31,6 +31,11 @@ run: setup
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+# on a machine with a CUDA GPU: ONNX models on CUDA too (torch already is a CUDA build)
+gpu: setup
+	$(PY) -m pip uninstall -y -q onnxruntime
+	$(PY) -m pip install -q -e '.[gpu]'
 
 bench: setup
 	$(VENV)/bin/lightbox bench

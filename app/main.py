@@ -68,7 +68,9 @@ class MainWindow(QMainWindow):
         self.studies_dock = d
 
         self.results = ResultsPanel(self.ctx.registry)
+        self.results.setMaximumWidth(560)  # the viewer keeps the room; long texts wrap
         self.results.run_requested.connect(self.run_analysis)
+        self.results.model_changed.connect(self._model_changed)
         d = QDockWidget("Results", self)
         d.setObjectName("resultsDock")
         d.setWidget(self.results)
@@ -289,11 +291,28 @@ class MainWindow(QMainWindow):
             pol = QSizePolicy.Preferred if w is v else QSizePolicy.Ignored
             w.setSizePolicy(pol, pol)
         self.stack.setCurrentWidget(v)
+        QTimer.singleShot(0, self._keep_viewer_wide)  # after the new panels have laid themselves out
         self.setWindowTitle(f"{study.name} — {MODALITY_TITLES[study.modality]} — Lightbox {__version__}")
         self.results.set_models(models_for(study.modality) or v.model_ids())
         self.results.set_extra(v.result_widget())
         stored = self.ctx.store.latest_result(study_id, self.results.current_model())
+        if stored is None:  # show whatever this study was last analysed with, and select that model
+            stored = self.ctx.store.latest_result(study_id)
+            if stored is not None:
+                self.results.select_model(stored.model_id)
         self._show_result(stored)
+
+    def _model_changed(self, model_id: str) -> None:
+        if self.study_id is not None:
+            self._show_result(self.ctx.store.latest_result(self.study_id, model_id or None) if model_id else None)
+
+    def _keep_viewer_wide(self) -> None:
+        """The image or trace is the point of a reading workstation: side panels never take most of the
+        window (a restored layout from a smaller screen, or a wide panel of another modality)."""
+        w = max(self.width(), 1)
+        for dock, most, share in ((self.results_dock, 0.34, 0.27), (self.studies_dock, 0.22, 0.16)):
+            if dock.isVisible() and not dock.isFloating() and dock.width() > most * w:
+                self.resizeDocks([dock], [int(share * w)], Qt.Horizontal)
 
     def _show_result(self, result: Result | None) -> None:
         v = self.current_viewer()

@@ -29,11 +29,11 @@ from .atomic import atomic_path
 from .detect import detect_modality, open_study, reader_module
 from .pipelines import JobContext, pipeline_module
 from .registry import Registry, WeightsError
-from .results import jsonable
+from .results import NOT_CLINICAL, jsonable
 from .study import ReadError, sha256_file
 
-FIXED_COLUMNS = ["path", "sha256", "modality", "model_id", "weights_sha256", "clinical", "runtime", "device",
-                 "seconds", "error", "outputs"]
+FIXED_COLUMNS = ["path", "sha256", "modality", "model_id", "weights_sha256", "clinical", "stamp", "runtime",
+                 "device", "seconds", "error", "outputs"]
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -278,6 +278,7 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> None:
     table = []
     for r in rows:
         d = {k: r.get(k) for k in FIXED_COLUMNS}
+        d["stamp"] = NOT_CLINICAL if r.get("clinical") is False else ""
         d["outputs"] = json.dumps(r.get("outputs") or {}, sort_keys=True)
         for k in scalar_keys:
             v = (r.get("outputs") or {}).get(k)

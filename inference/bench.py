@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"Lightbox bench · {device_summary()}", flush=True)
     for n in names:
-        mod = importlib.import_module(f"inference.benchmarks.{n}")
         t0 = time.perf_counter()
         try:
+            mod = importlib.import_module(f"inference.benchmarks.{n}")
             for label, value, unit, note in mod.run():
                 rows.append({"bench": n, "label": label, "value": value, "unit": unit, "note": note})
                 if not args.json:

@@ -113,3 +113,39 @@ def test_inference_never_imports_qt():
     pat = re.compile(r"^\s*(from|import)\s+(PySide6|pyqtgraph|superqt|PyQt\d)", re.M)
     offenders = [str(p) for p in root.rglob("*.py") if pat.search(p.read_text())]
     assert offenders == []
+
+
+def test_drop_a_file_opens_it(main_window, qtbot, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    from inference.demo import ecg as demo
+
+    path = demo.make(tmp_path)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    ev = QDropEvent(QPointF(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    main_window.dropEvent(ev)
+    qtbot.waitUntil(lambda: main_window.study is not None, timeout=30000)
+    assert main_window.study.modality == "ecg" and main_window.study.source == str(path)
+
+
+def test_command_line_opens_files(tmp_path):
+    """``lightbox FILE`` opens the file in the window (offscreen, quits by itself)."""
+    import os
+    import subprocess
+    import sys
+
+    from inference.demo import ecg as demo
+    from tests.conftest import ROOT
+
+    path = demo.make(tmp_path)
+    db = tmp_path / "cli.sqlite"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-m", "app.cli", str(path), "--db", str(db), "--quit-after", "8"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-800:]
+    from app.store import Store
+
+    rows = Store(db).studies()
+    assert [r["source_path"] for r in rows] == [str(path)]

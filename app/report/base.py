@@ -112,8 +112,9 @@ def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesi
         canvas.setFont("Helvetica-Bold", 11)
         canvas.drawString(12 * mm, h - 10 * mm, "Lightbox")
         canvas.setFont("Helvetica", 8)
-        canvas.drawString(32 * mm, h - 10 * mm,
-                          f"{title}   ·   sha256 {study.sha256[:16]}…   ·   printed {now}   ·   Lightbox {__version__}")
+        short = title if len(title) <= 70 else title[:67] + "…"
+        canvas.drawString(32 * mm, h - 10 * mm, short)
+        canvas.drawRightString(w - 12 * mm, h - 10 * mm, f"printed {now}   ·   Lightbox {__version__}")
         canvas.setStrokeColor(colors.HexColor("#888888"))
         canvas.line(12 * mm, h - 12 * mm, w - 12 * mm, h - 12 * mm)
         canvas.setFont("Helvetica", 7)

@@ -206,11 +206,11 @@ class EcgViewer(ViewerBase):
         self.readout.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.readout)
         pi = self.view.getPlotItem()
-        self.minor = pg.PlotCurveItem(pen=pg.mkPen(MINOR, width=0.6), connect="pairs")
-        self.major = pg.PlotCurveItem(pen=pg.mkPen(MAJOR, width=1.1), connect="pairs")
-        self.traces = pg.PlotCurveItem(pen=pg.mkPen(TRACE, width=1.3), connect="finite")
-        self.cal = pg.PlotCurveItem(pen=pg.mkPen(TRACE, width=1.3), connect="finite")
-        self.seps = pg.PlotCurveItem(pen=pg.mkPen(TRACE, width=1.3), connect="pairs")
+        self.minor = pg.PlotCurveItem(pen=pg.mkPen(MINOR, width=1), connect="pairs")
+        self.major = pg.PlotCurveItem(pen=pg.mkPen(MAJOR, width=1), connect="pairs")
+        self.traces = pg.PlotCurveItem(pen=pg.mkPen(TRACE, width=1), connect="finite")
+        self.cal = pg.PlotCurveItem(pen=pg.mkPen(TRACE, width=1), connect="finite")
+        self.seps = pg.PlotCurveItem(pen=pg.mkPen(TRACE, width=1), connect="pairs")
         self.peaks = pg.ScatterPlotItem(symbol="t", size=9, pen=None, brush=pg.mkBrush(PEAK))
         for it in (self.minor, self.major, self.cal, self.seps, self.traces, self.peaks):
             pi.addItem(it)
@@ -699,3 +699,35 @@ def bench_render(path: str, db: str) -> tuple[float, float, float]:
         ts.append(time.perf_counter() - t0)
     v.ctx.jobs.wait(10000)
     return first, min(ts), float(sorted(ts)[len(ts) // 2])
+
+
+def bench_pan(path: str, db: str, frames: int = 120) -> float:
+    """Pan and zoom frames per second, offscreen: each frame moves the view and paints it (``grab``)."""
+    import time
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.context import AppContext
+    from app.jobs import Jobs
+    from app.store import Store
+    from inference.readers.ecg import read
+    from inference.registry import Registry
+
+    app = QApplication.instance() or QApplication([])
+    v = EcgViewer(AppContext(Store(db), Registry(), Jobs()))
+    v.resize(1400, 900)
+    v.show()
+    v.set_study(read(path), 1)
+    app.processEvents()
+    vb = v.view.getPlotItem().getViewBox()
+    (x0, x1), (y0, y1) = vb.viewRange()
+    w = (x1 - x0) * 0.4
+    t0 = time.perf_counter()
+    for i in range(frames):
+        dx = (x1 - x0 - w) * (0.5 + 0.5 * np.sin(i / 10))
+        zoom = 1.0 + 0.2 * np.sin(i / 17)
+        vb.setRange(xRange=(x0 + dx, x0 + dx + w * zoom), yRange=(y0, y1), padding=0)
+        v.view.grab()
+    fps = frames / (time.perf_counter() - t0)
+    v.ctx.jobs.wait(10000)
+    return fps

@@ -34,6 +34,7 @@ def format_value(v) -> str:
 
 class ResultsPanel(QWidget):
     run_requested = Signal(str)  # model id
+    model_changed = Signal(str)  # the user picked another model: show its stored result
 
     def __init__(self, registry: Registry, parent: QWidget | None = None):
         super().__init__(parent)
@@ -45,6 +46,7 @@ class ResultsPanel(QWidget):
         self.model_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.model_box.setMinimumContentsLength(14)
         self.model_box.currentIndexChanged.connect(self._update_state)
+        self.model_box.activated.connect(lambda _i: self.model_changed.emit(self.current_model() or ""))
         self.run_btn = QPushButton("Analyse")
         self.run_btn.setObjectName("primary")
         self.run_btn.setToolTip("Run the selected model on this study (Ctrl+R)")
@@ -100,6 +102,11 @@ class ResultsPanel(QWidget):
 
     def current_model(self) -> str | None:
         return self.model_box.currentData()
+
+    def select_model(self, model_id: str) -> None:
+        i = self.model_box.findData(model_id)
+        if i >= 0:
+            self.model_box.setCurrentIndex(i)
 
     def _update_state(self) -> None:
         mid = self.current_model()

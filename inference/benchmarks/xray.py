@@ -6,19 +6,11 @@ Uses the installed weights when both are usable, else seeded random weights in t
 """
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-
-def _best(fn, n=5):
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts), statistics.median(ts)
+from . import best_of as _best
 
 
 def run():

@@ -12,7 +12,7 @@ provenance):
 - ``frames/frame_NNNNNN.jpg`` (optional) the key frame of each finding
 
 The zip is written to a temporary file beside the destination and renamed over it, so a reader
-never sees half a bundle. Full shapes: docs/endo.md.
+never sees half a bundle. Full shapes: README.md, "Endoscopy".
 """
 from __future__ import annotations
 

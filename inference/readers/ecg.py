@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..study import ReadError, Study, sha256_bytes, sha256_file
+from . import require_file
 
 EXTENSIONS = (".hd5", ".h5", ".hdf5", ".hea", ".dat", ".csv", ".dcm")
 
@@ -511,10 +512,7 @@ def _read_dicom_checked(path: Path) -> Study:
 # -- entry point --------------------------------------------------------------------------------
 def read(path) -> Study:
     path = Path(path)
-    if not path.is_file():
-        raise ReadError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise ReadError(path, "the file is empty (0 bytes)")
+    require_file(path)
     ext = path.suffix.lower()
     if ext in (".hd5", ".h5", ".hdf5"):
         return _read_hd5(path)

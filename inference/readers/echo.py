@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..study import ReadError, Study, sha256_file
+from . import read_head, require_file
 
 EXTENSIONS = (".mp4", ".avi", ".gif", ".m4v", ".mov", ".dcm", ".dicom")
 VIDEO_EXT = (".mp4", ".avi", ".m4v", ".mov")
@@ -311,12 +312,8 @@ def _read_dicom_checked(path: Path) -> tuple[np.ndarray, float, dict, list[str]]
 
 def read(path) -> Study:
     path = Path(path)
-    if not path.is_file():
-        raise ReadError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise ReadError(path, "the file is empty (0 bytes)")
-    with open(path, "rb") as f:
-        head = f.read(132)
+    require_file(path)
+    head = read_head(path)
     ext = path.suffix.lower()
     if ext in DICOM_EXT or head[128:132] == b"DICM":
         frames, fps, meta, notes = _read_dicom(path)

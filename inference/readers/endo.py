@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from ..study import ReadError, Study, sha256_file
+from . import require_file
 
 EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -300,11 +301,7 @@ def read(path: str | Path) -> Study:
     path = Path(path)
     if path.is_dir():
         return read_folder(path)
-    if not path.exists():
-        raise ReadError(path, "file not found")
-    size = path.stat().st_size
-    if size == 0:
-        raise ReadError(path, "the file is empty (0 bytes)")
+    size = require_file(path)
     cv2 = _cv2()
     cap = cv2.VideoCapture(str(path))
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..study import ReadError, Study, sha256_file
+from . import require_file
 
 EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 MAX_SECONDS = 30 * 60  # a phonocardiogram is seconds to minutes; 30 min is far beyond any real one
@@ -115,10 +116,7 @@ def _short(e: Exception) -> str:
 def load_audio(path: str | Path) -> tuple[np.ndarray, int, dict, list[str]]:
     """Decoded, checked audio: (frames x channels float32, sample rate, format facts, notes)."""
     path = Path(path)
-    if not path.is_file():
-        raise ReadError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise ReadError(path, "the file is empty (0 bytes)")
+    require_file(path)
     x, sr, fmt, notes = _decode(path)
     if x.size == 0 or len(x) == 0:
         raise ReadError(path, "the file contains no audio samples")

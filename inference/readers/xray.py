@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..study import ReadError, Study, sha256_file
+from . import read_head, require_file
 
 EXTENSIONS = (".dcm", ".dicom", ".dic", ".png", ".jpg", ".jpeg")
 DICOM_EXTENSIONS = (".dcm", ".dicom", ".dic")
@@ -99,12 +100,8 @@ def sniff(path, head: bytes) -> float:
 
 def read(path) -> Study:
     path = Path(path)
-    if not path.is_file():
-        raise ReadError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise ReadError(path, "the file is empty (0 bytes)")
-    with open(path, "rb") as f:
-        head = f.read(132)
+    require_file(path)
+    head = read_head(path)
     if _is_dicom_head(head) or path.suffix.lower() in DICOM_EXTENSIONS:
         return _read_dicom(path)
     return _read_raster(path)
