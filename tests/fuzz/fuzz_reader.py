@@ -10,7 +10,7 @@ unless a corpus folder is given the run starts from a small valid file of that f
 Any exception other than ReadError is a crash: atheris stops and writes the input to crash-*; turn it
 into a regression test in tests/test_reliability.py (inputs kept in tests/fuzz/crashes/). Add
 -rss_limit_mb=2500 -timeout=20 to also catch inputs that exhaust memory or hang. Figures and the
-open findings: tests/RELIABILITY.md.
+open findings: README.md, "Reliability".
 """
 from __future__ import annotations
 
