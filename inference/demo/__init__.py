@@ -15,6 +15,22 @@ from ..study import MODALITIES
 ORDER = ("ecg", "pcg", "echo", "xray", "endo")
 
 
+def write_rgb_video(path: str | Path, frames, fps: float, fourcc: str | None = None) -> Path:
+    """Write RGB uint8 frames with OpenCV (mp4v for .mp4/.m4v, MJPG otherwise unless ``fourcc`` is given)."""
+    import cv2
+
+    path = Path(path)
+    fourcc = fourcc or ("mp4v" if path.suffix.lower() in (".mp4", ".m4v") else "MJPG")
+    h, w = frames[0].shape[:2]
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    if not vw.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {fourcc} video to {path}")
+    for f in frames:
+        vw.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    vw.release()
+    return path
+
+
 def demo_dir() -> Path:
     d = paths.data_home() / "demo"
     d.mkdir(parents=True, exist_ok=True)

@@ -136,17 +136,9 @@ def frames() -> np.ndarray:
 
 
 def write(path: Path, video: np.ndarray, fps: float = FPS) -> Path:
-    import cv2
+    from . import write_rgb_video
 
-    path = Path(path)
-    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() in (".mp4", ".m4v") else "MJPG"))
-    vw = cv2.VideoWriter(str(path), fourcc, fps, (video.shape[2], video.shape[1]))
-    if not vw.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {path.suffix} here")
-    for fr in video:
-        vw.write(cv2.cvtColor(fr, cv2.COLOR_RGB2BGR))
-    vw.release()
-    return path
+    return write_rgb_video(path, video, fps)
 
 
 def make(folder) -> Path:

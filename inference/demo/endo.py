@@ -157,17 +157,9 @@ def _frames() -> tuple[np.ndarray, ...]:
 
 
 def write_video(path: str | Path, imgs: list[np.ndarray], fps: float = FPS, fourcc: str = "mp4v") -> Path:
-    import cv2
+    from . import write_rgb_video
 
-    path = Path(path)
-    h, w = imgs[0].shape[:2]
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
-    if not vw.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {fourcc} video to {path}")
-    for f in imgs:
-        vw.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    vw.release()
-    return path
+    return write_rgb_video(path, imgs, fps, fourcc)
 
 
 def make(folder: str | Path) -> Path:
