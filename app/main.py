@@ -68,7 +68,7 @@ class MainWindow(QMainWindow):
         self.studies_dock = d
 
         self.results = ResultsPanel(self.ctx.registry)
-        self.results.setMaximumWidth(560)  # the viewer keeps the room; long texts wrap
+        self.results.setMaximumWidth(460)  # the viewer keeps the room; long texts wrap
         self.results.run_requested.connect(self.run_analysis)
         self.results.model_changed.connect(self._model_changed)
         d = QDockWidget("Results", self)
