@@ -11,28 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.xray_fixtures import demo_path, weight_files  # noqa: F401  (fixtures)
+
 from inference.readers import xray as reader
 from inference.study import ReadError
 
 
 # -- fixtures -----------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def demo_path(tmp_path_factory):
-    from inference.demo.xray import make
-
-    return make(tmp_path_factory.mktemp("xdemo"))
-
-
-@pytest.fixture(scope="module")
-def weight_files(tmp_path_factory):
-    from inference.xray.synthetic_weights import HEADS_FILE, VGG_FILE, make_heads_file, make_vgg16_file
-
-    d = tmp_path_factory.mktemp("xweights")
-    vgg = make_vgg16_file(d / VGG_FILE, seed=0)
-    heads = make_heads_file(d / HEADS_FILE, seed=1, vgg_path=vgg)
-    return vgg, heads
-
-
 @pytest.fixture
 def installed(weight_files):
     from inference.registry import Registry

@@ -6,21 +6,7 @@ import json
 import numpy as np
 import pytest
 
-
-@pytest.fixture(scope="module")
-def demo_path(tmp_path_factory):
-    from inference.demo.xray import make
-
-    return make(tmp_path_factory.mktemp("xdemo_app"))
-
-
-@pytest.fixture(scope="module")
-def weight_files(tmp_path_factory):
-    from inference.xray.synthetic_weights import HEADS_FILE, VGG_FILE, make_heads_file, make_vgg16_file
-
-    d = tmp_path_factory.mktemp("xweights_app")
-    vgg = make_vgg16_file(d / VGG_FILE, seed=0)
-    return vgg, make_heads_file(d / HEADS_FILE, seed=1, vgg_path=vgg)
+from tests.xray_fixtures import demo_path, weight_files  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
