@@ -34,6 +34,9 @@ class ReadError(Exception):
         name = Path(path).name if path is not None else "input"
         super().__init__(f"{name}: {problem}")
 
+    def __reduce__(self):  # picklable: it crosses process boundaries (guarded readers, batch workers)
+        return (ReadError, (self.path, self.problem))
+
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()

@@ -215,3 +215,34 @@ def test_fuzz_ecg_hd5_ml4h_group_is_a_dataset(tmp_path):
     with h5py.File(p, "w") as f:
         f.create_dataset("ukb_ecg_rest", data=np.zeros(10))
     assert "not a group" in _clean_error("ecg", p)
+
+
+# -- libhdf5 failures Python cannot interrupt: the guarded reader process ----------------------------
+def test_hdf5_attribute_asking_for_4gb_is_refused_within_the_memory_cap():
+    from inference.readers.ecg import read
+    from inference.study import ReadError
+
+    with pytest.raises(ReadError, match="ecg_hd5_attr_4gb.hd5"):
+        read(FUZZ_CRASHES / "ecg_hd5_attr_4gb.hd5")
+
+
+def test_hdf5_read_that_never_returns_is_stopped_and_the_reader_recovers(monkeypatch, tmp_path):
+    from inference.demo import ecg as demo
+    from inference.readers import guard
+    from inference.readers.ecg import read
+    from inference.study import ReadError
+
+    monkeypatch.setattr(guard, "TIMEOUT_S", 4.0)
+    with pytest.raises(ReadError, match="did not finish in 4 s"):
+        read(FUZZ_CRASHES / "ecg_hd5_attr_hang.hd5")
+    study = read(demo.make(tmp_path))  # a fresh reader process serves the next file
+    assert study.data["model_input"].shape == (5000, 12)
+
+
+def test_read_error_survives_pickling():
+    import pickle
+
+    from inference.study import ReadError
+
+    e = pickle.loads(pickle.dumps(ReadError("/x/a.hd5", "damaged")))
+    assert str(e) == "a.hd5: damaged" and e.problem == "damaged"

@@ -240,6 +240,14 @@ _UNIT_SCALE = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "microvolt": 1e-3, "microvolt
 
 
 def _read_hd5(path: Path) -> Study:
+    """HDF5 is parsed by libhdf5, which can hang or allocate gigabytes on a damaged file where Python cannot
+    step in: the read runs in the guarded reader process (time and memory limits)."""
+    from .guard import guarded
+
+    return guarded(_read_hd5_unguarded, path)
+
+
+def _read_hd5_unguarded(path: Path) -> Study:
     try:
         return _read_hd5_checked(path)
     except ReadError:
