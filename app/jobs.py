@@ -86,7 +86,6 @@ class Jobs(QObject):
         self.signals.finished.connect(self._on_finished)
         self.running: dict[int, Job] = {}
         self._ids = itertools.count(1)
-        self.last_error: str | None = None
 
     def start(self, title: str, fn: Callable[[JobContext], Any], *,
               on_result: Callable[[Any], None] | None = None,
@@ -131,7 +130,6 @@ class Jobs(QObject):
         self._cb(job_id, "result", out)
 
     def _on_error(self, job_id: int, msg: str) -> None:
-        self.last_error = msg
         self._cb(job_id, "error", msg)
 
     def _on_cancelled(self, job_id: int) -> None:

@@ -256,20 +256,18 @@ class MainWindow(QMainWindow):
         self.ctx.jobs.start("Opening demo studies", load, on_result=done,
                             on_error=lambda msg: self.message(msg, error=True))
 
-    def open_path(self, path: str | Path, modality: str | None = None, analyse_after: bool = False) -> None:
+    def open_path(self, path: str | Path, modality: str | None = None) -> None:
         path = str(path)
         self.ctx.jobs.start(f"Opening {Path(path).name}", lambda ctx: open_study(path, modality),
-                            on_result=lambda st: self._study_loaded(st, analyse_after),
+                            on_result=self._study_loaded,
                             on_error=lambda msg: self.message(msg, error=True))
 
-    def _study_loaded(self, study: Study, analyse_after: bool = False) -> None:
+    def _study_loaded(self, study: Study) -> None:
         sid = self.ctx.store.add_study(study)
         self.show_study(study, sid)
         self.refresh_studies()
         for n in study.notes:
             self.statusBar().showMessage(n, 8000)
-        if analyse_after:
-            self.run_analysis("")
 
     def viewer_for(self, modality: str) -> ViewerBase:
         if modality not in self.viewers:

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RESOURCES = PROJECT_ROOT / "resources"
 MANIFEST = PROJECT_ROOT / "weights" / "manifest.toml"
 
 

@@ -15,7 +15,6 @@ Nothing here downloads anything.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -56,12 +55,6 @@ class ModelEntry:
     inputs: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        if self.bundled:
-            return paths.PROJECT_ROOT / self.file
-        return paths.weights_dir() / Path(self.file).name
 
 
 @dataclass(frozen=True)
@@ -258,6 +251,3 @@ class Registry:
 def default_registry() -> Registry:
     return Registry()
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import datetime as _dt
-import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -56,12 +54,3 @@ def jsonable(obj: Any) -> Any:
         return None
     return obj
 
-
-@contextmanager
-def timed() -> Iterator[list[float]]:
-    box = [0.0]
-    t0 = time.perf_counter()
-    try:
-        yield box
-    finally:
-        box[0] = time.perf_counter() - t0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -167,16 +167,3 @@ class _NullLock:
 
     def __exit__(self, *exc):
         return False
-
-
-class FunctionRuntime:
-    """A runtime for work that needs no weights (signal measurements, frame quality)."""
-
-    name = "numpy"
-
-    def __init__(self, fn: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]):
-        self.fn = fn
-        self.device = cpu_label()
-
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.fn(inputs)

@@ -13,13 +13,6 @@ from inference.registry import DEMO, NOT_INSTALLED, READY, REFUSED, Registry
 from inference.results import DISCLAIMER, NOT_CLINICAL, Result
 
 
-# titles of analyses that need no weights (they are not in the manifest)
-MODEL_FREE_TITLES = {
-    "ecg-measure": "ECG measurements (R peaks, heart rate)",
-    "endo-quality": "Frame quality (blur, exposure, glare, duplicates)",
-}
-
-
 def format_value(v) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.3f}".rstrip("0").rstrip(".")
@@ -94,7 +87,7 @@ class ResultsPanel(QWidget):
         self.model_box.clear()
         for mid in model_ids:
             entry = self.registry.entries.get(mid)
-            self.model_box.addItem(entry.title if entry else MODEL_FREE_TITLES.get(mid, mid), mid)
+            self.model_box.addItem(entry.title if entry else mid, mid)
         self.model_box.blockSignals(False)
         self.model_box.setVisible(bool(model_ids))
         self.run_btn.setVisible(bool(model_ids))
