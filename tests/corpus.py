@@ -69,18 +69,9 @@ def float_wav(path: Path, samples: np.ndarray, rate: int = 4000) -> Path:
 
 def dicom_claiming_frames(path: Path, frames: int = 1_000_000_000, rows: int = 480, cols: int = 640,
                           modality: str = "US") -> Path:
-    import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from tests.fuzz.seeds import CR_IMAGE, US_MULTIFRAME, new_dicom
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1" if modality == "US" else "1.2.840.10008.5.1.4.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = modality
+    ds = new_dicom(path, US_MULTIFRAME if modality == "US" else CR_IMAGE, modality)
     ds.Rows, ds.Columns = rows, cols
     ds.NumberOfFrames = frames
     ds.SamplesPerPixel = 1

@@ -95,19 +95,28 @@ def make_xray_png(path: Path) -> Path:
     return Path(path)
 
 
-def make_xray_dcm(path: Path) -> Path:
-    import pydicom
+CR_IMAGE = "1.2.840.10008.5.1.4.1.1.1"
+US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+
+
+def new_dicom(path: Path, sop_class_uid: str, modality: str):
+    """An explicit-VR little-endian DICOM dataset with file meta and SOP identity filled in."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    meta.MediaStorageSOPClassUID = sop_class_uid
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CR"
+    ds.Modality = modality
+    return ds
+
+
+def make_xray_dcm(path: Path) -> Path:
+    ds = new_dicom(path, CR_IMAGE, "CR")
     ds.Rows, ds.Columns = 16, 16
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -121,18 +130,7 @@ def make_xray_dcm(path: Path) -> Path:
 
 
 def make_echo_dcm(path: Path) -> Path:
-    import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
+    ds = new_dicom(path, US_MULTIFRAME, "US")
     ds.Rows, ds.Columns = 16, 16
     ds.NumberOfFrames = 3
     ds.FrameTime = 40
