@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,13 +14,27 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        item.stash.setdefault(_FAILED, True)
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory, monkeypatch):
+def _isolated_home(request, tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("lightbox_home")
     monkeypatch.setenv("LIGHTBOX_HOME", str(home))
     monkeypatch.setenv("LIGHTBOX_DB", str(home / "test.sqlite"))
     monkeypatch.setenv("LIGHTBOX_WEIGHTS", str(home / "weights"))
     yield home
+    # installed test weights run to hundreds of MB a test: keep a home only when its test failed
+    if not request.node.stash.get(_FAILED, False):
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
