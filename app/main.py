@@ -21,7 +21,7 @@ from app.widgets.results import ResultsPanel
 from inference import __version__, paths
 from inference.detect import all_extensions, open_study
 from inference.pipelines import analyse, models_for
-from inference.registry import STATUS_LABEL, Registry
+from inference.registry import CHECKING, STATUS_LABEL, Registry
 from inference.results import Result
 from inference.runtimes import device_summary
 from inference.study import MODALITY_TITLES, Study
@@ -105,16 +105,25 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.models_label)
         sb.addPermanentWidget(self.device_label)
         self.refresh_models()
+        self.verify_weights()
+
+    def verify_weights(self) -> None:
+        """Hash every installed weights file on a worker (hundreds of MB: never on the UI thread at
+        start-up); the status bar and results panel say "checking" until it is done."""
+        registry = self.ctx.registry
+        self.ctx.jobs.start("Verifying model weights", lambda ctx: registry.states(),
+                            on_result=lambda _states: self.refresh_models(),
+                            on_error=lambda msg: self.message(msg, error=True))
 
     def refresh_models(self) -> None:
         """A compact count per state in the status bar; each model's state and message in the tooltip
         (and in Models ▸ Weights status)."""
         counts: dict[str, int] = {}
         tips = []
-        for st in self.ctx.registry.states():
+        for st in self.ctx.registry.states(cached_only=True):
             counts[st.status] = counts.get(st.status, 0) + 1
             tips.append(f"{st.entry.title} ({st.entry.id}): {STATUS_LABEL[st.status]}")
-        order = ("ready", "demo", "not installed", "refused")
+        order = ("ready", "demo", "checking", "not installed", "refused")
         self.models_label.setText("Models: " + " · ".join(f"{counts[k]} {STATUS_LABEL[k]}" for k in order if k in counts))
         self.models_label.setToolTip("\n".join(tips))
         self.results.refresh_state()
@@ -334,8 +343,8 @@ class MainWindow(QMainWindow):
         registry = self.ctx.registry
         title = model_id
         if model_id in registry.entries:
-            st = registry.state(model_id)
-            if not st.usable:
+            st = registry.state(model_id, cached_only=True)
+            if not st.usable and st.status != CHECKING:  # a file still being checked: the worker checks it
                 self.message(st.message, error=True)
                 return
             title = st.entry.title
@@ -374,17 +383,19 @@ class MainWindow(QMainWindow):
         f, _ = QFileDialog.getOpenFileName(self, "Install weights file", str(Path.home()))
         if not f:
             return
-        try:
-            st = self.ctx.registry.install(f)
-        except Exception as e:
-            self.message(str(e), error=True)
-            return
-        self.message(st.message)
-        self.refresh_models()
+        registry = self.ctx.registry
+
+        def installed(st) -> None:
+            self.message(st.message)
+            self.refresh_models()
+
+        # hashing and copying hundreds of MB: on a worker
+        self.ctx.jobs.start("Installing weights", lambda ctx: registry.install(f), on_result=installed,
+                            on_error=lambda msg: self.message(msg, error=True))
 
     def show_weights(self) -> None:
         lines = [f"<b>{s.entry.title}</b> ({s.entry.id}): {STATUS_LABEL[s.status]}<br>"
-                 f"<small>{s.message}</small>" for s in self.ctx.registry.states()]
+                 f"<small>{s.message}</small>" for s in self.ctx.registry.states(cached_only=True)]
         QMessageBox.information(self, "Weights", "<br><br>".join(lines)
                                 + f"<br><br>Weights folder: {self.ctx.registry.weights_dir}")
 

@@ -99,8 +99,9 @@ def resolve_model(registry: Registry, model_id: str) -> tuple[str, str]:
 class Runner:
     """Runs one model over paths in one process: the registry/model state is loaded once and reused."""
 
-    def __init__(self, model_id: str, manifest: str | None = None, weights: str | None = None):
-        self.registry = Registry(manifest, weights)
+    def __init__(self, model_id: str, manifest: str | None = None, weights: str | None = None,
+                 registry: Registry | None = None):
+        self.registry = registry or Registry(manifest, weights)
         self.modality, self.weights_sha = resolve_model(self.registry, model_id)
         self.model_id = model_id
         self.mod = pipeline_module(self.modality)
@@ -377,7 +378,8 @@ def run_batch(model_id: str, inputs: list[str], out: str | Path, engine: str = "
     return summary
 
 
-def _store_row(st, row: dict[str, Any], extra: dict[str, Any]) -> None:
+def row_records(row: dict[str, Any], extra: dict[str, Any]):
+    """The (Study, Result) a successful row stands for (pixels/samples dropped), for the store."""
     from .results import Result
     from .study import Study
 
@@ -387,6 +389,11 @@ def _store_row(st, row: dict[str, Any], extra: dict[str, Any]) -> None:
     r = Result(row["model_id"], row["weights_sha256"], row["runtime"], row["device"], row["seconds"] or 0.0,
                row["outputs"], bool(row["clinical"]), created=extra.get("_created", ""),
                notes=extra.get("_notes", []))
+    return study, r
+
+
+def _store_row(st, row: dict[str, Any], extra: dict[str, Any]) -> None:
+    study, r = row_records(row, extra)
     if st.find_result(study.sha256, study.modality, r.model_id, r.weights_sha256) is None:
         st.save(study, [r])
 

@@ -8,7 +8,9 @@ A model is
                      result is stamped NOT A CLINICAL RESULT;
 - ``not installed``  no file; the UI says which file to install and how;
 - ``refused``        a file is there but its hash matches neither the manifest nor an explicit
-                     local install (tampered or half-copied): it is never loaded.
+                     local install (tampered or half-copied): it is never loaded;
+- ``checking``       only from ``state(..., cached_only=True)``: the file is there but has not been
+                     hashed yet in this session (the UI asks this way and hashes on a worker thread).
 
 Nothing here downloads anything.
 """
@@ -30,8 +32,9 @@ from . import paths
 from .atomic import atomic_path, atomic_write_text
 from .study import sha256_file
 
-READY, DEMO, NOT_INSTALLED, REFUSED = "ready", "demo", "not installed", "refused"
-STATUS_LABEL = {READY: "ready", DEMO: "demo weights", NOT_INSTALLED: "not installed", REFUSED: "refused"}
+READY, DEMO, NOT_INSTALLED, REFUSED, CHECKING = "ready", "demo", "not installed", "refused", "checking"
+STATUS_LABEL = {READY: "ready", DEMO: "demo weights", NOT_INSTALLED: "not installed", REFUSED: "refused",
+                CHECKING: "checking"}
 LOCAL_INSTALLS = "local_installs.json"
 
 
@@ -106,17 +109,25 @@ _hash_cache: dict[tuple[str, int, int], str] = {}
 _hash_lock = threading.Lock()
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, cached on (path, size, mtime) so a verified file is hashed once a session."""
+def file_sha256(path: Path, cached_only: bool = False) -> str | None:
+    """sha256 of a file, cached on (path, size, mtime) so a verified file is hashed once a session.
+    ``cached_only``: None instead of hashing a file not hashed yet (for callers on the UI thread)."""
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     with _hash_lock:
         if key in _hash_cache:
             return _hash_cache[key]
+    if cached_only:
+        return None
     h = sha256_file(path)
-    with _hash_lock:
-        _hash_cache[key] = h
+    _remember(path, h, st)
     return h
+
+
+def _remember(path: Path, sha: str, st=None) -> None:
+    st = st or path.stat()
+    with _hash_lock:
+        _hash_cache[(str(path), st.st_size, st.st_mtime_ns)] = sha
 
 
 class Registry:
@@ -160,14 +171,18 @@ class Registry:
             text += f"\n{entry.install}"
         return text
 
-    def state(self, model_id: str) -> ModelState:
+    def state(self, model_id: str, cached_only: bool = False) -> ModelState:
+        """The model's state, hashing its file if this session has not yet (hundreds of MB for some
+        models). ``cached_only``: never hash; a file not hashed yet is ``checking``."""
         entry = self.get(model_id)
         if not entry.file:  # an analysis that needs no weights (signal measurements)
             return ModelState(entry, READY, "", f"{entry.title}: needs no weights")
         path = self.path_of(entry)
         if not path.exists():
             return ModelState(entry, NOT_INSTALLED, None, self.how_to_install(entry))
-        sha = file_sha256(path)
+        sha = file_sha256(path, cached_only)
+        if sha is None:
+            return ModelState(entry, CHECKING, None, f"{entry.title}: verifying the weights file's sha256…")
         if entry.sha256 and sha == entry.sha256:
             return ModelState(entry, READY, sha, f"{entry.title}: official weights ({sha[:12]})")
         local = self._local_installs().get(entry.id)
@@ -180,8 +195,8 @@ class Registry:
                           "official file nor an explicit local install; it will not be loaded. "
                           "Re-install it with 'lightbox weights install'.")
 
-    def states(self) -> list[ModelState]:
-        return [self.state(mid) for mid in self.entries]
+    def states(self, cached_only: bool = False) -> list[ModelState]:
+        return [self.state(mid, cached_only) for mid in self.entries]
 
     def require(self, model_id: str) -> ModelState:
         """The state of a usable model, or WeightsError with what to do."""
@@ -233,6 +248,7 @@ class Registry:
             shutil.copyfile(src, tmp)
             if sha256_file(tmp) != sha:
                 raise WeightsError(f"{src.name}: copy did not verify; nothing installed")
+        _remember(dest, sha)
         if not official:
             locals_[entry.id] = {"sha256": sha, "source": str(src.resolve())}
             atomic_write_text(self.weights_dir / LOCAL_INSTALLS, json.dumps(locals_, indent=2))

@@ -9,7 +9,8 @@ from inference.runtimes import device_summary
 from inference.study import ReadError, Study
 
 
-def test_window_shows_device_and_models(main_window):
+def test_window_shows_device_and_models(main_window, qtbot):
+    qtbot.waitUntil(lambda: not main_window.ctx.jobs.running, timeout=20000)  # weights verified
     assert main_window.device_label.text() == device_summary()
     assert "CPU" in main_window.device_label.text() or "CUDA" in main_window.device_label.text()
     states = main_window.ctx.registry.states()
@@ -19,6 +20,32 @@ def test_window_shows_device_and_models(main_window):
     assert main_window.models_label.text().startswith("Models: ")
     n_ready = sum(st.status == "ready" for st in states)
     assert f"{n_ready} ready" in main_window.models_label.text()
+
+
+def test_startup_hashes_weights_on_a_worker_not_the_ui_thread(qtbot, tmp_path, monkeypatch):
+    import threading
+
+    import inference.registry as reg
+    from app.main import MainWindow
+    from app.store import Store
+
+    reg._hash_cache.clear()
+    on_ui_thread: list[bool] = []
+    real = reg.sha256_file
+
+    def spy(path):
+        on_ui_thread.append(threading.current_thread() is threading.main_thread())
+        return real(path)
+
+    monkeypatch.setattr(reg, "sha256_file", spy)
+    win = MainWindow(Store(tmp_path / "ui.sqlite"))
+    qtbot.addWidget(win)
+    # the bundled heart-sound model is on disk: until its hash is known it is "checking", not "ready"
+    assert "checking" in win.models_label.text()
+    assert "verifying" in win.results.state.text() or not win.results.current_model()
+    qtbot.waitUntil(lambda: not win.ctx.jobs.running, timeout=20000)
+    assert on_ui_thread and not any(on_ui_thread)
+    assert "checking" not in win.models_label.text() and "ready" in win.models_label.text()
 
 
 def test_bad_file_gives_message_not_crash(main_window, qtbot, tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from inference.registry import DEMO, NOT_INSTALLED, READY, REFUSED, Registry, WeightsError, load_manifest
+from inference.registry import CHECKING, DEMO, NOT_INSTALLED, READY, REFUSED, Registry, WeightsError, load_manifest
 
 OFFICIAL = b"official weights bytes" * 100
 OFFICIAL_SHA = hashlib.sha256(OFFICIAL).hexdigest()
@@ -147,3 +147,20 @@ def test_cli_weights_list_and_install(tmp_path, capsys):
     junk.write_bytes(b"junk")
     assert main(["weights", "install", str(junk)]) == 1
     assert "matches no official file" in capsys.readouterr().err
+
+
+def test_cached_only_never_hashes_and_says_checking(reg, monkeypatch):
+    import inference.registry as registry_mod
+
+    (reg.weights_dir / "toy.onnx").write_bytes(OFFICIAL)  # put there by hand: never hashed yet
+    hashed = []
+    real = registry_mod.sha256_file
+    monkeypatch.setattr(registry_mod, "sha256_file", lambda p: hashed.append(p) or real(p))
+    st = reg.state("toy", cached_only=True)
+    assert st.status == CHECKING and not st.usable and hashed == []
+    assert reg.state("toy").status == READY and len(hashed) == 1
+    assert reg.state("toy", cached_only=True).status == READY and len(hashed) == 1
+    # an edit changes size/mtime: the cached answer no longer applies
+    (reg.weights_dir / "toy.onnx").write_bytes(OFFICIAL + b"!")
+    assert reg.state("toy", cached_only=True).status == CHECKING
+    assert reg.state("toy").status == REFUSED

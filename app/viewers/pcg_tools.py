@@ -83,7 +83,7 @@ class BatchDialog(QDialog):
 
         self.model = QComboBox()
         for mid in MODELS:
-            st = ctx.registry.state(mid)
+            st = ctx.registry.state(mid, cached_only=True)
             self.model.addItem(f"{st.entry.title} ({st.status})", mid)
         self.run_btn = QPushButton("Run")
         self.run_btn.setObjectName("primary")

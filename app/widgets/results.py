@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from inference.registry import DEMO, NOT_INSTALLED, READY, REFUSED, Registry
+from inference.registry import CHECKING, DEMO, NOT_INSTALLED, READY, REFUSED, Registry
 from inference.results import DISCLAIMER, NOT_CLINICAL, Result
 
 
@@ -112,8 +112,10 @@ class ResultsPanel(QWidget):
             self.state.setText(f"<b>{self.model_box.currentText()}</b>: ready (needs no weights)")
             self.run_btn.setEnabled(True)
             return
-        st = self.registry.state(mid)
-        if st.status == READY:
+        st = self.registry.state(mid, cached_only=True)  # the UI thread never hashes weights
+        if st.status == CHECKING:
+            self.state.setText(f"<b>{st.entry.title}</b>: verifying weights…")
+        elif st.status == READY:
             self.state.setText(f"<b>{st.entry.title}</b>: ready (weights {st.sha256[:12]})")
         elif st.status == DEMO:
             self.state.setText(f"<b>{st.entry.title}</b>: <span style='color:#d29922'>demo weights</span> "
@@ -125,7 +127,7 @@ class ResultsPanel(QWidget):
                                f"<small>{msg}</small>")
         elif st.status == REFUSED:
             self.state.setText(f"<b>{st.entry.title}</b>: <span style='color:#e5534b'>refused</span><br>{st.message}")
-        self.run_btn.setEnabled(st.usable)
+        self.run_btn.setEnabled(st.usable or st.status == CHECKING)
 
     def refresh_state(self) -> None:
         self._update_state()

@@ -1,4 +1,10 @@
-"""Batch classification of a folder of heart-sound recordings -> CSV (no Qt; the app and CLI share it)."""
+"""The heart-sound batch of the app: a folder of recordings -> a CSV with one row per file (no Qt).
+
+A thin view over ``inference.batch`` (the archive-scale runner behind ``lightbox batch``): the same
+file discovery, the same reading ahead of the model and the same error rows; what it adds is the
+per-file progress and cancellation a dialog needs, and the CSV shape clinicians asked for (file,
+duration, class, probability per class, heart rate, error).
+"""
 from __future__ import annotations
 
 import csv
@@ -6,35 +12,34 @@ import io
 from pathlib import Path
 
 from ..atomic import atomic_write_text
-from ..registry import Registry, WeightsError
-from ..study import ReadError
-from .dataset import AUDIO_EXTS
+from ..registry import Registry
+from ..study import ReadError, sha256_file
 
 
 def list_audio(folder: str | Path) -> list[Path]:
+    from ..batch import collect_inputs
+
     folder = Path(folder)
     if not folder.is_dir():
         raise ReadError(folder, "not a folder")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTS
-                  and not p.name.startswith("."))
+    return [p for p in collect_inputs([str(folder)], "pcg") if not p.name.startswith(".")]
 
 
 def run_batch(folder: str | Path, model_id: str, registry: Registry, ctx, out_csv: str | Path | None = None,
               keep: list | None = None) -> dict:
     """Read + classify every recording; a file that fails gets its error in the row, the batch goes on.
 
-    Returns {"rows": [...], "classes": [...], "csv": path}. ``keep`` (a list) receives (study, result) pairs
-    with the audio dropped, for storing. ``ctx.progress`` raises Cancelled when the user cancels: rows done
-    so far are still written.
+    Returns {"rows": [...], "columns": [...], "classes": [...], "csv": path, "cancelled", "total"}.
+    ``keep`` (a list) receives (study, result) pairs without the audio, for storing. ``ctx.progress``
+    raises Cancelled when the user cancels: the rows done so far are still written.
     """
-    from ..pipelines import Cancelled, JobContext
-    from ..pipelines.pcg import analyse
-    from ..readers.pcg import read
+    from ..batch import Runner, row_records
+    from ..pipelines import Cancelled
 
     files = list_audio(folder)
     if not files:
         raise ReadError(folder, "no audio files (.wav .flac .ogg .mp3) in this folder")
-    registry.require(model_id)
+    runner = Runner(model_id, registry=registry)  # refuses a model that is not installed or tampered
     rows: list[dict] = []
     classes: list[str] = []
     cancelled = False
@@ -45,25 +50,23 @@ def run_batch(folder: str | Path, model_id: str, registry: Registry, ctx, out_cs
         except Cancelled:
             cancelled = True
             break
-        row = {"file": str(f.relative_to(root)), "duration_s": "", "class": "", "probability": "",
-               "heart_rate_bpm": "", "error": ""}
         try:
-            study = read(f)
-            row["duration_s"] = study.metadata["duration_s"]
-            res = analyse(study, model_id, registry, JobContext())  # per-file progress is the batch's own
-            out = res.outputs
-            row["class"] = out["class"]
-            row["probability"] = out["probability"]
-            for c, p in out["probabilities"].items():
-                row[f"p_{c}"] = p
-                if c not in classes:
-                    classes.append(c)
-            row["heart_rate_bpm"] = "" if out.get("heart_rate_bpm") is None else out["heart_rate_bpm"]
-            if keep is not None:
-                study.data = {}
-                keep.append((study, res))
-        except (ReadError, WeightsError) as e:
-            row["error"] = e.problem if isinstance(e, ReadError) else str(e)
+            sha = sha256_file(f)
+        except OSError:
+            sha = ""
+        got = runner.run_paths([(str(f), sha)])[0]
+        extra = {k: got.pop(k) for k in [k for k in got if k.startswith("_")]}
+        out = got["outputs"]
+        row = {"file": str(f.relative_to(root)), "error": got["error"],
+               "duration_s": extra.get("_study", {}).get("metadata", {}).get("duration_s", ""),
+               "class": out.get("class", ""), "probability": out.get("probability", ""),
+               "heart_rate_bpm": "" if out.get("heart_rate_bpm") is None else out["heart_rate_bpm"]}
+        for c, p in (out.get("probabilities") or {}).items():
+            row[f"p_{c}"] = p
+            if c not in classes:
+                classes.append(c)
+        if keep is not None and not got["error"]:
+            keep.append(row_records(got, extra))
         rows.append(row)
     cols = ["file", "duration_s", "class", "probability"] + [f"p_{c}" for c in classes] + ["heart_rate_bpm", "error"]
     buf = io.StringIO()
