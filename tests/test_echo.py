@@ -2,6 +2,8 @@
 agreement, pipeline, practice data and report. CPU-only; models run on small inputs or short loops."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,8 @@ def checkpoints(tmp_path_factory):
     torch.manual_seed(6)
     ef = E.save_official_format(E.build_ef_model(), d / "r2plus1d_18_32_2_pretrained.pt", frames=32, period=2)
     seg = E.save_official_format(E.build_seg_model(), d / "deeplabv3_resnet50_random.pt")
-    return {"ef": ef, "seg": seg}
+    yield {"ef": ef, "seg": seg}
+    shutil.rmtree(d, ignore_errors=True)  # 270 MB
 
 
 def _install(registry, checkpoints, which=("ef", "seg")):

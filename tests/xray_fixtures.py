@@ -1,6 +1,8 @@
 """Chest X-ray fixtures shared by the X-ray test modules (imported there by name)."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 
@@ -18,4 +20,5 @@ def weight_files(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("xweights")
     vgg = make_vgg16_file(d / VGG_FILE, seed=0)
-    return vgg, make_heads_file(d / HEADS_FILE, seed=1, vgg_path=vgg)
+    yield vgg, make_heads_file(d / HEADS_FILE, seed=1, vgg_path=vgg)
+    shutil.rmtree(d, ignore_errors=True)
