@@ -90,6 +90,10 @@ def test_practice_mode_never_shows_ai_ef_before_lock(main_window, qtbot, demo_fi
     # re-opening the study while blinded keeps it hidden
     main_window.show_study(main_window.study, main_window.study_id)
     assert "42.4" not in _all_text(main_window)
+    # nothing pre-filled (a default number would anchor the trainee), and a blank estimate is not locked
+    assert v.panel.estimate.value() == 0 and v.panel.estimate.text().startswith("—")
+    assert v.lock_estimate() is None and v.hides_results()
+    assert main_window.ctx.store.db["estimates"].count == 0
     # lock -> reveal with delta and category agreement
     v.panel.estimate.setValue(50)
     v.panel.category.setCurrentIndex(v.panel.category.findData("normal"))

@@ -236,10 +236,12 @@ class EchoPanel(QWidget):
         pl.addWidget(self.practice)
         form = QFormLayout()
         self.estimate = QDoubleSpinBox()
-        self.estimate.setRange(0, 100)
+        # no default number: a pre-filled value would anchor the trainee's estimate. 0 = not entered yet.
+        self.estimate.setRange(0, 95)
         self.estimate.setDecimals(0)
         self.estimate.setSuffix(" %")
-        self.estimate.setValue(55)
+        self.estimate.setSpecialValueText("— type your estimate —")
+        self.estimate.setValue(0)
         self.category = QComboBox()
         self.category.addItem("(no category)", "")
         for c in CATEGORIES:
@@ -774,6 +776,8 @@ class EchoViewer(ViewerBase):
         self.locked, self.estimate_id = False, None
         self.panel.reveal.setText("")
         tid = self.trainee_id()
+        self.panel.estimate.setValue(0)  # a fresh study starts blank: no carry-over from the last one
+        self.panel.category.setCurrentIndex(0)
         if tid is not None and self.study_id is not None:
             est = practice.locked_estimate(self.ctx.store, tid, self.study_id)
             if est:
@@ -811,6 +815,9 @@ class EchoViewer(ViewerBase):
         if tid is None or self.study_id is None or self.locked:
             if tid is None:
                 self.status_message.emit("Choose or create a trainee first.")
+            return None
+        if self.panel.estimate.value() < 1:
+            self.status_message.emit("Type your visual EF estimate (in %) before locking it.")
             return None
         cat = self.panel.category.currentData() or None
         self.estimate_id = self.ctx.store.lock_estimate(tid, self.study_id, float(self.panel.estimate.value()), cat)
