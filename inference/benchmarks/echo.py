@@ -19,7 +19,10 @@ from inference.detect import open_study
 app = create_app()
 w = MainWindow(Store(os.environ["LIGHTBOX_DB"])); w.show()
 st = open_study(sys.argv[1]); sid = w.ctx.store.add_study(st); w.show_study(st, sid)
-v = w.current_viewer(); app.processEvents()
+v = w.current_viewer()
+t0 = time.perf_counter()  # let the window finish its first paint, as it has long before a reader presses Play
+while time.perf_counter() - t0 < 0.5:
+    app.processEvents(); time.sleep(0.005)
 v.play(); t0 = time.perf_counter()
 while time.perf_counter() - t0 < float(sys.argv[2]):
     app.processEvents()
