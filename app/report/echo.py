@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 from reportlab.lib.units import mm
-from reportlab.platypus import Paragraph, Spacer
+from reportlab.platypus import KeepTogether, Paragraph, Spacer
 
 from app.report.base import BODY, H2, SMALL, figure, fmt, table
 from inference.echo.preprocess import CropBox, ef_category, mask_to_frame
@@ -58,7 +58,7 @@ def _key_frames_figure(study, result, masks_full: np.ndarray | None):
     box = CropBox.from_list(o.get(pipe.K_CROP) or [0, 0, frames.shape[2], frames.shape[1]])
     key = {int(k): pipe.unpack_mask(v) for k, v in (o.get(pipe.K_MASKS) or {}).items()}
     fps = float(o.get(pipe.K_FPS) or study.data.get("fps") or 50)
-    fig = Figure(figsize=(8, 3.3))
+    fig = Figure(figsize=(4 * len(pick), 3.3))
     for j, (name, i) in enumerate(pick):
         ax = fig.add_subplot(1, len(pick), j + 1)
         img = frames[i][box.y0:box.y1, box.x0:box.x1]
@@ -149,10 +149,12 @@ def sections(study, results, store, study_id: int, extra: dict[str, Any]) -> lis
         flow.append(Paragraph(txt + ".", BODY))
     kf = _key_frames_figure(study, r, extra.get("masks"))
     if kf is not None:
-        flow += [Paragraph("Key frames (sector crop, LV contour from the segmentation)", H2), figure(kf, 180)]
+        n_panels = len(kf.axes)  # one frame is printed at half width, not blown up to the page
+        flow.append(KeepTogether([Paragraph("Key frames (sector crop, LV contour from the segmentation)", H2),
+                                  figure(kf, 90 * n_panels)]))
     af = _area_figure(r)
     if af is not None:
-        flow += [Paragraph("LV area over time", H2), figure(af, 180)]
+        flow.append(KeepTogether([Paragraph("LV area over time", H2), figure(af, 180)]))
     flow.append(Spacer(1, 2 * mm))
     flow.append(Paragraph("EF by EchoNet-Dynamic (Ouyang et al., Nature 2020): r2plus1d_18 on 32-frame clips "
                           "(every 2nd frame, 112×112), whole-video EF = mean over the clips listed; per-beat EF from "
