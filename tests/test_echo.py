@@ -417,3 +417,18 @@ def test_gif_and_monochrome_dicom_loops(tmp_path):
     f = s.data["frames"]
     assert f.shape == (6, demo.H, demo.W, 3) and np.array_equal(f[..., 0], grey) and np.array_equal(f[..., 2], grey)
     assert pydicom
+
+
+def test_whole_video_clips_every_clip_on_gpu_few_on_cpu(monkeypatch):
+    from types import SimpleNamespace
+
+    from inference.pipelines import echo as pipe
+
+    monkeypatch.delenv("LIGHTBOX_ECHO_MAX_CLIPS", raising=False)
+    assert pipe.default_max_clips(SimpleNamespace(on_gpu=True, device="CUDA: NVIDIA H100")) == 0  # all
+    assert pipe.default_max_clips(SimpleNamespace(device="CUDA: NVIDIA H100")) == 0
+    assert pipe.default_max_clips(SimpleNamespace(on_gpu=False, device="CPU, 2 threads")) == pipe.DEFAULT_MAX_CLIPS
+    monkeypatch.setenv("LIGHTBOX_ECHO_MAX_CLIPS", "0")
+    assert pipe.default_max_clips(SimpleNamespace(on_gpu=False, device="CPU")) == 0
+    monkeypatch.setenv("LIGHTBOX_ECHO_MAX_CLIPS", "12")
+    assert pipe.default_max_clips(SimpleNamespace(on_gpu=True, device="CUDA")) == 12

@@ -10,8 +10,8 @@ Models (weights/manifest.toml):
 
 Whole-video EF: the reference averages every 32-frame clip (one per start frame: ~90-140 clips for a
 typical loop, ~1.2 s each on a 2-core CPU). Lightbox averages the beat-aligned clips plus evenly
-spaced ones, at most ``max_clips`` (default 6; ``LIGHTBOX_ECHO_MAX_CLIPS=0`` uses every clip as the
-reference does) and reports how many of how many it used.
+spaced ones, at most ``max_clips`` (on the CPU 6 by default; on a GPU every clip, as the reference;
+``LIGHTBOX_ECHO_MAX_CLIPS=N`` sets it, 0 = every clip) and reports how many of how many it used.
 
 Each model runs on ONNX Runtime when its ONNX twin has been exported (``lightbox weights export``),
 on PyTorch otherwise; on the GPU when there is one.
@@ -40,6 +40,22 @@ DEFAULT_MAX_CLIPS = 6
 SEG_BATCH = 16
 CLIP_BATCH = 3  # EF clips per model call (cancellation is checked between calls)
 MIN_FRAMES = P.CLIP_FRAMES
+
+def default_max_clips(runtime) -> int:
+    """How many 32-frame clips whole-video EF averages: ``LIGHTBOX_ECHO_MAX_CLIPS`` when set; else every
+    clip (0, the reference's test-time evaluation) on a GPU, where ~100 clips take about a second, and
+    ``DEFAULT_MAX_CLIPS`` on the CPU, where they would take a minute or more."""
+    env = os.environ.get("LIGHTBOX_ECHO_MAX_CLIPS", "").strip()
+    if env:
+        try:
+            return max(0, int(env))
+        except ValueError:
+            pass
+    on_gpu = getattr(runtime, "on_gpu", None)
+    if on_gpu is None:
+        on_gpu = str(getattr(runtime, "device", "")).startswith("CUDA")
+    return 0 if on_gpu else DEFAULT_MAX_CLIPS
+
 
 # output keys (the results panel shows them with '_' as spaces; '_'-prefixed keys stay hidden)
 K_EF = "LVEF_whole_video_%"
@@ -310,7 +326,7 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
         clinical &= ef_state.clinical
         norm = P.normalise(small, mean, std)
         beat_starts = [P.beat_clip_start(b, fps, n) for b in beats]
-        max_clips = int(os.environ.get("LIGHTBOX_ECHO_MAX_CLIPS", DEFAULT_MAX_CLIPS))
+        max_clips = default_max_clips(ef_rt)
         max_clips = max(max_clips, len(beat_starts)) if max_clips > 0 else 0
         starts = P.choose_clip_starts(n, fps, max_clips, must=beat_starts)
         n_all = len(P.all_clip_starts(n, fps))
