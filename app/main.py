@@ -111,8 +111,16 @@ class MainWindow(QMainWindow):
         """Hash every installed weights file on a worker (hundreds of MB: never on the UI thread at
         start-up); the status bar and results panel say "checking" until it is done."""
         registry = self.ctx.registry
-        self.ctx.jobs.start("Verifying model weights", lambda ctx: registry.states(),
-                            on_result=lambda _states: self.refresh_models(),
+
+        def verify(ctx) -> None:
+            ids = list(registry.entries)
+            for i, mid in enumerate(ids):
+                ctx.progress(i / len(ids), registry.entries[mid].title)  # raises Cancelled on cancel
+                registry.state(mid)
+
+        # cancelled: what was verified shows; the rest is verified by the analysis that needs it
+        self.ctx.jobs.start("Verifying model weights", verify, on_result=lambda _: self.refresh_models(),
+                            on_cancelled=self.refresh_models,
                             on_error=lambda msg: self.message(msg, error=True))
 
     def refresh_models(self) -> None:
