@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 import json
 import struct
 
@@ -225,8 +226,16 @@ def test_batch_csv(tmp_path, registry):
         _wav(d, f"rec{i}.wav", duration_s=8, bpm=bpm, seed=i)
     (d / "broken.wav").write_bytes(b"RIFF1234WAVEnothing")
     out = tmp_path / "out.csv"
-    r = run_batch(d, "heart-sound", registry, JobContext(), out)
+    keep: list = []
+    r = run_batch(d, "heart-sound", registry, JobContext(), out, keep=keep)
     rows = list(csv.DictReader(open(out)))
+    # what the dialog stores: the two readable files, keyed by their own sha256, with the model's provenance
+    from inference.study import sha256_file
+
+    assert sorted(Path(st.source).name for st, _ in keep) == ["rec0.wav", "rec1.wav"]
+    for st, res in keep:
+        assert st.sha256 == sha256_file(Path(st.source)) and st.modality == "pcg"
+        assert res.model_id == "heart-sound" and res.weights_sha256 and res.outputs["class"]
     assert [row["file"] for row in rows] == ["broken.wav", "rec0.wav", "rec1.wav"]
     assert rows[0]["error"] and not rows[0]["class"]
     assert float(rows[1]["heart_rate_bpm"]) == pytest.approx(60, abs=3)
