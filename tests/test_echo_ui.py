@@ -91,8 +91,19 @@ def test_practice_mode_never_shows_ai_ef_before_lock(main_window, qtbot, demo_fi
     main_window.show_study(main_window.study, main_window.study_id)
     assert "42.4" not in _all_text(main_window)
     # nothing pre-filled (a default number would anchor the trainee), and a blank estimate is not locked
-    assert v.panel.estimate.value() == 0 and v.panel.estimate.text().startswith("—")
+    est = v.panel.estimate
+    assert est.value() == 0 and est.text() == "" and "estimate" in est.placeholderText()
     assert v.lock_estimate() is None and v.hides_results()
+    qtbot.keyClick(est, Qt.Key_Up)
+    assert est.text() == ""  # stepping needs a typed number: no default to start from
+    est.setFocus()
+    qtbot.keyClicks(est, "48")  # what a trainee does: click and type
+    assert est.value() == 48
+    qtbot.keyClick(est, Qt.Key_Up)
+    assert est.value() == 49
+    est.clear()
+    qtbot.keyClicks(est, "x7%")  # only digits are taken
+    assert est.text() == "7"
     assert main_window.ctx.store.db["estimates"].count == 0
     # lock -> reveal with delta and category agreement
     v.panel.estimate.setValue(50)

@@ -10,9 +10,9 @@ import datetime as _dt
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QElapsedTimer, QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPen
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QGraphicsItem, QGraphicsView, QGroupBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QPushButton,
+from PySide6.QtGui import QColor, QImage, QIntValidator, QPainter, QPen
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QFileDialog, QFormLayout,
+                               QGraphicsItem, QGraphicsView, QGroupBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit, QPushButton,
                                QSizePolicy, QSlider, QSplitter, QStyleFactory, QTableWidget, QTableWidgetItem,
                                QTabWidget, QVBoxLayout, QWidget)
 from superqt import QRangeSlider
@@ -30,6 +30,31 @@ QCheckBox::indicator { width: 13px; height: 13px; border: 1px solid #8b949e; bor
 QCheckBox::indicator:checked { background: #3d8bfd; border-color: #3d8bfd; }
 """
 ED_COLOUR, ES_COLOUR = "#e5534b", "#3fb950"
+
+
+class EstimateEdit(QLineEdit):
+    """The trainee's visual EF in whole percent, empty until typed: a spin box always holds a number,
+    and any default would anchor the estimate. ``value()`` is 0 while empty; Up/Down step a typed value."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setValidator(QIntValidator(0, 95, self))
+        self.setPlaceholderText("type your estimate, in %")
+        self.setMaxLength(2)
+
+    def value(self) -> float:
+        t = self.text().strip()
+        return float(t) if t.isdigit() else 0.0
+
+    def setValue(self, v: float) -> None:
+        self.setText(str(int(round(v))) if v and v > 0 else "")
+
+    def keyPressEvent(self, ev) -> None:
+        if ev.key() in (Qt.Key_Up, Qt.Key_Down):
+            if self.value() > 0:  # stepping starts from the trainee's own number, never from a default
+                self.setValue(min(95, max(1, self.value() + (1 if ev.key() == Qt.Key_Up else -1))))
+            return
+        super().keyPressEvent(ev)
 
 
 class CineCanvas(QWidget):
@@ -235,13 +260,8 @@ class EchoPanel(QWidget):
         self.practice = QCheckBox("Blinded practice: hide AI EF until my estimate is locked")
         pl.addWidget(self.practice)
         form = QFormLayout()
-        self.estimate = QDoubleSpinBox()
-        # no default number: a pre-filled value would anchor the trainee's estimate. 0 = not entered yet.
-        self.estimate.setRange(0, 95)
-        self.estimate.setDecimals(0)
-        self.estimate.setSuffix(" %")
-        self.estimate.setSpecialValueText("— type your estimate —")
-        self.estimate.setValue(0)
+        # no default number: a pre-filled value would anchor the trainee's estimate
+        self.estimate = EstimateEdit()
         self.category = QComboBox()
         self.category.addItem("(no category)", "")
         for c in CATEGORIES:
