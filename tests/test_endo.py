@@ -245,6 +245,81 @@ def test_vlm_backend_not_installed_and_json_parsing(tmp_path, monkeypatch):
     assert parse_vlm_json("I cannot see anything") == []
 
 
+def test_vlm_backend_installed_path_with_a_stub_transformers(tmp_path, monkeypatch):
+    """transformers is not installed here: a stub with its API shape runs the adapter's installed path
+    (local files only, dtype per device, prompt with the frame, decode of the new tokens only)."""
+    import importlib.util
+    import sys
+    import types
+
+    import torch
+
+    from inference.endo.models import MedGemmaBackend, medgemma_state
+
+    folder = tmp_path / "medgemma-4b-it"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model-00001-of-00002.safetensors").write_bytes(b"\0" * 16)
+    calls: dict = {}
+
+    class Inputs(dict):
+        def to(self, device, dtype=None):
+            calls["to"] = (str(device), dtype)
+            return self
+
+    class Processor:
+        @classmethod
+        def from_pretrained(cls, path, **kw):
+            calls["processor"] = (path, kw)
+            return cls()
+
+        def apply_chat_template(self, messages, **kw):
+            (msg,) = messages
+            calls["image_size"] = msg["content"][0]["image"].size
+            calls["prompt"] = msg["content"][1]["text"]
+            return Inputs(input_ids=torch.tensor([[1, 2, 3]]))
+
+        def decode(self, ids, skip_special_tokens=True):
+            calls["decoded"] = ids.tolist()
+            return '{"findings": [{"label": "polyp", "confidence": 0.8, "box": [0.1, 0.1, 0.3, 0.3]}]}'
+
+    class Model:
+        device, dtype = torch.device("cpu"), torch.float32
+
+        @classmethod
+        def from_pretrained(cls, path, **kw):
+            calls["model"] = (path, kw)
+            return cls()
+
+        def to(self, dev):
+            return self
+
+        def eval(self):
+            return self
+
+        def generate(self, **kw):
+            calls["generate"] = kw
+            return torch.tensor([[1, 2, 3, 40, 41]])
+
+    stub = types.ModuleType("transformers")
+    stub.AutoProcessor, stub.AutoModelForImageTextToText = Processor, Model
+    stub.__spec__ = importlib.util.spec_from_loader("transformers", loader=None)
+    monkeypatch.setitem(sys.modules, "transformers", stub)
+    monkeypatch.setenv("LIGHTBOX_MEDGEMMA", str(folder))
+    st = medgemma_state()
+    assert st.available and "NOT A CLINICAL RESULT" in st.message
+    b = MedGemmaBackend()
+    assert calls["processor"][1]["local_files_only"] and calls["model"][1]["local_files_only"]  # no hub
+    assert calls["model"][1]["torch_dtype"] == torch.float32 and b.device == "CPU"
+    assert len(b.fingerprint) == 64
+    frame = np.zeros((48, 64, 3), np.uint8)
+    (dets,) = b.detect([frame])
+    assert calls["image_size"] == (64, 48) and "JSON" in calls["prompt"]
+    assert calls["generate"]["do_sample"] is False
+    assert calls["decoded"] == [40, 41]  # only what the model generated, not the prompt
+    assert [(d.label, d.confidence) for d in dets] == [("polyp", 0.8)]
+
+
 # -- export bundle --------------------------------------------------------------------------------------
 def test_export_bundle_round_trips(demo_study, registry, store, tmp_path):
     from inference.endo.export import BUNDLE_FILES, export_from_store, read_bundle
