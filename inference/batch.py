@@ -416,6 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if s.total == 0:
+        reg = Registry()
+        modality, _ = resolve_model(reg, args.model)
+        exts = " ".join(reader_module(modality).EXTENSIONS)
+        print(f"warning: no {modality} files ({exts}) in {' '.join(args.inputs)}; wrote an empty table",
+              file=sys.stderr)
     print(f"{s.total} studies: {s.done} run now, {s.skipped} already done, {s.errors} errors; "
           f"{s.seconds:.1f} s ({s.per_minute:.0f} studies/min) -> {args.out}")
     return 0

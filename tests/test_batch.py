@@ -144,3 +144,12 @@ def test_unknown_model_and_missing_weights(tmp_path, capsys):
     assert "unknown model" in capsys.readouterr().err
     assert main(["batch", "ecg2af", str(tmp_path), "--out", str(tmp_path / "x.csv")]) == 1
     assert "lightbox weights install" in capsys.readouterr().err
+
+
+def test_cli_says_when_no_input_file_fits_the_model(tmp_path, capsys):
+    from inference.batch import main
+
+    (tmp_path / "notes.txt").write_text("not a recording")
+    assert main(["heart-sound", str(tmp_path), "--out", str(tmp_path / "o.csv"), "--no-store"]) == 0
+    err = capsys.readouterr().err
+    assert "no pcg files (.wav .flac .ogg .mp3)" in err and (tmp_path / "o.csv").exists()
