@@ -30,8 +30,8 @@ class Result:
         return "" if self.clinical else NOT_CLINICAL
 
     def provenance(self) -> str:
-        w = self.weights_sha256[:12] if self.weights_sha256 else "no weights"
-        return f"{self.model_id} · weights {w} · {self.runtime} on {self.device} · {self.seconds:.2f} s"
+        w = f"weights {self.weights_sha256[:12]}" if self.weights_sha256 else "needs no weights"
+        return f"{self.model_id} · {w} · {self.runtime} on {self.device} · {self.seconds:.2f} s"
 
     def to_row(self) -> dict[str, Any]:
         d = asdict(self)
