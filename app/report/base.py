@@ -61,7 +61,7 @@ def provenance_table(results: Iterable[Result]) -> Table:
     for r in results:
         rows.append([f"#{r.id}" if r.id else "-", r.model_id, f"{r.runtime} / {r.device}",
                      f"{r.created.replace('T', ' ')} · {r.seconds:.2f} s",
-                     "official weights" if r.clinical else NOT_CLINICAL])
+                     (NOT_CLINICAL if not r.clinical else "official weights" if r.weights_sha256 else "no weights needed")])
         rows.append([Paragraph(f"weights sha256 {r.weights_sha256 or '(no weights: signal analysis)'}", MONO),
                      "", "", "", ""])
         spans.append(("SPAN", (0, len(rows) - 1), (-1, len(rows) - 1)))
