@@ -615,18 +615,20 @@ class EndoViewer(ViewerBase):
         self._drain_live()
 
     # -- live mode ----------------------------------------------------------------------------------
-    def _live_analyser(self):
+    @staticmethod
+    def _live_analyser(registry, fps: float):
         """Quality of every frame taken (duplicates against the last analysed one), plus the polyp
-        model on usable frames when it is installed."""
+        model on usable frames when it is installed. Built on the live worker: checking the model's
+        hash and opening its ONNX session must not hold up the UI thread."""
         from inference.endo.models import POLYP_ID, PolypOnnx, load_quality_config
         from inference.endo.quality import FrameSelector
 
-        cfg, _ = load_quality_config(self.ctx.registry)
-        sel = FrameSelector(cfg, self.fps)
+        cfg, _ = load_quality_config(registry)
+        sel = FrameSelector(cfg, fps)
         model = None
-        st = self.ctx.registry.state(POLYP_ID)
+        st = registry.state(POLYP_ID)
         if st.usable:
-            model = PolypOnnx.from_registry(self.ctx.registry, threads=1)
+            model = PolypOnnx.from_registry(registry, threads=1)
 
         def analyse_frame(i: int, rgb: np.ndarray):
             rec = sel.measure(i, rgb)
@@ -649,19 +651,18 @@ class EndoViewer(ViewerBase):
             return
         if self.src is None or self.live_job is not None:
             return
-        try:
-            analyse_frame, model_state = self._live_analyser()
-        except Exception as e:
-            self.status_message.emit(f"live analysis unavailable: {e}")
-            self.set_live(False)
-            return
         self.live_slot = LatestSlot()
         self.live_out = collections.deque()
         self._live_runs: dict[str, dict] = {}
-        self.live_model = model_state
-        slot, src, out = self.live_slot, self.src, self.live_out
+        self.live_model = None  # the polyp model's state, once the worker has checked it
+        slot, src, out, registry, fps = self.live_slot, self.src, self.live_out, self.ctx.registry, self.fps
+
+        def run(ctx):
+            analyse_frame, self.live_model = self._live_analyser(registry, fps)  # before any output
+            return live_loop(ctx, slot, src, analyse_frame, out)
+
         self.live_job = self.ctx.jobs.start(
-            "Live analysis", lambda ctx: live_loop(ctx, slot, src, analyse_frame, out),
+            "Live analysis", run,
             on_error=lambda msg: (self.status_message.emit(f"live analysis stopped: {msg}"), self.set_live(False)))
         self.live_timer.start()
         self.live_slot.put(self.pos)
