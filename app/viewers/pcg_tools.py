@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QFileDialo
 from inference import paths
 from inference.pcg.batch import run_batch
 from inference.pcg.dataset import DatasetError, classes_of, scan
+from inference.registry import CHECKING
 from inference.study import sha256_file
 
 LOCAL_ID = "heart-sound-local"
@@ -121,8 +122,8 @@ class BatchDialog(QDialog):
             return
         self.folder.setText(folder)
         mid = self.model.currentData()
-        st = self.ctx.registry.state(mid)
-        if not st.usable:
+        st = self.ctx.registry.state(mid, cached_only=True)  # not verified yet: the worker verifies it
+        if not st.usable and st.status != CHECKING:
             self.status.setText(st.message)
             return
         out_csv = out_csv or str(paths.exports_dir() / f"pcg_batch_{Path(folder).name}_{time.strftime('%Y%m%d-%H%M%S')}.csv")
