@@ -485,3 +485,14 @@ def test_random_bytes_with_image_signatures(tmp_path):
             p = tmp_path / f"r{i}{ext}"
             p.write_bytes(head + rng.integers(0, 256, size=int(rng.integers(1, 4000)), dtype=np.uint8).tobytes())
             _read_or_readerror(p)
+
+
+def test_demo_weights_command_writes_to_the_data_folder_not_the_working_folder(tmp_path, monkeypatch):
+    from inference import paths
+    from inference.xray.synthetic_weights import HEADS_FILE, VGG_FILE, main
+
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 0
+    assert (paths.data_home() / "demo-weights" / VGG_FILE).exists()
+    assert (paths.data_home() / "demo-weights" / HEADS_FILE).exists()
+    assert list(tmp_path.iterdir()) == []  # nothing lands in a checkout the user may commit

@@ -102,14 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     pipeline end to end. Every result from them is stamped NOT A CLINICAL RESULT."""
     import argparse
 
+    from .. import paths
     from ..registry import Registry
 
     p = argparse.ArgumentParser(prog="lightbox xray-demo-weights", description=main.__doc__)
-    p.add_argument("--out", default=".", help="folder for the two .pth files")
+    p.add_argument("--out", help="folder for the two .pth files (default: <data folder>/demo-weights)")
     p.add_argument("--install", action="store_true", help="install them as --unofficial weights")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else paths.data_home() / "demo-weights"
     out.mkdir(parents=True, exist_ok=True)
     if args.install:
         vgg, heads = install_synthetic(Registry(), out, seed=args.seed)
