@@ -10,10 +10,13 @@ from typing import Iterator
 
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``dest``; on success fsync and rename it over ``dest``."""
+    """Yield a temporary path beside ``dest``; on success fsync and rename it over ``dest``.
+
+    The temporary name ends in ``.part`` + ``dest``'s own extension, for writers that choose the format
+    from it (OpenCV's video container, ``np.savez`` adding ``.npz``)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".part{dest.suffix}", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -134,7 +134,7 @@ def test_interrupted_install_leaves_no_file(reg, tmp_path, monkeypatch):
     with pytest.raises(OSError):
         reg.install(src)
     assert reg.state("toy").status == NOT_INSTALLED
-    assert list(reg.weights_dir.glob("*.part")) == []
+    assert list(reg.weights_dir.glob("*.part*")) == []
 
 
 def test_cli_weights_list_and_install(tmp_path, capsys):

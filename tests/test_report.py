@@ -66,4 +66,4 @@ def test_failed_build_leaves_no_file(tmp_path):
 
     with pytest.raises(Exception):
         build_pdf(pdf, _study(), [], [Bad()])
-    assert not pdf.exists() and list(tmp_path.glob("*.part")) == []
+    assert not pdf.exists() and list(tmp_path.glob("*.part*")) == []

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
+
 NAME = "demo_echo_a4c_phantom.mp4"
 W, H = 480, 360
 FPS = 50.0
@@ -147,7 +149,6 @@ def make(folder) -> Path:
     p = folder / NAME
     if p.exists() and p.stat().st_size > 0:
         return p
-    tmp = folder / ("." + NAME + ".part.mp4")
-    write(tmp, frames())
-    tmp.replace(p)
+    with atomic_path(p) as tmp:
+        write(tmp, frames())
     return p

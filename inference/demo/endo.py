@@ -170,12 +170,6 @@ def make(folder: str | Path) -> Path:
     dest = folder / NAME
     if dest.exists() and dest.stat().st_size > 0:
         return dest
-    with atomic_path(dest) as tmp:
-        # OpenCV picks the container from the extension: write to a .mp4 temp name, then move it
-        real_tmp = tmp.with_name(tmp.name + ".mp4")
-        try:
-            write_video(real_tmp, frames())
-            real_tmp.replace(tmp)
-        finally:
-            real_tmp.unlink(missing_ok=True)
+    with atomic_path(dest) as tmp:  # the temp name keeps .mp4: OpenCV picks the container from it
+        write_video(tmp, frames())
     return dest

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
+
 NAME = "demo_chest_xray.dcm"
 SIZE = 1024
 SPACING_MM = 0.35
@@ -110,7 +112,7 @@ def render(size: int = SIZE) -> np.ndarray:
 def make(folder) -> Path:
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -153,9 +155,7 @@ def make(folder) -> Path:
     ds.WindowCenter = "2000"
     ds.WindowWidth = "3600"
     ds.WindowCenterWidthExplanation = "CHEST"
-    ds.PixelData = img.tobytes()
-    _ = generate_uid  # fixed UIDs keep the file deterministic
-    tmp = path.with_suffix(".tmp")
-    ds.save_as(str(tmp), enforce_file_format=True)
-    tmp.replace(path)
+    ds.PixelData = img.tobytes()  # fixed UIDs above keep the file deterministic
+    with atomic_path(path) as tmp:
+        ds.save_as(str(tmp), enforce_file_format=True)
     return path

@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..atomic import atomic_path
 from .dataset import DatasetError, Item, classes_of, scan, split
 from .features import FeatureSpec, fit_length, recording_logmel, standardise, windows
 from .metrics import evaluate
@@ -71,9 +72,8 @@ def load_features(items: list[Item], spec: FeatureSpec, emit: Callable[[dict], N
         if i % 25 == 0 or i == len(items) - 1:
             emit({"event": "features", "done": i + 1, "total": len(items), "seconds": round(time.time() - t0, 1)})
     if cache:
-        tmp = path.with_suffix(".part.npz")
-        np.savez(tmp, **{f"f{i}": f for i, f in enumerate(feats)})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **{f"f{i}": f for i, f in enumerate(feats)})
     return feats
 
 
