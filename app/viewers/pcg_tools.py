@@ -46,12 +46,31 @@ def _fill(table: QTableWidget, header: list[str], rows: list[list]) -> None:
 
 
 class FolderDrop(QLineEdit):
-    """A path field that accepts a dropped folder."""
+    """A path field that takes a folder typed, dropped on it, or picked with its "Choose…" button
+    (``row()``); dropped and picked folders emit ``editingFinished`` like a typed one."""
 
-    def __init__(self, placeholder: str):
+    def __init__(self, placeholder: str, caption: str):
         super().__init__()
+        self.caption = caption
         self.setPlaceholderText(placeholder)
         self.setAcceptDrops(True)
+
+    def row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        pick = QPushButton("Choose…")
+        pick.clicked.connect(self.choose)
+        row.addWidget(self, 1)
+        row.addWidget(pick)
+        return row
+
+    def choose(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, self.caption, str(Path.home()))
+        if d:
+            self._take(d)
+
+    def _take(self, folder: str) -> None:
+        self.setText(folder)
+        self.editingFinished.emit()
 
     def dragEnterEvent(self, ev):
         if ev.mimeData().hasUrls():
@@ -60,8 +79,7 @@ class FolderDrop(QLineEdit):
     def dropEvent(self, ev):
         for u in ev.mimeData().urls():
             if u.isLocalFile() and Path(u.toLocalFile()).is_dir():
-                self.setText(u.toLocalFile())
-                self.editingFinished.emit()
+                self._take(u.toLocalFile())
                 return
 
 
@@ -72,13 +90,9 @@ class BatchDialog(QDialog):
         self.setWindowTitle("Heart sounds — batch classification")
         self.resize(900, 560)
         lay = QVBoxLayout(self)
-        row = QHBoxLayout()
-        self.folder = FolderDrop("folder of .wav / .flac / .ogg / .mp3 (drop a folder here)")
-        pick = QPushButton("Choose…")
-        pick.clicked.connect(self._choose)
-        row.addWidget(self.folder, 1)
-        row.addWidget(pick)
-        lay.addLayout(row)
+        self.folder = FolderDrop("folder of .wav / .flac / .ogg / .mp3 (drop a folder here)",
+                                 "Folder of heart-sound recordings")
+        lay.addLayout(self.folder.row())
         row = QHBoxLayout()
         from inference.pipelines.pcg import MODELS
 
@@ -109,11 +123,6 @@ class BatchDialog(QDialog):
         lay.addWidget(self.table, 1)
         self.job = None
         self.result: dict | None = None
-
-    def _choose(self):
-        d = QFileDialog.getExistingDirectory(self, "Folder of heart-sound recordings", str(Path.home()))
-        if d:
-            self.folder.setText(d)
 
     def run(self, folder: str | None = None, out_csv: str | None = None) -> None:
         folder = folder or self.folder.text().strip()
@@ -187,14 +196,10 @@ class TrainingDialog(QDialog):
         self.error: str | None = None
         self.skipped: list[dict] = []
         lay = QVBoxLayout(self)
-        row = QHBoxLayout()
-        self.folder = FolderDrop("drop a folder whose sub-folders are the classes (normal/, murmur/, …) or with labels.csv")
+        self.folder = FolderDrop("drop a folder whose sub-folders are the classes (normal/, murmur/, …) or with labels.csv",
+                                 "Labelled recordings (one sub-folder per class)")
         self.folder.editingFinished.connect(self.inspect)
-        pick = QPushButton("Choose…")
-        pick.clicked.connect(self._choose)
-        row.addWidget(self.folder, 1)
-        row.addWidget(pick)
-        lay.addLayout(row)
+        lay.addLayout(self.folder.row())
         form = QFormLayout()
         self.summary = QLabel("No data chosen.")
         self.summary.setWordWrap(True)
@@ -274,12 +279,6 @@ class TrainingDialog(QDialog):
         self.refresh_versions()
 
     # -- data ---------------------------------------------------------------------------------
-    def _choose(self):
-        d = QFileDialog.getExistingDirectory(self, "Labelled recordings (one sub-folder per class)", str(Path.home()))
-        if d:
-            self.folder.setText(d)
-            self.inspect()
-
     def inspect(self) -> bool:
         try:
             items = scan(self.folder.text().strip())
