@@ -165,6 +165,7 @@ class Runner:
         if isinstance(r, Exception):
             row["error"] = f"{path.name}: {type(r).__name__}: {r}"
             return row
+        row["sha256"] = sha or study.sha256  # the reader hashed the file too: callers may pass ""
         row.update(weights_sha256=r.weights_sha256, clinical=bool(r.clinical), runtime=r.runtime,
                    device=r.device, seconds=round(float(r.seconds), 4), outputs=jsonable(r.outputs),
                    _study={"name": study.name, "metadata": jsonable(study.metadata), "modality": study.modality},
