@@ -21,7 +21,7 @@ from app.widgets.results import ResultsPanel
 from inference import __version__, paths
 from inference.detect import all_extensions, open_study
 from inference.pipelines import analyse, models_for
-from inference.registry import CHECKING, STATUS_LABEL, Registry
+from inference.registry import STATUS_LABEL, Registry
 from inference.results import Result
 from inference.runtimes import device_summary
 from inference.study import MODALITY_TITLES, Study
@@ -352,7 +352,7 @@ class MainWindow(QMainWindow):
         title = model_id
         if model_id in registry.entries:
             st = registry.state(model_id, cached_only=True)
-            if not st.usable and st.status != CHECKING:  # a file still being checked: the worker checks it
+            if not st.may_start:
                 self.message(st.message, error=True)
                 return
             title = st.entry.title

@@ -72,6 +72,11 @@ class ModelState:
         return self.status in (READY, DEMO)
 
     @property
+    def may_start(self) -> bool:
+        """Usable, or not verified yet: a job may start; the worker verifies the file before it loads it."""
+        return self.usable or self.status == CHECKING
+
+    @property
     def clinical(self) -> bool:
         return self.status == READY and self.entry.clinical
 

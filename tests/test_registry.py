@@ -157,10 +157,10 @@ def test_cached_only_never_hashes_and_says_checking(reg, monkeypatch):
     real = registry_mod.sha256_file
     monkeypatch.setattr(registry_mod, "sha256_file", lambda p: hashed.append(p) or real(p))
     st = reg.state("toy", cached_only=True)
-    assert st.status == CHECKING and not st.usable and hashed == []
+    assert st.status == CHECKING and not st.usable and st.may_start and hashed == []
     assert reg.state("toy").status == READY and len(hashed) == 1
     assert reg.state("toy", cached_only=True).status == READY and len(hashed) == 1
     # an edit changes size/mtime: the cached answer no longer applies
     (reg.weights_dir / "toy.onnx").write_bytes(OFFICIAL + b"!")
     assert reg.state("toy", cached_only=True).status == CHECKING
-    assert reg.state("toy").status == REFUSED
+    assert reg.state("toy").status == REFUSED and not reg.state("toy").may_start

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QFileDialo
 from inference import paths
 from inference.pcg.batch import run_batch
 from inference.pcg.dataset import DatasetError, classes_of, scan
-from inference.registry import CHECKING
 from inference.study import sha256_file
 
 LOCAL_ID = "heart-sound-local"
@@ -132,7 +131,7 @@ class BatchDialog(QDialog):
         self.folder.setText(folder)
         mid = self.model.currentData()
         st = self.ctx.registry.state(mid, cached_only=True)  # not verified yet: the worker verifies it
-        if not st.usable and st.status != CHECKING:
+        if not st.may_start:
             self.status.setText(st.message)
             return
         out_csv = out_csv or str(paths.exports_dir() / f"pcg_batch_{Path(folder).name}_{time.strftime('%Y%m%d-%H%M%S')}.csv")

@@ -127,7 +127,7 @@ class ResultsPanel(QWidget):
                                f"<small>{msg}</small>")
         elif st.status == REFUSED:
             self.state.setText(f"<b>{st.entry.title}</b>: <span style='color:#e5534b'>refused</span><br>{st.message}")
-        self.run_btn.setEnabled(st.usable or st.status == CHECKING)
+        self.run_btn.setEnabled(st.may_start)
 
     def refresh_state(self) -> None:
         self._update_state()
