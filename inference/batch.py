@@ -302,6 +302,7 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> None:
 
 @dataclass
 class Summary:
+    modality: str
     total: int
     skipped: int
     done: int
@@ -373,7 +374,7 @@ def run_batch(model_id: str, inputs: list[str], out: str | Path, engine: str = "
         if r is not None:
             final.append(dict(r, path=str(p)))
     write_table(final, out)
-    summary = Summary(len(paths), skipped, done, errors, time.perf_counter() - t0)
+    summary = Summary(modality, len(paths), skipped, done, errors, time.perf_counter() - t0)
     if st is not None:
         st.close()
     return summary
@@ -418,10 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if s.total == 0:
-        reg = Registry()
-        modality, _ = resolve_model(reg, args.model)
-        exts = " ".join(reader_module(modality).EXTENSIONS)
-        print(f"warning: no {modality} files ({exts}) in {' '.join(args.inputs)}; wrote an empty table",
+        exts = " ".join(reader_module(s.modality).EXTENSIONS)
+        print(f"warning: no {s.modality} files ({exts}) in {' '.join(args.inputs)}; wrote an empty table",
               file=sys.stderr)
     print(f"{s.total} studies: {s.done} run now, {s.skipped} already done, {s.errors} errors; "
           f"{s.seconds:.1f} s ({s.per_minute:.0f} studies/min) -> {args.out}")
