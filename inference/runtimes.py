@@ -21,6 +21,7 @@ GPU_LOCK = threading.RLock()
 class Runtime(Protocol):
     name: str  # "onnxruntime" | "torch" | "keras"
     device: str  # human-readable, e.g. "CUDA: NVIDIA H100" / "CPU, 2 threads"
+    on_gpu: bool  # the model runs on a CUDA device
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
@@ -112,7 +113,8 @@ class TorchRuntime:
         if dtype is not None:
             self.module = self.module.to(dtype)
         self.input_names, self.output_names = input_names, output_names
-        self.device = f"CUDA: {cuda_name()}" if self.dev.type == "cuda" else cpu_label()
+        self.on_gpu = self.dev.type == "cuda"
+        self.device = f"CUDA: {cuda_name()}" if self.on_gpu else cpu_label()
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
@@ -122,7 +124,7 @@ class TorchRuntime:
             if self.dtype is not None and t.is_floating_point():
                 t = t.to(self.dtype)
             args.append(t)
-        lock = GPU_LOCK if self.dev.type == "cuda" else _NullLock()
+        lock = GPU_LOCK if self.on_gpu else _NullLock()
         with lock, torch.inference_mode():
             out = self.module(*args)
         if isinstance(out, dict):
@@ -139,7 +141,8 @@ class KerasRuntime:
         self.model = model
         self.input_names = [t.name.split(":")[0] for t in model.inputs]
         self.output_names = list(model.output_names)
-        self.device = f"CUDA: {cuda_name()}" if _tf_gpu() else cpu_label()
+        self.on_gpu = _tf_gpu()
+        self.device = f"CUDA: {cuda_name()}" if self.on_gpu else cpu_label()
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         xs = [inputs[n] for n in self.input_names] if len(self.input_names) > 1 else inputs[self.input_names[0]]

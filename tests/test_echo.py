@@ -426,7 +426,12 @@ def test_whole_video_clips_every_clip_on_gpu_few_on_cpu(monkeypatch):
 
     monkeypatch.delenv("LIGHTBOX_ECHO_MAX_CLIPS", raising=False)
     assert pipe.default_max_clips(SimpleNamespace(on_gpu=True, device="CUDA: NVIDIA H100")) == 0  # all
-    assert pipe.default_max_clips(SimpleNamespace(device="CUDA: NVIDIA H100")) == 0
+    import torch
+
+    from inference.runtimes import TorchRuntime
+
+    cpu = TorchRuntime(torch.nn.Identity(), ["x"], ["y"], device="cpu")
+    assert not cpu.on_gpu and pipe.default_max_clips(cpu) == pipe.DEFAULT_MAX_CLIPS  # a real runtime says where
     assert pipe.default_max_clips(SimpleNamespace(on_gpu=False, device="CPU, 2 threads")) == pipe.DEFAULT_MAX_CLIPS
     monkeypatch.setenv("LIGHTBOX_ECHO_MAX_CLIPS", "0")
     assert pipe.default_max_clips(SimpleNamespace(on_gpu=False, device="CPU")) == 0

@@ -51,10 +51,7 @@ def default_max_clips(runtime) -> int:
             return max(0, int(env))
         except ValueError:
             pass
-    on_gpu = getattr(runtime, "on_gpu", None)
-    if on_gpu is None:
-        on_gpu = str(getattr(runtime, "device", "")).startswith("CUDA")
-    return 0 if on_gpu else DEFAULT_MAX_CLIPS
+    return 0 if runtime.on_gpu else DEFAULT_MAX_CLIPS
 
 
 # output keys (the results panel shows them with '_' as spaces; '_'-prefixed keys stay hidden)
