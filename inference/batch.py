@@ -65,15 +65,12 @@ def collect_inputs(inputs: Iterable[str], modality: str) -> list[Path]:
 
 
 def file_key(path: Path) -> str:
+    """The study's sha256 as its reader computes it (a folder of endoscopy frames: the reader's folder hash)."""
     try:
         if path.is_dir():
-            import hashlib
+            from .readers.endo import folder_sha256
 
-            h = hashlib.sha256()
-            for p in sorted(path.iterdir()):
-                if p.is_file():
-                    h.update(sha256_file(p).encode())
-            return h.hexdigest()
+            return folder_sha256(path)
         return sha256_file(path)
     except OSError:
         return ""

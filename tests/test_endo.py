@@ -136,6 +136,11 @@ def test_folder_of_frames(tmp_path):
     assert st.modality == "endo" and st.metadata["frame_count"] == 12
     assert st.data["source"].files[2].name == "img2.png" and st.data["source"].files[10].name == "img10.png"
     assert any("assumed" in n for n in st.notes)
+    # lightbox batch keys a folder study by the same sha256 the reader gives it (one study, not two)
+    from inference.batch import file_key
+
+    (d / "readme.txt").write_text("not a frame")
+    assert file_key(d) == st.sha256 == open_study(d).sha256
     empty = tmp_path / "nothing"
     empty.mkdir()
     with pytest.raises(ReadError, match="no frame images"):

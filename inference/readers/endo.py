@@ -264,17 +264,23 @@ def sniff(path: str | Path, head: bytes = b"") -> float:
 
 
 # -- read -------------------------------------------------------------------------------------
-def _folder_sha256(files: list[Path]) -> str:
+def frame_files(path: Path) -> list[Path]:
+    """A frame folder's images in frame order (natural sort: 2.png before 10.png)."""
+    return sorted((p for p in Path(path).iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS),
+                  key=_natural_key)
+
+
+def folder_sha256(path: Path, files: list[Path] | None = None) -> str:
+    """A frame folder's identity: its frame images' names and contents, in frame order."""
     h = hashlib.sha256()
-    for f in files:
+    for f in frame_files(path) if files is None else files:
         h.update(f.name.encode())
         h.update(bytes.fromhex(sha256_file(f)))
     return h.hexdigest()
 
 
 def read_folder(path: Path) -> Study:
-    files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS),
-                   key=_natural_key)
+    files = frame_files(path)
     if not files:
         raise ReadError(path, "the folder holds no frame images (.png, .jpg, .bmp, .tif)")
     first = _imread(files[0])
@@ -287,7 +293,7 @@ def read_folder(path: Path) -> Study:
     meta = {"format": "frames", "fps": FOLDER_FPS, "frame_count": len(files), "duration_s": src.duration_s,
             "width": w, "height": h, "first_file": files[0].name, "last_file": files[-1].name}
     notes = [f"folder of {len(files)} frames: no frame rate stored, {FOLDER_FPS:g} fps assumed"]
-    return Study("endo", str(path), _folder_sha256(files), path.name, meta, {"source": src}, notes)
+    return Study("endo", str(path), folder_sha256(path, files), path.name, meta, {"source": src}, notes)
 
 
 def _probe_last(cap, n: int) -> bool:
