@@ -14,7 +14,6 @@ whole save or none of it. Schema changes are numbered migrations run in order at
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import sqlite3
 from pathlib import Path
@@ -23,14 +22,10 @@ from typing import Any, Iterable
 import sqlite_utils
 
 from inference import paths
-from inference.results import NOT_CLINICAL, Result
+from inference.results import NOT_CLINICAL, Result, now_iso
 from inference.study import Study
 
 SCHEMA_VERSION = 2
-
-
-def _now() -> str:
-    return _dt.datetime.now().isoformat(timespec="seconds")
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -143,12 +138,12 @@ class Store:
         meta = json.dumps(study.metadata, default=str)
         if row:
             self.conn.execute("UPDATE studies SET opened_at=?, source_path=?, name=?, metadata=? WHERE id=?",
-                              (_now(), study.source, study.name, meta, row[0]))
+                              (now_iso(), study.source, study.name, meta, row[0]))
             return int(row[0])
         cur = self.conn.execute(
             "INSERT INTO studies (modality, name, source_path, sha256, metadata, created_at, opened_at)"
             " VALUES (?,?,?,?,?,?,?)",
-            (study.modality, study.name, study.source, study.sha256, meta, _now(), _now()))
+            (study.modality, study.name, study.source, study.sha256, meta, now_iso(), now_iso()))
         return int(cur.lastrowid)
 
     def add_study(self, study: Study) -> int:
@@ -236,7 +231,7 @@ class Store:
 
     # -- findings ---------------------------------------------------------------------------
     def add_finding(self, study_id: int, **f: Any) -> int:
-        f.setdefault("created_at", _now())
+        f.setdefault("created_at", now_iso())
         f.setdefault("status", "proposed")
         if isinstance(f.get("box"), (list, tuple, dict)):
             f["box"] = json.dumps(f["box"])
@@ -263,7 +258,7 @@ class Store:
             row = self.conn.execute("SELECT id FROM trainees WHERE name=?", (name,)).fetchone()
             if row:
                 return int(row[0])
-            return _insert(self.conn, "trainees", {"name": name, "created_at": _now()})
+            return _insert(self.conn, "trainees", {"name": name, "created_at": now_iso()})
 
     def trainees(self) -> list[dict[str, Any]]:
         return list(self.db["trainees"].rows_where(order_by="name"))
@@ -275,14 +270,14 @@ class Store:
         with self.transaction():
             return _insert(self.conn, "estimates", {
                 "trainee_id": trainee_id, "study_id": study_id, "ef_estimate": float(ef_estimate),
-                "category": category, "locked_at": _now()})
+                "category": category, "locked_at": now_iso()})
 
     def reveal_estimate(self, estimate_id: int, result: Result, ai_ef: float) -> dict[str, Any]:
         with self.transaction():
             est = self.db["estimates"].get(estimate_id)
             _update(self.conn, "estimates", estimate_id, {
                 "result_id": result.id, "ai_ef": float(ai_ef),
-                "delta": float(est["ef_estimate"]) - float(ai_ef), "revealed_at": _now()})
+                "delta": float(est["ef_estimate"]) - float(ai_ef), "revealed_at": now_iso()})
         return self.db["estimates"].get(estimate_id)
 
     def estimates(self, trainee_id: int | None = None) -> list[dict[str, Any]]:
@@ -300,7 +295,7 @@ class Store:
                 self.conn.execute("UPDATE model_versions SET active=0 WHERE model_id=?", (model_id,))
             return _insert(self.conn, "model_versions", {
                 "model_id": model_id, "version": int(row[0]) + 1, "path": path, "sha256": sha256,
-                "metrics": json.dumps(metrics), "created_at": _now(), "active": int(activate)})
+                "metrics": json.dumps(metrics), "created_at": now_iso(), "active": int(activate)})
 
     def model_versions(self, model_id: str) -> list[dict[str, Any]]:
         rows = list(self.db["model_versions"].rows_where("model_id = ?", [model_id], order_by="version"))

@@ -11,6 +11,11 @@ NOT_CLINICAL = "NOT A CLINICAL RESULT"
 DISCLAIMER = "For education and decision support; not a diagnosis."
 
 
+def now_iso() -> str:
+    """Local time to the second, ISO 8601: how every stored timestamp is written."""
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
 @dataclass
 class Result:
     model_id: str
@@ -20,7 +25,7 @@ class Result:
     seconds: float
     outputs: dict[str, Any]  # JSON-able numbers and short lists — what is shown, stored and exported
     clinical: bool  # False: computed from non-official weights -> stamped NOT A CLINICAL RESULT
-    created: str = field(default_factory=lambda: _dt.datetime.now().isoformat(timespec="seconds"))
+    created: str = field(default_factory=now_iso)
     notes: list[str] = field(default_factory=list)
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # masks, curves (not JSON)
     id: int | None = None  # set once stored

@@ -53,6 +53,15 @@ def table(rows: list[list[Any]], col_widths: list[float] | None = None, header: 
 MONO = ParagraphStyle("mono", parent=BODY, fontName="Courier", fontSize=7, leading=9)
 
 
+def latest(results: Iterable[Result], model_id: str | None = None, needs: str | None = None) -> Result | None:
+    """The newest of a study's results (they come oldest first) from ``model_id`` and/or carrying the
+    output ``needs``; None when there is none."""
+    for r in reversed(list(results)):
+        if (model_id is None or r.model_id == model_id) and (needs is None or needs in r.outputs):
+            return r
+    return None
+
+
 def provenance_table(results: Iterable[Result]) -> Table:
     """One block per result: model, runtime/device, time and status, then the full weights sha256
     on its own line, so every number in the report traces to a stored result row."""

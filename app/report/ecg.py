@@ -13,7 +13,7 @@ from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, KeepTogether, PageBreak, Paragraph, Spacer
 
-from app.report.base import BODY, H2, SMALL, figure, table
+from app.report.base import BODY, H2, SMALL, figure, latest, table
 from inference.models.ecg2af import LEADS
 from inference.results import NOT_CLINICAL, Result
 
@@ -133,11 +133,6 @@ class EcgPaper(Flowable):
         c.restoreState()
 
 
-def _latest(results: list[Result], model_id: str) -> Result | None:
-    rs = [r for r in results if r.model_id == model_id]
-    return rs[-1] if rs else None
-
-
 def survival_figure(outputs: dict):
     import matplotlib
 
@@ -166,7 +161,7 @@ def sections(study, results: list[Result], store, study_id, extra: dict[str, Any
 
     flow: list = []
     md = study.metadata
-    meas_r = _latest(results, "ecg-measure")
+    meas_r = latest(results, "ecg-measure")
     if meas_r is not None:
         fs = study.data["fs"]
         peaks = [int(round(t * fs)) for t in meas_r.outputs.get("r_peak_times_s", [])]
@@ -212,7 +207,7 @@ def sections(study, results: list[Result], store, study_id, extra: dict[str, Any
         flow += [Paragraph("Signal notes: " + " ".join(notes), SMALL)]
 
     # ECG2AF
-    r = _latest(results, "ecg2af")
+    r = latest(results, "ecg2af")
     flow.append(Spacer(1, 4 * mm))
     if r is None:
         flow += [Paragraph("ECG2AF", H2),

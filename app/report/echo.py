@@ -8,7 +8,7 @@ import numpy as np
 from reportlab.lib.units import mm
 from reportlab.platypus import KeepTogether, Paragraph, Spacer
 
-from app.report.base import BODY, H2, SMALL, figure, fmt, table
+from app.report.base import BODY, H2, SMALL, figure, fmt, latest, table
 from inference.echo.preprocess import CropBox, ef_category, mask_to_frame
 from inference.pipelines import echo as pipe
 from inference.results import NOT_CLINICAL
@@ -115,7 +115,7 @@ def sections(study, results, store, study_id: int, extra: dict[str, Any]) -> lis
         flow.append(Paragraph(f"{meta.get('frames')} frames, {meta.get('width')}×{meta.get('height')} px, "
                               f"{meta.get('fps')} fps. No EchoNet-Dynamic result is stored for this study.", BODY))
         return flow
-    r = next((x for x in reversed(echo) if x.model_id == "echonet-ef"), echo[-1])
+    r = latest(echo, "echonet-ef") or echo[-1]
     o = r.outputs
     meta = study.metadata
     if extra.get("blinded"):

@@ -10,7 +10,7 @@ import numpy as np
 from reportlab.lib.units import mm
 from reportlab.platypus import Image, KeepTogether, Paragraph, Spacer, Table, TableStyle
 
-from app.report.base import BODY, H2, SMALL, figure, table
+from app.report.base import BODY, H2, SMALL, figure, latest, table
 from inference.endo.export import fmt_time
 from inference.results import NOT_CLINICAL
 
@@ -93,8 +93,7 @@ def sections(study, results, store, study_id, extra: dict[str, Any]) -> list:
         flow.append(Paragraph(f"Note: {note}", SMALL))
     flow.append(Spacer(1, 3 * mm))
 
-    qs = [r for r in results if "frames_total" in r.outputs]
-    q = qs[-1] if qs else None
+    q = latest(results, needs="frames_total")
     findings = store.findings(study_id) if store is not None and study_id is not None else []
 
     flow.append(Paragraph("Frame selection", H2))

@@ -8,7 +8,7 @@ import numpy as np
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
-from app.report.base import BODY, H2, SMALL, figure, fmt, table
+from app.report.base import BODY, H2, SMALL, figure, fmt, latest, table
 from inference.results import NOT_CLINICAL, Result
 
 MAX_PLOT_S = 12.0  # longer recordings: the first 12 s are drawn, legibly (the numbers cover the whole recording)
@@ -87,8 +87,7 @@ def sections(study, results: list[Result], store, study_id: int, extra: dict[str
     from inference.pipelines.pcg import segmentation_outputs
 
     flow: list = []
-    cls = [r for r in results if "probabilities" in r.outputs]
-    r = cls[-1] if cls else None
+    r = latest(results, needs="probabilities")
     seg = r.outputs if r else segmentation_outputs(study)[0]
     m = study.metadata
     flow.append(Paragraph(f"Recording: {m.get('duration_s')} s · {m.get('sample_rate')} Hz · {m.get('channels')} "

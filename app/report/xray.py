@@ -8,7 +8,7 @@ from reportlab.lib.units import mm
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.platypus import Paragraph, Spacer
 
-from app.report.base import BODY, H2, SMALL, figure, table
+from app.report.base import BODY, H2, SMALL, figure, latest, table
 from inference.results import NOT_CLINICAL
 from inference.xray import imaging
 from inference.xray.entities import extract, highlight_html
@@ -16,11 +16,6 @@ from inference.xray.entities import extract, highlight_html
 SCORE = ParagraphStyle("xray_score", parent=BODY, fontSize=10, leading=20, spaceAfter=3)
 ENTITY_SOURCE = "symptoms-entity"
 NOTE_SOURCE = "symptoms-note"
-
-
-def _latest(results, model_id="xray-anomaly"):
-    rs = [r for r in results if r.model_id == model_id and "anomaly_score" in r.outputs]
-    return rs[-1] if rs else None
 
 
 def _scale_bar(ax, shape, spacing):
@@ -90,7 +85,7 @@ def sections(study, results, store, study_id, extra):
     import matplotlib.pyplot as plt
 
     flow: list = []
-    r = _latest(results)
+    r = latest(results, "xray-anomaly", needs="anomaly_score")
     md = study.metadata
     spacing = md.get("pixel_spacing_mm")
     flow.append(Paragraph(

@@ -5,7 +5,6 @@ Keys: Space play/pause · Left/Right one frame · Home/End loop start/end · [ /
 """
 from __future__ import annotations
 
-import datetime as _dt
 
 import numpy as np
 import pyqtgraph as pg
@@ -22,7 +21,7 @@ from app.viewers.base import ViewerBase
 from inference.echo import playback
 from inference.echo.preprocess import CATEGORIES, CropBox, ef_category, find_sector, square_geometry
 from inference.pipelines import echo as pipe
-from inference.results import NOT_CLINICAL, Result
+from inference.results import NOT_CLINICAL, Result, now_iso
 
 MASK_RGB = (61, 139, 253)
 CHECKBOX_CSS = """
@@ -738,7 +737,7 @@ class EchoViewer(ViewerBase):
             return
         by = self.panel.trainee.currentText() or "user"
         self.study.data["view_gate"] = {"decision": decision, "by": by,
-                                        "at": _dt.datetime.now().isoformat(timespec="seconds")}
+                                        "at": now_iso()}
         self._update_gate_label()
         self.status_message.emit(f"View recorded as {decision} by {by}; it is stored with the next result.")
 

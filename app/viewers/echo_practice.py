@@ -6,7 +6,6 @@ so the report and the CLI can use it too.
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import io
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 
 from inference.echo.preprocess import ef_category
 from inference.pipelines.echo import K_EF
+from inference.results import now_iso
 
 
 def _rows(store, sql: str, args=()) -> list[dict[str, Any]]:
@@ -63,7 +63,7 @@ def set_practice(store, study_id: int, on: bool) -> None:
     with store.transaction():
         if on:
             store.conn.execute("INSERT OR IGNORE INTO practice_sets (study_id, added_at) VALUES (?, ?)",
-                               (study_id, _dt.datetime.now().isoformat(timespec="seconds")))
+                               (study_id, now_iso()))
         else:
             store.conn.execute("DELETE FROM practice_sets WHERE study_id=?", (study_id,))
 

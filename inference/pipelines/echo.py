@@ -19,7 +19,6 @@ on PyTorch otherwise; on the GPU when there is one.
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import os
 import threading
 import time
@@ -30,7 +29,7 @@ import numpy as np
 
 from ..echo import preprocess as P
 from ..registry import Registry, WeightsError
-from ..results import Result, jsonable
+from ..results import Result, jsonable, now_iso
 from ..runtimes import OnnxRuntime, TorchRuntime
 from ..study import ReadError, Study
 
@@ -143,10 +142,6 @@ def export_onnx(registry: Registry, model_id: str) -> Path:
 
 
 # -- the view gate ------------------------------------------------------------------------------
-def _now() -> str:
-    return _dt.datetime.now().isoformat(timespec="seconds")
-
-
 def view_gate(study: Study, registry: Registry, small: np.ndarray, mean, std) -> dict:
     """Is this an apical 4-chamber view? Classifier when installed, else the user's recorded decision."""
     if VIEW_MODEL in registry.entries:
@@ -168,15 +163,15 @@ def view_gate(study: Study, registry: Registry, small: np.ndarray, mean, std) ->
             thr = float(entry.extra.get("threshold", 0.5))
             return {"decision": "A4C" if prob >= thr else "not A4C", "method": "view classifier",
                     "model": VIEW_MODEL, "weights": st.sha256[:16], "probability": round(prob, 3),
-                    "threshold": thr, "clinical": st.clinical, "at": _now()}
+                    "threshold": thr, "clinical": st.clinical, "at": now_iso()}
     user = study.data.get("view_gate") or study.metadata.get("view_gate")
     if user and user.get("decision") in ("A4C", "not A4C"):
         return {"decision": user["decision"], "method": "confirmed by user", "by": user.get("by", "user"),
-                "at": user.get("at", _now())}
+                "at": user.get("at", now_iso())}
     env = os.environ.get("LIGHTBOX_ECHO_VIEW", "").strip().upper()
     if env in ("A4C", "NOT A4C"):
         return {"decision": "A4C" if env == "A4C" else "not A4C", "method": "confirmed by operator (command line)",
-                "by": os.environ.get("USER", "operator"), "at": _now()}
+                "by": os.environ.get("USER", "operator"), "at": now_iso()}
     raise ViewGateRequired(
         "View gate: EchoNet-Dynamic was trained on apical 4-chamber views only. Confirm the view "
         "('Apical 4-chamber' in the echo viewer's View gate box) before EF is computed, or install a view "
