@@ -1,0 +1,236 @@
+"""Lightbox polyp segmenter at inference time (ONNX Runtime; no torch, no Qt).
+
+``PolypSegmenter(onnx_path).analyse(frames)`` -> one :class:`PolypFrame` per RGB uint8 frame:
+
+- ``in_domain`` / ``domain_note``: the out-of-domain gate (:func:`domain_check`). A frame that does not
+  look like a white-light colonoscopy frame (a grey X-ray, an echo frame, a photo of something else)
+  is not given to the model's verdict: no finding, and the note says it is outside what this model
+  was trained on.
+- ``prob``: the polyp probability map (uint8 0..255 at the model's size; resize it to the frame to
+  draw the overlay), ``confidence`` (the frame score: peak of the 5x5-smoothed probability inside the
+  kept regions), ``box`` (x0, y0, x1, y1 as fractions of the frame, of the most confident region),
+  ``area`` (fraction of the frame covered by the kept regions) and ``polyp`` (a region of at least
+  ``min_area`` of the frame at probability >= ``threshold``).
+
+``detect(frames)`` is the :class:`inference.endo.models.PolypOnnx` interface (list of Detection per
+frame) with the gate applied. :class:`Persistence` turns per-frame detections into findings: a polyp
+seen on ``min_frames`` consecutive analysed frames (gaps up to ``max_gap_s``) is one finding with its
+time, frame, confidence, box and area.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .models import IMAGENET_MEAN, IMAGENET_STD, Detection
+
+OUT_OF_DOMAIN = "outside what this model was trained on (not a white-light colonoscopy frame)"
+LABEL = "polyp"
+
+
+# -- out-of-domain gate ----------------------------------------------------------------------------
+@dataclass
+class DomainThresholds:
+    lit_v: int = 40            # HSV value above which a pixel is 'lit' (the scope's black border is not)
+    min_lit: float = 0.15      # at least this fraction of the frame lit
+    red_h_low: int = 25        # OpenCV hue (0..180): red-orange-pink = h <= 25 or h >= 155
+    red_h_high: int = 155
+    red_s: int = 50            # ... with saturation >= 50 / 255
+    min_red: float = 0.60      # fraction of lit pixels that are reddish
+    min_sat: float = 60.0      # median saturation of lit pixels (a grey image has ~0)
+
+
+def domain_stats(frame: np.ndarray, th: DomainThresholds | None = None) -> dict[str, float]:
+    import cv2
+
+    th = th or DomainThresholds()
+    f = frame
+    if f.ndim == 2:
+        f = np.repeat(f[..., None], 3, -1)
+    if max(f.shape[:2]) > 256:  # the statistics need no detail
+        s = 256 / max(f.shape[:2])
+        f = cv2.resize(f, (max(1, int(f.shape[1] * s)), max(1, int(f.shape[0] * s))), interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(np.ascontiguousarray(f[..., :3]), cv2.COLOR_RGB2HSV)
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    lit = v > th.lit_v
+    lit_frac = float(lit.mean())
+    if lit.sum() < 16:
+        return {"lit": lit_frac, "red": 0.0, "sat": 0.0}
+    red = ((h <= th.red_h_low) | (h >= th.red_h_high)) & (s >= th.red_s)
+    return {"lit": round(lit_frac, 4), "red": round(float(red[lit].mean()), 4), "sat": float(np.median(s[lit]))}
+
+
+def domain_check(frame: np.ndarray, th: DomainThresholds | None = None) -> tuple[bool, str, dict[str, float]]:
+    """(in domain?, why not, statistics). Colonoscopy frames are lit, saturated and mostly red-pink."""
+    th = th or DomainThresholds()
+    if frame is None or frame.ndim not in (2, 3) or frame.size == 0:
+        return False, "not an image", {}
+    st = domain_stats(frame, th)
+    if frame.ndim == 2 or st["sat"] < th.min_sat:
+        return False, f"{OUT_OF_DOMAIN}: a grey-scale image", st
+    if st["lit"] < th.min_lit:
+        return False, f"{OUT_OF_DOMAIN}: too dark", st
+    if st["red"] < th.min_red:
+        return False, f"{OUT_OF_DOMAIN}: colours unlike colonic mucosa", st
+    return True, "", st
+
+
+# -- the model -------------------------------------------------------------------------------------
+@dataclass
+class PolypFrame:
+    in_domain: bool
+    domain_note: str = ""
+    polyp: bool = False
+    confidence: float = 0.0
+    box: list[float] | None = None
+    area: float = 0.0
+    prob: np.ndarray | None = None      # uint8 [S, S] probability * 255 (None when out of domain)
+    regions: int = 0
+
+    def detections(self) -> list[Detection]:
+        if not self.polyp:
+            return []
+        return [Detection(LABEL, round(self.confidence, 4), self.box, "",
+                          {"area": round(self.area, 5)})]
+
+
+class PolypSegmenter:
+    """Any ONNX segmenter in the ``endo-polyp`` contract (input image [N,3,S,S], output mask logits)."""
+
+    def __init__(self, onnx_path: str | Path, threads: int | None = None, threshold: float = 0.5,
+                 min_area: float = 0.002, mean=IMAGENET_MEAN, std=IMAGENET_STD, gate: bool = True,
+                 size: int | None = None):
+        from ..runtimes import OnnxRuntime
+
+        self.runtime = OnnxRuntime(onnx_path, threads=threads)
+        self.input_name = self.runtime.input_names[0]
+        shape = self.runtime.session.get_inputs()[0].shape
+        fixed = len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int)
+        self.size = int(shape[2]) if fixed else int(size or 352)
+        if "mask" not in self.runtime.output_names:
+            from ..registry import WeightsError
+
+            raise WeightsError(f"{Path(onnx_path).name}: outputs {self.runtime.output_names}; "
+                               "the endo-polyp contract needs an output named 'mask' [N, 1, H, W]")
+        self.threshold, self.min_area, self.gate = float(threshold), float(min_area), gate
+        self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+    @property
+    def device(self) -> str:
+        return self.runtime.device
+
+    def preprocess(self, frames: list[np.ndarray]) -> np.ndarray:
+        import cv2
+
+        x = np.empty((len(frames), 3, self.size, self.size), np.float32)
+        for i, f in enumerate(frames):
+            a = cv2.resize(f[..., :3], (self.size, self.size), interpolation=cv2.INTER_AREA).astype(np.float32)
+            x[i] = ((a / 255.0 - self.mean) / self.std).transpose(2, 0, 1)
+        return x
+
+    def probabilities(self, frames: list[np.ndarray]) -> np.ndarray:
+        """float32 [N, h, w] polyp probability (no gate)."""
+        if not frames:
+            return np.zeros((0, self.size, self.size), np.float32)
+        logits = self.runtime.run({self.input_name: self.preprocess(frames)})["mask"]
+        return (1.0 / (1.0 + np.exp(-np.clip(logits[:, 0].astype(np.float32), -30, 30)))).astype(np.float32)
+
+    def decode(self, p: np.ndarray) -> PolypFrame:
+        """A probability map -> regions, box, area, confidence (in domain)."""
+        import cv2
+
+        h, w = p.shape
+        n, lab, stats, _ = cv2.connectedComponentsWithStats((p >= self.threshold).astype(np.uint8), connectivity=8)
+        smooth = cv2.blur(p, (5, 5))
+        keep, best, best_box, area = 0, 0.0, None, 0
+        for j in range(1, n):
+            x, y, bw, bh, a = stats[j]
+            if a < self.min_area * h * w:
+                continue
+            keep += 1
+            area += int(a)
+            c = float(smooth[lab == j].max())
+            if c > best:
+                best = c
+                best_box = [round(x / w, 4), round(y / h, 4), round((x + bw) / w, 4), round((y + bh) / h, 4)]
+        if not keep:  # no region: the frame score is the smoothed peak (below threshold or too small)
+            best = float(smooth.max())
+        return PolypFrame(True, "", keep > 0, round(best, 4), best_box, round(area / (h * w), 5),
+                          (np.clip(p, 0, 1) * 255).astype(np.uint8), keep)
+
+    def analyse(self, frames: list[np.ndarray]) -> list[PolypFrame]:
+        out: list[PolypFrame | None] = [None] * len(frames)
+        todo = []
+        for i, f in enumerate(frames):
+            if self.gate:
+                ok, why, _ = domain_check(f)
+                if not ok:
+                    out[i] = PolypFrame(False, why)
+                    continue
+            todo.append(i)
+        if todo:
+            probs = self.probabilities([frames[i] for i in todo])
+            for i, p in zip(todo, probs):
+                out[i] = self.decode(p)
+        return out  # type: ignore[return-value]
+
+    def detect(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        return [r.detections() for r in self.analyse(frames)]
+
+
+# -- persistence: per-frame detections -> findings -------------------------------------------------
+@dataclass
+class Persistence:
+    """A finding = a polyp on at least ``min_frames`` consecutive analysed frames; a gap of more than
+    ``max_gap_s`` seconds without a detection ends a run. Feed frames in order with :meth:`add`; a
+    finding is returned once, by the call that confirms it, and updated (best frame) while it lasts."""
+
+    fps: float
+    min_frames: int = 3
+    max_gap_s: float = 0.5
+    source: str = "endo-polyp-lightbox"
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    _run: list[tuple[int, float, PolypFrame]] = field(default_factory=list)
+    _last_t: float = -1e9
+    _open: dict[str, Any] | None = None
+
+    def add(self, index: int, res: PolypFrame) -> dict[str, Any] | None:
+        t = index / self.fps if self.fps else float(index)
+        if not res.polyp:
+            if t - self._last_t > self.max_gap_s:
+                self._close()
+            return None
+        if t - self._last_t > self.max_gap_s:
+            self._close()
+        self._last_t = t
+        self._run.append((index, t, res))
+        if self._open is not None:
+            self._update(self._open)
+            return None
+        if len(self._run) >= self.min_frames:
+            f: dict[str, Any] = {"label": LABEL, "source": self.source}
+            self._update(f)
+            self._open = f
+            self.findings.append(f)
+            return f
+        return None
+
+    def _update(self, f: dict[str, Any]) -> None:
+        i, t, r = max(self._run, key=lambda x: x[2].confidence)
+        a, b = self._run[0][0], self._run[-1][0]
+        f.update(time_s=round(t, 3), frame_index=int(i), confidence=round(r.confidence, 4), box=r.box,
+                 area=round(r.area, 5), first_frame=int(a), last_frame=int(b), frames_seen=len(self._run),
+                 note=f"seen on {len(self._run)} analysed frames, frames {a}-{b} "
+                      f"({self._run[0][1]:.2f}-{self._run[-1][1]:.2f} s); area {100 * r.area:.1f} % of the frame")
+
+    def _close(self) -> None:
+        self._run = []
+        self._open = None
+
+    def run(self, results: list[tuple[int, PolypFrame]]) -> list[dict[str, Any]]:
+        for i, r in results:
+            self.add(i, r)
+        return self.findings
