@@ -21,6 +21,7 @@ from pathlib import Path
 # modality-specific commands: name -> "module:function" taking argv (the module owns its parser)
 EXTRA_COMMANDS: dict[str, str] = {
     "pcg-train": "inference.pcg.train:main",
+    "polyp-train": "inference.endo.polyp_train:main",
     "endo-export": "inference.endo.cli:main",
     "xray-demo-weights": "inference.xray.synthetic_weights:main",
 }

@@ -14,6 +14,22 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
     return QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
 
 
+def mask_to_qimage(prob: np.ndarray, colour=(57, 197, 207)) -> QImage | None:
+    """uint8 probability map -> ARGB overlay: fill (alpha 110) where p >= 0.5, opaque 1-px outline."""
+    on = np.asarray(prob) >= 128
+    if not on.any():
+        return None
+    h, w = on.shape
+    edge = on & ~(np.pad(on, 1, mode="edge")[2:, 1:-1] & np.pad(on, 1, mode="edge")[:-2, 1:-1]
+                  & np.pad(on, 1, mode="edge")[1:-1, 2:] & np.pad(on, 1, mode="edge")[1:-1, :-2])
+    argb = np.zeros((h, w, 4), np.uint8)  # little-endian ARGB32 = B, G, R, A in memory
+    argb[..., 0], argb[..., 1], argb[..., 2] = colour[2], colour[1], colour[0]
+    argb[..., 3] = np.where(edge, 255, np.where(on, 110, 0)).astype(np.uint8)
+    argb[..., :3] = (argb[..., :3].astype(np.uint16) * argb[..., 3:4] // 255).astype(np.uint8)  # premultiplied
+    argb = np.ascontiguousarray(argb)
+    return QImage(argb.data, w, h, 4 * w, QImage.Format_ARGB32_Premultiplied).copy()
+
+
 # -- video surface ------------------------------------------------------------------------------
 class FrameView(QWidget):
     def __init__(self, parent: QWidget | None = None):
@@ -23,9 +39,13 @@ class FrameView(QWidget):
         self.boxes: list[tuple[list[float], str, str, bool]] = []  # box, text, colour, dashed
         self.osd = ""
         self.osd_warn = ""
+        self.mask: QImage | None = None
 
-    def set_frame(self, img: QImage, boxes, osd: str, warn: str = "") -> None:
+    def set_frame(self, img: QImage, boxes, osd: str, warn: str = "", mask: np.ndarray | None = None) -> None:
+        """``mask``: the polyp probability map (uint8 0..255, any size; drawn stretched over the frame,
+        translucent cyan where p >= 0.5, with its outline)."""
         self.image, self.boxes, self.osd, self.osd_warn = img, boxes, osd, warn
+        self.mask = mask_to_qimage(mask) if mask is not None else None
         self.update()
 
     def image_rect(self) -> QRectF:
@@ -46,6 +66,8 @@ class FrameView(QWidget):
         r = self.image_rect()
         p.setRenderHint(QPainter.SmoothPixmapTransform)
         p.drawImage(r, self.image)
+        if self.mask is not None:
+            p.drawImage(r, self.mask)
         p.setRenderHint(QPainter.Antialiasing)
         f = QFont(self.font())
         f.setPointSize(9)

@@ -21,24 +21,30 @@ class LiveMixin:
     @staticmethod
     def _live_analyser(registry, fps: float):
         """Quality of every frame taken (duplicates against the last analysed one), plus the polyp
-        model on usable frames when it is installed. Built on the live worker: checking the model's
-        hash and opening its ONNX session must not hold up the UI thread."""
-        from inference.endo.models import POLYP_ID, PolypOnnx, load_quality_config
+        model on usable frames: the bundled Lightbox segmenter (default) or a user-installed one.
+        Built on the live worker: checking the model's hash and opening its ONNX session must not hold
+        up the UI thread. Returns (status, detections, probability mask or None, domain note)."""
+        from inference.endo.models import default_polyp_id, load_quality_config, polyp_model
         from inference.endo.quality import FrameSelector
 
         cfg, _ = load_quality_config(registry)
         sel = FrameSelector(cfg, fps)
-        model = None
-        st = registry.state(POLYP_ID)
-        if st.usable:
-            model = PolypOnnx.from_registry(registry, threads=1)
+        model, st = None, None
+        mid = default_polyp_id(registry)
+        if mid is not None:
+            st = registry.state(mid)
+            model = polyp_model(registry, mid, threads=1)
 
         def analyse_frame(i: int, rgb: np.ndarray):
             rec = sel.measure(i, rgb)
-            dets = model.detect([rgb])[0] if (model is not None and rec.ok) else []
-            return rec.status, dets
+            if model is None or not rec.ok:
+                return rec.status, [], None, ""
+            if hasattr(model, "analyse"):
+                r = model.analyse([rgb])[0]
+                return rec.status, r.detections(), r.prob, r.domain_note
+            return rec.status, model.detect([rgb])[0], None, ""
 
-        return analyse_frame, (None if model is None else st)
+        return analyse_frame, st
 
     def set_live(self, on: bool) -> None:
         if self.live_box.isChecked() != on:
@@ -57,6 +63,7 @@ class LiveMixin:
         self.live_slot = LatestSlot()
         self.live_out = collections.deque()
         self._live_runs: dict[str, dict] = {}
+        self._live_hits: dict[str, list[int]] = {}  # label -> consecutive analysed frames with a detection
         self.live_model = None  # the polyp model's state, once the worker has checked it
         slot, src, out, registry, fps = self.live_slot, self.src, self.live_out, self.ctx.registry, self.fps
 
@@ -75,39 +82,62 @@ class LiveMixin:
             return
         changed = False
         while self.live_out:
-            idx, (status, dets), secs = self.live_out.popleft()
+            idx, (status, dets, mask, domain), secs = self.live_out.popleft()
             self.timeline.set_live(idx, status)
-            self.live_last = {"index": idx, "dets": dets, "secs": secs}
+            prev = self.live_last
+            if status != "ok" and prev.get("index") is not None and abs(idx - prev["index"]) <= self.fps / 2:
+                # a frame skipped by selection (a near-duplicate, a blurred one) keeps the last view's overlay
+                dets, mask, domain = prev.get("dets") or [], prev.get("mask"), prev.get("domain") or ""
+            self.live_last = {"index": idx, "dets": dets, "secs": secs, "mask": mask, "domain": domain}
             changed = True
-            if dets and self.study_id is not None:
+            if self.study_id is not None:
                 self._file_live_detections(idx, dets)
         s = self.live_slot
-        self.live_label.setText(f"live: {s.taken} analysed · {s.dropped} dropped from queue"
+        model = f"{self.live_model.entry.id} · " if self.live_model is not None else "quality only · "
+        self.live_label.setText(f"live: {model}{s.taken} analysed · {s.dropped} dropped from queue"
                                 + (f" · {1000 * self.live_last['secs']:.1f} ms/frame" if self.live_last.get("secs") else ""))
         if changed:
             self.timeline.update()
 
     def _file_live_detections(self, idx: int, dets) -> None:
-        """A live detection becomes a proposed finding; a detection of the same label within 1 s of the
-        last one joins that finding (its key frame moves to the most confident view): a polyp seen for
-        3 s is one finding, not 75."""
+        """Live detections become a proposed finding once the polyp persists: seen on
+        ``persist_frames`` consecutive analysed frames (manifest, default 3; an analysed frame without
+        it resets the count). While it stays in view, the finding's key frame moves to the most
+        confident view; a detection of the same label within 1 s of the last one joins that finding
+        (a polyp seen for 3 s is one finding, not 75)."""
         st = self.live_model
+        need = int((st.entry.outputs or {}).get("persist_frames", 3)) if st is not None else 3
         tag = f"{st.entry.id} (live)" if st else "live"
+        seen = {d.label for d in dets}
+        for label in list(self._live_hits):
+            if label not in seen:
+                self._live_hits.pop(label)
+        filed = False
         for d in dets:
+            hits = self._live_hits.setdefault(d.label, [])
+            hits.append(idx)
             run = self._live_runs.get(d.label)
+            area = (d.extra or {}).get("area")
             if run is not None and abs(idx - run["last"]) <= self.fps:
                 run["last"] = idx
                 if d.confidence > run["conf"]:
                     run["conf"] = d.confidence
                     self.ctx.store.update_finding(run["id"], frame_index=idx, time_s=round(idx / self.fps, 3),
                                                   confidence=d.confidence, box=json.dumps(d.box))
-            else:
-                note = "" if st is None or st.clinical else NOT_CLINICAL
+                filed = True
+            elif len(hits) >= need:
+                parts = [f"seen on {len(hits)} consecutive analysed frames from frame {hits[0]}"]
+                if area is not None:
+                    parts.append(f"area {100 * area:.1f} % of the frame")
+                if st is not None and not st.clinical:
+                    parts.append(NOT_CLINICAL)
                 fid = self.ctx.store.add_finding(self.study_id, time_s=round(idx / self.fps, 3), frame_index=idx,
-                                                 label=d.label, confidence=d.confidence, source=tag, note=note,
-                                                 box=d.box, status="proposed")
+                                                 label=d.label, confidence=d.confidence, source=tag,
+                                                 note="; ".join(parts), box=d.box, status="proposed")
                 self._live_runs[d.label] = {"id": fid, "last": idx, "conf": d.confidence}
-        self.reload_findings()
+                filed = True
+        if filed:
+            self.reload_findings()
 
     # -- optional VLM -------------------------------------------------------------------------------
     def _update_vlm(self) -> None:

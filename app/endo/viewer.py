@@ -311,14 +311,19 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
                 conf = f.get("confidence")
                 txt = f"{f.get('label')}" + (f" {conf:.2f}" if isinstance(conf, (int, float)) else "") + f" · {st}"
                 boxes.append((box, txt, STATUS_COLOURS.get(st, "#d29922"), st == "proposed"))
-        live = self.live_last.get("dets") if self.live_last.get("index") is not None \
-            and abs(self.live_last["index"] - i) <= near else None
+        near_live = self.live_last.get("index") is not None and abs(self.live_last["index"] - i) <= near
+        live = self.live_last.get("dets") if near_live else None
         for d in live or []:
             if d.box:
-                boxes.append((d.box, f"{d.label} {d.confidence:.2f} · live", "#39c5cf", True))
+                area = (d.extra or {}).get("area")
+                boxes.append((d.box, f"{d.label} {d.confidence:.2f}" + (f" · {100 * area:.1f} %" if area else "")
+                              + " · live", "#39c5cf", True))
         status = self.timeline.status_at(i)
         warn = status if status and status not in ("ok", "live") else ""
-        self.view.set_frame(rgb_to_qimage(rgb), boxes, f"{fmt_time(i / self.fps)}  ·  frame {i}", warn)
+        if near_live and self.live_last.get("domain"):
+            warn = "outside what this model was trained on"
+        self.view.set_frame(rgb_to_qimage(rgb), boxes, f"{fmt_time(i / self.fps)}  ·  frame {i}", warn,
+                            mask=self.live_last.get("mask") if near_live else None)
         self.timeline.pos = i
         self.timeline.update()
         self.time_label.setText(f"{fmt_time(i / self.fps)} / {fmt_time(self.n / self.fps)} · frame {i + 1}/{self.n}")

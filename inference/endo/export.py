@@ -68,6 +68,14 @@ def _note_fields(note: str) -> dict[str, str | None]:
     return out
 
 
+def _area(note: str) -> float | None:
+    """The lesion's area as a fraction of the frame when the note states it ("area 4.2 % of the frame")."""
+    import re
+
+    m = re.search(r"area ([0-9.]+) % of the frame", note or "")
+    return round(float(m.group(1)) / 100, 5) if m else None
+
+
 def finding_record(f: dict[str, Any]) -> dict[str, Any]:
     """A store ``findings`` row -> findings.json entry (reference keys + Lightbox keys)."""
     nf = _note_fields(f.get("note") or "")
@@ -87,6 +95,7 @@ def finding_record(f: dict[str, Any]) -> dict[str, Any]:
         "status": f.get("status") or "proposed",
         "note": f.get("note") or "",
         "box": _box(f.get("box")),
+        "area_fraction": _area(f.get("note") or ""),
         "created_at": f.get("created_at"),
     }
 

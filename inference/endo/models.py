@@ -13,6 +13,9 @@ what the model saw. Backends:
   its box (x0, y0, x1, y1 as fractions of width/height) and confidence = the region's peak
   probability. An optional second output ``score`` [N, 1] (frame-level logit) is used as the
   confidence of the frame when present. Not installed until its weights are.
+- ``endo-polyp-lightbox`` (:class:`inference.endo.polyp.PolypSegmenter`): Lightbox's own segmenter,
+  bundled and sha256-pinned, in the same ONNX contract (160 px input), with an out-of-domain gate and
+  masks for the overlay; see :func:`polyp_model`.
 - MedGemma-4B-it (:class:`MedGemmaBackend`): optional local vision-language model (Hugging Face
   folder, transformers, CUDA bf16) asked for structured JSON findings. Used only when the folder is
   installed and ``transformers`` is importable; transformers is never imported at module import.
@@ -35,6 +38,8 @@ from inference.endo.quality import QualityConfig
 
 QUALITY_ID = "endo-quality"
 POLYP_ID = "endo-polyp"
+LIGHTBOX_POLYP_ID = "endo-polyp-lightbox"  # the bundled default: resources/models/polyp_unet.onnx
+POLYP_IDS = (POLYP_ID, LIGHTBOX_POLYP_ID)  # a model the user installed on purpose first, else the bundled one
 VLM_ID = "endo-medgemma"
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -136,6 +141,28 @@ class PolypOnnx:
             dets.sort(key=lambda d: -d.confidence)
             out.append(dets)
         return out
+
+
+def polyp_model(registry: Registry, model_id: str = LIGHTBOX_POLYP_ID, threads: int | None = None):
+    """The frame model of a polyp id, verified by the registry: the bundled Lightbox segmenter (with
+    its out-of-domain gate) or a user-installed ``endo-polyp`` ONNX file."""
+    if model_id == POLYP_ID:
+        return PolypOnnx.from_registry(registry, threads)
+    from .polyp import PolypSegmenter
+
+    st = registry.require(model_id)
+    o = st.entry.outputs or {}
+    return PolypSegmenter(registry.path_of(st.entry), threads=threads, threshold=float(o.get("threshold", 0.5)),
+                          min_area=float(o.get("min_area", 0.002)))
+
+
+def default_polyp_id(registry: Registry) -> str | None:
+    """The polyp model the viewer uses: a user-installed ``endo-polyp`` when there is one (installing it
+    is the user's choice), else the bundled Lightbox segmenter (the default of a fresh install)."""
+    for mid in POLYP_IDS:
+        if mid in registry.entries and registry.state(mid).usable:
+            return mid
+    return None
 
 
 def make_test_polyp_onnx(path: str | Path, size: int = 352, seed: int = 0, with_score: bool = False,

@@ -2,9 +2,12 @@
 
 ``analyse(study, "endo-quality")``  frame quality only (needs no weights): how many frames are
                                      usable, and why the others were skipped.
-``analyse(study, "endo-polyp")``    the same selection, then the ONNX polyp model on the kept frames;
-                                     detections on consecutive analysed frames merge into one finding
-                                     (the frame with the highest confidence is its key frame).
+``analyse(study, "endo-polyp-lightbox")``  (the default) the same selection, then Lightbox's bundled
+                                     polyp segmenter on the kept frames, behind its out-of-domain gate; a
+                                     polyp on ``persist_frames`` consecutive analysed frames is one finding
+                                     (time, key frame = most confident, confidence, box, area).
+``analyse(study, "endo-polyp")``    the same with a user-installed ONNX polyp model; detections on
+                                     consecutive analysed frames merge into one finding.
 
 Outputs (JSON, stored with the result): frames_total, frames_analysed, frames_skipped (total),
 skipped (per reason), duration_s, fps, findings_count; hidden keys (``_``-prefixed, not shown in the
@@ -19,14 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from inference.endo.models import POLYP_ID, QUALITY_ID, Detection, PolypOnnx, load_quality_config
+from inference.endo.models import (LIGHTBOX_POLYP_ID, POLYP_ID, QUALITY_ID, Detection, PolypOnnx,
+                                   load_quality_config, polyp_model)
+from inference.endo.polyp import OUT_OF_DOMAIN, Persistence, PolypSegmenter
 from inference.endo.quality import STATUS_CODE, FrameSelector, bands, skipped_counts
 from inference.registry import Registry
 from inference.results import Result, jsonable
 from inference.runtimes import cpu_label
 from inference.study import ReadError, Study
 
-MODELS = (QUALITY_ID, POLYP_ID)
+# the bundled Lightbox segmenter is the default (always usable: it ships with Lightbox); live mode uses a
+# user-installed endo-polyp instead when there is one (models.default_polyp_id)
+MODELS = (LIGHTBOX_POLYP_ID, QUALITY_ID, POLYP_ID)
 MERGE_GAP_S = 0.5  # detections closer than this (in analysed frames) are one finding
 
 
@@ -68,10 +75,12 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
         raise ValueError(f"unknown endoscopy model {model_id!r}")
     t0 = time.perf_counter()
     cfg, q_sha = load_quality_config(registry)
-    model: PolypOnnx | None = None
-    if model_id == POLYP_ID:
-        st = registry.require(POLYP_ID)
-        model = PolypOnnx.from_registry(registry)
+    model: PolypOnnx | PolypSegmenter | None = None
+    persist: Persistence | None = None
+    out_of_domain = 0
+    if model_id in (POLYP_ID, LIGHTBOX_POLYP_ID):
+        st = registry.require(model_id)
+        model = polyp_model(registry, model_id)
         weights_sha, runtime, device, clinical = st.sha256 or "", "onnxruntime", model.device, st.clinical
         batch = int(st.entry.outputs.get("batch", 8))
         # a heavy network on a CPU cannot see every frame of an hour of video: the manifest may cap the
@@ -90,8 +99,17 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     step = max(1, n // 200)
     notes: list[str] = []
 
+    if isinstance(model, PolypSegmenter):
+        persist = Persistence(fps, min_frames=int(st.entry.outputs.get("persist_frames", 3)),
+                              max_gap_s=float(st.entry.outputs.get("persist_gap_s", 0.5)), source=model_id)
+
     def flush() -> None:
-        if model is not None and pending:
+        nonlocal out_of_domain
+        if isinstance(model, PolypSegmenter) and pending:
+            for (i, _), r in zip(pending, model.analyse([f for _, f in pending])):
+                out_of_domain += not r.in_domain
+                persist.add(i, r)
+        elif model is not None and pending:
             dets = model.detect([f for _, f in pending])
             per_frame.extend((i, i / fps, d) for (i, _), d in zip(pending, dets))
         pending.clear()
@@ -122,7 +140,12 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     recs = sel.records
     counts = skipped_counts(recs)
     analysed = sum(r.ok for r in recs)
-    findings = merge_detections(per_frame, fps, model_id) if model is not None else []
+    if persist is not None:
+        findings = [dict(f) for f in persist.findings]
+        if to_model and out_of_domain > to_model / 2:
+            notes.append(f"{out_of_domain} of {to_model} frames are {OUT_OF_DOMAIN}; they were given no finding")
+    else:
+        findings = merge_detections(per_frame, fps, model_id) if model is not None else []
     outputs = {
         "frames_total": n,
         "frames_analysed": analysed,
@@ -136,6 +159,9 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     }
     if model is not None:
         outputs["frames_to_model"] = to_model
+        if persist is not None:
+            outputs["frames_out_of_domain"] = out_of_domain
+            outputs["persistence"] = f"a polyp on {persist.min_frames} consecutive analysed frames"
         if model_fps > 0:
             outputs["model_rate_fps"] = model_fps
         outputs["quality_thresholds_sha256"] = q_sha

@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..metrics import bootstrap_ci, dice_iou, roc_auc, wilson_ci
 from .polyp import PolypSegmenter, Persistence, domain_check
 
 PRANET = {"kvasir": 0.898, "cvc": 0.899}
@@ -40,64 +41,17 @@ CITATIONS = [
 ]
 
 
-# -- metrics (the shared inference.metrics when present) --------------------------------------------
-def _dice_iou(p, t):
-    try:
-        from ..metrics import dice_iou
-        return dice_iou(p, t)
-    except ImportError:
-        p, t = p.astype(bool), t.astype(bool)
-        s = p.sum() + t.sum()
-        if s == 0:
-            return 1.0, 1.0
-        i = (p & t).sum()
-        return float(2 * i / s), float(i / (p | t).sum())
-
-
-def _auroc(y, s):
-    try:
-        from ..metrics import roc_auc
-        return float(roc_auc(y, s))
-    except ImportError:
-        y, s = np.asarray(y, bool), np.asarray(s, float)
-        if y.all() or not y.any():
-            return float("nan")
-        order = np.argsort(s, kind="mergesort")
-        ranks = np.empty(len(s))
-        ranks[order] = np.arange(1, len(s) + 1)
-        for v in np.unique(s):  # average ties
-            m = s == v
-            ranks[m] = ranks[m].mean()
-        n1 = y.sum()
-        return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(y) - n1)))
-
-
-def _boot_mean_ci(x, n=2000, seed=0):
+# -- metrics: the shared definitions (inference.metrics) -------------------------------------------
+def _boot_mean_ci(x) -> list[float]:
     x = np.asarray(x, float)
     if len(x) < 2:
         return [float("nan"), float("nan")]
-    try:
-        from ..metrics import bootstrap_ci
-        lo, hi = bootstrap_ci(np.mean, x, n=n, seed=seed)
-        return [float(lo), float(hi)]
-    except (ImportError, TypeError):
-        rng = np.random.RandomState(seed)
-        m = [x[rng.randint(0, len(x), len(x))].mean() for _ in range(n)]
-        return [float(np.quantile(m, 0.025)), float(np.quantile(m, 0.975))]
-
-
-def _wilson(k, n, z=1.96):
-    if n == 0:
-        return [float("nan"), float("nan")]
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return [round(float(c - h), 4), round(float(c + h), 4)]
+    return list(bootstrap_ci(np.mean, x, n=2000, seed=0))
 
 
 def _rate(k, n):
-    return {"k": int(k), "n": int(n), "rate": round(k / n, 4) if n else None, "ci95": _wilson(k, n)}
+    return {"k": int(k), "n": int(n), "rate": round(k / n, 4) if n else None,
+            "ci95": [round(v, 4) for v in wilson_ci(int(k), int(n))]}
 
 
 # -- parts -----------------------------------------------------------------------------------------
@@ -111,7 +65,7 @@ def segmentation(seg: PolypSegmenter, imgs, masks, idx, source, batch=16) -> dic
         probs = seg.probabilities([imgs[i] for i in b])
         for i, p in zip(b, probs):
             up = cv2.resize(p, masks[i].shape[::-1], interpolation=cv2.INTER_LINEAR) >= seg.threshold
-            per.setdefault(str(source[i]), []).append(_dice_iou(up, masks[i] > 127))
+            per.setdefault(str(source[i]), []).append(dice_iou(up, masks[i] > 127))
     allv = []
     for src, v in sorted(per.items()):
         d, j = np.array(v).T
@@ -136,7 +90,7 @@ def _frames_results(seg: PolypSegmenter, frames, batch=16):
 def demo_video_frames() -> tuple[list[np.ndarray], np.ndarray, np.ndarray, float]:
     """The synthetic demo video: frames, polyp-free mask (no blob), usable mask (not a planted bad
     segment), fps."""
-    from ..demo import endo as demo
+    from . import demo
 
     fr = demo.frames()
     n = len(fr)
@@ -156,13 +110,13 @@ def ood_sets() -> dict[str, list[np.ndarray]]:
 
     sets: dict[str, list[np.ndarray]] = {}
     try:
-        from ..demo import echo
+        from ..echo import demo as echo
 
         sets["echo phantom frames"] = [np.ascontiguousarray(f) for f in echo.frames()[::10]]
     except Exception:  # the phantom is optional here
         pass
     try:
-        from ..demo import xray
+        from ..xray import demo as xray
 
         x = xray.render()
         sets["chest X-ray phantom"] = [np.repeat(np.asarray(x, np.uint8)[..., None], 3, -1) if x.ndim == 2 else x]
@@ -233,7 +187,7 @@ def evaluate_and_card(data: dict, res: dict, out_dir, name: str, *, notes=(), de
     r_demo = _frames_results(gated, fr)
     dn = np.flatnonzero(free & usable)
     det["specificity"]["demo video polyp-free usable frames (synthetic)"] = _rate(sum(not r_demo[i].polyp for i in dn), len(dn))
-    det["auroc_frame_score"] = round(_auroc(y, sc), 4)
+    det["auroc_frame_score"] = round(roc_auc(y, sc), 4)
     det["gate_rejected_test_polyp_frames"] = int(sum(not r.in_domain for r in r_pos))
     det["gate_rejected_test_polyp_free_frames"] = int(sum(not r.in_domain for r in r_neg))
     emit({"event": "detection", **{k: det[k] for k in ("sensitivity", "specificity", "auroc_frame_score")}})
@@ -288,7 +242,8 @@ def evaluate_and_card(data: dict, res: dict, out_dir, name: str, *, notes=(), de
         "data": {"sources": {
             "Kvasir-SEG": "1000 colonoscopy images with polyp masks, 332x487 to 1920x1072 px (Simula/Vestre Viken, Norway)",
             "CVC-ClinicDB": "612 frames, 384x288, from 29 sequences of 25 colonoscopy videos (Hospital Clinic, Barcelona)",
-            "Children_NoPolip": "1000 polyp-free 256x256 crops of colonic mucosa (all-zero masks) from the same snapshot; "
+            "Children_NoPolip": "1000 polyp-free 256x256 close-ups of colonic mucosa (all-zero masks) in the same snapshot, "
+                                "which does not say where they come from (none is a byte copy of a Kvasir-SEG image); "
                                 "used as negatives"},
             "snapshot": "GitHub ViniciusSimm/Colo-Retal-Induscon2023 at c5846892339ad5295f05c4dbec123f7b6bbbf3e6, datasets/",
             "not_used": list(notes),

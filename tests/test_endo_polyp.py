@@ -1,0 +1,292 @@
+"""Lightbox's polyp segmenter: data quirks, split, a tiny training run, ONNX agreement, the out-of-domain
+gate, the persistence rule, the bundled model in the pipeline. No test needs the datasets; the real-data
+check skips when /work/data/polyp is absent."""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.endo.polyp import OUT_OF_DOMAIN, Persistence, PolypFrame, domain_check
+
+DATA = Path("/work/data/polyp/datasets")
+
+
+def _mucosa(rng, size=64):
+    """A pink-red mucosa-like frame (passes the domain gate)."""
+    base = np.array([190, 90, 80], np.float32)
+    img = base * rng.uniform(0.8, 1.1) + rng.normal(0, 8, (size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _blob_frames(n, size=64, seed=0):
+    """Mucosa with a bright yellow-white elliptical blob (the 'polyp') at a random place; its mask."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    imgs, masks = [], []
+    for _ in range(n):
+        img = _mucosa(rng, size)
+        m = np.zeros((size, size), np.uint8)
+        c = (int(rng.integers(14, size - 14)), int(rng.integers(14, size - 14)))
+        ax = (int(rng.integers(6, 12)), int(rng.integers(6, 12)))
+        cv2.ellipse(m, c, ax, float(rng.uniform(0, 180)), 0, 360, 255, -1)
+        img[m > 0] = np.clip(np.array([250, 230, 170]) + rng.normal(0, 6, (int((m > 0).sum()), 3)), 0, 255)
+        imgs.append(img)
+        masks.append(m)
+    return np.stack(imgs), np.stack(masks)
+
+
+def _tiff(path: Path, arr: np.ndarray, photometric: int = 1) -> Path:
+    """Minimal uncompressed little-endian TIFF; samples per pixel from the array, photometric as given
+    (CVC-ClinicDB's frames: 3 samples but photometric 1 = min-is-black)."""
+    h, w = arr.shape[:2]
+    spp = 1 if arr.ndim == 2 else arr.shape[2]
+    data = arr.astype(np.uint8).tobytes()
+    entries = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, photometric),
+               (273, 4, 1, 0), (277, 3, 1, spp), (278, 3, 1, h), (279, 4, 1, len(data))]
+    ifd_off = 8
+    data_off = ifd_off + 2 + 12 * len(entries) + 4
+    out = bytearray(b"II" + struct.pack("<HI", 42, ifd_off) + struct.pack("<H", len(entries)))
+    for tag, typ, cnt, val in entries:
+        if tag == 273:
+            val = data_off
+        out += struct.pack("<HHI", tag, typ, cnt) + (struct.pack("<HH", val, 0) if typ == 3 else struct.pack("<I", val))
+    out += struct.pack("<I", 0) + data
+    path.write_bytes(bytes(out))
+    return path
+
+
+# -- data ---------------------------------------------------------------------------------------
+def test_cvc_tiff_with_mislabelled_colour_and_swapped_folders_is_read_right(tmp_path):
+    from inference.endo.polyp_data import Item, load_pair, read_tiff
+
+    rng = np.random.default_rng(0)
+    frame = _mucosa(rng, 32)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:20, 10:22] = 255
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    # as in the snapshot: images/ holds the mask, masks/ holds the 3-sample frame labelled min-is-black
+    _tiff(tmp_path / "images" / "7.tif", mask)
+    _tiff(tmp_path / "masks" / "7.tif", frame, photometric=1)
+    assert read_tiff(tmp_path / "masks" / "7.tif").shape == (32, 32, 3)
+    img, m = load_pair(Item("cvc", "7", tmp_path / "images" / "7.tif", tmp_path / "masks" / "7.tif", "cvc:seq01"))
+    assert np.array_equal(img, frame) and m.sum() == 12 * 12
+
+
+def test_split_keeps_cvc_sequences_and_negative_blocks_together():
+    from inference.endo.polyp_data import CVC_SEQUENCES, cvc_sequence, split_groups
+
+    assert cvc_sequence(1) == 1 and cvc_sequence(25) == 1 and cvc_sequence(26) == 2 and cvc_sequence(612) == 29
+    assert sum(b - a + 1 for a, b in CVC_SEQUENCES) == 612
+    group = np.array([f"cvc:seq{cvc_sequence(i):02d}" for i in range(1, 613)]
+                     + [f"kv:{i}" for i in range(200)] + [f"neg:{i // 50:02d}" for i in range(300)])
+    source = np.array(["cvc"] * 612 + ["kvasir"] * 200 + ["normal"] * 300)
+    sp = split_groups(group, source, seed=3)
+    for g in set(group):
+        assert len(set(sp[group == g])) == 1, g
+    for src in ("cvc", "kvasir", "normal"):
+        assert {"train", "val", "test"} <= set(sp[source == src])
+    assert np.array_equal(sp, split_groups(group, source, seed=3))
+
+
+def test_near_duplicate_kvasir_images_share_a_group():
+    from inference.endo.polyp_data import merge_near_duplicates
+
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(4, 256)).astype(np.float32)
+    t[1] = t[0] + rng.normal(0, 0.01, 256)
+    g = merge_near_duplicates(np.array(["kv:a", "kv:b", "kv:c", "kv:d"]), t, np.array(["kvasir"] * 4))
+    assert g[0] == g[1] and len(set(g)) == 3
+
+
+def test_scan_leaves_duplicate_folders_out_and_bad_folder_is_a_clear_error(tmp_path):
+    from inference.endo.polyp_data import PolypDataError, scan
+
+    with pytest.raises(PolypDataError):
+        scan(tmp_path / "nope")
+    with pytest.raises(PolypDataError):
+        scan(tmp_path)
+    import cv2
+
+    for name in ("Kvasir-SEG", "Kvasir-recortado"):
+        (tmp_path / name / "images").mkdir(parents=True)
+        (tmp_path / name / "masks").mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / name / "images" / "a.jpg"), np.zeros((8, 8, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / name / "masks" / "a.jpg"), np.zeros((8, 8), np.uint8))
+    items, notes = scan(tmp_path)
+    assert [i.source for i in items] == ["kvasir"] and any("Kvasir-recortado" in n for n in notes)
+
+
+# -- training -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny run on generated frames: 48 training, 12 validation frames with a bright blob, 8 without."""
+    pytest.importorskip("torch")
+    import os
+
+    from inference.endo.polyp_train import train
+
+    d = tmp_path_factory.mktemp("polyp_train")
+    os.environ["LIGHTBOX_POLYP_CACHE"] = str(d / "cache")
+    imgs, masks = _blob_frames(60, seed=1)
+    neg = np.stack([_mucosa(np.random.default_rng(100 + i)) for i in range(8)])
+    data = {"images": np.concatenate([imgs, neg]), "masks": np.concatenate([masks, np.zeros((8, 64, 64), np.uint8)]),
+            "source": np.array(["kvasir"] * 60 + ["normal"] * 8),
+            "split": np.array(["train"] * 48 + ["val"] * 12 + ["train"] * 6 + ["val"] * 2)}
+    res = train(data, d / "out", "tiny", size=64, epochs=12, patience=12, batch=8, lr=1e-2,
+                negatives_per_epoch=6, widths=(8, 16, 16, 32))
+    return res, d
+
+
+def test_tiny_training_learns_to_segment_the_blob(tiny_run):
+    from inference.endo.polyp import PolypSegmenter
+    from inference.metrics import dice_iou
+
+    res, _ = tiny_run
+    assert max(r["val_dice"] for r in res["history"]) > 0.7
+    seg = PolypSegmenter(res["onnx"], threads=1)
+    assert seg.size == 64
+    imgs, masks = _blob_frames(10, seed=77)  # frames it never saw
+    out = seg.analyse(list(imgs))
+    dice = [dice_iou(r.prob >= 128, m > 0)[0] for r, m in zip(out, masks)]
+    assert np.mean(dice) > 0.7
+    assert all(r.polyp and r.box and r.area > 0 for r in out)
+    cx = [(r.box[0] + r.box[2]) / 2 for r in out]
+    truth_cx = [np.flatnonzero(m.any(0)).mean() / 64 for m in masks]
+    assert np.max(np.abs(np.array(cx) - truth_cx)) < 0.15
+
+
+def test_torch_and_onnx_agree(tiny_run):
+    res, _ = tiny_run
+    ag = res["agreement"]
+    assert ag["max_abs_diff_prob"] < 1e-4 and ag["mask_pixels_disagreeing"] < 1e-3
+    assert Path(res["checkpoint"]).suffix == ".pt" and Path(res["checkpoint"]).parent != Path(res["onnx"]).parent
+
+
+# -- gate ---------------------------------------------------------------------------------------
+def test_out_of_domain_gate():
+    import cv2
+
+    from inference.endo.polyp_eval import outdoor_scene
+
+    rng = np.random.default_rng(0)
+    assert domain_check(_mucosa(rng, 128))[0]
+    grey = np.repeat(rng.integers(0, 255, (128, 128, 1), dtype=np.uint8), 3, -1)  # an X-ray / echo frame
+    ok, why, _ = domain_check(grey)
+    assert not ok and OUT_OF_DOMAIN in why
+    assert not domain_check(grey[..., 0])[0]
+    assert not domain_check(outdoor_scene(1))[0]
+    assert not domain_check(np.zeros((64, 64, 3), np.uint8))[0]  # black
+    # an echo frame with a colour-Doppler box is still mostly grey
+    echo = grey.copy()
+    cv2.rectangle(echo, (40, 40), (60, 60), (200, 30, 30), -1)
+    assert not domain_check(echo)[0]
+
+
+def test_segmenter_answers_out_of_domain_frames_with_no_finding(registry):
+    from inference.endo.models import LIGHTBOX_POLYP_ID, polyp_model
+
+    seg = polyp_model(registry, LIGHTBOX_POLYP_ID, threads=1)
+    grey = np.full((200, 240, 3), 128, np.uint8)
+    r = seg.analyse([grey])[0]
+    assert not r.in_domain and not r.polyp and r.detections() == [] and OUT_OF_DOMAIN in r.domain_note
+
+
+# -- persistence --------------------------------------------------------------------------------
+def _hit(conf=0.8, box=(0.1, 0.1, 0.3, 0.3), area=0.04):
+    return PolypFrame(True, polyp=True, confidence=conf, box=list(box), area=area)
+
+
+def test_persistence_rule_makes_one_finding_per_persisting_polyp():
+    p = Persistence(fps=25.0, min_frames=3, max_gap_s=0.5)
+    none = PolypFrame(True)
+    assert p.add(0, _hit()) is None and p.add(1, _hit()) is None
+    p.add(2, none)  # a gap of one frame (0.04 s) does not end the run ...
+    f = p.add(3, _hit(0.9))
+    assert f is not None and f["frame_index"] == 3 and f["confidence"] == 0.9
+    assert f["area"] == 0.04 and f["box"] == [0.1, 0.1, 0.3, 0.3] and f["time_s"] == pytest.approx(0.12)
+    p.add(4, _hit(0.95))
+    assert len(p.findings) == 1 and p.findings[0]["frame_index"] == 4 and p.findings[0]["frames_seen"] == 4
+    # ... a second of nothing does: the next polyp is a new finding, and flickers (2 frames) are none
+    p.add(40, _hit())
+    p.add(41, _hit())
+    p.add(80, _hit())
+    assert len(p.findings) == 1
+    for i in (100, 101, 102):
+        p.add(i, _hit())
+    assert len(p.findings) == 2 and "area 4.0 % of the frame" in p.findings[1]["note"]
+
+
+# -- the bundled model in the app ---------------------------------------------------------------
+def test_bundled_model_is_the_default_and_pinned(registry):
+    from inference.endo.models import LIGHTBOX_POLYP_ID, default_polyp_id
+    from inference.pipeline import default_model
+
+    st = registry.state(LIGHTBOX_POLYP_ID)
+    assert st.usable and st.entry.bundled and not st.clinical and len(st.sha256) == 64
+    assert default_model("endo", registry) == LIGHTBOX_POLYP_ID
+    assert default_polyp_id(registry) == LIGHTBOX_POLYP_ID
+    card = Path(__file__).resolve().parents[1] / "resources" / "models" / "polyp_unet.md"
+    text = card.read_text()
+    assert "research and education" in text.lower() and "Jha" in text and "Bernal" in text
+
+
+def test_pipeline_runs_the_bundled_model_on_a_short_clip(tmp_path, registry):
+    from inference.detect import open_study
+    from inference.endo import demo
+    from inference.pipeline import analyse
+
+    import cv2
+
+    imgs, _ = _blob_frames(30, seed=5)
+    clip = demo.write_video(tmp_path / "clip.mp4", [cv2.resize(f, (128, 128)) for f in imgs], fps=25)
+    r = analyse(open_study(clip), None, registry)
+    o = r.outputs
+    assert r.model_id == "endo-polyp-lightbox" and not r.clinical
+    assert o["frames_total"] == 30 and o["frames_out_of_domain"] == 0 and "persistence" in o
+    for f in o["_findings"]:
+        assert {"time_s", "frame_index", "confidence", "box", "area"} <= set(f)
+
+
+def test_export_record_carries_the_area():
+    from inference.endo.export import finding_record
+
+    rec = finding_record({"label": "polyp", "time_s": 1.0, "frame_index": 25, "confidence": 0.9,
+                          "note": "seen on 3 analysed frames; area 4.2 % of the frame", "box": "[0.1,0.1,0.2,0.2]"})
+    assert rec["area_fraction"] == pytest.approx(0.042)
+
+
+def test_cli_command_is_wired(tmp_path, capsys):
+    from app.cli import EXTRA_COMMANDS
+    from inference.endo.polyp_train import main
+
+    assert EXTRA_COMMANDS["polyp-train"] == "inference.endo.polyp_train:main"
+    assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (DATA / "Kvasir-SEG" / "images").is_dir(), reason="Kvasir-SEG not present")
+def test_real_kvasir_frames_are_segmented(registry):
+    """The shipped model on 20 real Kvasir-SEG frames (some of them were training frames: this checks
+    the wiring on real data, the model card holds the held-out figures)."""
+    from inference.endo.models import LIGHTBOX_POLYP_ID, polyp_model
+    from inference.endo.polyp_data import load_pair, scan
+    from inference.metrics import dice_iou
+
+    items = [i for i in scan(DATA)[0] if i.source == "kvasir"][::50]
+    seg = polyp_model(registry, LIGHTBOX_POLYP_ID, threads=1)
+    import cv2
+
+    dice, found = [], 0
+    for it in items:
+        img, m = load_pair(it)
+        r = seg.analyse([img])[0]
+        assert r.in_domain
+        found += r.polyp
+        p = cv2.resize(r.prob, m.shape[::-1]) >= 128
+        dice.append(dice_iou(p, m)[0])
+    assert found >= 0.8 * len(items) and np.mean(dice) > 0.5
