@@ -41,7 +41,7 @@ class LiveMixin:
                 return rec.status, [], None, ""
             if hasattr(model, "analyse"):
                 r = model.analyse([rgb])[0]
-                return rec.status, r.detections(), r.prob, r.domain_note
+                return rec.status, r.detections(), (r.prob if r.polyp else None), r.domain_note
             return rec.status, model.detect([rgb])[0], None, ""
 
         return analyse_frame, st

@@ -153,7 +153,7 @@ def polyp_model(registry: Registry, model_id: str = LIGHTBOX_POLYP_ID, threads: 
     st = registry.require(model_id)
     o = st.entry.outputs or {}
     return PolypSegmenter(registry.path_of(st.entry), threads=threads, threshold=float(o.get("threshold", 0.5)),
-                          min_area=float(o.get("min_area", 0.002)))
+                          min_area=float(o.get("min_area", 0.002)), min_confidence=float(o.get("min_confidence", 0.5)))
 
 
 def default_polyp_id(registry: Registry) -> str | None:

@@ -10,7 +10,8 @@
   draw the overlay), ``confidence`` (the frame score: peak of the 5x5-smoothed probability inside the
   kept regions), ``box`` (x0, y0, x1, y1 as fractions of the frame, of the most confident region),
   ``area`` (fraction of the frame covered by the kept regions) and ``polyp`` (a region of at least
-  ``min_area`` of the frame at probability >= ``threshold``).
+  ``min_area`` of the frame at probability >= ``threshold`` whose confidence is >= ``min_confidence``,
+  the frame-level operating point chosen on the validation split and stated in the manifest).
 
 ``detect(frames)`` is the :class:`inference.endo.models.PolypOnnx` interface (list of Detection per
 frame) with the gate applied. :class:`Persistence` turns per-frame detections into findings: a polyp
@@ -102,7 +103,7 @@ class PolypSegmenter:
 
     def __init__(self, onnx_path: str | Path, threads: int | None = None, threshold: float = 0.5,
                  min_area: float = 0.002, mean=IMAGENET_MEAN, std=IMAGENET_STD, gate: bool = True,
-                 size: int | None = None):
+                 size: int | None = None, min_confidence: float = 0.5):
         from ..runtimes import OnnxRuntime
 
         self.runtime = OnnxRuntime(onnx_path, threads=threads)
@@ -116,6 +117,7 @@ class PolypSegmenter:
             raise WeightsError(f"{Path(onnx_path).name}: outputs {self.runtime.output_names}; "
                                "the endo-polyp contract needs an output named 'mask' [N, 1, H, W]")
         self.threshold, self.min_area, self.gate = float(threshold), float(min_area), gate
+        self.min_confidence = float(min_confidence)
         self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
     @property
@@ -158,8 +160,9 @@ class PolypSegmenter:
                 best_box = [round(x / w, 4), round(y / h, 4), round((x + bw) / w, 4), round((y + bh) / h, 4)]
         if not keep:  # no region: the frame score is the smoothed peak (below threshold or too small)
             best = float(smooth.max())
-        return PolypFrame(True, "", keep > 0, round(best, 4), best_box, round(area / (h * w), 5),
-                          (np.clip(p, 0, 1) * 255).astype(np.uint8), keep)
+        found = keep > 0 and best >= self.min_confidence
+        return PolypFrame(True, "", found, round(best, 4), best_box if found else None,
+                          round(area / (h * w), 5) if found else 0.0, (np.clip(p, 0, 1) * 255).astype(np.uint8), keep)
 
     def analyse(self, frames: list[np.ndarray]) -> list[PolypFrame]:
         out: list[PolypFrame | None] = [None] * len(frames)
