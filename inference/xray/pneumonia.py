@@ -30,34 +30,50 @@ import numpy as np
 ONNX_META_KEY = "lightbox.xray_pneumonia"
 OUTSIDE = "outside what this model was trained on"
 
-STAT_NAMES = ("mean", "std", "dark_fraction", "bright_fraction", "lr_symmetry", "edge_density",
-              "centre_minus_border", "top_minus_bottom", "entropy", "flat_fraction", "laplacian")
+THUMB = 6
+STAT_NAMES = ("mean", "std", "dark_fraction", "bright_fraction", "lr_symmetry", "tb_symmetry", "edge_density",
+              "centre_minus_border", "top_minus_bottom", "mediastinum_column", "mediastinum_row", "entropy",
+              "flat_fraction", "laplacian") + tuple(f"thumb_{i}_{j}" for i in range(THUMB) for j in range(THUMB))
 
 
 def image_stats(img8: np.ndarray) -> np.ndarray:
-    """Eleven statistics of a resized 8-bit greyscale image (S, S), each O(1) for a chest radiograph."""
+    """Statistics of a resized 8-bit greyscale image (S, S): brightness, contrast, clipping, symmetry, edges,
+    the layout of a frontal chest film (bright central column = mediastinum and spine between dark lungs, and
+    not the same across rows, which a rotated image has) and a 6 x 6 standardised thumbnail."""
+    import cv2
+
     x = img8.astype(np.float32)
     s = x.shape[0]
     m, sd = float(x.mean()), float(x.std())
     dark = float((x < 20).mean())
     bright = float((x > 235).mean())
     a = x - m
-    b = a[:, ::-1]
-    sym = float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-6))
+
+    def corr(u, v):
+        return float((u * v).sum() / (np.sqrt((u * u).sum() * (v * v).sum()) + 1e-6))
+
+    sym_lr, sym_tb = corr(a, a[:, ::-1]), corr(a, a[::-1, :])
     gx = np.abs(np.diff(x, axis=1))
     gy = np.abs(np.diff(x, axis=0))
     edge = float((gx.mean() + gy.mean()) / (sd + 1.0))
     q = s // 4
-    centre = float(x[q:s - q, q:s - q].mean())
-    border = float((x.sum() - x[q:s - q, q:s - q].sum()) / (x.size - (s - 2 * q) ** 2))
+    inner = x[q:s - q, q:s - q]
+    centre = float(inner.mean())
+    border = float((x.sum() - inner.sum()) / (x.size - inner.size))
     tb = float(x[:q].mean() - x[s - q:].mean())
+    c0, c1, l0, l1 = int(s * 0.44), int(s * 0.56), int(s * 0.2), int(s * 0.36)
+    band = slice(int(s * 0.25), int(s * 0.7))
+    med_col = float(x[band, c0:c1].mean() - (x[band, l0:l1].mean() + x[band, s - l1:s - l0].mean()) / 2)
+    med_row = float(x[c0:c1, band].mean() - (x[l0:l1, band].mean() + x[s - l1:s - l0, band].mean()) / 2)
     hist = np.bincount(img8.ravel(), minlength=256).astype(np.float64) / img8.size
     ent = float(-(hist[hist > 0] * np.log2(hist[hist > 0])).sum())
     flat = float(((gx == 0).mean() + (gy == 0).mean()) / 2)
     lap = np.abs(4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:])
     lapm = float(lap.mean() / (sd + 1.0))
-    return np.array([m / 255, sd / 255, dark, bright, sym, edge, (centre - border) / 255, tb / 255,
-                     ent / 8, flat, lapm], np.float64)
+    thumb = (cv2.resize(x, (THUMB, THUMB), interpolation=cv2.INTER_AREA) - m) / (sd + 1.0)
+    return np.concatenate([np.array([m / 255, sd / 255, dark, bright, sym_lr, sym_tb, edge, (centre - border) / 255,
+                                     tb / 255, med_col / (sd + 1.0), med_row / (sd + 1.0), ent / 8, flat, lapm]),
+                           thumb.ravel()]).astype(np.float64)
 
 
 @dataclass

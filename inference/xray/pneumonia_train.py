@@ -139,19 +139,36 @@ def augment(x, rng: np.random.RandomState):
 
 
 # -- small numeric helpers ------------------------------------------------------------------------------
-def fit_platt(logit: np.ndarray, y: np.ndarray, iters: int = 200) -> tuple[float, float]:
-    """Logistic regression of y on the logit (Newton), with a tiny ridge: P = sigmoid(a * logit + b)."""
-    a, b = 1.0, 0.0
-    X = np.stack([logit, np.ones_like(logit)], 1).astype(np.float64)
-    w = np.array([a, b])
+def fit_platt(logit: np.ndarray, y: np.ndarray, iters: int = 100) -> tuple[float, float]:
+    """Platt scaling P = sigmoid(a * logit + b) fitted on validation logits: damped Newton on the
+    log-likelihood with Platt's smoothed targets (never a perfect-separation blow-up); a > 0 always."""
+    z = np.asarray(logit, np.float64)
+    y = np.asarray(y, np.float64)
+    n1, n0 = y.sum(), len(y) - y.sum()
+    t = np.where(y > 0, (n1 + 1) / (n1 + 2), 1 / (n0 + 2))
+    X = np.stack([z, np.ones_like(z)], 1)
+
+    def nll(w):
+        u = X @ w
+        return float(np.sum(np.logaddexp(0, u) - t * u))
+
+    w = np.array([1.0, 0.0])
+    f = nll(w)
     for _ in range(iters):
-        p = 1 / (1 + np.exp(-np.clip(X @ w, -30, 30)))
-        g = X.T @ (p - y) + 1e-3 * w
-        H = (X * (p * (1 - p))[:, None]).T @ X + 1e-3 * np.eye(2)
+        p = 1 / (1 + np.exp(-np.clip(X @ w, -500, 500)))
+        g = X.T @ (p - t)
+        H = (X * (p * (1 - p) + 1e-9)[:, None]).T @ X + 1e-6 * np.eye(2)
         step = np.linalg.solve(H, g)
-        w = w - step
-        if np.abs(step).max() < 1e-9:
+        lam = 1.0
+        while lam > 1e-6 and nll(w - lam * step) > f:
+            lam /= 2
+        w_new = w - lam * step
+        f_new = nll(w_new)
+        if f - f_new < 1e-10:
             break
+        w, f = w_new, f_new
+    if not (np.isfinite(w).all() and w[0] > 0):
+        return 1.0, 0.0
     return float(w[0]), float(w[1])
 
 
@@ -179,10 +196,13 @@ def _predict(net, x: np.ndarray, batch: int = 128) -> tuple[np.ndarray, np.ndarr
 
 
 def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: int = 160, width: int = 16,
-          seed: int = 2018, epochs: int = 28, patience: int = 7, batch: int = 32, lr: float = 2e-3,
+          seed: int = 2018, epochs: int = 12, patience: int = 5, batch: int = 32, lr: float = 2e-3,
           threads: int = 1, max_minutes: float = 0.0, val_frac: float = 0.15, test_frac: float = 0.15,
           emit: Callable[[dict], None] | None = None, cache: bool = True, items=None, classes=None,
-          data_description: str = "") -> dict:
+          data_description: str = "", from_checkpoint: str | Path | None = None,
+          resumed_history: list[dict] | None = None) -> dict:
+    """Train (or, with ``from_checkpoint``, only finish a run whose best weights were saved: calibration,
+    threshold, OOD limits, export, test evaluation, card), early-stopping on validation AUROC."""
     import torch
 
     emit = emit or (lambda e: None)
@@ -228,7 +248,14 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
     ckpt = pdata.cache_dir() / f"{name}-seed{seed}-best.pt"
     best_auc, best_epoch, bad, history, stopped = -1.0, 0, 0, [], f"ran all {epochs} epochs"
     best_state = None
-    for ep in range(1, epochs + 1):
+    if from_checkpoint:
+        best_state = torch.load(str(from_checkpoint), map_location="cpu")
+        history = list(resumed_history or [])
+        if history:
+            best = max(history, key=lambda h: (h["val_auroc"], h["epoch"]))
+            best_auc, best_epoch = best["val_auroc"], best["epoch"]
+        stopped = f"finished from a saved checkpoint ({Path(from_checkpoint).name})"
+    for ep in range(1, 0 if from_checkpoint else epochs + 1):
         net.train()
         t0 = time.time()
         order = rng.permutation(len(xtr))
@@ -255,7 +282,7 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
                "seconds": round(time.time() - t0, 1), "lr": round(sched.get_last_lr()[0], 6)}
         history.append(row)
         emit({"event": "epoch", **row})
-        if auc > best_auc + 1e-4:
+        if auc >= best_auc:  # ties: the later epoch (settled batch-norm statistics)
             best_auc, best_epoch, bad = auc, ep, 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             torch.save(best_state, ckpt)
@@ -276,7 +303,7 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
     # validation-only choices: calibration, threshold, OOD limits
     lv, fva = _predict(net, xva)
     platt = fit_platt(lv, yva.astype(np.float64))
-    pva = 1 / (1 + np.exp(-(platt[0] * lv + platt[1])))
+    pva = 1 / (1 + np.exp(-np.clip(platt[0] * lv + platt[1], -60, 60)))
     thr = youden_threshold(yva, pva)
     _, ftr = _predict(net, xtr)
     mu, prec = fit_gaussian(ftr)
@@ -327,6 +354,7 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
         "onnx_bytes": onnx_path.stat().st_size,
     }
     card["metrics"] = evaluate_card(preds, thr)
+    card["ood"] = ood_report(model, {k: x_all[idx] for k, idx in (("val", va), ("test", te)) if len(idx)}, xva)
     write_card(card, out_dir)
     emit({"event": "done", "test": {k: card["metrics"].get("test", {}).get(k) for k in
                                     ("auroc", "auroc_ci", "sensitivity", "specificity")},
@@ -364,6 +392,69 @@ def export_onnx(net, spec: dict, mu, prec, path: Path, check: np.ndarray) -> dic
     return {"images": int(len(xin)), "max_abs_diff": diffs}
 
 
+def ood_cases(val_images: np.ndarray, n: int = 8) -> list[tuple[str, np.ndarray]]:
+    """Images that must be refused: generated ones, validation radiographs inverted / rotated 90 degrees, and
+    whatever public non-radiograph test files this machine has (a colour photo, a CT and an MR slice)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:400, 0:400]
+    cases = [("uniform noise", rng.integers(0, 256, (400, 400)).astype(np.uint8)),
+             ("Gaussian noise", np.clip(rng.normal(128, 40, (400, 400)), 0, 255).astype(np.uint8)),
+             ("blank grey image", np.full((300, 300), 128, np.uint8)),
+             ("black image", np.zeros((300, 300), np.uint8)),
+             ("grey ramp", (xx * 255 / 399).astype(np.uint8)),
+             ("colour ramp (RGB)", np.stack([xx * 0.6, yy * 0.6, 255 - xx * 0.6], -1).astype(np.uint8))]
+    pick = val_images[:: max(1, len(val_images) // n)][:n]
+    cases += [(f"validation radiograph {i}, inverted", 255 - im) for i, im in enumerate(pick)]
+    cases += [(f"validation radiograph {i}, rotated 90 degrees", np.ascontiguousarray(np.rot90(im)))
+              for i, im in enumerate(pick)]
+    try:
+        import matplotlib
+
+        p = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+        if p.exists():
+            im = pdata.decode_grey(p)
+            import cv2
+
+            rgb = cv2.imread(str(p))[..., ::-1]
+            cases += [("colour photograph (matplotlib grace_hopper.jpg)", np.ascontiguousarray(rgb)),
+                      ("the same photograph in greyscale", im)]
+    except Exception:  # pragma: no cover - optional
+        pass
+    try:
+        import pydicom
+        from pydicom.data import get_testdata_file
+
+        for f in ("CT_small.dcm", "MR_small.dcm"):
+            ds = pydicom.dcmread(get_testdata_file(f))
+            a = ds.pixel_array.astype(np.float32)
+            lo, hi = np.percentile(a, [0.5, 99.5])
+            g = np.clip((a - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+            cases.append((f"{ds.Modality} slice (pydicom {f}) as a greyscale image, no modality hint", g))
+    except Exception:  # pragma: no cover - optional
+        pass
+    return cases
+
+
+def ood_report(model, split_images: dict[str, np.ndarray], val_images: np.ndarray) -> dict:
+    """How often the gate refuses in-distribution images (val/test), and what it does with OOD cases."""
+    from .pneumonia import image_stats
+
+    out = {"refused": {}}
+    for k, xs in split_images.items():
+        o = model.run_batch(xs)
+        img_d = np.array([model.gate.distance(image_stats(im)) for im in xs])
+        refused = (img_d > model.gate.limit) | (o["ood"] > model.feature_limit)
+        out["refused"][k] = {"n": int(len(xs)), "refused": int(refused.sum()),
+                             "by_image_stats": int((img_d > model.gate.limit).sum()),
+                             "by_features": int((o["ood"] > model.feature_limit).sum())}
+    out["cases"] = []
+    for name, img in ood_cases(val_images):
+        r = model.analyse(img)
+        out["cases"].append({"case": name, "refused": not r["in_distribution"], "reason": r["ood_reason"],
+                             "p": round(r["probability"], 3)})
+    return out
+
+
 def evaluate_card(preds: dict, thr: float) -> dict:
     from ..metrics import binary_summary  # the shared metric definitions
 
@@ -399,6 +490,11 @@ def card_markdown(c: dict) -> str:
         return f"{m.get('auroc', float('nan')):.3f} (95 % CI {lo:.3f}–{hi:.3f})" if lo is not None else "–"
 
     conf = te.get("confusion") or [[0, 0], [0, 0]]
+    ood = c.get("ood") or {"refused": {}, "cases": []}
+    refused = "; ".join(f"{k}: {v['refused']} of {v['n']} ({v['by_image_stats']} by image statistics, "
+                        f"{v['by_features']} by features)" for k, v in ood["refused"].items())
+    cases = "\n".join(f"| {x['case']} | {'refused' if x['refused'] else '**accepted**'} | {x['reason'] or '–'} |"
+                       for x in ood["cases"])
     cal = "\n".join(f"| {b['bin'][0]:.1f}–{b['bin'][1]:.1f} | {b['n']} | {b['mean_pred']:.2f} | {b['frac_pos']:.2f} |"
                     for b in te.get("calibration", []) if b.get("n"))
     return f"""# {c['name']} — Lightbox chest X-ray pneumonia classifier (normal / pneumonia)
@@ -485,12 +581,19 @@ test set, and published models on this set reach about 0.97–0.99; those are di
 
 ## Out of distribution
 Two gates, both fitted on the training split with limits set on the validation split (1.5 x its
-99.5th percentile): (1) image statistics of the resized image (brightness, contrast, dark and bright fractions,
-left-right symmetry, edge density, central vs border brightness) as a Mahalanobis distance; (2) the network's own
+99.5th percentile): (1) statistics of the resized image (brightness, contrast, dark and bright fractions,
+left-right and top-bottom symmetry, edge density, central vs border brightness, the bright mediastinal column
+between dark lungs, and a 6 x 6 standardised thumbnail of the film's layout) as a Mahalanobis distance; (2) the network's own
 pooled features as a Mahalanobis distance. A colour image or a DICOM of another modality is refused before
 either. When a gate trips, the app says "outside what this model was trained on" and shows no pneumonia label.
 The gates catch images that are clearly not paediatric frontal chest radiographs; they do not make an adult
 chest radiograph in distribution.
+
+In-distribution radiographs refused (the cost of the gate): {refused or '–'}.
+
+| check image | gate | reason |
+|---|---|---|
+{cases}
 
 ## Reproduce
     lightbox xray-train /work/data/xray/train --out resources/models --seed {sp['seed']} --size {pre['size']} \\
@@ -514,7 +617,7 @@ def rebuild_card(out_dir: str | Path, name: str = NAME, seed: int = 2018) -> dic
         preds = {k: {f: z[f"{k}_{f}"] for f in ("y", "prob", "ood")} for k in ("val", "test") if f"{k}_y" in z}
     card["metrics"] = evaluate_card(preds, float(card["preprocessing"]["threshold"]))
     card["onnx_bytes"] = (out_dir / f"{name}.onnx").stat().st_size
-    write_card(card, out_dir)
+    write_card(card, out_dir)  # the OOD section is kept as the training run wrote it
     return card
 
 
@@ -526,14 +629,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2018)
     ap.add_argument("--size", type=int, default=160)
     ap.add_argument("--width", type=int, default=16)
-    ap.add_argument("--epochs", type=int, default=28)
-    ap.add_argument("--patience", type=int, default=7)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (keeps the best epoch)")
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--jsonl", action="store_true", help="one JSON event per line")
+    ap.add_argument("--from-checkpoint", help="skip training: finish from this saved best-weights file")
+    ap.add_argument("--history-log", help="with --from-checkpoint: the run's --jsonl log, for the card's history")
     ap.add_argument("--card-only", action="store_true", help="rewrite the model card in --out from cached predictions")
     a = ap.parse_args(argv)
     if a.card_only:
@@ -550,8 +655,13 @@ def main(argv: list[str] | None = None) -> int:
             print(" ".join(f"{k}={v}" for k, v in e.items()), flush=True)
 
     try:
+        hist = None
+        if a.history_log:
+            hist = [{k: v for k, v in e.items() if k != "event"} for e in map(json.loads, open(a.history_log))
+                    if e.get("event") == "epoch"]
         train(a.data, a.out, a.name, size=a.size, width=a.width, seed=a.seed, epochs=a.epochs, patience=a.patience,
-              batch=a.batch, lr=a.lr, threads=a.threads, max_minutes=a.max_minutes, emit=emit, cache=not a.no_cache)
+              batch=a.batch, lr=a.lr, threads=a.threads, max_minutes=a.max_minutes, emit=emit, cache=not a.no_cache,
+              from_checkpoint=a.from_checkpoint, resumed_history=hist)
     except pdata.DatasetError as e:
         print(f"lightbox xray-train: {e}", file=sys.stderr)
         return 2
