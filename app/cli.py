@@ -23,6 +23,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "pcg-train": "inference.pcg.train:main",
     "endo-export": "inference.endo.cli:main",
     "xray-demo-weights": "inference.xray.synthetic_weights:main",
+    "xray-train": "inference.xray.pneumonia_train:main",
 }
 
 

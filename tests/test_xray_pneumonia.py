@@ -169,3 +169,122 @@ def test_real_data_test_split_auroc(shipped):
         ys.append(int(p.parent.name.upper() == "PNEUMONIA"))
         ps.append(r["probability"])
     assert roc_auc(np.array(ys), np.array(ps)) >= 0.9
+
+
+# -- pipeline, viewer, PDF, batch --------------------------------------------------------------------------
+def test_pipeline_default_model_is_xray_pneumonia(shipped):
+    from inference.pipeline import default_model, models_for
+    from inference.registry import Registry
+
+    assert models_for("xray")[0] == "xray-pneumonia" and "xray-anomaly" in models_for("xray")
+    reg = Registry()
+    st = reg.state("xray-pneumonia")
+    assert st.usable and st.entry.bundled and not st.entry.clinical
+    assert default_model("xray", reg) == "xray-pneumonia"
+
+
+@pytest.fixture(scope="module")
+def demo_result(shipped, tmp_path_factory):
+    from inference.pipeline import analyse
+    from inference.xray.demo import make
+    from inference.xray.reader import read
+
+    st = read(make(tmp_path_factory.mktemp("xr_demo")))
+    return st, analyse(st)
+
+
+def test_pipeline_on_the_demo_radiograph(demo_result):
+    from inference.xray.demo import attribution_for
+
+    st, r = demo_result
+    o = r.outputs
+    assert r.model_id == "xray-pneumonia" and r.clinical is False and r.runtime == "onnxruntime"
+    assert o["in_distribution"] is True and 0 <= o["p_pneumonia"] <= 1
+    assert o["label"] in ("PNEUMONIA", "normal") and o["finding"] in ("pneumonia", "normal")
+    assert r.arrays["heatmap"].shape == st.data["display"].shape[:2]
+    assert np.asarray(o["_gradcam_grid"]).shape == (10, 10)
+    assert "CC BY 4.0" in attribution_for(st) and "Kermany" in attribution_for(st)
+
+
+def test_pipeline_refuses_a_colour_photo(shipped, tmp_path):
+    import cv2
+
+    from inference.pipeline import analyse
+    from inference.xray.reader import read
+
+    yy, xx = np.mgrid[0:300, 0:400]
+    photo = np.stack([(xx * 0.6) % 255, (yy * 0.8) % 255, 255 - (xx * 0.6) % 255], -1).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "photo.png"), photo)
+    r = analyse(read(tmp_path / "photo.png"), "xray-pneumonia")
+    assert r.outputs["in_distribution"] is False and r.outputs["p_pneumonia"] is None
+    assert OUTSIDE in r.outputs["ood_message"] and "_gradcam_grid" not in r.outputs and not r.arrays
+
+
+def test_pdf_shows_the_pneumonia_result_and_the_image_credit(demo_result, tmp_path):
+    import shutil
+    import subprocess
+
+    from app.report import build_report
+    from app.store import Store
+
+    st, r = demo_result
+    store = Store(tmp_path / "s.sqlite")
+    sid = store.add_study(st)
+    store.add_result(sid, r)
+    pdf = tmp_path / "cxr.pdf"
+    build_report(st, store, sid, pdf)
+    store.close()
+    assert pdf.read_bytes().startswith(b"%PDF")
+    if shutil.which("pdftotext") is None:
+        return
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, timeout=30).stdout
+    flat = " ".join(text.split())
+    assert "P(pneumonia)" in flat and "NOT A CLINICAL RESULT" in flat and f"{r.outputs['p_pneumonia']:.3f}" in flat
+    assert "Kermany" in flat and "CC BY 4.0" in flat and "adults are out of distribution" in flat
+
+
+def test_batch_csv_carries_the_pneumonia_columns(shipped, tmp_path):
+    import csv
+
+    from inference.batch import run_batch
+    from inference.xray.demo import make
+
+    make(tmp_path / "in", "pneumonia")
+    make(tmp_path / "in", "normal")
+    out = tmp_path / "out.csv"
+    run_batch("xray-pneumonia", [str(tmp_path / "in")], out, workers=1, store=False, progress=False)
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 2
+    for row in rows:
+        assert row["p_pneumonia"] and row["label"] in ("PNEUMONIA", "normal") and row["in_distribution"] == "True"
+        assert row["stamp"] == "NOT A CLINICAL RESULT"
+
+
+def test_viewer_shows_probability_label_heatmap_credit_and_ood(main_window, demo_result, tmp_path):
+    import cv2
+
+    from inference.pipeline import analyse
+    from inference.xray.reader import read
+
+    st, r = demo_result
+    sid = main_window.ctx.store.add_study(st)
+    main_window.show_study(st, sid)
+    v = main_window.current_viewer()
+    assert "Kermany" in v.attribution.text() and "CC BY 4.0" in v.attribution.text()
+    main_window._analysis_done(sid, r)
+    assert v.heat is not None and v.mode.currentText() == "Three panels"
+    assert f"{r.outputs['p_pneumonia']:.3f}" in v.anomaly.score.text()
+    band = v.anomaly.band.text()
+    assert "threshold" in band and "NOT A CLINICAL RESULT" in band and r.outputs["label"] in band
+    # an image outside the training domain: message, no label, no heatmap
+    noise = np.random.default_rng(1).integers(0, 256, (300, 300)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "noise.png"), noise)
+    st2 = read(tmp_path / "noise.png")
+    r2 = analyse(st2, "xray-pneumonia")
+    sid2 = main_window.ctx.store.add_study(st2)
+    main_window.show_study(st2, sid2)
+    v = main_window.current_viewer()
+    assert v.attribution.text() == ""
+    v.set_result(r2)
+    assert v.heat is None and "not assessed" in v.anomaly.score.text()
+    assert OUTSIDE in v.anomaly.band.text()

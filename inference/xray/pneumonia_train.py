@@ -200,7 +200,7 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
           threads: int = 1, max_minutes: float = 0.0, val_frac: float = 0.15, test_frac: float = 0.15,
           emit: Callable[[dict], None] | None = None, cache: bool = True, items=None, classes=None,
           data_description: str = "", from_checkpoint: str | Path | None = None,
-          resumed_history: list[dict] | None = None) -> dict:
+          resumed_history: list[dict] | None = None, evaluate_test: bool = True) -> dict:
     """Train (or, with ``from_checkpoint``, only finish a run whose best weights were saved: calibration,
     threshold, OOD limits, export, test evaluation, card), early-stopping on validation AUROC."""
     import torch
@@ -297,6 +297,8 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
     net.load_state_dict(best_state)
     net.eval()
     train_minutes = (time.time() - t_start) / 60
+    if from_checkpoint and history:  # the training run's own time, from its epoch log
+        train_minutes = sum(float(h.get("seconds", 0)) for h in history) / 60
     emit({"event": "trained", "best_epoch": best_epoch, "val_auroc": best_auc, "stopped": stopped,
           "minutes": round(train_minutes, 1)})
 
@@ -331,10 +333,11 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
     from .pneumonia import PneumoniaModel
 
     model = PneumoniaModel(onnx_path)
-    res = {k: model.run_batch(x_all[idx]) for k, idx in (("val", va), ("test", te)) if len(idx)}
+    evald = (("val", va), ("test", te)) if evaluate_test else (("val", va),)
+    res = {k: model.run_batch(x_all[idx]) for k, idx in evald if len(idx)}
     preds = {k: {"y": y_all[idx], "prob": res[k]["prob"], "ood": res[k]["ood"],
-                 "files": [items[i].path.name for i in idx]} for k, idx in (("val", va), ("test", te)) if len(idx)}
-    np.savez(pdata.cache_dir() / f"{name}-seed{seed}-preds.npz",
+                 "files": [items[i].path.name for i in idx]} for k, idx in evald if len(idx)}
+    np.savez(pdata.cache_dir() / f"{name}-seed{seed}-preds{'' if evaluate_test else '-dev'}.npz",
              **{f"{k}_{f}": np.asarray(v[f]) for k, v in preds.items() for f in ("y", "prob", "ood", "files")})
     card = {
         "name": name, "classes": classes, "preprocessing": spec,
@@ -344,7 +347,7 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
         "data": data_description or "Kermany paediatric chest X-ray set, train/ folder only",
         "attribution": ATTRIBUTION,
         "split": {"by": "patient", "seed": seed, "fractions": [1 - val_frac - test_frac, val_frac, test_frac],
-                  **split_info, "test_files": preds.get("test", {}).get("files", [])},
+                  **split_info, "test_files": [items[i].path.name for i in te]},
         "training": {"seed": seed, "epochs_max": epochs, "epochs_run": len(history), "best_epoch": best_epoch,
                      "stopped": stopped, "patience": patience, "batch": batch, "lr": lr, "width": width,
                      "params": n_params, "pos_weight": round(pos_weight, 4), "threads": threads,
@@ -354,7 +357,7 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
         "onnx_bytes": onnx_path.stat().st_size,
     }
     card["metrics"] = evaluate_card(preds, thr)
-    card["ood"] = ood_report(model, {k: x_all[idx] for k, idx in (("val", va), ("test", te)) if len(idx)}, xva)
+    card["ood"] = ood_report(model, {k: x_all[idx] for k, idx in evald if len(idx)}, xva)
     write_card(card, out_dir)
     emit({"event": "done", "test": {k: card["metrics"].get("test", {}).get(k) for k in
                                     ("auroc", "auroc_ci", "sensitivity", "specificity")},
@@ -639,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jsonl", action="store_true", help="one JSON event per line")
     ap.add_argument("--from-checkpoint", help="skip training: finish from this saved best-weights file")
     ap.add_argument("--history-log", help="with --from-checkpoint: the run's --jsonl log, for the card's history")
+    ap.add_argument("--no-test", action="store_true",
+                    help="development export: do not evaluate the held-out test split")
     ap.add_argument("--card-only", action="store_true", help="rewrite the model card in --out from cached predictions")
     a = ap.parse_args(argv)
     if a.card_only:
@@ -661,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
                     if e.get("event") == "epoch"]
         train(a.data, a.out, a.name, size=a.size, width=a.width, seed=a.seed, epochs=a.epochs, patience=a.patience,
               batch=a.batch, lr=a.lr, threads=a.threads, max_minutes=a.max_minutes, emit=emit, cache=not a.no_cache,
-              from_checkpoint=a.from_checkpoint, resumed_history=hist)
+              from_checkpoint=a.from_checkpoint, resumed_history=hist, evaluate_test=not a.no_test)
     except pdata.DatasetError as e:
         print(f"lightbox xray-train: {e}", file=sys.stderr)
         return 2
