@@ -149,6 +149,8 @@ def analyse_pneumonia(study: Study, model_id: str, registry: Registry, ctx) -> R
                                          for g in (imaging.top_regions(heat) if peak > 0 else [])]
         notes.append(f"heatmap: class activation map (= Grad-CAM) of the pneumonia unit on the last conv block "
                      f"({cam.shape[0]}×{cam.shape[1]}), upsampled to the image")
+        if peak <= 0:
+            notes.append("the heatmap is empty: no image region raised the pneumonia score")
     else:
         notes.append(f"{OUTSIDE}: {r['ood_reason']}; no pneumonia label and no heatmap are given")
     if colour:
