@@ -494,6 +494,32 @@ def classifier_metrics(labels: Sequence[str], scores: Sequence[float] | None, ad
     return out
 
 
+def held_out_metrics(classes: Sequence[str], y_true: Sequence[int], probs, model_id: str | None = None,
+                     threshold: float | None = None, n_boot: int = 2000, seed: int = 0) -> dict:
+    """A training script's held-out set, scored exactly as ``lightbox evaluate`` scores a site's cases:
+    integer labels indexing ``classes`` and a (n, k) probability matrix. Gives the multi-class summary
+    (argmax) and, for a model with a positive class (its adapter, or the second of two classes), the
+    binary summary with AUROC and its bootstrap CI."""
+    classes = tuple(classes)
+    p = np.asarray(probs, float)
+    y = [classes[int(i)] for i in y_true]
+    ad = ADAPTERS.get(model_id or "")
+    if ad is None or set(ad.classes or classes) != set(classes):
+        ad = Adapter(model_id or "model", ("multiclass", "binary") if len(classes) > 2 else ("binary",),
+                     positive=classes[-1] if len(classes) == 2 else "", negative=classes[0] if len(classes) == 2 else "",
+                     classes=classes)
+    pos = classes.index(ad.positive) if ad.positive in classes else None
+    thr = float(threshold if threshold is not None else (ad.threshold if ad.threshold is not None else 0.5))
+    multi = Adapter(ad.model_id, ("multiclass",) + ad.kinds, positive=ad.positive, negative=ad.negative,
+                    classes=classes, probabilistic=ad.probabilistic)
+    pred = [classes[int(i)] for i in p.argmax(1)] if len(p) else []
+    out = classifier_metrics(y, p[:, pos] if pos is not None and len(p) else None, multi, thr, predicted=pred,
+                             n_boot=n_boot, seed=seed)
+    if "binary" in out:
+        out["binary"].pop("roc", None)  # a card keeps the numbers; the curve belongs to a report
+    return out
+
+
 def ef_metrics(ref: Sequence[float], est: Sequence[float]) -> dict:
     """Agreement (MAE, RMSE, R², bias, limits of agreement) and EF-category agreement."""
     ref_a, est_a = np.asarray(ref, float), np.asarray(est, float)

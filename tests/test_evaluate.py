@@ -288,3 +288,17 @@ def test_heart_sound_end_to_end_on_generated_wavs(tmp_path, store):
     assert ev["clinical"] is False and ev["runtime"] == "onnxruntime"
     assert len(store.studies()) == 6  # the same results the app would show
     assert any("AUROC" in line for line in E.summary_lines(ev))
+
+
+def test_held_out_metrics_match_a_local_validation():
+    """The training script's call and lightbox evaluate give the same numbers for the same cases."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 80)
+    p1 = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.2, 80), 0, 1)
+    probs = np.stack([1 - p1, p1], 1)
+    card = E.held_out_metrics(("normal", "abnormal"), y, probs, model_id="heart-sound", n_boot=300)
+    labels = ["abnormal" if v else "normal" for v in y]
+    local = E.classifier_metrics(labels, p1, E.ADAPTERS["heart-sound"], 0.5, n_boot=300)["binary"]
+    for k in ("auroc", "auroc_ci", "sensitivity", "specificity", "ppv", "npv", "confusion", "brier"):
+        assert card["binary"][k] == local[k], k
+    assert card["multiclass"]["confusion"][1][1] == local["confusion"][1][1]  # argmax == p >= 0.5 here
