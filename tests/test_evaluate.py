@@ -185,7 +185,7 @@ def test_resumes_from_the_journal_and_stores_results(tmp_path, store):
 
 
 def test_cancel_keeps_what_ran(tmp_path):
-    from inference.pipelines import Cancelled, JobContext
+    from inference.pipeline import Cancelled, JobContext
 
     names = [f"r{i}.wav" for i in range(10)]
     _files(tmp_path, names)
