@@ -302,3 +302,38 @@ def test_held_out_metrics_match_a_local_validation():
     for k in ("auroc", "auroc_ci", "sensitivity", "specificity", "ppv", "npv", "confusion", "brier"):
         assert card["binary"][k] == local[k], k
     assert card["multiclass"]["confusion"][1][1] == local["confusion"][1][1]  # argmax == p >= 0.5 here
+
+
+def test_cli_writes_files_stores_the_validation_and_never_imports_qt(tmp_path):
+    import subprocess
+    import sys
+
+    from app.store import Store
+    from app.validation import records
+    from inference.pcg.synth import heart_sound, write_wav
+    from tests.conftest import ROOT
+
+    rows = ["file,label"]
+    for i in range(4):
+        hs = heart_sound(duration_s=5.0, bpm=70, sr=2000, murmur=1.5 * (i % 2), seed=i)
+        write_wav(tmp_path / f"s{i}.wav", hs["audio"], hs["sr"])
+        rows.append(f"s{i}.wav,{i % 2}")
+    rows.append("gone.wav,0")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    db, out = tmp_path / "v.sqlite", tmp_path / "out"
+    code = ("import sys; from app.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'PySide6' not in sys.modules, 'Qt imported'; sys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", code, "evaluate", "heart-sound", str(tmp_path / "labels.csv"),
+                        "--out", str(out), "--db", str(db), "--boot", "100"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "heart-sound on 4 cases" in p.stdout and "AUROC" in p.stdout and "gone.wav: file not found" in p.stdout
+    assert "stored as heart-sound's local validation" in p.stdout
+    for name in (E.JSON_NAME, E.PDF_NAME, E.CASES_NAME, E.TABLE_NAME):
+        assert (out / name).stat().st_size > 0, name
+    st = Store(db)
+    assert records.phrase(st, "heart-sound").startswith("validated here on 4 cases: AUROC")
+    st.close()
+    bad = subprocess.run([sys.executable, "-m", "app.cli", "evaluate", "heart-sound", str(tmp_path / "none.csv")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "label file not found" in bad.stderr

@@ -11,6 +11,7 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
+from app.validation.cli import run_validation
 from inference import evaluate as E
 
 
@@ -21,24 +22,6 @@ def validatable_models(registry) -> list[str]:
         if mid in E.ADAPTERS or len(entry.outputs.get("classes") or ()) >= 2:
             out.append(mid)
     return out
-
-
-def run_validation(model_id: str, labels: str, out_dir: str | None, db_path, split: str | None, ctx,
-                   registry=None) -> dict:
-    """The worker's job (also what ``lightbox evaluate`` does): evaluate, write the PDF, store the record."""
-    from app.store import Store
-    from app.validation import records, report
-
-    store = Store(db_path)
-    try:
-        ev = E.evaluate(model_id, labels, out_dir, registry=registry, ctx=ctx, store=store, split=split or None)
-        pdf = Path(ev["out_dir"]) / E.PDF_NAME
-        report.build(ev, pdf)
-        ev["pdf"] = str(pdf)
-        ev["validation_id"] = records.save(store, ev, pdf=str(pdf))
-        return ev
-    finally:
-        store.close()
 
 
 class ValidateDialog(QDialog):
