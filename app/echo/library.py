@@ -127,9 +127,10 @@ def record_expert(store, estimate_id: int, expert: dict) -> dict[str, Any]:
         est = store.db["estimates"].get(estimate_id)
         if est["locked_at"] is None:
             raise ValueError("an estimate must be locked before the expert value is shown")
-        store.conn.execute("UPDATE estimates SET expert_ef=?, expert_delta=? WHERE id=?",
-                           (float(expert["expert_ef"]), float(est["ef_estimate"]) - float(expert["expert_ef"]),
-                            estimate_id))
+        store.conn.execute("UPDATE estimates SET expert_ef=?, expert_delta=?, revealed_at=COALESCE(revealed_at, ?) "
+                           "WHERE id=?", (float(expert["expert_ef"]),
+                                          float(est["ef_estimate"]) - float(expert["expert_ef"]), now_iso(),
+                                          estimate_id))
     return store.db["estimates"].get(estimate_id)
 
 
