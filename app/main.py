@@ -295,6 +295,8 @@ class MainWindow(QMainWindow):
             v.modality = modality
             v.request_analysis.connect(self.run_analysis)
             v.status_message.connect(lambda t: self.statusBar().showMessage(t, 8000))
+            if hasattr(v, "request_open"):  # e.g. the echo practice session's next loop
+                v.request_open.connect(lambda path, modality: self.open_path(path, modality or None))
             self.viewers[modality] = v
             self.stack.addWidget(v)
         return self.viewers[modality]

@@ -27,10 +27,14 @@ def _rows(store, sql: str, args=()) -> list[dict[str, Any]]:
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
-def locked_estimate(store, trainee_id: int, study_id: int) -> dict | None:
-    """The trainee's latest locked estimate for a study, or None."""
-    rows = _rows(store, "SELECT * FROM estimates WHERE trainee_id=? AND study_id=? AND locked_at IS NOT NULL "
-                       "ORDER BY id DESC LIMIT 1", (trainee_id, study_id))
+def locked_estimate(store, trainee_id: int, study_id: int, session_id: int | None = None) -> dict | None:
+    """The trainee's latest locked estimate for a study (within one practice session, when given), or None."""
+    q = "SELECT * FROM estimates WHERE trainee_id=? AND study_id=? AND locked_at IS NOT NULL"
+    args: list = [trainee_id, study_id]
+    if session_id is not None:
+        q += " AND session_id=?"
+        args.append(session_id)
+    rows = _rows(store, q + " ORDER BY id DESC LIMIT 1", args)
     return rows[0] if rows else None
 
 

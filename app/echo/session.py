@@ -242,3 +242,110 @@ class SessionSummaryDialog(QDialog):
 def ask_trainee(parent) -> str:
     name, ok = QInputDialog.getText(parent, "New trainee", "Trainee name:")
     return name.strip() if ok else ""
+
+
+class SessionMixin:
+    """The session half of EchoViewer: loops come one after another through the main window (the viewer
+    never reads files: it asks with ``request_open``), each timed from shown to locked."""
+
+    def _session_init(self) -> None:
+        from PySide6.QtCore import QElapsedTimer, QTimer
+
+        self.session: dict | None = None
+        self.session_i = 0
+        self.session_expect: int | None = None
+        self.session_clock = QElapsedTimer()
+        self.session_seconds: float | None = None  # frozen at the lock
+        self.session_summary_dialog = None
+        self.session_timer = QTimer(self)
+        self.session_timer.setInterval(1000)
+        self.session_timer.timeout.connect(self._session_label)
+        p = self.panel
+        p.import_set_btn.clicked.connect(self.import_teaching_set)
+        p.session_btn.clicked.connect(self.start_session_dialog)
+        p.next_loop.clicked.connect(self.next_loop)
+        p.end_session.clicked.connect(lambda: self.end_session())
+
+    def import_teaching_set(self) -> None:
+        ImportSetDialog(self, self.ctx).exec()
+
+    def start_session_dialog(self) -> None:
+        d = StartSessionDialog(self, self.ctx, self.panel.trainee.currentText())
+        if d.exec():
+            name, set_name, n = d.values()
+            if not name:
+                self.status_message.emit("A session needs a trainee name.")
+                return
+            self.start_session(name, set_name, n)
+
+    def start_session(self, trainee: str, set_name: str, n: int, seed: int | None = None) -> dict:
+        tid = self.set_trainee(trainee)
+        self.session = lib.start_session(self.ctx.store, tid, set_name, n, seed=seed)
+        self.session_i = 0
+        self.set_practice_mode(True)
+        self.panel.session_box.show()
+        self.panel.session_btn.setEnabled(False)
+        self.session_timer.start()
+        self._session_open()
+        return self.session
+
+    def _session_open(self) -> None:
+        sid = self.session["study_ids"][self.session_i]
+        row = self.ctx.store.study(sid)
+        self.session_expect, self.session_seconds = sid, None
+        self.session_clock.invalidate()
+        self._session_label()
+        self.request_open.emit(row["source_path"], "echo")
+
+    def _session_study_shown(self, study_id: int) -> None:
+        if self.session is not None and study_id == self.session_expect and not self.session_clock.isValid():
+            self.session_clock.start()
+            self._session_label()
+
+    def _session_locked(self, estimate_id: int) -> None:
+        if self.session is None or self.study_id != self.session_expect:
+            return
+        secs = self.session_clock.elapsed() / 1000.0 if self.session_clock.isValid() else None
+        self.session_seconds = secs
+        lib.lock_in_session(self.ctx.store, estimate_id, self.session["id"], secs if secs is not None else 0.0)
+        self._session_label()
+
+    def _session_label(self) -> None:
+        if self.session is None:
+            return
+        n = len(self.session["study_ids"])
+        if not self.session_clock.isValid():
+            txt = f"Loop {self.session_i + 1} of {n}: opening…"
+        else:
+            secs = self.session_seconds if self.session_seconds is not None else self.session_clock.elapsed() / 1000
+            txt = f"Loop {self.session_i + 1} of {n} · {int(secs) // 60}:{int(secs) % 60:02d}"
+            if self.session_seconds is not None:
+                txt += " · locked"
+        self.panel.session_label.setText(f"<b>{self.session['set_name']}</b> — {txt}")
+        last = self.session_i + 1 >= n
+        self.panel.next_loop.setText(("Finish ▸" if last else "Next loop ▸") if self.locked else "Skip ▸")
+
+    def next_loop(self) -> None:
+        if self.session is None:
+            return
+        self.session_i += 1
+        if self.session_i >= len(self.session["study_ids"]):
+            self.end_session()
+        else:
+            self._session_open()
+
+    def end_session(self, show_summary: bool = True):
+        if self.session is None:
+            return None
+        sid = self.session["id"]
+        lib.finish_session(self.ctx.store, sid)
+        self.session = None
+        self.session_expect = None
+        self.session_timer.stop()
+        self.panel.session_box.hide()
+        self.panel.session_btn.setEnabled(True)
+        if show_summary:
+            self.session_summary_dialog = SessionSummaryDialog(self, self.ctx.store, sid,
+                                                               self.panel.trainee.currentText())
+            self.session_summary_dialog.show()
+        return sid
