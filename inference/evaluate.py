@@ -53,6 +53,18 @@ EF_CUTOFFS_SOURCE = ("ASE/EACVI 2015 chamber quantification (Lang et al., J Am S
                      "Table 4), both sexes simplified to the lower female/male limit")
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mov", ".gif", ".dcm", ".dicom")
+SUBFOLDERS = ("Videos", "videos", "recordings", "images", "Images")
+
+
+def _suffixes(kind: str) -> tuple[str, ...]:
+    if kind == "ef":
+        return VIDEO_SUFFIXES
+    from .detect import all_extensions
+
+    out: list[str] = []
+    for exts in all_extensions().values():
+        out += [e for e in exts if e not in out and e not in (".dat", ".atr", ".xyz")]
+    return tuple(out)
 
 
 class LabelError(ValueError):
@@ -301,8 +313,10 @@ def read_labels(path: str | Path, split: str | None = None) -> LabelSet:
                          "fraction, %) or 'mask' (segmentation)")
     ccol, comcol, scol = col(("category",)), col(("comment", "comments", "note")), col(("split",))
     base = path.parent
-    search = [base / "Videos", base / "videos"] if kind == "ef" else []
-    suffixes = VIDEO_SUFFIXES if kind == "ef" else ()
+    # a name without its extension (FileList's FileName, PhysioNet's record ids) is looked for with the
+    # readers' extensions, beside the CSV and in the usual sub-folders
+    search = [base / sub for sub in SUBFOLDERS if (base / sub).is_dir()]
+    suffixes = _suffixes(kind)
     cases: list[Case] = []
     excluded = 0
     for i, r in enumerate(rows[1:], start=2):
