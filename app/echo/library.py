@@ -237,18 +237,22 @@ def _f(v, spec=".1f") -> str:
     return "–" if v is None or v != v else format(v, spec)
 
 
+def _loops(n: int) -> str:
+    return f"{n} loop{'s' if n != 1 else ''}"
+
+
 def summary_text(s: dict[str, Any]) -> str:
     a = s["vs_expert"]
     if not a["n"]:
-        return f"{s['n']} loops; none had an expert value."
-    txt = (f"{a['n']} loops against the expert: MAE {_f(a['mae'])} %-points, bias {_f(a['bias'], '+.1f')}, "
+        return f"{_loops(s['n'])}; none had an expert value."
+    txt = (f"{_loops(a['n'])} against the expert: MAE {_f(a['mae'])} %-points, bias {_f(a['bias'], '+.1f')}, "
            f"95 % limits of agreement {_f(a['loa_low'], '+.1f')} to {_f(a['loa_high'], '+.1f')}; "
-           f"category agreement {_f(100 * s['category_agreement'], '.0f')} % ({s['category_n']} loops)")
+           f"category agreement {_f(100 * s['category_agreement'], '.0f')} % ({_loops(s['category_n'])})")
     if s["seconds_total"]:
         txt += f"; {s['seconds_total'] / 60:.1f} min in all, median {_f(s['seconds_median'], '.0f')} s a loop"
     if s["ai_vs_expert"]["n"]:
         b = s["ai_vs_expert"]
-        txt += f". AI vs expert on {b['n']} loops: MAE {_f(b['mae'])}, bias {_f(b['bias'], '+.1f')}"
+        txt += f". AI vs expert on {_loops(b['n'])}: MAE {_f(b['mae'])}, bias {_f(b['bias'], '+.1f')}"
     return txt + "."
 
 

@@ -48,7 +48,9 @@ class EchoPanel(QWidget):
         row.addWidget(self.trainee, 1)
         row.addWidget(self.new_trainee)
         pl.addLayout(row)
-        self.practice = QCheckBox("Blinded practice: hide the AI and expert EF until my estimate is locked")
+        self.practice = QCheckBox("Blinded: hide the AI and expert EF until locked")
+        self.practice.setToolTip("Blinded practice: the AI EF, the expert EF and the LV overlay stay hidden until your "
+                                 "estimate is locked")
         pl.addWidget(self.practice)
         # a timed session through a teaching set (app.echo.session): shown while one runs
         self.session_box = QGroupBox("Practice session")
