@@ -658,7 +658,10 @@ def evaluate(model_id: str, labels_path: str | Path, out_dir: str | Path | None 
         elif labels.kind == "ef":
             v = o.get(adapter.value)
             if not isinstance(v, (int, float)):
-                failures.append(dict(base, error=f"the result has no {adapter.value}"))
+                gate = o.get("view_gate") if isinstance(o.get("view_gate"), dict) else {}
+                why = (f"EF not computed: view gate decision '{gate['decision']}' ({gate.get('method', '')})"
+                       if gate.get("decision") not in (None, "A4C") else f"the result has no {adapter.value}")
+                failures.append(dict(base, error=why))
                 continue
             ef_ref.append(c.value)
             ef_est.append(float(v))

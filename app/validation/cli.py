@@ -47,7 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", help="database to store results and the validation in (default: the app's)")
     p.add_argument("--no-store", action="store_true", help="write the files only; store nothing")
     p.add_argument("--boot", type=int, default=2000, help="bootstrap resamples for the AUROC interval")
+    p.add_argument("--a4c", action="store_true",
+                   help="echo: every loop is an apical 4-chamber view (e.g. EchoNet-Dynamic's own videos); "
+                        "recorded in each result as the operator's confirmation (LIGHTBOX_ECHO_VIEW=A4C)")
     args = p.parse_args(argv)
+    if args.a4c:
+        import os
+
+        os.environ["LIGHTBOX_ECHO_VIEW"] = "A4C"
 
     from inference.pipeline import JobContext
     from inference.registry import WeightsError
