@@ -120,3 +120,29 @@ def test_reveal_shows_expert_and_ai_when_both_exist(main_window, qtbot, teaching
     row = store.db["estimates"].get(eid)
     assert row["ai_ef"] == pytest.approx(42.4) and row["expert_ef"] == pytest.approx(61.3)
     assert row["session_id"] is None  # not in a session
+
+
+def test_pdf_withholds_the_expert_until_the_lock(main_window, qtbot, teaching_set, tmp_path):
+    import subprocess
+
+    from app.echo import library as lib
+    from app.report import build_report
+
+    store = main_window.ctx.store
+    lib.import_set(store, teaching_set, "Teaching C")
+    path = [c for c in lib.set_cases(store, "Teaching C") if c["name"] == "loopB.avi"][0]["source_path"]
+    main_window.open_path(path)
+    qtbot.waitUntil(lambda: main_window.study is not None, timeout=30000)
+    v = main_window.current_viewer()
+    v.set_trainee("Dr Pdf")
+    v.set_practice_mode(True)
+
+    def pdf_text(name):
+        build_report(main_window.study, store, main_window.study_id, tmp_path / name, extra=v.report_extra())
+        return subprocess.run(["pdftotext", str(tmp_path / name), "-"], capture_output=True, text=True).stdout
+
+    assert "28.7" not in pdf_text("before.pdf")
+    v.panel.estimate.setValue(35)
+    v.lock_estimate()
+    after = pdf_text("after.pdf").replace("\n", " ")
+    assert "expert 28.7 %" in after and "+6.3" in after

@@ -88,6 +88,9 @@ class ImportSetDialog(QDialog):
         self.job = None
         self.go.setEnabled(True)
         self.outcome = out
+        w = self.parent().window() if self.parent() is not None else None
+        if hasattr(w, "refresh_studies"):
+            w.refresh_studies()  # the loops are studies now
         fails = out["failures"]
         msg = (f"Set <b>{out['set']}</b>: {out['imported']} loops imported, {out['updated']} updated"
                + (f"; <span style='color:#e5534b'>{len(fails)} not imported</span>:<br>"
