@@ -60,7 +60,9 @@ def _as_2021_file(path) -> None:
         for layer in cfg["config"]["layers"]:
             act = layer["config"].get("activation")
             if isinstance(act, dict):  # tf_keras 2.21 writes {'class_name': 'function', 'config': name}
-                layer["config"]["activation"] = ADDONS_NAMES.get(act["config"], act["config"])
+                act = act["config"]
+            if isinstance(act, str):
+                layer["config"]["activation"] = ADDONS_NAMES.get(act, act)
             if layer["class_name"] in M.LAYER_NAMES:
                 layer["class_name"] = M.ADDONS + layer["class_name"]
         f.attrs["model_config"] = json.dumps(cfg)
@@ -213,7 +215,8 @@ def test_a_2021_style_file_naming_every_reference_object_loads_and_computes_the_
     with h5py.File(path, "r") as f:
         raw = f.attrs["model_config"]
     raw = raw.decode() if isinstance(raw, bytes) else raw
-    for name in ("Addons>gelu", "Addons>mish", "Addons>InstanceNormalization", "PoincareNormalize", '"lisht"'):
+    for name in ('"Addons>gelu"', '"Addons>mish"', '"Addons>lisht"', '"Addons>InstanceNormalization"',
+                 '"Addons>PoincareNormalize"', '"swish"'):
         assert name in raw  # the file really names them
     # without the reference's objects the file cannot be read (what Lightbox used to supply)
     with pytest.raises(Exception):
@@ -289,7 +292,7 @@ def test_2024_heads_decode_by_their_own_names(file_2024_keras3):
     assert d["age_head_raw"] == pytest.approx(float(ref["output_age_in_days_continuous"][1, 0]))
 
 
-def test_unknown_head_is_refused_by_name(tmp_path):
+def test_unknown_head_is_refused_by_name(tmp_path, registry):
     keras = _tf_keras()
     L = keras.layers
     inp = keras.Input((E.N_SAMPLES, len(E.LEADS)), name=E.INPUT_NAME)
@@ -304,6 +307,17 @@ def test_unknown_head_is_refused_by_name(tmp_path):
     with pytest.raises(H.HeadError, match="output_bmi_continuous"):
         E.decode({"output_survival_curve_af_survival_curve": np.full((1, 50), 0.9),
                   "output_bmi_continuous": np.zeros((1, 1))})
+    # in the app: a weights problem with the head's name, not a traceback
+    from inference.ecg import demo
+    from inference.ecg import pipeline as P
+    from inference.ecg import reader as R
+    from inference.pipeline import JobContext
+    from inference.registry import WeightsError
+
+    registry.install(p, "ecg2af", unofficial=True)
+    P.clear_cache()
+    with pytest.raises(WeightsError, match="output_bmi_continuous"):
+        P.analyse(R.read(demo.make(tmp_path / "demo")), "ecg2af", registry, JobContext())
 
 
 def test_known_head_with_the_wrong_width_is_refused(tmp_path):
@@ -361,3 +375,30 @@ def test_onnx_twin_with_swapped_output_names_is_caught(file_2021, tmp_path):
         node.input[:] = [{a: b, b: a}.get(v, v) for v in node.input]
     with pytest.raises(E.ModelFileError, match="output_af_in_read_categorical|output_sex_from_wide_categorical"):
         E.verify_onnx_twin(model, proto.SerializeToString())
+
+
+def test_pipeline_runs_a_keras3_2024_file_end_to_end(file_2024_keras3, registry, tmp_path):
+    """Install the Keras-3 2024-named file (unofficial), analyse a demo ECG with Keras and with the ONNX
+    twin: same decoded numbers, the 2024 heads shown as they are, the age head never as years."""
+    from inference.ecg import demo
+    from inference.ecg import pipeline as P
+    from inference.ecg import reader as R
+    from inference.pipeline import JobContext
+
+    path, _, _ = file_2024_keras3
+    registry.install(path, "ecg2af", unofficial=True)
+    study = R.read(demo.make(tmp_path))
+    P.clear_cache()
+    rk = P._analyse_ecg2af(study, "ecg2af", registry, JobContext(), prefer="keras")
+    assert rk.runtime == "keras" and rk.outputs["age_years"] is None
+    assert rk.outputs["death_risk_10y"] is not None and rk.outputs["heads"] == sorted(HEADS_2024)
+    assert any("no inverse" in n for n in rk.notes)
+    P.export_onnx(registry, "ecg2af")
+    ro = P._analyse_ecg2af(study, "ecg2af", registry, JobContext(), prefer="onnx")
+    assert ro.runtime == "onnxruntime"
+    for k in ("af_risk_5y", "death_risk_10y", "sex_male_probability", "af_in_read_probability", "age_head_raw"):
+        assert ro.outputs[k] == pytest.approx(rk.outputs[k], abs=1e-4), k
+    rows = dict(E.result_rows(rk.outputs))
+    assert "Death within 10 years (risk)" in rows and "Age (from ECG)" not in rows
+    assert "Age head (raw, no published scale)" in rows
+    P.clear_cache()

@@ -36,7 +36,7 @@ LAYER_NAMES = ("InstanceNormalization", "PoincareNormalize")
 
 
 def _tf():
-    from ..frameworks import import_tensorflow
+    from inference.frameworks import import_tensorflow
 
     return import_tensorflow()
 
