@@ -183,16 +183,16 @@ def test_colour_input_keeps_its_channels():
 def test_analysis_score_follows_the_reference(tmp_path, weight_files, demo_path):
     import torch
 
+    from inference.pipeline import JobContext
     from inference.registry import Registry
-    from inference.xray import pipeline
-    from inference.xray import reader
+    from inference.xray import pipeline, reader
 
     p = _reference_checkpoint(tmp_path / "pulmonary_anomaly_detector.pth", seed=4)
     reg = Registry()
     reg.install(weight_files[0], "vgg16-imagenet", unofficial=True)
     reg.install(p, "xray-anomaly", unofficial=True)
     study = reader.read(demo_path)
-    r = pipeline.analyse(study, "xray-anomaly", reg, _Ctx())
+    r = pipeline.analyse(study, "xray-anomaly", reg, JobContext())
     o = r.outputs
 
     # independent: the reference's input from the display pixels, the model's raw components, then
@@ -212,11 +212,3 @@ def test_analysis_score_follows_the_reference(tmp_path, weight_files, demo_path)
     assert o["flagged"] == (o["anomaly_score"] > 0.3483)  # the notebook: score > threshold
     assert o["_reference_auroc"] == pytest.approx(0.7177)
     assert any("AUROC 0.718" in n for n in r.notes)
-
-
-class _Ctx:
-    def progress(self, *_a, **_k):
-        pass
-
-    def check(self):
-        pass
