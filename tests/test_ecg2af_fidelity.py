@@ -256,8 +256,10 @@ def file_2024_keras3(tmp_path_factory):
     keras = _keras3()
     objs = M.custom_objects(keras, 3)
     model = _build_ml4h_graph(keras, objs, HEADS_2024, seed=2, gelu="gelu")
-    p = tmp_path_factory.mktemp("k3") / E.OFFICIAL_FILE
+    d = tmp_path_factory.mktemp("k3")
+    p = d / E.OFFICIAL_FILE
     model.save(str(p))
+    model.save(str(d / "ecg2af_quintuplet_like.keras"))  # the 2024 model is published as .keras
     x = _probe(2, seed=9)
     ref = dict(zip(model.output_names, (np.asarray(o) for o in model(x, training=False))))
     return p, x, ref
@@ -273,6 +275,18 @@ def test_keras3_saved_h5_loads_with_keras3_and_keeps_its_numbers(file_2024_keras
     assert info["generation"] == 3 and info["heads"].names == list(HEADS_2024)
     model = E.load_keras(path)
     got = dict(zip(model.output_names, (np.asarray(o) for o in model(x, training=False))))
+    for n in HEADS_2024:
+        np.testing.assert_allclose(got[n], ref[n], atol=1e-6, err_msg=n)
+    # the same model as a .keras archive, installed under the manifest's .h5 name: read by content
+    import shutil
+
+    renamed = path.parent / "renamed" / E.OFFICIAL_FILE
+    renamed.parent.mkdir(exist_ok=True)
+    shutil.copyfile(path.parent / "ecg2af_quintuplet_like.keras", renamed)
+    info = E.inspect_h5(renamed)
+    assert info["format"] == "keras" and info["heads"].names == list(HEADS_2024)
+    archive = E.load_keras(renamed)
+    got = dict(zip(archive.output_names, (np.asarray(o) for o in archive(x, training=False))))
     for n in HEADS_2024:
         np.testing.assert_allclose(got[n], ref[n], atol=1e-6, err_msg=n)
 

@@ -210,7 +210,6 @@ class ModelFileError(Exception):
 
 ADDON_LAYERS = {"InstanceNormalization", "PoincareNormalize", "Addons>InstanceNormalization",
                 "Addons>PoincareNormalize"}
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -226,7 +225,8 @@ def _read_config(path: Path) -> tuple[dict, str | None, str]:
     """(model config, keras_version, format) from an HDF5 (.h5) or Keras-3 zip (.keras) file,
     without building anything."""
     try:
-        head = path.open("rb").read(8)
+        with path.open("rb") as f:
+            head = f.read(8)
     except OSError as e:
         raise ModelFileError(f"{path.name} cannot be read ({e})") from None
     if head.startswith(ZIP_MAGIC):
