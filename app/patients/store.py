@@ -32,16 +32,19 @@ PATIENT_COLUMNS = ("external_id", "issuer", "name", "birth_date", "sex")
 def migrate(db) -> None:
     """The patients schema step (``db``: a sqlite_utils Database inside the store's migration transaction)."""
     conn: sqlite3.Connection = db.conn
-    conn.execute("""CREATE TABLE patients (
+    # idempotent: a database that already has any part of it (a half-renumbered development copy) is fine
+    conn.execute("""CREATE TABLE IF NOT EXISTS patients (
         id INTEGER PRIMARY KEY, external_id TEXT, issuer TEXT, name TEXT, birth_date TEXT, sex TEXT,
         identity_key TEXT, source TEXT, merged_into INTEGER REFERENCES patients(id),
         created_at TEXT, updated_at TEXT)""")
-    conn.execute("CREATE UNIQUE INDEX idx_patients_identity_key ON patients (identity_key) "
+    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS idx_patients_identity_key ON patients (identity_key) "
                  "WHERE identity_key IS NOT NULL")
+    have = {r[1] for r in conn.execute("PRAGMA table_info(studies)")}
     for col, typ in (("patient_id", "INTEGER REFERENCES patients(id)"), ("patient_source", "TEXT"),
                      ("study_date", "TEXT"), ("study_time", "TEXT"), ("accession", "TEXT")):
-        conn.execute(f"ALTER TABLE studies ADD COLUMN {col} {typ}")
-    conn.execute("CREATE INDEX idx_studies_patient_id ON studies (patient_id)")
+        if col not in have:
+            conn.execute(f"ALTER TABLE studies ADD COLUMN {col} {typ}")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_studies_patient_id ON studies (patient_id)")
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('export_salt', ?)", (secrets.token_hex(16),))
     for sid, meta in conn.execute("SELECT id, metadata FROM studies").fetchall():
         try:
