@@ -301,6 +301,11 @@ def _read_dicom_checked(path: Path) -> tuple[np.ndarray, float, dict, list[str]]
     meta = {"container": "dicom", "codec": str(getattr(hdr, "file_meta", {}).get("TransferSyntaxUID", "")),
             "photometric": photometric, "fps_source": fps_src,
             "manufacturer": str(hdr.get("Manufacturer", "")), "sop_class": str(hdr.get("SOPClassUID", ""))}
+    from ..patients import identity_from_dicom
+
+    ident = identity_from_dicom(hdr).as_dict()
+    if len(ident) > 1:  # more than its source
+        meta["patient"] = ident
     sp = _dicom_spacing_cm(hdr)
     if sp and not (sp["region"][2] < w and sp["region"][3] < h):
         notes.append("ultrasound region calibration does not fit the image size; areas shown uncalibrated")

@@ -376,10 +376,13 @@ def _read_dicom_checked(path: Path) -> Study:
         "spacing_source": spacing_source,
         "view_position": view,
         "body_part": str(ds.get("BodyPartExamined", "") or ""),
-        "study_date": str(ds.get("StudyDate", "") or ""),
-        "patient_id": str(ds.get("PatientID", "") or ""),
         "value_range": [float(image.min()), float(image.max())],
     }
+    from ..patients import identity_from_dicom
+
+    ident = identity_from_dicom(ds).as_dict()
+    if len(ident) > 1:  # more than its source
+        metadata["patient"] = ident
     return Study("xray", str(path), sha256_file(path), name or path.name, metadata,
                  {"image": image, "display": display}, notes)
 
