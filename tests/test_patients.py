@@ -154,3 +154,30 @@ def test_filter_and_group():
     assert [(g[0]["id"] if g[0] else None, [r["id"] for r in g[1]]) for g in groups] == [
         (9, [4]), (5, [2, 1]), (None, [3])]
     assert patient_label(groups[1][0]) == "DOE, JOHN · ID PID-1" and patient_label(None) == UNASSIGNED
+
+
+def test_a_still_image_is_not_a_cine_loop(tmp_path):
+    """A one-frame GIF opens in the image viewer (X-ray), never as an echo 'loop' with nothing to play;
+    asked for as echo it is refused with the reason. A real GIF loop stays an echo."""
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from inference.detect import detect_modality, open_study
+    from inference.study import ReadError
+
+    g = np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1))
+    still = tmp_path / "still.gif"
+    Image.fromarray(g).save(still)
+    assert detect_modality(still) == "xray"
+    s = open_study(still)
+    assert s.modality == "xray" and s.data["display"].shape == (48, 64)
+    assert any("not as a cine loop" in n for n in s.notes)
+    with pytest.raises(ReadError, match="single still image, not a cine loop"):
+        open_study(still, "echo")
+    loop = tmp_path / "loop.gif"
+    imgs = [Image.fromarray(np.roll(g, i, axis=1)) for i in range(4)]
+    imgs[0].save(loop, save_all=True, append_images=imgs[1:], duration=40, loop=0)
+    assert detect_modality(loop) == "echo"
+    with pytest.raises(ReadError, match="cine loop, not a radiograph"):
+        open_study(loop, "xray")
