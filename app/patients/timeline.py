@@ -190,7 +190,7 @@ class TrendPlot(QWidget):
 
     def __init__(self, metric: str, points: list[tuple[str, float, int, str]], parent: QWidget | None = None):
         super().__init__(parent)
-        self.metric = metric
+        self.metric_name = metric
         self.points = sorted(points)
         self.setMinimumSize(260, 140)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
@@ -208,7 +208,7 @@ class TrendPlot(QWidget):
         p.setFont(small)
         fm = QFontMetrics(small)
         p.setPen(QColor(TEXT))
-        p.drawText(QRectF(8, 4, self.width() - 16, 16), Qt.AlignLeft, f"{self.metric} over time")
+        p.drawText(QRectF(8, 4, self.width() - 16, 16), Qt.AlignLeft, f"{self.metric_name} over time")
         l, r, t, b = 40.0, self.width() - 16.0, 26.0, self.height() - 22.0
         xs = [_ordinal(d) for d, *_ in self.points]
         ys = [v for _, v, _, _ in self.points]
