@@ -92,7 +92,7 @@ class StudyBrowser(QWidget):
         self.tree.setWordWrap(True)
         self.tree.setUniformRowHeights(False)
         self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.tree.setTextElideMode(Qt.ElideMiddle)
+        self.tree.setTextElideMode(Qt.ElideRight)
         self.tree.itemActivated.connect(self._activated)
         self.tree.itemClicked.connect(self._activated)
         self.tree.setContextMenuPolicy(Qt.CustomContextMenu)
@@ -135,6 +135,8 @@ class StudyBrowser(QWidget):
         it.setIcon(0, modality_icon(r["modality"]))
         it.setData(0, ROLE_STUDY, r["id"])
         tip = [r.get("source_path") or ""]
+        if r.get("key_text"):
+            tip.append(r["key_text"])
         if r.get("study_date"):
             tip.append(f"study date {r['study_date']}" + (f" {r['study_time']}" if r.get("study_time") else ""))
         else:
@@ -163,7 +165,7 @@ class StudyBrowser(QWidget):
                 top = QTreeWidgetItem([f"{label}  ({n})"])
                 top.setFont(0, bold)
                 top.setData(0, ROLE_PATIENT, head["id"] if head else None)
-                top.setToolTip(0, "Right-click: timeline, correct details, merge" if head else
+                top.setToolTip(0, f"{label}\nRight-click: timeline, correct details, merge" if head else
                                "Studies whose file names no patient: right-click one to assign it")
                 if head is None:
                     top.setForeground(0, QBrush(QColor(MUTED)))

@@ -8,14 +8,15 @@ import datetime as _dt
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QScrollArea,
-                               QSizePolicy, QTableWidget, QTableWidgetItem, QToolTip, QVBoxLayout, QWidget)
+                               QSizePolicy, QSplitter, QTableWidget, QTableWidgetItem, QToolTip, QVBoxLayout,
+                               QWidget)
 
 from app.patients.model import Entry, entries, trends
 from app.theme import ACCENT, MODALITY_COLOURS, MUTED, PANEL, TEXT, WARN
 from inference.patients import patient_label
 from inference.study import MODALITIES, MODALITY_TITLES
 
-ROW_H = 58
+ROW_H = 50
 GUTTER = 118
 PAD_R = 150
 
@@ -209,7 +210,7 @@ class TrendPlot(QWidget):
         fm = QFontMetrics(small)
         p.setPen(QColor(TEXT))
         p.drawText(QRectF(8, 4, self.width() - 16, 16), Qt.AlignLeft, f"{self.metric_name} over time")
-        l, r, t, b = 40.0, self.width() - 16.0, 26.0, self.height() - 22.0
+        l, r, t, b = 34.0, self.width() - 22.0, 30.0, self.height() - 22.0
         xs = [_ordinal(d) for d, *_ in self.points]
         ys = [v for _, v, _, _ in self.points]
         x0, x1 = min(xs), max(xs)
@@ -226,11 +227,8 @@ class TrendPlot(QWidget):
         p.drawLine(QPointF(l, b), QPointF(r, b))
         p.drawLine(QPointF(l, t), QPointF(l, b))
         p.setPen(QColor(MUTED))
-        for v in (y0 + pad, y1 - pad):
-            q = pt(x0, v)
-            p.drawText(QRectF(0, q.y() - 8, l - 4, 16), Qt.AlignRight | Qt.AlignVCenter, f"{v:.3g}")
         p.drawText(QRectF(l - 30, b + 3, 90, 16), Qt.AlignLeft, self.points[0][0])
-        p.drawText(QRectF(r - 60, b + 3, 60, 16), Qt.AlignRight, self.points[-1][0])
+        p.drawText(QRectF(r - 90, b + 3, 100, 16), Qt.AlignRight, self.points[-1][0])
         colour = QColor(MODALITY_COLOURS.get(self.points[0][3], ACCENT))
         path = QPainterPath(pt(xs[0], ys[0]))
         for x, y in zip(xs[1:], ys[1:]):
@@ -243,7 +241,7 @@ class TrendPlot(QWidget):
             q = pt(x, y)
             p.drawEllipse(q, 3.5, 3.5)
             p.setPen(QColor(TEXT))
-            label = f"{y:.0f}" if abs(y) >= 10 else f"{y:.2f}"
+            label = f"{y:.0f}" if abs(y) >= 10 or self.metric_name.endswith("%") else f"{y:.2f}"
             p.drawText(QRectF(q.x() - 30, q.y() - 6 - fm.height(), 60, fm.height()), Qt.AlignHCenter, label)
             p.setPen(QPen(colour, 2))
 
@@ -274,28 +272,41 @@ class PatientTimeline(QWidget):
         self.edit_btn.clicked.connect(lambda: self.patient_id is not None and self.edit_requested.emit(self.patient_id))
         head.addWidget(self.edit_btn, 0, Qt.AlignTop)
         lay.addLayout(head)
+        split = QSplitter(Qt.Vertical)  # the reader decides how much room each part gets
         self.canvas = TimelineCanvas()
         self.canvas.study_activated.connect(self.study_activated)
-        lay.addWidget(self.canvas)
+        canvas_scroll = QScrollArea()
+        canvas_scroll.setWidgetResizable(True)
+        canvas_scroll.setWidget(self.canvas)
+        split.addWidget(canvas_scroll)
         self.trend_box = QWidget()
         self.trend_lay = QHBoxLayout(self.trend_box)
         self.trend_lay.setContentsMargins(0, 0, 0, 0)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.trend_box)
-        scroll.setFixedHeight(172)
+        scroll.setMinimumHeight(110)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
         self.trend_scroll = scroll
-        lay.addWidget(scroll)
+        split.addWidget(scroll)
         self.table = QTableWidget(0, len(self.COLS))
         self.table.setHorizontalHeaderLabels(self.COLS)
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.Stretch)
+        hh = self.table.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.ResizeToContents)
+        hh.setSectionResizeMode(3, QHeaderView.Stretch)
+        hh.setSectionResizeMode(4, QHeaderView.Stretch)
+        self.table.setWordWrap(True)
+        self.table.setMinimumHeight(120)
         self.table.cellDoubleClicked.connect(lambda r, _c: self.study_activated.emit(self.items[::-1][r].study_id))
-        lay.addWidget(self.table, 1)
+        split.addWidget(self.table)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        split.setStretchFactor(2, 2)
+        self.split = split
+        lay.addWidget(split, 1)
 
     def set_patient(self, patient_id: int) -> None:
         self.patient_id = patient_id
@@ -312,6 +323,10 @@ class PatientTimeline(QWidget):
         self.subtitle.setText(f"{patient_label(p)} · {len(self.items)} stud{'y' if len(self.items) == 1 else 'ies'}"
                               + (f" · {min(days)} – {max(days)} · {', '.join(mods)}" if days else ""))
         self.canvas.set_entries(self.items)
+        # the whole time axis, the trends, then the table in what is left
+        total = max(self.split.height(), 500)
+        axis = self.canvas.sizeHint().height() + 4
+        self.split.setSizes([axis, 176, max(140, total - axis - 176)])
         while self.trend_lay.count():
             w = self.trend_lay.takeAt(0).widget()
             if w is not None:
