@@ -181,3 +181,29 @@ def test_a_still_image_is_not_a_cine_loop(tmp_path):
     assert detect_modality(loop) == "echo"
     with pytest.raises(ReadError, match="cine loop, not a radiograph"):
         open_study(loop, "xray")
+
+
+def test_ecg_readers_fill_identity_from_wfdb_and_hdf5(tmp_path):
+    import h5py
+    import numpy as np
+    import wfdb
+
+    from inference.ecg.demo import synth_ecg
+    from inference.ecg.reader import LEADS, read, write_ml4h_hd5
+
+    sig = synth_ecg(seconds=10.0, fs=500)
+    wfdb.wrsamp("rec", fs=500, units=["mV"] * 12, sig_name=list(LEADS), p_signal=sig.T, fmt=["16"] * 12,
+                adc_gain=[200.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path),
+                comments=["patient_id: W-77", "name: ROE^JANE", "dob: 1970-01-02"], base_date=dt.date(2021, 3, 4), base_time=dt.time(9, 30))
+    st = read(tmp_path / "rec.hea")
+    p = st.metadata["patient"]
+    assert (p["external_id"], p["name"], p["birth_date"], p["study_date"]) == ("W-77", "ROE, JANE", "1970-01-02",
+                                                                              "2021-03-04")
+    h = write_ml4h_hd5(tmp_path / "e.hd5", sig, 500)
+    with h5py.File(h, "a") as f:
+        f.attrs["patient_id"] = "H-5"
+        f.attrs["acquisition_date"] = "20200202"
+    p = read(h).metadata["patient"]
+    assert p["external_id"] == "H-5" and p["study_date"] == "2020-02-02" and p["source"] == "HDF5 attributes"
+    plain = write_ml4h_hd5(tmp_path / "plain.hd5", sig, 500)
+    assert "patient" not in read(plain).metadata  # nothing in the file: unassigned

@@ -560,17 +560,21 @@ def read(path) -> Study:
     raise ReadError(path, f"'{ext}' is not an ECG format Lightbox reads ({' '.join(EXTENSIONS)})")
 
 
-def write_ml4h_hd5(path: str | Path, signal_mv: np.ndarray, fs: float = MODEL_FS, text: str = "") -> Path:
+def write_ml4h_hd5(path: str | Path, signal_mv: np.ndarray, fs: float = MODEL_FS, text: str = "",
+                   attrs: dict | None = None) -> Path:
     """Write a 12-lead ECG (rows in LEADS order, mV) in the ML4H layout ECG2AF reads.
 
     Strips are stored in µV (ML4H convention) with ``units`` and ``sampling_frequency`` attributes,
-    plus ``ecg_rest_text/instance_0`` (ML4H's ECG tensor maps read it before the strips).
+    plus ``ecg_rest_text/instance_0`` (ML4H's ECG tensor maps read it before the strips). ``attrs``: file
+    attributes (e.g. ``patient_id``, ``patient_name``: the reader's patient identity).
     """
     import h5py
 
     path = Path(path)
     sig = np.asarray(signal_mv, dtype=np.float64)
     with h5py.File(path, "w") as f:
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
         g = f.create_group(ML4H_GROUP)
         for i, name in enumerate(LEADS):
             if np.isnan(sig[i]).all():
