@@ -389,11 +389,16 @@ def _num(v: Any) -> float | None:
     return f if f == f and abs(f) != float("inf") else None
 
 
+def _model(r: Any) -> str:
+    return str(getattr(r, "model_id", None) or (r.get("model_id") if isinstance(r, Mapping) else "") or "").lower()
+
+
 def _latest_with(results: list, pred) -> tuple[Any, Any] | None:
+    """The newest result with an output ``pred(key, value, model_id)`` accepts, and that key."""
     for r in reversed(results):
         o = _outputs(r)
         for k, v in o.items():
-            if not str(k).startswith("_") and pred(str(k), v):
+            if not str(k).startswith("_") and pred(str(k), v, _model(r)):
                 return r, k
     return None
 
@@ -415,7 +420,7 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
             used.append(r)
 
     if modality == "echo":
-        hit = _latest_with(results, lambda k, v: k == "LVEF_whole_video_%" and _num(v) is not None)
+        hit = _latest_with(results, lambda k, v, m: k == "LVEF_whole_video_%" and _num(v) is not None)
         if hit:
             r, k = hit
             ef = _num(_outputs(r)[k])
@@ -426,20 +431,21 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
                 labels["EF category"] = str(cat)
             use(r)
     elif modality == "ecg":
-        hit = _latest_with(results, lambda k, v: k in _RHYTHM_KEYS and isinstance(v, str) and v)
+        hit = _latest_with(results, lambda k, v, m: isinstance(v, str) and bool(v) and (
+            k in _RHYTHM_KEYS or ("rhythm" in m and k in ("class", "label", "prediction"))))
         if hit:
             r, k = hit
             labels["rhythm"] = str(_outputs(r)[k])
             parts.append(f"rhythm {labels['rhythm']}")
             use(r)
-        hit = _latest_with(results, lambda k, v: k == "af_risk_5y" and _num(v) is not None)
+        hit = _latest_with(results, lambda k, v, m: k == "af_risk_5y" and _num(v) is not None)
         if hit:
             r, k = hit
             v = _num(_outputs(r)[k])
             parts.append(f"AF risk 5 y {100 * v:.0f} %")
             metrics["AF risk 5 y %"] = round(100 * v, 2)
             use(r)
-        hit = _latest_with(results, lambda k, v: k == "heart_rate_bpm" and _num(v) is not None)
+        hit = _latest_with(results, lambda k, v, m: k == "heart_rate_bpm" and _num(v) is not None)
         if hit:
             r, k = hit
             v = _num(_outputs(r)[k])
@@ -447,8 +453,8 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
             metrics["heart rate /min"] = v
             use(r)
     elif modality == "xray":
-        hit = _latest_with(results, lambda k, v: "pneumonia" in k.lower() and (_num(v) is not None)
-                           and 0.0 <= _num(v) <= 1.0)
+        hit = _latest_with(results, lambda k, v, m: (_num(v) is not None) and 0.0 <= _num(v) <= 1.0 and (
+            "pneumonia" in k.lower() or ("pneumonia" in m and k in ("probability", "p", "score"))))
         if hit:
             r, k = hit
             v = _num(_outputs(r)[k])
@@ -458,7 +464,7 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
             lab = _outputs(r).get("label") or _outputs(r).get("prediction")
             if isinstance(lab, str) and lab:
                 labels["pneumonia"] = lab
-        hit = _latest_with(results, lambda k, v: k == "anomaly_score" and _num(v) is not None)
+        hit = _latest_with(results, lambda k, v, m: k == "anomaly_score" and _num(v) is not None)
         if hit:
             r, k = hit
             o = _outputs(r)
@@ -470,7 +476,7 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
                 labels["risk band"] = str(band)
             use(r)
     elif modality == "pcg":
-        hit = _latest_with(results, lambda k, v: k == "class" and isinstance(v, str) and v)
+        hit = _latest_with(results, lambda k, v, m: k == "class" and isinstance(v, str) and bool(v))
         if hit:
             r, k = hit
             o = _outputs(r)
@@ -480,7 +486,7 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
             use(r)
     elif modality == "endo":
         fs = [f for f in findings if (f.get("status") or "proposed") != "rejected"]
-        hit = _latest_with(results, lambda k, v: k == "findings_count" and _num(v) is not None)
+        hit = _latest_with(results, lambda k, v, m: k == "findings_count" and _num(v) is not None)
         if fs or hit:
             n = len(fs) if fs else int(_num(_outputs(hit[0])["findings_count"]))
             confirmed = sum(1 for f in fs if f.get("status") == "confirmed")

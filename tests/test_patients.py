@@ -207,3 +207,10 @@ def test_ecg_readers_fill_identity_from_wfdb_and_hdf5(tmp_path):
     assert p["external_id"] == "H-5" and p["study_date"] == "2020-02-02" and p["source"] == "HDF5 attributes"
     plain = write_ml4h_hd5(tmp_path / "plain.hd5", sig, 500)
     assert "patient" not in read(plain).metadata  # nothing in the file: unassigned
+
+
+def test_key_results_read_generic_keys_of_rhythm_and_pneumonia_models():
+    k = key_result("ecg", [_r("ecg-rhythm", {"class": "AF", "probabilities": {"AF": 0.9}})])
+    assert k.labels == {"rhythm": "AF"}
+    k = key_result("xray", [_r("xray-pneumonia", {"probability": 0.33, "label": "PNEUMONIA"})])
+    assert k.metrics == {"P(pneumonia)": 0.33} and k.labels == {"pneumonia": "PNEUMONIA"}

@@ -44,6 +44,7 @@ class StudyBrowser(QWidget):
         self.store = store
         self.current_study: int | None = None
         self.rows: list[dict] = []
+        self._keys: dict[int, tuple] = {}  # study id -> (results signature, key result text)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(3)
@@ -104,6 +105,12 @@ class StudyBrowser(QWidget):
         """Re-read the studies and their key results from the store, then show them filtered."""
         rows = self.store.studies()
         for r in rows:
+            # a study's results are parsed again only when they changed (a refresh follows every analysis)
+            sig = (r.get("n_results"), r.get("last_result_at"), r.get("last_model"))
+            cached = self._keys.get(r["id"])
+            if cached is not None and cached[0] == sig and r["modality"] != "endo":  # endo: findings change too
+                r["key_text"] = cached[1]
+                continue
             try:
                 results = self.store.results(r["id"]) if r.get("n_results") else []
                 findings = self.store.findings(r["id"]) if r["modality"] == "endo" else ()
@@ -111,6 +118,7 @@ class StudyBrowser(QWidget):
             except Exception:  # a damaged row must not empty the list
                 k = None
             r["key_text"] = k.text if k else ""
+            self._keys[r["id"]] = (sig, r["key_text"])
         self.rows = rows
         self.apply()
 
