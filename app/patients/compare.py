@@ -87,7 +87,10 @@ class CompareWindow(QWidget):
         self.studies[i] = study
         v = self.viewers[i]
         v.set_study(study, self.ids[i])
-        v.set_result(self.ctx.store.latest_result(self.ids[i]))
+        try:
+            v.set_result(self.ctx.store.latest_result(self.ids[i]))
+        except Exception as e:  # a stored result this viewer cannot draw: the images still compare
+            self.status.setText(f"{study.name}: stored result not shown ({type(e).__name__}: {e})")
         if all(s is not None for s in self.studies):
             self.status.setText("Linked: " + {"echo": "play, frame steps and slider",
                                               "xray": "zoom, pan and window/level",
