@@ -66,6 +66,11 @@ def phi_files(tmp_path_factory):
         img = np.full((96, 128, 3), (40, 60, 170), np.uint8) + rng.integers(0, 40, (96, 128, 3), dtype=np.uint8)
         cv2.imwrite(str(frames / f"f{i:03d}.png"), img)
     out["endo"] = frames
+    from inference.pcg import demo as pdemo
+
+    wav = pdemo.make(d / "pcg")
+    out["pcg"] = d / f"{NAME[0]}_{NAME[1]}_apex.wav"  # a heart sound named after the patient (no header)
+    out["pcg"].write_bytes(wav.read_bytes())
     return out
 
 
@@ -116,10 +121,12 @@ def _store_all(store, files):
                                          {"comment": note, "_hidden": PID}, False, notes=[note])])
         store.add_finding(sids[m], label="note", note=note, source="symptoms-note", time_s=0.0)
         sids[m, "study"] = st
-    st = open_study(files["endo"], "endo")
-    sids["endo"] = store.save(st)
-    sids["endo", "study"] = st
-    store.assign_study(sids["endo"], store.study(sids["xray"])["patient_id"])
+    pid = store.study(sids["xray"])["patient_id"]
+    for m in ("endo", "pcg"):  # no identity in the file: filed under the patient by hand
+        st = open_study(files[m], m)
+        sids[m] = store.save(st)
+        sids[m, "study"] = st
+        store.assign_study(sids[m], pid)
     store.add_finding(sids["endo"], label="polyp", note=f"location: caecum; seen by {NAME[1]}'s request",
                       source="polyp-seg", time_s=0.04, frame_index=1, confidence=0.9, box=[0.1, 0.1, 0.3, 0.3])
     return sids
@@ -127,14 +134,14 @@ def _store_all(store, files):
 
 def test_readers_link_all_three_dicoms_to_one_patient(store, phi_files):
     sids = _store_all(store, phi_files)
-    pids = {store.study(sids[m])["patient_id"] for m in ("xray", "ecg", "echo", "endo")}
+    pids = {store.study(sids[m])["patient_id"] for m in ("xray", "ecg", "echo", "endo", "pcg")}
     assert len(pids) == 1 and None not in pids
     p = store.patient(pids.pop())
     assert (p["name"], p["external_id"], p["birth_date"]) == ("TESTPERSON, ALICE MARIANNE", PID, "1961-04-17")
     assert store.study(sids["ecg"])["study_date"] == "2024-01-31" and store.study(sids["ecg"])["accession"] == ACC
 
 
-@pytest.mark.parametrize("modality", ["xray", "ecg", "echo"])
+@pytest.mark.parametrize("modality", ["xray", "ecg", "echo", "pcg"])
 def test_anonymised_pdf_has_no_phi(store, phi_files, tmp_path, drawn_text, modality):
     sids = _store_all(store, phi_files)
     study, sid = sids[modality, "study"], sids[modality]
@@ -147,7 +154,9 @@ def test_anonymised_pdf_has_no_phi(store, phi_files, tmp_path, drawn_text, modal
     text = _pdf_text(anon)
     assert _found(text) == [], _found(text)
     assert _found("\n".join(drawn_text)) == []
-    assert re.search(r"(XR|ECG|ECHO)-[A-Z2-7]{8}", text)  # the study code stands in
+    assert re.search(r"(XR|ECG|ECHO|PCG)-[A-Z2-7]{8}", text)  # the study code stands in
+    if modality == "pcg":  # the waveform figure's title was the file name: now the code
+        assert any(re.match(r"PCG-[A-Z2-7]{8} — ", t) for t in drawn_text)
 
 
 def test_anonymised_table_has_no_phi(store, phi_files, tmp_path):
