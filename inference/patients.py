@@ -17,9 +17,11 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import hashlib
+import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 UNASSIGNED = "unassigned"
 REMOVED = "[removed]"
@@ -132,7 +134,7 @@ class Identity:
         return {k: v for k, v in asdict(self).items() if v}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "Identity":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Identity:
         d = d or {}
         return cls(**{k: str(d.get(k) or "") for k in cls.__dataclass_fields__})
 
@@ -274,7 +276,7 @@ PHI_KEYS = {"patient", "patientid", "patientname", "patientbirthdate", "birthdat
 # keys that hold where a file lives (a folder may be named after the patient): anonymised exports drop them
 PATH_KEYS = {"source", "sourcepath", "path", "file", "files", "folder", "directory"}
 
-_MONTHS = ("January February March April May June July August September October November December").split()
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
 
 
 def date_variants(iso: str) -> list[str]:
@@ -386,7 +388,7 @@ def _num(v: Any) -> float | None:
         f = float(v)
     except (TypeError, ValueError):
         return None
-    return f if f == f and abs(f) != float("inf") else None
+    return f if math.isfinite(f) else None
 
 
 def _model(r: Any) -> str:

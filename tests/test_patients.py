@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 
-from inference.patients import (UNASSIGNED, Identity, KeyResult, Scrubber, StudyFilter, date_variants, deltas,
-                                group_by_patient, identity_from_attrs, identity_from_dicom, identity_from_metadata,
-                                identity_from_wfdb, iso_date, key_result, patient_code, patient_label, person_name,
-                                study_code, study_day)
+from inference.patients import (
+    UNASSIGNED,
+    Identity,
+    KeyResult,
+    Scrubber,
+    StudyFilter,
+    date_variants,
+    deltas,
+    group_by_patient,
+    identity_from_attrs,
+    identity_from_dicom,
+    identity_from_metadata,
+    identity_from_wfdb,
+    iso_date,
+    key_result,
+    patient_code,
+    patient_label,
+    person_name,
+    study_code,
+    study_day,
+)
 from inference.results import Result
 
 
@@ -185,7 +202,6 @@ def test_a_still_image_is_not_a_cine_loop(tmp_path):
 
 def test_ecg_readers_fill_identity_from_wfdb_and_hdf5(tmp_path):
     import h5py
-    import numpy as np
     import wfdb
 
     from inference.ecg.demo import synth_ecg

@@ -77,13 +77,13 @@ def phi_files(tmp_path_factory):
 def _pdf_text(pdf: Path) -> str:
     raw = pdf.read_bytes()
     parts = [raw.decode("latin-1")]
-    for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", raw, re.S):
+    for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", raw, re.DOTALL):
         try:
             parts.append(zlib.decompress(m.group(1)).decode("latin-1"))
         except zlib.error:
             pass
     if shutil.which("pdftotext"):
-        parts.append(subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout)
+        parts.append(subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=False).stdout)
     return "\n".join(parts)
 
 

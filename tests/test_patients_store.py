@@ -111,6 +111,10 @@ def test_assign_merge_and_correct(store):
         store.update_patient(p2, birth_date="not a date")
     with pytest.raises(StoreError):
         store.add_patient()
+    # a patient typed in without an ID, given one later: a file with that ID finds it
+    p4 = store.add_patient(name="LATE, ID")
+    store.update_patient(p4, external_id="P4")
+    assert store.study(store.save(_st(11, external_id="P4")))["patient_id"] == p4
     # every identity an anonymised export must remove: the file's, the patient's, the merged one's
     names = {i.name for i in store.identities_of(a)}
     assert {"DOE, JON", "DOE, JOHN A"} <= names

@@ -15,7 +15,15 @@ import dataclasses
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.patients.model import study_key
 from inference import paths
@@ -136,7 +144,7 @@ class CompareWindow(QWidget):
         if src.frames is None or dst.frames is None or dst.timer.isActive():
             return
         t = src.canvas.index / max(1, len(src.frames) - 1)
-        dst.show_frame(int(round(t * (len(dst.frames) - 1))))
+        dst.show_frame(round(t * (len(dst.frames) - 1)))
 
     def toggle_play(self) -> None:
         a, b = self.viewers
@@ -177,8 +185,8 @@ class CompareWindow(QWidget):
 def compare_pdf(studies, store, ids, path, extras=None) -> str:
     """Prior and current in one PDF: the key results and their change first, then each study's own
     report section under its date."""
-    from reportlab.platypus import PageBreak, Paragraph, Spacer
     from reportlab.lib.units import mm
+    from reportlab.platypus import PageBreak, Paragraph, Spacer
 
     from app.modalities import report_module
     from app.patients.export import patient_line
@@ -193,7 +201,7 @@ def compare_pdf(studies, store, ids, path, extras=None) -> str:
     table_rows.append(["Study", prior.name, cur.name, ""])
     table_rows.append(["Key result", keys[0].text if keys[0] else "not analysed",
                        keys[1].text if keys[1] else "not analysed", ", ".join(deltas(keys[0], keys[1])) or "—"])
-    metrics = sorted(set((keys[0].metrics if keys[0] else {})) | set((keys[1].metrics if keys[1] else {})))
+    metrics = sorted(set(keys[0].metrics if keys[0] else {}) | set(keys[1].metrics if keys[1] else {}))
     for m in metrics:
         a = keys[0].metrics.get(m) if keys[0] else None
         b = keys[1].metrics.get(m) if keys[1] else None

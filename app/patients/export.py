@@ -13,12 +13,22 @@ import csv
 import dataclasses
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from inference.atomic import atomic_path
-from inference.patients import (PATH_KEYS, PHI_KEYS, Identity, Scrubber, identity_from_metadata, key_result,
-                                patient_code, study_code, study_day)
+from inference.patients import (
+    PATH_KEYS,
+    PHI_KEYS,
+    Identity,
+    Scrubber,
+    identity_from_metadata,
+    key_result,
+    patient_code,
+    study_code,
+    study_day,
+)
 from inference.results import NOT_CLINICAL, Result, jsonable
 from inference.study import MODALITY_TITLES, Study
 

@@ -134,9 +134,8 @@ class PatientsMixin:
                     issuer: str = "") -> int:
         """A patient typed in by the user. With an ID it is the patient files with that ID link to (an
         existing patient with that ID is returned instead of a second one)."""
-        from inference.patients import iso_date
-
         from app.store import StoreError
+        from inference.patients import iso_date
 
         name, external_id = name.strip(), external_id.strip()
         if not (name or external_id):
@@ -160,14 +159,13 @@ class PatientsMixin:
 
     def update_patient(self, patient_id: int, **fields: Any) -> None:
         """Correct a patient's name, ID, birth date or sex (the identity key the files match stays)."""
-        from inference.patients import iso_date
-
         from app.store import StoreError
+        from inference.patients import iso_date
 
         bad = set(fields) - set(PATIENT_COLUMNS)
         if bad:
             raise StoreError(f"not a patient field: {', '.join(sorted(bad))}")
-        if "birth_date" in fields and fields["birth_date"]:
+        if fields.get("birth_date"):
             d = iso_date(fields["birth_date"])
             if not d:
                 raise StoreError(f"'{fields['birth_date']}' is not a date (YYYY-MM-DD)")
@@ -178,6 +176,12 @@ class PatientsMixin:
         with self.transaction():
             if self.patient(patient_id) is None:
                 raise StoreError(f"no patient #{patient_id}")
+            p = self.patient(patient_id) or {}
+            if not p.get("identity_key") and fields.get("external_id"):
+                # a patient typed in without an ID gets one: files with that ID find it from now on
+                key = Identity(external_id=fields["external_id"], issuer=fields.get("issuer", p.get("issuer") or "")).key()
+                if key and resolve_key(self.conn, key) is None:
+                    fields["identity_key"] = key
             fields["updated_at"] = now_iso()
             self.conn.execute(f"UPDATE patients SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
                               [*fields.values(), patient_id])

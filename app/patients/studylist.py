@@ -8,12 +8,29 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLineEdit, QMenu, QMessageBox, QTreeWidget,
-                               QTreeWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLineEdit,
+    QMenu,
+    QMessageBox,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.theme import MUTED, WARN
 from app.widgets.icons import modality_icon
-from inference.patients import StudyFilter, group_by_patient, iso_date, key_result, patient_label, study_day
+from inference.patients import (
+    StudyFilter,
+    group_by_patient,
+    iso_date,
+    key_result,
+    patient_label,
+    study_day,
+)
 from inference.study import MODALITIES, MODALITY_TITLES
 
 ROLE_STUDY = Qt.UserRole
@@ -272,10 +289,12 @@ class StudyBrowser(QWidget):
             return
         c = d.chosen()
         if isinstance(c, tuple):
+            from app.store import StoreError
+
             v = c[1]
             try:
                 pid = self.store.add_patient(**v)
-            except Exception as e:
+            except StoreError as e:
                 QMessageBox.warning(self, "Lightbox", str(e))
                 return
             self._assign(study_id, pid)
