@@ -260,3 +260,51 @@ def test_compare_ecg_aligns_the_two_papers(qtbot, store, tmp_path):
     assert b.speed == a.speed
     cw.close()
     ctx.jobs.wait(10000)
+
+
+def test_assign_merge_and_correct_through_the_list(qtbot, filled, monkeypatch):
+    from app.patients import dialogs
+    from app.patients.studylist import StudyBrowser
+
+    store, ids = filled
+    b = StudyBrowser(store)
+    qtbot.addWidget(b)
+    b.refresh()
+    doe = store.study(ids["e1"])["patient_id"]
+    roe = store.study(ids["x1"])["patient_id"]
+    # the pick dialog: search hides others, a typed new patient wins over the list
+    d = dialogs.PickPatientDialog(store.patients(), "t", "p")
+    qtbot.addWidget(d)
+    d.search.setText("roe")
+    shown = [d.list.item(i) for i in range(d.list.count()) if not d.list.item(i).isHidden()]
+    assert len(shown) == 1
+    d.list.setCurrentItem(shown[0])
+    assert d.chosen() == roe
+    d.form.name.setText("NEW, PERSON")
+    d.form.birth_date.setText("31.12.1999")
+    assert d.chosen()[0] == "new" and d.form.problem() == ""
+    d.form.birth_date.setText("someday")
+    assert "not a date" in d.form.problem()
+    # assign the loose heart sound to a new patient typed in the dialog
+    monkeypatch.setattr(dialogs.PickPatientDialog, "exec",
+                        lambda self: (self.form.name.setText("NEW, PERSON"), True)[1])
+    b.assign_dialog(ids["u1"])
+    new = store.study(ids["u1"])["patient_id"]
+    assert store.patient(new)["name"] == "NEW, PERSON"
+    # correct a name
+    monkeypatch.setattr(dialogs.EditPatientDialog, "exec",
+                        lambda self: (self.form.name.setText("DOE, JOHNNY"), True)[1])
+    b.edit_dialog(doe)
+    assert store.patient(doe)["name"] == "DOE, JOHNNY"
+    # merge the new patient into ROE
+    def pick_roe(self):
+        for i in range(self.list.count()):
+            if self.list.item(i).data(256) == roe:
+                self.list.setCurrentRow(i)
+        return True
+
+    monkeypatch.setattr(dialogs.PickPatientDialog, "exec", pick_roe)
+    b.merge_dialog(new)
+    assert store.study(ids["u1"])["patient_id"] == roe
+    tops = [b.tree.topLevelItem(i).text(0) for i in range(b.tree.topLevelItemCount())]
+    assert any(t.startswith("DOE, JOHNNY") for t in tops) and not any("NEW, PERSON" in t for t in tops)
