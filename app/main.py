@@ -6,17 +6,18 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QListWidget,
-                               QListWidgetItem, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSizePolicy,
-                               QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QPushButton, QSizePolicy, QStackedWidget)
 
 from app.context import AppContext
 from app.jobs import Jobs
+from app.patients.window import PatientsWindowMixin
 from app.store import Store
 from app.theme import STYLESHEET
 from app.modalities import viewer_class
 from app.widgets.viewer_base import ViewerBase
-from app.widgets.icons import app_icon, modality_icon
+from app.widgets.icons import app_icon
+from app.validation.records import phrase as validation_phrase
 from app.widgets.results import ResultsPanel
 from inference import __version__, paths
 from inference.detect import all_extensions, open_study
@@ -29,7 +30,7 @@ from inference.study import MODALITY_TITLES, Study
 log = logging.getLogger(__name__)
 
 
-class MainWindow(QMainWindow):
+class MainWindow(PatientsWindowMixin, QMainWindow):
     def __init__(self, store: Store, registry: Registry | None = None):
         super().__init__()
         self.setWindowTitle(f"Lightbox {__version__}")
@@ -53,14 +54,7 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(self.welcome)
         self.setCentralWidget(self.stack)
 
-        self.study_list = QListWidget()
-        self.study_list.setObjectName("studyList")
-        self.study_list.itemActivated.connect(self._study_activated)
-        self.study_list.itemClicked.connect(self._study_activated)
-        self.study_list.setMinimumWidth(200)
-        self.study_list.setWordWrap(True)
-        self.study_list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.study_list.setTextElideMode(Qt.ElideMiddle)
+        self.study_list = self._make_study_list()  # grouped by patient, searched and filtered
         d = QDockWidget("Studies", self)
         d.setObjectName("studiesDock")
         d.setWidget(self.study_list)
@@ -71,6 +65,7 @@ class MainWindow(QMainWindow):
         self.results.setMaximumWidth(460)  # the viewer keeps the room; long texts wrap
         self.results.run_requested.connect(self.run_analysis)
         self.results.model_changed.connect(self._model_changed)
+        self.results.validation = lambda mid, sha=None: validation_phrase(self.ctx.store, mid, sha)
         d = QDockWidget("Results", self)
         d.setObjectName("resultsDock")
         d.setWidget(self.results)
@@ -150,10 +145,12 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&Models")
         self._act(m, "&Install weights file…", "Ctrl+I", self.install_weights)
         self._act(m, "&Weights status", None, self.show_weights)
+        self._act(m, "&Validate on my cases…", None, self.validate_models)
         m = mb.addMenu("&View")
         self._act(m, "Show &studies", "Ctrl+1", lambda: self.studies_dock.setVisible(not self.studies_dock.isVisible()))
         self._act(m, "Show &results", "Ctrl+2", lambda: self.results_dock.setVisible(not self.results_dock.isVisible()))
         self._act(m, "&Full screen", "F11", lambda: self.showNormal() if self.isFullScreen() else self.showFullScreen())
+        self._make_patients_menu(mb)
         m = mb.addMenu("&Help")
         self._act(m, "&About Lightbox", None, self.about)
 
@@ -216,27 +213,8 @@ class MainWindow(QMainWindow):
 
     # -- studies ------------------------------------------------------------------------------
     def refresh_studies(self) -> None:
-        self.study_list.clear()
-        for row in self.ctx.store.studies():
-            if row["last_model"]:
-                ai = f"{row['last_model']}" + ("" if row["last_clinical"] else " · NOT CLINICAL")
-            else:
-                ai = "not analysed"
-            date = (row["opened_at"] or "")[:16].replace("T", " ")
-            it = QListWidgetItem(modality_icon(row["modality"]), f"{row['name']}\n{date} · {ai}")
-            it.setData(Qt.UserRole, row["id"])
-            it.setToolTip(row["source_path"])
-            self.study_list.addItem(it)
-            if row["id"] == self.study_id:
-                it.setSelected(True)
-
-    def _study_activated(self, item: QListWidgetItem) -> None:
-        sid = item.data(Qt.UserRole)
-        if sid == self.study_id:
-            return
-        row = self.ctx.store.study(sid)
-        if row:
-            self.open_path(row["source_path"], modality=row["modality"])
+        self.study_list.current_study = self.study_id
+        self.study_list.refresh()
 
     def open_dialog(self) -> None:
         exts = sorted({e for v in all_extensions().values() for e in v})
@@ -292,6 +270,8 @@ class MainWindow(QMainWindow):
             v.modality = modality
             v.request_analysis.connect(self.run_analysis)
             v.status_message.connect(lambda t: self.statusBar().showMessage(t, 8000))
+            if hasattr(v, "request_open"):  # e.g. the echo practice session's next loop
+                v.request_open.connect(lambda path, modality: self.open_path(path, modality or None))
             self.viewers[modality] = v
             self.stack.addWidget(v)
         return self.viewers[modality]
@@ -307,7 +287,10 @@ class MainWindow(QMainWindow):
             w.setSizePolicy(pol, pol)
         self.stack.setCurrentWidget(v)
         QTimer.singleShot(0, self._keep_viewer_wide)  # after the new panels have laid themselves out
-        self.setWindowTitle(f"{study.name} — {MODALITY_TITLES[study.modality]} — Lightbox {__version__}")
+        who = self.patient_title(study_id)
+        self.setWindowTitle(f"{study.name} — {MODALITY_TITLES[study.modality]}{' — ' + who if who else ''}"
+                            f" — Lightbox {__version__}")
+        self.study_list.set_current(study_id)
         self.results.set_models(models_for(study.modality) or v.model_ids())
         self.results.set_extra(v.result_widget())
         stored = self.ctx.store.latest_result(study_id, self.results.current_model())
@@ -369,24 +352,6 @@ class MainWindow(QMainWindow):
         self.refresh_studies()
 
     # -- reports and weights ------------------------------------------------------------------
-    def export_pdf(self, path: str | None = None) -> None:
-        if self.study is None:
-            self.message("Open a study first.")
-            return
-        if not path:
-            default = str(paths.exports_dir() / f"{Path(self.study.name).stem}.pdf")
-            path, _ = QFileDialog.getSaveFileName(self, "Export PDF report", default, "PDF (*.pdf)")
-            if not path:
-                return
-        from app.report import build_report
-
-        study, sid, store = self.study, self.study_id, self.ctx.store
-        v = self.current_viewer()
-        extra = v.report_extra() if v and hasattr(v, "report_extra") else {}
-        self.ctx.jobs.start("Writing PDF", lambda ctx: build_report(study, store, sid, path, extra=extra),
-                            on_result=lambda p: self.message(f"Report written: {p}"),
-                            on_error=lambda msg: self.message(msg, error=True))
-
     def install_weights(self) -> None:
         f, _ = QFileDialog.getOpenFileName(self, "Install weights file", str(Path.home()))
         if not f:
@@ -403,9 +368,18 @@ class MainWindow(QMainWindow):
 
     def show_weights(self) -> None:
         lines = [f"<b>{s.entry.title}</b> ({s.entry.id}): {STATUS_LABEL[s.status]}<br>"
-                 f"<small>{s.message}</small>" for s in self.ctx.registry.states(cached_only=True)]
+                 f"<small>{s.message}<br>{validation_phrase(self.ctx.store, s.entry.id, s.sha256)}</small>"
+                 for s in self.ctx.registry.states(cached_only=True)]
         QMessageBox.information(self, "Weights", "<br><br>".join(lines)
                                 + f"<br><br>Weights folder: {self.ctx.registry.weights_dir}")
+
+    def validate_models(self) -> None:
+        from app.validation.dialog import ValidateDialog
+
+        d = ValidateDialog(self.ctx, self, model_id=self.results.current_model())
+        d.validated.connect(lambda _mid: self.results.refresh_state())
+        d.show()
+        self._validate_dialog = d  # kept alive while its worker runs
 
     def about(self) -> None:
         QMessageBox.about(self, "About Lightbox",

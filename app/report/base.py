@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+from xml.sax.saxutils import escape
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -62,16 +63,18 @@ def latest(results: Iterable[Result], model_id: str | None = None, needs: str | 
     return None
 
 
-def provenance_table(results: Iterable[Result]) -> Table:
+def provenance_table(results: Iterable[Result], validation: Callable[[Result], str] | None = None) -> Table:
     """One block per result: model, runtime/device, time and status, then the full weights sha256
-    on its own line, so every number in the report traces to a stored result row."""
+    on its own line (and, given ``validation``, what this site's own validation of the model says),
+    so every number in the report traces to a stored result row."""
     rows: list[list[Any]] = [["Result", "Model", "Runtime / device", "Computed", "Status"]]
     spans = []
     for r in results:
         rows.append([f"#{r.id}" if r.id else "-", r.model_id, f"{r.runtime} / {r.device}",
                      f"{r.created.replace('T', ' ')} · {r.seconds:.2f} s",
                      (NOT_CLINICAL if not r.clinical else "official weights" if r.weights_sha256 else "no weights needed")])
-        rows.append([Paragraph(f"weights sha256 {r.weights_sha256 or '(no weights: signal analysis)'}", MONO),
+        local = f" · {validation(r)}" if validation else ""
+        rows.append([Paragraph(f"weights sha256 {r.weights_sha256 or '(no weights: signal analysis)'}{local}", MONO),
                      "", "", "", ""])
         spans.append(("SPAN", (0, len(rows) - 1), (-1, len(rows) - 1)))
     t = table(rows, col_widths=[16 * mm, 34 * mm, 52 * mm, 44 * mm, 40 * mm])
@@ -109,7 +112,11 @@ def figure(fig_or_png: Any, width_mm: float) -> Image:
     return img
 
 
-def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesize=None) -> None:
+def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesize=None, patient: str = "",
+              anonymised: str = "", validation: Callable[[Result], str] | None = None) -> None:
+    """``patient``: the identity line under the title ("Patient: DOE, JOHN · ID … · born …"); ``anonymised``:
+    the line that stands for it in an anonymised report (study code, patient code) — then the file's path
+    and hash are left out too. ``validation``: what this site's own validation of each result's model says."""
     pagesize = pagesize or A4
     non_clinical = any(not r.clinical for r in results)
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -139,13 +146,19 @@ def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesi
             canvas.drawString(x, y + 1, NOT_CLINICAL)
         canvas.restoreState()
 
-    head = [Paragraph(title, H1),
-            Paragraph(f"Source: {study.source}<br/>Modality: {MODALITY_TITLES[study.modality]} · "
-                      f"file sha256 {study.sha256}", SMALL), Spacer(1, 3 * mm)]
+    head = [Paragraph(escape(title), H1)]
+    if anonymised:
+        head.append(Paragraph(f"{escape(anonymised)}<br/>Modality: {MODALITY_TITLES[study.modality]}", SMALL))
+    else:
+        if patient:
+            head.append(Paragraph(f"<b>{escape(patient)}</b>", BODY))
+        head.append(Paragraph(f"Source: {escape(study.source)}<br/>Modality: {MODALITY_TITLES[study.modality]} · "
+                              f"file sha256 {study.sha256}", SMALL))
+    head.append(Spacer(1, 3 * mm))
     if non_clinical:
         head.append(Paragraph(f"<font color='#c62828'><b>{NOT_CLINICAL}</b>: computed with non-official or not "
                               "clinically validated weights — for software testing and teaching only.</font>", BODY))
-    tail = [Spacer(1, 5 * mm), KeepTogether([Paragraph("Provenance", H2), provenance_table(results)])] if results else []
+    tail = [Spacer(1, 5 * mm), KeepTogether([Paragraph("Provenance", H2), provenance_table(results, validation)])] if results else []
     with atomic_path(path) as tmp:
         doc = SimpleDocTemplate(str(tmp), pagesize=pagesize, leftMargin=12 * mm, rightMargin=12 * mm,
                                 topMargin=(26 if non_clinical else 16) * mm,  # room for the stamp under the header
