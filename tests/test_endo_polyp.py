@@ -290,3 +290,30 @@ def test_real_kvasir_frames_are_segmented(registry):
         p = cv2.resize(r.prob, m.shape[::-1]) >= 128
         dice.append(dice_iou(p, m)[0])
     assert found >= 0.8 * len(items) and np.mean(dice) > 0.5
+
+
+def test_live_mode_uses_the_bundled_model_and_draws_its_mask(main_window, qtbot, tmp_path):
+    import cv2
+
+    from app.endo.frames import mask_to_qimage
+    from inference.endo import demo
+
+    imgs, masks = _blob_frames(40, seed=9)
+    clip = demo.write_video(tmp_path / "blob.mp4", [cv2.resize(f, (128, 128)) for f in imgs], fps=25)
+    main_window.open_path(clip)
+    qtbot.waitUntil(lambda: main_window.study is not None, timeout=20000)
+    v = main_window.current_viewer()
+    try:
+        v.set_live(True)
+        v.play()
+        qtbot.waitUntil(lambda: v.live_model is not None and v.live_slot.taken >= 3, timeout=20000)
+        v.pause()
+        qtbot.wait(200)
+        v._drain_live()
+        assert v.live_model.entry.id == "endo-polyp-lightbox"
+        assert "endo-polyp-lightbox" in v.live_label.text() and "analysed" in v.live_label.text()
+    finally:
+        v.set_live(False)
+        v.shutdown()
+    q = mask_to_qimage(masks[0])
+    assert q is not None and q.width() == 64 and mask_to_qimage(np.zeros((8, 8), np.uint8)) is None
