@@ -103,7 +103,7 @@ def resize_all(imgs: np.ndarray, size: int) -> np.ndarray:
 
 # -- training --------------------------------------------------------------------------------------
 def train(data: dict, out_dir: str | Path, name: str = NAME, *, size: int = 160, seed: int = 2020,
-          epochs: int = 14, patience: int = 14, batch: int = 16, lr: float = 3e-3, threads: int = 1,
+          epochs: int = 24, patience: int = 24, batch: int = 16, lr: float = 3e-3, threads: int = 1,
           negatives_per_epoch: int = 200, max_minutes: float = 0.0, widths=(16, 32, 64, 128),
           emit: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
     """Train on data['split'] == 'train', early-stop on validation Dice, export ONNX. Returns a dict
@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=NAME)
     ap.add_argument("--size", type=int, default=160, help="model input size (px)")
     ap.add_argument("--cache-size", type=int, default=192, help="size frames are cached at (px)")
-    ap.add_argument("--epochs", type=int, default=14)
-    ap.add_argument("--patience", type=int, default=14)
+    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--patience", type=int, default=24)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=2020)
