@@ -391,3 +391,189 @@ def test_numpy_scalars_load_with_weights_only(tmp_path):
     p = tmp_path / "ck_False.pt"
     with pytest.raises(pickle.UnpicklingError):
         torch.load(str(p), map_location="cpu", weights_only=True)
+
+
+# ==================================================================================================
+# The pipeline against the oracle
+# ==================================================================================================
+@pytest.fixture
+def probes(registry, tmp_path, monkeypatch):
+    """Both EchoNet models 'installed' (placeholder files) and run by probe networks."""
+    from inference.echo import pipeline as pipe
+
+    for mid in ("echonet-ef", "echonet-seg"):
+        f = tmp_path / f"{mid}.placeholder"
+        f.write_bytes(mid.encode())
+        registry.install(f, mid, unofficial=True)
+    ef, seg = ProbeEF(), ProbeSeg()
+    monkeypatch.setattr(pipe, "runtime_for",
+                        lambda reg, mid: (ef if mid == "echonet-ef" else seg, reg.require(mid)))
+    monkeypatch.setenv("LIGHTBOX_ECHO_VIEW", "A4C")
+    monkeypatch.delenv("LIGHTBOX_ECHO_MAX_CLIPS", raising=False)
+    return ef, seg
+
+
+def _analyse(path_or_study, registry, **options):
+    from inference.detect import open_study
+    from inference.echo import pipeline as pipe
+    from inference.pipeline import JobContext
+
+    study = open_study(path_or_study) if not hasattr(path_or_study, "data") else path_or_study
+    study.data["echo_options"] = options
+    return study, pipe.analyse(study, "echonet-ef", registry, JobContext())
+
+
+def _oracle_everything(decoded: np.ndarray, ef: ProbeEF):
+    """The reference's numbers for a loop whose frames (as the reference loads them) are ``decoded``."""
+    v = oracle_normalise(decoded)
+    masks = ProbeSeg.logits(np.transpose(v, (1, 0, 2, 3)))[:, 0] > 0
+    size = masks.reshape(len(decoded), -1).sum(axis=1)
+    es = oracle_systole(size)
+    whole, preds = oracle_all_clips_ef(decoded, lambda clip: ef.value(clip)[0])
+    beats = oracle_beats(es, preds)
+    return v, size, es, whole, preds, beats
+
+
+def test_112_avi_reaches_the_network_unchanged_and_numbers_match(probes, registry, tmp_path):
+    from inference.echo import pipeline as pipe
+
+    ef, seg = probes
+    path = write_avi(tmp_path / "echonet_format.avi", beating_loop(150))
+    decoded = cv2_decode(path)
+    v, size, es, whole, preds, beats = _oracle_everything(decoded, ef)
+    assert len(es) >= 3 and len(beats) >= 2  # the generated loop beats visibly
+
+    study, r = _analyse(path, registry, all_clips=True)
+    o = r.outputs
+    # segmentation saw every frame exactly as the reference normalises it; no crop, no resize
+    np.testing.assert_array_equal(np.stack(seg.seen), np.transpose(v, (1, 0, 2, 3)))
+    assert o[pipe.K_CROP] == [0, 0, 112, 112] and "unchanged" in o[pipe.K_INPUT]
+    assert "input: native" in r.provenance() and "approximate normalisation" in r.provenance()
+    # every clip the EF network saw is the reference's clip, in start order
+    assert [int(s) for s in r.arrays["clip_starts"]] == list(preds)
+    for clip, s in zip(ef.seen, preds):
+        np.testing.assert_array_equal(clip, oracle_clip(v, s))
+    np.testing.assert_allclose(r.arrays["clip_ef"], [preds[s] for s in preds], rtol=0, atol=1e-4)
+    assert o[pipe.K_EF] == pytest.approx(round(whole, 1), abs=0.051)
+    assert o[pipe.K_CLIPS] == f"{len(preds)} of {len(preds)} (all, as the reference)"
+    # systole, beats and beat-by-beat EF follow the reference
+    assert o[pipe.K_ES] == [e + 1 for e in es]
+    assert [(b["es"], b["clip_start"]) for b in o[pipe.K_BEATS]] == [(e, s) for e, s, _ in beats]
+    assert o[pipe.K_EF_BEATS] == [round(p, 1) for _, _, p in beats]
+    assert o[pipe.K_EF_BBB] == pytest.approx(round(float(np.mean([p for *_, p in beats])), 1), abs=0.051)
+    assert o[pipe.K_RULE].startswith("reference")
+
+
+def test_cpu_default_is_bounded_and_says_k_of_n(probes, registry, tmp_path):
+    from inference.echo import pipeline as pipe
+
+    ef, _ = probes
+    path = write_avi(tmp_path / "loop.avi", beating_loop(150))
+    _, _, es, _, preds, beats = _oracle_everything(cv2_decode(path), ef)
+    study, r = _analyse(path, registry)
+    starts = [int(s) for s in r.arrays["clip_starts"]]
+    k = max(pipe.DEFAULT_MAX_CLIPS, len(beats))
+    assert r.outputs[pipe.K_CLIPS] == f"{k} of {len(preds)}" and len(starts) == k
+    assert {s for _, s, _ in beats} <= set(starts)  # every beat clip is among them
+    np.testing.assert_allclose(r.arrays["clip_ef"], [preds[s] for s in starts], rtol=0, atol=1e-4)
+    assert r.outputs[pipe.K_EF] == pytest.approx(round(float(np.mean([preds[s] for s in starts])), 1), abs=0.051)
+    assert any(f"{k} of the {len(preds)} clips" in n for n in r.notes)
+    assert r.outputs[pipe.K_CLIP_S] > 0
+
+
+def test_short_loop_is_zero_padded_like_the_reference(probes, registry, tmp_path):
+    from inference.echo import pipeline as pipe
+
+    ef, _ = probes
+    path = write_avi(tmp_path / "short.avi", beating_loop(40))
+    decoded = cv2_decode(path)
+    whole, preds = oracle_all_clips_ef(decoded, lambda clip: ef.value(clip)[0])
+    assert list(preds) == [0, 1]
+    _, r = _analyse(path, registry, all_clips=True)
+    v = oracle_pad(oracle_normalise(decoded))
+    for clip, s in zip(ef.seen, preds):
+        np.testing.assert_array_equal(clip, oracle_clip(v, s))
+    assert not ef.seen[1][:, -1].any()  # the last frame of clip 1 is frame 63: a zero (mean-colour) frame
+    assert r.outputs[pipe.K_EF] == pytest.approx(round(whole, 1), abs=0.051)
+    assert r.outputs[pipe.K_CLIPS] == "2 of 2 (all, as the reference)"
+
+
+def test_dicom_loop_gets_the_reference_conversion(probes, registry):
+    pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    from inference.detect import open_study
+    from inference.echo import pipeline as pipe
+
+    ef, seg = probes
+    study = open_study(get_testdata_file("examples_ybr_color.dcm"))
+    assert study.metadata["input_path"] == "reference-dicom"
+    converted = oracle_dicom(study.data["frames"])
+    v = oracle_normalise(converted)
+    whole, preds = oracle_all_clips_ef(converted, lambda clip: ef.value(clip)[0])
+    _, r = _analyse(study, registry, all_clips=True)
+    np.testing.assert_array_equal(np.stack(seg.seen), np.transpose(v, (1, 0, 2, 3)))
+    assert r.outputs[pipe.K_EF] == pytest.approx(round(whole, 1), abs=0.051)
+    assert r.outputs[pipe.K_INPUT].startswith("reference DICOM conversion")
+    assert "input: reference-dicom" in r.provenance()
+    # the region the viewer outlines is the region converted
+    x0, y0, x1, y1 = r.outputs[pipe.K_CROP]
+    assert x1 - x0 == y1 - y0 and x1 <= study.data["frames"].shape[2]
+
+
+def test_full_size_video_is_labelled_as_lightbox_sector_crop(probes, registry, tmp_path):
+    from inference.echo import demo
+    from inference.echo import pipeline as pipe
+
+    path = demo.write(tmp_path / "phantom.mp4", demo.frames()[:70])
+    _, r = _analyse(path, registry)
+    assert r.outputs[pipe.K_INPUT].startswith("Lightbox sector crop")
+    assert "input: sector" in r.provenance()
+
+
+def test_lightbox_rule_stays_available_and_labelled(probes, registry, tmp_path):
+    from inference.echo import pipeline as pipe
+
+    path = write_avi(tmp_path / "loop.avi", beating_loop(150))
+    _, r = _analyse(path, registry, beat_rule="lightbox")
+    assert r.outputs[pipe.K_RULE].startswith("Lightbox's alternative")
+    assert all(b["ed"] < b["es"] < b["ed_next"] for b in r.outputs[pipe.K_BEATS])
+
+
+@pytest.mark.slow
+def test_reference_checkpoints_end_to_end(registry, tmp_path, monkeypatch):
+    """The real architectures, from checkpoints written exactly as the reference's training writes
+    them (legacy format, cuda storages, numpy 1.x scalar, DataParallel keys, optimiser + scheduler):
+    Lightbox loads them with weights_only and its numbers equal the oracle's on the same loop."""
+    import torch
+
+    from inference.echo import echonet as E
+    from inference.echo import pipeline as pipe
+
+    ck_ef, ef_model, saved = reference_checkpoint("ef", tmp_path / "r2plus1d_18_32_2_pretrained.pt")
+    model, info = E.load_model("ef", ck_ef)
+    assert info["r2"] == pytest.approx(float(saved["r2"])) and type(info["r2"]) is float
+    assert (info["frames"], info["period"], info["epoch"]) == (32, 2, 0)
+    ck_seg, seg_model, _ = reference_checkpoint("seg", tmp_path / "deeplabv3_resnet50_random.pt")
+    registry.install(ck_ef, "echonet-ef", unofficial=True)
+    registry.install(ck_seg, "echonet-seg", unofficial=True)
+    ck_ef.unlink()
+    ck_seg.unlink()
+    monkeypatch.setenv("LIGHTBOX_ECHO_VIEW", "A4C")
+    monkeypatch.setenv("LIGHTBOX_FORCE_CPU", "1")
+    pipe.clear_cache()
+    path = write_avi(tmp_path / "loop.avi", beating_loop(40))  # short: padded, 2 clips (CPU time)
+    decoded = cv2_decode(path)
+    with torch.inference_mode():
+        whole, preds = oracle_all_clips_ef(decoded, lambda clip: ef_model(torch.from_numpy(clip)).item())
+        v = oracle_normalise(decoded)
+        logits = seg_model(torch.from_numpy(np.ascontiguousarray(np.transpose(v, (1, 0, 2, 3)))))["out"].numpy()
+    size = (logits[:, 0] > 0).reshape(len(decoded), -1).sum(axis=1)
+    _, r = _analyse(path, registry, all_clips=True)
+    assert r.runtime == "torch" and r.clinical is False
+    np.testing.assert_allclose(r.arrays["clip_ef"], [preds[s] for s in preds], rtol=0, atol=1e-3)
+    assert r.outputs[pipe.K_EF] == pytest.approx(round(whole, 1), abs=0.051)
+    np.testing.assert_array_equal(r.arrays["masks"].reshape(len(decoded), -1).sum(axis=1), size)
+    assert r.outputs[pipe.K_ES] == [e + 1 for e in oracle_systole(size)]
+    pipe.clear_cache()
+    shutil.rmtree(tmp_path, ignore_errors=True)
