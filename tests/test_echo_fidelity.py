@@ -299,9 +299,11 @@ def test_systole_rule_matches_oracle_on_generated_curves():
 
 
 def test_systole_rule_on_published_example_loops():
-    """The reference's own segmentations of its published example clips (blue overlay of the
-    side-by-side videos in docs/media, decoded into a local cache): Lightbox's reference rule gives
-    the oracle's ES frames; the old Lightbox rule (a labelled alternative now) does not."""
+    """The reference's own segmentations of its published example clips: echonet/dynamic's
+    docs/media/0X*.mp4 are 224x112, the loop on the left and the same loop with the LV saturated in blue
+    on the right; the cache (never committed) holds per loop the left half's grey frames and the LV
+    pixel count per frame (right minus left blue channel > 60). Lightbox's reference rule gives the
+    oracle's ES frames on these real curves."""
     from pathlib import Path
 
     from inference.echo import reference as R

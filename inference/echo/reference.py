@@ -97,13 +97,13 @@ def trim_range(size: np.ndarray) -> float:
     """The reference's size range: sorted[round(n ** 0.95)] - sorted[round(n ** 0.05)].
 
     For n <= 5 the reference's upper index runs past the end (it raises); Lightbox clamps it to the
-    last element there and says so through :func:`systole_frames`' caller."""
+    last element (the pipeline never gets there: it needs 16 frames)."""
     s = np.sort(np.asarray(size))
     n = len(s)
     if n == 0:
         return 0.0
-    lo = min(int(round(n ** 0.05)), n - 1)
-    hi = min(int(round(n ** 0.95)), n - 1)
+    lo = min(round(n ** 0.05), n - 1)
+    hi = min(round(n ** 0.95), n - 1)
     return float(s[hi]) - float(s[lo])
 
 
