@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QGraphicsItem, QGraphicsView, QHBoxLayout, QLabel,
                                QPushButton, QSlider, QSplitter, QStyleFactory, QVBoxLayout, QWidget)
 from superqt import QRangeSlider
@@ -16,7 +16,7 @@ from superqt import QRangeSlider
 from app.echo import practice
 from app.widgets.viewer_base import ViewerBase
 from inference.echo import playback
-from inference.echo.preprocess import CropBox, find_sector
+from inference.echo.preprocess import CropBox, auto_box
 from inference.echo import pipeline as pipe
 from inference.results import NOT_CLINICAL, Result, now_iso
 
@@ -30,10 +30,13 @@ ED_COLOUR, ES_COLOUR = "#e5534b", "#3fb950"
 from app.echo.cine import CineCanvas
 from app.echo.panel import EchoPanel
 from app.echo.practice_panel import PracticeMixin
+from app.echo.session import SessionMixin
 
 
-class EchoViewer(PracticeMixin, ViewerBase):
+class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
     modality = "echo"
+    #: ask the main window to open a file (a practice session's next loop): path, modality
+    request_open = Signal(str, str)
 
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
@@ -169,6 +172,7 @@ class EchoViewer(PracticeMixin, ViewerBase):
         p.opacity.valueChanged.connect(self._overlay_changed)
         p.all_clips.toggled.connect(self._options_changed)
         p.beat_rule.currentIndexChanged.connect(lambda _i: self._options_changed())
+        self._session_init()
         self._reload_trainees()
 
     # -- contract -------------------------------------------------------------------------------
@@ -180,6 +184,7 @@ class EchoViewer(PracticeMixin, ViewerBase):
 
     def shutdown(self) -> None:
         self.timer.stop()
+        self.session_timer.stop()
 
     def set_study(self, study, study_id: int) -> None:
         self.timer.stop()
@@ -189,7 +194,7 @@ class EchoViewer(PracticeMixin, ViewerBase):
         n = len(self.frames)
         self.canvas.set_frames(self.frames)
         if "auto_crop_box" not in study.data:
-            study.data["auto_crop_box"] = find_sector(self.frames).as_list()
+            study.data["auto_crop_box"] = auto_box(self.frames, pipe.input_path(study)).as_list()
         self.canvas.box = CropBox.from_list(study.data.get("crop_box") or study.data["auto_crop_box"])
         self.slider.blockSignals(True)
         self.slider.setRange(0, n - 1)
@@ -208,6 +213,7 @@ class EchoViewer(PracticeMixin, ViewerBase):
         self.panel.set_btn.setChecked(practice.in_practice_set(self.ctx.store, study_id))
         self.panel.set_btn.blockSignals(False)
         self._practice_state_changed(refresh=False)
+        self._session_study_shown(study_id)
         self.show_frame(0)
         self.setFocus()
 
