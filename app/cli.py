@@ -69,7 +69,7 @@ def _weights(args) -> int:
 def _analyse(args) -> int:
     from app.store import Store
     from inference.detect import open_study
-    from inference.pipelines import analyse
+    from inference.pipeline import analyse
     from inference.registry import Registry, WeightsError
     from inference.study import ReadError
 

@@ -1,7 +1,7 @@
 """The one way to run long work off the UI thread.
 
 ``Jobs.start(title, fn, on_result=..., on_error=...)`` runs ``fn(ctx)`` on a worker thread, where
-``ctx`` is an ``inference.pipelines.JobContext`` (``ctx.progress(f, text)``, cancellation via
+``ctx`` is an ``inference.pipeline.JobContext`` (``ctx.progress(f, text)``, cancellation via
 ``ctx.check()``). Progress, results and errors come back to the UI thread as Qt signals; an
 exception becomes a message, never a crash. GPU work is serialised in the runtimes (GPU_LOCK).
 """
@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
-from inference.pipelines import Cancelled, JobContext
+from inference.pipeline import Cancelled, JobContext
 from inference.study import ReadError
 from inference.registry import WeightsError
 

@@ -14,13 +14,13 @@ from app.context import AppContext
 from app.jobs import Jobs
 from app.store import Store
 from app.theme import STYLESHEET
-from app.viewers import viewer_class
-from app.viewers.base import ViewerBase
+from app.modalities import viewer_class
+from app.widgets.viewer_base import ViewerBase
 from app.widgets.icons import app_icon, modality_icon
 from app.widgets.results import ResultsPanel
 from inference import __version__, paths
 from inference.detect import all_extensions, open_study
-from inference.pipelines import analyse, models_for
+from inference.pipeline import analyse, models_for
 from inference.registry import STATUS_LABEL, Registry
 from inference.results import Result
 from inference.runtimes import device_summary

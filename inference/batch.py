@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .atomic import atomic_path
-from .detect import detect_modality, open_study, reader_module
-from .pipelines import JobContext, pipeline_module
-from .registry import Registry, WeightsError
-from .results import NOT_CLINICAL, jsonable
-from .study import ReadError, sha256_file
+from inference.atomic import atomic_path
+from inference.detect import detect_modality, open_study, reader_module
+from inference.pipeline import JobContext, pipeline_module
+from inference.registry import Registry, WeightsError
+from inference.results import NOT_CLINICAL, jsonable
+from inference.study import ReadError, sha256_file
 
 FIXED_COLUMNS = ["path", "sha256", "modality", "model_id", "weights_sha256", "clinical", "stamp", "runtime",
                  "device", "seconds", "error", "outputs"]
@@ -68,7 +68,7 @@ def file_key(path: Path) -> str:
     """The study's sha256 as its reader computes it (a folder of endoscopy frames: the reader's folder hash)."""
     try:
         if path.is_dir():
-            from .readers.endo import folder_sha256
+            from inference.endo.reader import folder_sha256
 
             return folder_sha256(path)
         return sha256_file(path)
@@ -82,8 +82,8 @@ def resolve_model(registry: Registry, model_id: str) -> tuple[str, str]:
     if model_id in registry.entries:
         st = registry.require(model_id)  # refuse early: not installed / tampered
         return st.entry.modality, st.sha256 or ""
-    from .study import MODALITIES
-    from .pipelines import models_for
+    from inference.study import MODALITIES
+    from inference.pipeline import models_for
 
     for m in MODALITIES:
         if model_id in models_for(m):
@@ -379,8 +379,8 @@ def run_batch(model_id: str, inputs: list[str], out: str | Path, engine: str = "
 
 def row_records(row: dict[str, Any], extra: dict[str, Any]):
     """The (Study, Result) a successful row stands for (pixels/samples dropped), for the store."""
-    from .results import Result
-    from .study import Study
+    from inference.results import Result
+    from inference.study import Study
 
     s = extra.get("_study", {})
     study = Study(s.get("modality", row["modality"]), row["path"], row["sha256"],

@@ -1,20 +1,32 @@
 """``lightbox bench``: timing and memory figures for what is implemented.
 
-Speed targets live here, not in timed tests. Each module in ``inference.benchmarks`` yields
-``(label, value, unit, note)`` rows; this prints them as one table (and ``--json`` as JSON).
+Speed targets live here, not in timed tests. Each modality's ``bench`` module (named in
+``inference.modalities``) and each core benchmark yields ``(label, value, unit, note)`` rows from
+``run()``; this prints them as one table (and ``--json`` as JSON).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
-import pkgutil
+import statistics
 import resource
 import sys
 import time
+from typing import Callable
 
-from . import benchmarks
-from .runtimes import device_summary
+from inference import modalities
+from inference.runtimes import device_summary
+
+
+def best_of(fn: Callable[[], object], n: int = 5) -> tuple[float, float]:
+    """(best, median) wall time of ``n`` calls, in seconds."""
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts), statistics.median(ts)
 
 
 def peak_rss_mb() -> float:
@@ -26,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="comma-separated benchmark names (e.g. startup,ecg)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))
+    benches = dict(modalities.CORE_BENCHES) | {m.key: m.bench for m in modalities.TABLE}
+    names = list(benches)
     if args.only:
         want = set(args.only.split(","))
         names = [n for n in names if n in want]
@@ -35,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         t0 = time.perf_counter()
         try:
-            mod = importlib.import_module(f"inference.benchmarks.{n}")
+            mod = importlib.import_module(benches[n])
             for label, value, unit, note in mod.run():
                 rows.append({"bench": n, "label": label, "value": value, "unit": unit, "note": note})
                 if not args.json:

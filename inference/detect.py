@@ -1,6 +1,6 @@
 """Which modality is this file? Extension first, then content where the extension is ambiguous.
 
-Each modality's reader module (``inference.readers.<modality>``) provides::
+Each modality's reader module (``inference.<modality>.reader``, named in ``inference.modalities``) provides::
 
     EXTENSIONS: tuple[str, ...]            # lower-case, with the dot
     def sniff(path, head: bytes) -> float  # 0..1 confidence that the file is this modality
@@ -10,26 +10,21 @@ Reader modules are imported lazily, so a missing optional library only disables 
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
-from .study import MODALITIES, ReadError, Study
+from inference import modalities
+from inference.study import MODALITIES, ReadError, Study
 
 MAX_FILE_BYTES = 4 << 30  # refuse anything above 4 GiB before reading it
 
 
 def reader_module(modality: str):
-    return importlib.import_module(f"inference.readers.{modality}")
+    return modalities.part(modality, "reader")
 
 
 def _available_readers():
     for m in MODALITIES:
-        try:
-            yield m, reader_module(m)
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("inference.readers"):
-                continue  # modality not built yet
-            raise
+        yield m, reader_module(m)
 
 
 def all_extensions() -> dict[str, list[str]]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .pipelines import pipeline_module
-from .registry import Registry, WeightsError
+from inference.pipeline import pipeline_module
+from inference.registry import Registry, WeightsError
 
 
 def export_onnx(model_id: str, registry: Registry | None = None) -> Path:

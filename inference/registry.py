@@ -28,9 +28,9 @@ try:
 except ModuleNotFoundError:  # pragma: no cover - python < 3.11
     import tomli as tomllib  # type: ignore
 
-from . import paths
-from .atomic import atomic_path, atomic_write_text
-from .study import sha256_file
+from inference import paths
+from inference.atomic import atomic_path, atomic_write_text
+from inference.study import sha256_file
 
 READY, DEMO, NOT_INSTALLED, REFUSED, CHECKING = "ready", "demo", "not installed", "refused", "checking"
 STATUS_LABEL = {READY: "ready", DEMO: "demo weights", NOT_INSTALLED: "not installed", REFUSED: "refused",

@@ -156,7 +156,7 @@ class KerasRuntime:
 
 def _tf_gpu() -> bool:
     try:
-        from .frameworks import import_tensorflow
+        from inference.frameworks import import_tensorflow
 
         tf = import_tensorflow()
         return bool(tf.config.list_physical_devices("GPU"))

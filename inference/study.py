@@ -11,14 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODALITIES = ("ecg", "pcg", "echo", "xray", "endo")
-MODALITY_TITLES = {
-    "ecg": "ECG",
-    "pcg": "Heart sounds",
-    "echo": "Echo",
-    "xray": "Chest X-ray",
-    "endo": "Endoscopy",
-}
+from inference.modalities import KEYS as MODALITIES, TITLES as MODALITY_TITLES  # noqa: E402  (the one table)
 
 
 class ReadError(Exception):

@@ -7,27 +7,21 @@ Cases whose reader is not built are left out.
 """
 from __future__ import annotations
 
-import importlib
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from inference import modalities
+
 
 def _have(modality: str) -> bool:
-    try:
-        importlib.import_module(f"inference.readers.{modality}")
-        return True
-    except ModuleNotFoundError:
-        return False
+    return modality in modalities.KEYS
 
 
 def _demo(modality: str, folder: Path) -> Path | None:
-    try:
-        mod = importlib.import_module(f"inference.demo.{modality}")
-    except ModuleNotFoundError:
-        return None
+    mod = modalities.part(modality, "demo")
     d = folder / f"demo_{modality}"
     d.mkdir(exist_ok=True)
     return Path(mod.make(d))

@@ -146,7 +146,7 @@ def test_drop_a_file_opens_it(main_window, qtbot, tmp_path):
     from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
     from PySide6.QtGui import QDropEvent
 
-    from inference.demo import ecg as demo
+    from inference.ecg import demo
 
     path = demo.make(tmp_path)
     mime = QMimeData()
@@ -163,7 +163,7 @@ def test_command_line_opens_files(tmp_path):
     import subprocess
     import sys
 
-    from inference.demo import ecg as demo
+    from inference.ecg import demo
     from tests.conftest import ROOT
 
     path = demo.make(tmp_path)

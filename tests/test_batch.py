@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from inference.batch import FIXED_COLUMNS, read_journal, run_batch
-from inference.demo.ecg import synth_ecg
-from inference.readers.ecg import write_ml4h_hd5
+from inference.ecg.demo import synth_ecg
+from inference.ecg.reader import write_ml4h_hd5
 from tests.conftest import ROOT
 
 N_GOOD, N_BAD = 200, 12  # plus one byte-identical copy of a good file (same study, its own row)

@@ -6,10 +6,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from inference.demo import ecg as demo
-from inference.models import ecg2af as E
-from inference.pipelines import JobContext, analyse
-from inference.readers import ecg as R
+from inference.ecg import demo
+from inference.ecg import ecg2af as E
+from inference.pipeline import JobContext, analyse
+from inference.ecg import reader as R
 from tests.conftest import shared_file
 
 
@@ -24,7 +24,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_caliper_math():
-    from app.viewers.ecg import caliper_readout
+    from app.ecg.paper import caliper_readout
 
     # 21.5 mm at 25 mm/s = 860 ms = 69.8 bpm; 12 mm at 10 mm/mV = 1.2 mV
     v = caliper_readout(10.0, 31.5, 5.0, 17.0, speed=25.0, gain=10.0)
@@ -35,7 +35,7 @@ def test_caliper_math():
 
 
 def test_layouts_geometry():
-    from app.viewers.ecg import layout_panels
+    from app.ecg.paper import layout_panels
 
     panels, (w, h, rows) = layout_panels("3x4 + II", gain=10, speed=25, t0=0)
     assert len(panels) == 13 and len(rows) == 4
@@ -49,7 +49,7 @@ def test_layouts_geometry():
 
 
 def test_display_filters_never_touch_the_model_input(demo_path):
-    from app.viewers.ecg import display_filter
+    from app.ecg.paper import display_filter
 
     s = R.read(demo_path)
     before = s.data["model_input"].copy()
@@ -67,8 +67,8 @@ def test_display_filters_never_touch_the_model_input(demo_path):
 def test_viewer_shows_demo_and_switches(qtbot, demo_path, store):
     from app.context import AppContext
     from app.jobs import Jobs
-    from app.viewers import viewer_class
-    from app.viewers.ecg import EcgViewer
+    from app.modalities import viewer_class
+    from app.ecg.viewer import EcgViewer
     from inference.registry import Registry
 
     assert viewer_class("ecg") is EcgViewer
@@ -127,7 +127,7 @@ def test_viewer_shows_demo_and_switches(qtbot, demo_path, store):
 def test_viewer_shows_missing_lead_as_missing(qtbot, tmp_path, store):
     from app.context import AppContext
     from app.jobs import Jobs
-    from app.viewers.ecg import EcgViewer
+    from app.ecg.viewer import EcgViewer
     from inference.registry import Registry
 
     sig = demo.synth_ecg()
@@ -145,7 +145,7 @@ def test_viewer_shows_missing_lead_as_missing(qtbot, tmp_path, store):
 
 
 def test_result_widget_shows_four_outputs(qtbot, registry, checkpoint, demo_path):
-    from app.viewers.ecg import EcgResultWidget
+    from app.ecg.results import EcgResultWidget
 
     registry.install(checkpoint, "ecg2af", unofficial=True)
     r = analyse(R.read(demo_path), "ecg2af", registry, JobContext())
@@ -191,7 +191,7 @@ def test_end_to_end_file_store_pdf(tmp_path, store, registry, checkpoint, demo_p
 def test_pdf_paper_is_true_scale():
     from reportlab.lib.units import mm
 
-    from app.report.ecg import EcgPaper
+    from app.ecg.report import EcgPaper
 
     paper = EcgPaper(demo.synth_ecg(), 500)
     w, h = paper.wrap(0, 0)
@@ -210,7 +210,7 @@ def test_pdf_for_real_record_without_results(tmp_path, store):
 
 def test_main_window_demo_analyse_and_reopen(main_window, qtbot, checkpoint):
     """The app's own flow: open the demo, run ECG2AF via jobs, result stored; reopening shows it."""
-    from app.viewers.ecg import EcgViewer
+    from app.ecg.viewer import EcgViewer
 
     win = main_window
     win.ctx.registry.install(checkpoint, "ecg2af", unofficial=True)
@@ -253,8 +253,8 @@ def test_headless_batch_to_csv(tmp_path, registry, checkpoint, demo_path):
     bad = [r for r in rows if r["error"]][0]
     assert "bad.hd5" in bad["path"] and "bad.hd5" in bad["error"]
     # batched and one-at-a-time inference give the same numbers
-    from inference.pipelines import JobContext, analyse
-    from inference.readers.ecg import read
+    from inference.pipeline import JobContext, analyse
+    from inference.ecg.reader import read
 
     single = analyse(read(folder / "ecg1.hd5"), "ecg2af", registry, JobContext())
     assert abs(single.outputs["af_risk_5y"] - float(ok["ecg1.hd5"]["af_risk_5y"])) < 1e-5
@@ -263,7 +263,7 @@ def test_headless_batch_to_csv(tmp_path, registry, checkpoint, demo_path):
 def test_viewer_pages_through_long_real_record(qtbot, store):
     from app.context import AppContext
     from app.jobs import Jobs
-    from app.viewers.ecg import EcgViewer
+    from app.ecg.viewer import EcgViewer
     from inference.registry import Registry
 
     s = R.read(shared_file("reference", "ecg", "s0010_re.hea"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.demo import ecg as demo
-from inference.models import ecg2af as E
-from inference.pipelines import JobContext
-from inference.pipelines import ecg as P
-from inference.readers import ecg as R
+from inference.ecg import demo
+from inference.ecg import ecg2af as E
+from inference.pipeline import JobContext
+from inference.ecg import pipeline as P
+from inference.ecg import reader as R
 from inference.registry import DEMO, NOT_INSTALLED, WeightsError
 from inference.results import NOT_CLINICAL
 from inference.study import ReadError

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.demo import ecg as demo
+from inference.ecg import demo
 from inference.detect import detect_modality, open_study
-from inference.readers import ecg as R
+from inference.ecg import reader as R
 from inference.study import ReadError
 from tests.conftest import shared_file
 

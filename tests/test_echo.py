@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from inference.demo import echo as demo
+from inference.echo import demo
 from inference.echo import playback
 from inference.echo import preprocess as P
 from inference.study import ReadError
@@ -30,7 +30,7 @@ def checkpoints(tmp_path_factory):
     """Seeded random-weights checkpoints saved exactly as EchoNet-Dynamic saved its own."""
     import torch
 
-    from inference.models import echonet as E
+    from inference.echo import echonet as E
 
     d = tmp_path_factory.mktemp("echo_ck")
     torch.manual_seed(6)
@@ -62,7 +62,7 @@ def test_demo_reads_as_echo(demo_file):
 
 
 def test_sniff_prefers_grey_fan_over_colourful_video(demo_file, tmp_path):
-    from inference.readers import echo as R
+    from inference.echo import reader as R
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:120, 0:160]
@@ -107,7 +107,7 @@ def test_bad_files_give_clear_messages(demo_file, tmp_path):
     junk.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 4000)
     for p in (trunc, junk):
         with pytest.raises(ReadError) as e:
-            from inference.readers import echo as R
+            from inference.echo import reader as R
 
             R.read(p)
         assert p.name in str(e.value)
@@ -121,7 +121,7 @@ def test_wrong_and_absurd_dicom(tmp_path):
     pydicom = pytest.importorskip("pydicom")
     from pydicom.data import get_testdata_file
 
-    from inference.readers import echo as R
+    from inference.echo import reader as R
 
     with pytest.raises(ReadError, match="no image|single image|cine"):
         R.read(get_testdata_file("waveform_ecg.dcm"))
@@ -140,7 +140,7 @@ def test_wrong_and_absurd_dicom(tmp_path):
 
 
 def test_memory_bound_refuses_before_decoding(monkeypatch, demo_file):
-    from inference.readers import echo as R
+    from inference.echo import reader as R
 
     monkeypatch.setattr(R, "MAX_DECODED_BYTES", 10 * demo.W * demo.H * 3)
     with pytest.raises(ReadError, match="GiB"):
@@ -213,7 +213,7 @@ def test_playback_schedule_drops_nothing_at_native_rate():
 def test_official_checkpoints_load_through_real_path(checkpoints):
     import torch
 
-    from inference.models import echonet as E
+    from inference.echo import echonet as E
 
     ck = torch.load(checkpoints["ef"], map_location="cpu", weights_only=True)
     assert "state_dict" in ck and all(k.startswith("module.") for k in ck["state_dict"])
@@ -233,7 +233,7 @@ def test_official_checkpoints_load_through_real_path(checkpoints):
 def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
     import torch
 
-    from inference.models import echonet as E
+    from inference.echo import echonet as E
 
     p = tmp_path / "evil.pt"  # anything but tensors/containers (here a Path object) is never unpickled
     torch.save({"state_dict": {}, "obj": tmp_path}, p)
@@ -245,9 +245,9 @@ def test_onnx_export_agrees_with_torch_and_pipeline_uses_it(checkpoints, registr
     import torch
 
     from inference.detect import open_study
-    from inference.models import echonet as E
-    from inference.pipelines import JobContext
-    from inference.pipelines import echo as pipe
+    from inference.echo import echonet as E
+    from inference.pipeline import JobContext
+    from inference.echo import pipeline as pipe
     from inference.runtimes import OnnxRuntime
 
     _install(registry, checkpoints)
@@ -285,8 +285,8 @@ def test_onnx_export_agrees_with_torch_and_pipeline_uses_it(checkpoints, registr
 
 def test_pipeline_torch_gate_and_short_loops(checkpoints, registry, short_loop, monkeypatch):
     from inference.detect import open_study
-    from inference.pipelines import JobContext
-    from inference.pipelines import echo as pipe
+    from inference.pipeline import JobContext
+    from inference.echo import pipeline as pipe
     from inference.registry import WeightsError
 
     monkeypatch.setenv("LIGHTBOX_ECHO_MAX_CLIPS", "1")
@@ -315,7 +315,7 @@ def test_pipeline_torch_gate_and_short_loops(checkpoints, registry, short_loop, 
 
 # -- practice data + report --------------------------------------------------------------------------
 def _fake_result(ef=42.4):
-    from inference.pipelines import echo as pipe
+    from inference.echo import pipeline as pipe
     from inference.results import Result
 
     area = [float(demo.lv_mask(i)[::3, ::3].sum()) for i in range(demo.N)]
@@ -335,7 +335,7 @@ def _fake_result(ef=42.4):
 
 def test_practice_history_exports_and_report(store, demo_file, tmp_path):
     from app.report import build_report
-    from app.viewers import echo_practice as practice
+    from app.modalities import echo_practice as practice
     from inference.detect import open_study
 
     study = open_study(demo_file)
@@ -363,7 +363,7 @@ def test_view_classifier_makes_the_gate_automatic(registry, short_loop, tmp_path
     import torch
 
     from inference.detect import open_study
-    from inference.pipelines import echo as pipe
+    from inference.echo import pipeline as pipe
 
     class Toy(torch.nn.Module):  # logit = mean intensity: stands in for a site's real classifier
         def forward(self, x):
@@ -386,7 +386,7 @@ def test_gif_and_monochrome_dicom_loops(tmp_path):
     pydicom = pytest.importorskip("pydicom")
     from PIL import Image
 
-    from inference.readers import echo as R
+    from inference.echo import reader as R
 
     frames = demo.frames()[:12:2]
     imgs = [Image.fromarray(f) for f in frames]
@@ -422,7 +422,7 @@ def test_gif_and_monochrome_dicom_loops(tmp_path):
 def test_whole_video_clips_every_clip_on_gpu_few_on_cpu(monkeypatch):
     from types import SimpleNamespace
 
-    from inference.pipelines import echo as pipe
+    from inference.echo import pipeline as pipe
 
     monkeypatch.delenv("LIGHTBOX_ECHO_MAX_CLIPS", raising=False)
     assert pipe.default_max_clips(SimpleNamespace(on_gpu=True, device="CUDA: NVIDIA H100")) == 0  # all

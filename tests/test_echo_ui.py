@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit, QTableWidget, QWidget
 
-from inference.demo import echo as demo
+from inference.echo import demo
 
 from test_echo import _fake_result  # noqa: E402  (same folder)
 
@@ -81,7 +81,7 @@ def test_practice_mode_never_shows_ai_ef_before_lock(main_window, qtbot, demo_fi
     assert v.curve.getData()[0] is None or len(v.curve.getData()[0]) == 0  # area curve hidden too
     assert not v.canvas.show_mask
     # nor does a PDF exported while blinded
-    from app.report import echo as rep
+    from app.echo import report as rep
 
     flow = rep.sections(main_window.study, main_window.ctx.store.results(main_window.study_id),
                         main_window.ctx.store, main_window.study_id, v.report_extra())
@@ -140,7 +140,7 @@ def test_not_blinded_shows_result_and_clickable_marks(main_window, qtbot, demo_f
 
 
 def test_gate_and_crop_reach_the_pipeline(main_window, qtbot, demo_file, monkeypatch):
-    from inference.pipelines import echo as pipe
+    from inference.echo import pipeline as pipe
 
     v = _open(main_window, qtbot, demo_file)
     v.confirm_view("A4C")
@@ -157,7 +157,7 @@ def test_gate_and_crop_reach_the_pipeline(main_window, qtbot, demo_file, monkeyp
 
 
 def test_progress_and_practice_set_dialogs(main_window, qtbot, demo_file):
-    from app.viewers.echo import HistoryDialog, PracticeSetDialog
+    from app.echo.practice_panel import HistoryDialog, PracticeSetDialog
 
     v = _open(main_window, qtbot, demo_file)
     v.set_trainee("Dr Set")

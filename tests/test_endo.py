@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from inference.demo import endo as demo
+from inference.endo import demo
 from inference.study import ReadError
 
 
@@ -72,7 +72,7 @@ def test_seek_is_frame_accurate(demo_study):
 
 
 def test_sniff_separates_endoscopy_from_grey_echo(demo_video, tmp_path):
-    from inference.readers import endo
+    from inference.endo import reader as endo
 
     echo = _grey_echo_video(tmp_path / "echo_like.mp4")
     assert endo.sniff(demo_video) > 0.8
@@ -83,7 +83,7 @@ def test_sniff_separates_endoscopy_from_grey_echo(demo_video, tmp_path):
 
 def test_truncated_and_empty_video_give_clear_messages(demo_video, tmp_path):
     from inference.detect import open_study
-    from inference.readers import endo
+    from inference.endo import reader as endo
 
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(demo_video.read_bytes()[: demo_video.stat().st_size // 2])
@@ -100,7 +100,7 @@ def test_truncated_and_empty_video_give_clear_messages(demo_video, tmp_path):
 
 
 def test_truncated_avi_keeps_the_decodable_frames(tmp_path):
-    from inference.readers import endo
+    from inference.endo import reader as endo
 
     frames = demo.frames()[:40]
     avi = demo.write_video(tmp_path / "clip.avi", frames, fourcc="MJPG")
@@ -149,7 +149,7 @@ def test_folder_of_frames(tmp_path):
 
 # -- frame selection --------------------------------------------------------------------------------
 def test_demo_skipped_frame_counts_are_exact(demo_study, registry):
-    from inference.pipelines import JobContext, analyse
+    from inference.pipeline import JobContext, analyse
 
     seen = []
     r = analyse(demo_study, "endo-quality", registry, JobContext(progress=lambda f, t: seen.append(f)))
@@ -185,7 +185,7 @@ def test_quality_measures_on_synthetic_frames():
 
 
 def test_cancel_stops_review(demo_study, registry):
-    from inference.pipelines import Cancelled, JobContext, analyse
+    from inference.pipeline import Cancelled, JobContext, analyse
 
     ctx = JobContext()
 
@@ -201,7 +201,7 @@ def test_cancel_stops_review(demo_study, registry):
 # -- ONNX polyp contract ------------------------------------------------------------------------------
 def test_polyp_model_not_installed_then_demo_weights(demo_study, registry, tmp_path):
     from inference.endo.models import make_test_polyp_onnx
-    from inference.pipelines import analyse
+    from inference.pipeline import analyse
     from inference.registry import WeightsError
 
     st = registry.state("endo-polyp")
@@ -225,7 +225,7 @@ def test_polyp_model_not_installed_then_demo_weights(demo_study, registry, tmp_p
 
 def test_merge_detections():
     from inference.endo.models import Detection
-    from inference.pipelines.endo import merge_detections
+    from inference.endo.pipeline import merge_detections
 
     d = lambda c: [Detection("polyp", c, [0, 0, 0.1, 0.1])]  # noqa: E731
     per = [(10, 0.4, d(0.5)), (11, 0.44, d(0.9)), (12, 0.48, d(0.6)), (100, 4.0, d(0.7))]
@@ -328,7 +328,7 @@ def test_vlm_backend_installed_path_with_a_stub_transformers(tmp_path, monkeypat
 # -- export bundle --------------------------------------------------------------------------------------
 def test_export_bundle_round_trips(demo_study, registry, store, tmp_path):
     from inference.endo.export import BUNDLE_FILES, export_from_store, read_bundle
-    from inference.pipelines import analyse
+    from inference.pipeline import analyse
 
     r = analyse(demo_study, "endo-quality", registry)
     sid = store.save(demo_study, [r])
@@ -375,7 +375,7 @@ def test_export_stamps_non_clinical(demo_study, store, tmp_path):
 
 def test_pdf_report_with_key_frames(demo_study, registry, store, tmp_path):
     from app.report import build_report
-    from inference.pipelines import analyse
+    from inference.pipeline import analyse
 
     sid = store.save(demo_study, [analyse(demo_study, "endo-quality", registry)])
     store.add_finding(sid, time_s=4.0, frame_index=100, label="polyp", confidence=0.9, source="clinician",
@@ -400,7 +400,7 @@ def test_cli_endo_export(demo_video, tmp_path, capsys):
 def test_model_rate_cap_from_manifest(demo_study, tmp_path):
     from inference import paths
     from inference.endo.models import make_test_polyp_onnx
-    from inference.pipelines import analyse
+    from inference.pipeline import analyse
     from inference.registry import Registry
 
     man = tmp_path / "manifest.toml"

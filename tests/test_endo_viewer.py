@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from inference.demo import endo as demo
+from inference.endo import demo
 
 
 @pytest.fixture(scope="module")

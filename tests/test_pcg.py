@@ -43,7 +43,7 @@ def test_reader_any_rate_and_channels(tmp_path):
 
 def test_reader_clear_errors(tmp_path, monkeypatch):
     from inference.detect import open_study
-    from inference.readers import pcg as reader
+    from inference.pcg import reader
 
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
@@ -71,7 +71,7 @@ def test_reader_clear_errors(tmp_path, monkeypatch):
 
 
 def test_reader_truncated_wav_is_noted(tmp_path):
-    from inference.readers.pcg import read
+    from inference.pcg.reader import read
 
     p, _ = _wav(tmp_path, duration_s=8)
     b = p.read_bytes()
@@ -132,9 +132,9 @@ def test_bundled_model_ready_and_not_clinical(registry):
 
 
 def test_pipeline_on_demo(tmp_path, registry):
-    from inference.demo.pcg import make
+    from inference.pcg.demo import make
     from inference.detect import open_study
-    from inference.pipelines import JobContext, analyse
+    from inference.pipeline import JobContext, analyse
 
     study = open_study(make(tmp_path))
     seen = []
@@ -153,9 +153,9 @@ def test_pipeline_on_demo(tmp_path, registry):
 
 
 def test_pipeline_cancel(tmp_path, registry):
-    from inference.demo.pcg import make
+    from inference.pcg.demo import make
     from inference.detect import open_study
-    from inference.pipelines import Cancelled, JobContext, analyse
+    from inference.pipeline import Cancelled, JobContext, analyse
 
     ctx = JobContext()
     ctx.cancel()
@@ -219,7 +219,7 @@ def test_dataset_errors(tmp_path):
 # -- batch -------------------------------------------------------------------------------------------
 def test_batch_csv(tmp_path, registry):
     from inference.pcg.batch import run_batch
-    from inference.pipelines import JobContext
+    from inference.pipeline import JobContext
 
     d = tmp_path / "in"
     for i, bpm in enumerate((60, 90)):
@@ -248,7 +248,7 @@ def test_batch_csv(tmp_path, registry):
 @pytest.mark.shared
 def test_real_recordings_heart_rate_plausible():
     from inference.pcg.segment import segment
-    from inference.readers.pcg import read
+    from inference.pcg.reader import read
 
     rec = shared_file("reference", "pcg", "recordings")
     rows = list(csv.DictReader(open(rec.parent / "labels.csv")))[::60]
@@ -265,8 +265,8 @@ def test_real_recordings_heart_rate_plausible():
 @pytest.mark.shared
 def test_shipped_model_on_real_test_records(registry):
     """A sample of the model's own held-out test records (never used in training or early stopping)."""
-    from inference.pipelines import JobContext, analyse
-    from inference.readers.pcg import read
+    from inference.pipeline import JobContext, analyse
+    from inference.pcg.reader import read
 
     rec = shared_file("reference", "pcg", "recordings")
     labels = {r["record"]: r["label"] for r in csv.DictReader(open(rec.parent / "labels.csv"))}

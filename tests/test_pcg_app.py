@@ -13,7 +13,7 @@ from inference.pcg.synth import heart_sound, write_wav
 
 @pytest.fixture
 def demo(tmp_path):
-    from inference.demo.pcg import make
+    from inference.pcg.demo import make
 
     return make(tmp_path)
 
@@ -25,7 +25,7 @@ def _open(main_window, qtbot, path):
 
 
 def test_viewer_shows_recording_marks_and_result(main_window, qtbot, demo):
-    from app.viewers.pcg import PcgViewer
+    from app.pcg.viewer import PcgViewer
 
     v = _open(main_window, qtbot, demo)
     assert isinstance(v, PcgViewer)
@@ -65,7 +65,7 @@ def test_playback_without_audio_device_is_a_message(main_window, qtbot, demo):
 
 
 def test_player_callback_gain_loop_and_selection():
-    from app.viewers.pcg import AudioPlayer
+    from app.pcg.viewer import AudioPlayer
 
     p = AudioPlayer()
     audio = np.tile(np.linspace(-0.5, 0.5, 100, dtype=np.float32)[:, None], (1, 2))
@@ -90,7 +90,7 @@ def test_player_callback_gain_loop_and_selection():
 
 
 def test_batch_dialog(main_window, qtbot, tmp_path):
-    from app.viewers.pcg_tools import BatchDialog
+    from app.pcg.tools import BatchDialog
 
     d = tmp_path / "folder"
     for i, bpm in enumerate((65, 95)):
@@ -109,7 +109,7 @@ def test_batch_dialog(main_window, qtbot, tmp_path):
 
 def test_training_dialog_process_versions_and_switch_back(main_window, qtbot, tmp_path):
     """Real retraining in a separate process on generated data, then version switching."""
-    from app.viewers.pcg_tools import LOCAL_ID, TrainingDialog
+    from app.pcg.tools import LOCAL_ID, TrainingDialog
 
     data = tmp_path / "data"
     for cls, murmur in (("normal", 0.0), ("murmur", 0.8)):
@@ -146,7 +146,7 @@ def test_training_dialog_process_versions_and_switch_back(main_window, qtbot, tm
 
 
 def test_training_dialog_live_curves_from_events(main_window, qtbot):
-    from app.viewers.pcg_tools import TrainingDialog
+    from app.pcg.tools import TrainingDialog
 
     dlg = TrainingDialog(main_window.ctx, main_window)
     qtbot.addWidget(dlg)
@@ -160,7 +160,7 @@ def test_training_dialog_live_curves_from_events(main_window, qtbot):
 def test_pdf_report(tmp_path, demo, registry, store):
     from app.report import build_report
     from inference.detect import open_study
-    from inference.pipelines import analyse
+    from inference.pipeline import analyse
 
     study = open_study(demo)
     r = analyse(study, "heart-sound", registry)

@@ -13,9 +13,9 @@ def test_keras_h5_import(tmp_path, registry):
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import tf_keras as keras
 
-    from inference.demo.pcg import make
+    from inference.pcg.demo import make
     from inference.detect import open_study
-    from inference.pipelines import analyse
+    from inference.pipeline import analyse
 
     inp = registry.get("heart-sound-keras").inputs
     keras.utils.set_random_seed(0)

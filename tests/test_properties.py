@@ -103,7 +103,7 @@ def test_arbitrary_bytes_read_or_refuse(modality, ext, body, with_magic):
 @given(n=st.integers(200, 6000), fs=st.sampled_from([100.0, 250.0, 257.0, 360.0, 500.0, 977.0, 1000.0]),
        missing=st.lists(st.booleans(), min_size=12, max_size=12), data=st.data())
 def test_ecg_model_input_shape_and_finiteness(n, fs, missing, data):
-    from inference.readers.ecg import MODEL_SAMPLES, model_input
+    from inference.ecg.reader import MODEL_SAMPLES, model_input
 
     assume(not all(missing))
     sig = data.draw(hnp.arrays(np.float32, (12, n), elements=st.floats(-10, 10, width=32)))
@@ -121,7 +121,7 @@ def test_ecg_model_input_shape_and_finiteness(n, fs, missing, data):
 @settings(max_examples=25, **SETTINGS)
 @given(bad=st.sampled_from([np.nan, np.inf, -np.inf]), i=st.integers(0, 11), j=st.integers(0, 999))
 def test_ecg_model_input_refuses_nonfinite_inside_a_lead(bad, i, j):
-    from inference.readers.ecg import model_input
+    from inference.ecg.reader import model_input
 
     sig = np.sin(np.linspace(0, 20, 1000))[None].repeat(12, 0).astype(np.float32)
     sig[i, j] = bad
@@ -132,7 +132,7 @@ def test_ecg_model_input_refuses_nonfinite_inside_a_lead(bad, i, j):
 @settings(max_examples=25, **SETTINGS)
 @given(fs=st.sampled_from([0.0, -500.0, np.nan, np.inf]))
 def test_ecg_model_input_refuses_bad_rate(fs):
-    from inference.readers.ecg import model_input
+    from inference.ecg.reader import model_input
 
     with pytest.raises(ValueError, match="sampling rate"):
         model_input(np.zeros((12, 1000), np.float32), fs)
@@ -260,7 +260,7 @@ def test_xray_preprocess_shape_and_range(data, h, w):
 @given(data=st.data(), function=st.sampled_from(["LINEAR", "LINEAR_EXACT", "SIGMOID"]),
        center=st.floats(-5000, 5000), width=st.floats(1.0, 10000), invert=st.booleans())
 def test_xray_window_level_is_monotone_uint8(data, function, center, width, invert):
-    from inference.readers.xray import apply_window, percentile_window
+    from inference.xray.reader import apply_window, percentile_window
 
     img = data.draw(hnp.arrays(np.float32, st.tuples(st.integers(1, 40), st.integers(1, 40)),
                                elements=st.floats(-4096, 65535, width=32)))
@@ -276,7 +276,7 @@ def test_xray_window_level_is_monotone_uint8(data, function, center, width, inve
 @settings(max_examples=25, **SETTINGS)
 @given(bad=st.sampled_from([np.nan, np.inf, -np.inf]), i=st.integers(0, 63))
 def test_xray_refuses_nonfinite(bad, i):
-    from inference.readers.xray import apply_window
+    from inference.xray.reader import apply_window
     from inference.xray.imaging import preprocess
 
     img = np.arange(64, dtype=np.float32).reshape(8, 8)

@@ -13,21 +13,21 @@ from inference.results import NOT_CLINICAL
 
 
 def _ecg(tmp_path, reg):
-    from inference.demo import ecg as demo
-    from inference.models.ecg2af import OFFICIAL_FILE, make_test_checkpoint
+    from inference.ecg import demo
+    from inference.ecg.ecg2af import OFFICIAL_FILE, make_test_checkpoint
 
     reg.install(make_test_checkpoint(tmp_path / OFFICIAL_FILE, seed=3), "ecg2af", unofficial=True)
     return demo.make(tmp_path), "ecg2af"
 
 
 def _pcg(tmp_path, reg):
-    from inference.demo import pcg as demo
+    from inference.pcg import demo
 
     return demo.make(tmp_path), "heart-sound"  # bundled, not clinically validated: clinical = false
 
 
 def _xray(tmp_path, reg):
-    from inference.demo import xray as demo
+    from inference.xray import demo
     from inference.xray.synthetic_weights import HEADS_FILE, VGG_FILE, make_heads_file, make_vgg16_file
 
     vgg = make_vgg16_file(tmp_path / VGG_FILE, seed=0)
@@ -39,8 +39,8 @@ def _xray(tmp_path, reg):
 def _echo(tmp_path, reg, monkeypatch):
     import torch
 
-    from inference.demo import echo as demo
-    from inference.models import echonet as E
+    from inference.echo import demo
+    from inference.echo import echonet as E
 
     torch.manual_seed(6)
     reg.install(E.save_official_format(E.build_ef_model(), tmp_path / "r2plus1d_18_32_2_pretrained.pt",
@@ -52,7 +52,7 @@ def _echo(tmp_path, reg, monkeypatch):
 
 
 def _endo(tmp_path, reg):
-    from inference.demo import endo as demo
+    from inference.endo import demo
     from inference.endo.models import make_test_polyp_onnx
 
     reg.install(make_test_polyp_onnx(tmp_path / "endo-polyp.onnx", size=64, bias=4.0), "endo-polyp", unofficial=True)

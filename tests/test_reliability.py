@@ -156,7 +156,7 @@ def test_fuzz_ecg_csv_malformed_sampling_rate_line(tmp_path):
 
 def test_fuzz_echo_avi_frame_of_specks_keeps_whole_frame():
     """A mutated MJPEG AVI decoding to one frame of specks: find_sector took min() of an empty selection."""
-    from inference.readers import echo
+    from inference.echo import reader as echo
 
     st = echo.read(FUZZ_CRASHES / "echo_avi_specks.avi")
     h, w = st.data["frames"].shape[1:3]
@@ -191,7 +191,7 @@ def test_fuzz_xray_png_chunk_claiming_gigabytes_refused_before_decoding(tmp_path
 
 
 def test_endo_folder_frame_with_absurd_png_chunk_is_not_decoded(tmp_path):
-    from inference.readers.endo import _imread
+    from inference.endo.reader import _imread
 
     assert _imread(_png_with_idat_claiming(tmp_path / "frame_0001.png")) is None
 
@@ -219,7 +219,7 @@ def test_fuzz_ecg_hd5_ml4h_group_is_a_dataset(tmp_path):
 
 # -- libhdf5 failures Python cannot interrupt: the guarded reader process ----------------------------
 def test_hdf5_attribute_asking_for_4gb_is_refused_within_the_memory_cap():
-    from inference.readers.ecg import read
+    from inference.ecg.reader import read
     from inference.study import ReadError
 
     with pytest.raises(ReadError, match="ecg_hd5_attr_4gb.hd5"):
@@ -227,9 +227,9 @@ def test_hdf5_attribute_asking_for_4gb_is_refused_within_the_memory_cap():
 
 
 def test_hdf5_read_that_never_returns_is_stopped_and_the_reader_recovers(monkeypatch, tmp_path):
-    from inference.demo import ecg as demo
-    from inference.readers import guard
-    from inference.readers.ecg import read
+    from inference.ecg import demo
+    from inference.reading import guard
+    from inference.ecg.reader import read
     from inference.study import ReadError
 
     monkeypatch.setattr(guard, "TIMEOUT_S", 4.0)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.xray_fixtures import demo_path, weight_files  # noqa: F401  (fixtures)
 
-from inference.readers import xray as reader
+from inference.xray import reader
 from inference.study import ReadError
 
 
@@ -248,7 +248,7 @@ def test_bad_rasters(tmp_path):
 
 # -- model and checkpoints ---------------------------------------------------------------------------------
 def test_architecture_matches_reference_parameter_counts():
-    from inference.models.xray_anomaly import XrayAnomalyModel, count_parameters
+    from inference.xray.medsight import XrayAnomalyModel, count_parameters
 
     m = XrayAnomalyModel()
     assert count_parameters(m.vae) == 1_318_656
@@ -268,7 +268,7 @@ def test_architecture_matches_reference_parameter_counts():
 def test_reference_checkpoint_roundtrip(weight_files):
     import torch
 
-    from inference.models.xray_anomaly import build_model, read_anomaly_checkpoint
+    from inference.xray.medsight import build_model, read_anomaly_checkpoint
 
     ck = torch.load(str(weight_files[1]), weights_only=True)
     assert set(ck) >= {"vae_state", "vit_state", "config", "recon_mean", "recon_std", "kl_mean", "kl_std",
@@ -288,7 +288,7 @@ def test_reference_checkpoint_roundtrip(weight_files):
 def test_checkpoint_problems_are_clear(tmp_path, weight_files):
     import torch
 
-    from inference.models.xray_anomaly import CheckpointError, build_model, load_vgg16_features
+    from inference.xray.medsight import CheckpointError, build_model, load_vgg16_features
 
     ck = torch.load(str(weight_files[1]), weights_only=True)
     bad = dict(ck)
@@ -316,7 +316,7 @@ def test_checkpoint_problems_are_clear(tmp_path, weight_files):
 
 # -- pipeline ------------------------------------------------------------------------------------------------
 def test_not_installed_says_how(demo_path):
-    from inference.pipelines import analyse
+    from inference.pipeline import analyse
     from inference.registry import Registry, WeightsError
 
     st = reader.read(demo_path)
@@ -325,7 +325,7 @@ def test_not_installed_says_how(demo_path):
 
 
 def test_backbone_missing_is_named(demo_path, weight_files):
-    from inference.pipelines import analyse
+    from inference.pipeline import analyse
     from inference.registry import Registry, WeightsError
 
     reg = Registry()
@@ -335,8 +335,8 @@ def test_backbone_missing_is_named(demo_path, weight_files):
 
 
 def test_analyse_demo_outputs_and_heatmap(demo_path, installed):
-    from inference.pipelines import analyse
-    from inference.pipelines.xray import heatmap_from_result, risk_band
+    from inference.pipeline import analyse
+    from inference.xray.pipeline import heatmap_from_result, risk_band
 
     st = reader.read(demo_path)
     r = analyse(st, "xray-anomaly", installed)
@@ -361,7 +361,7 @@ def test_analyse_demo_outputs_and_heatmap(demo_path, installed):
 
 
 def test_risk_bands():
-    from inference.pipelines.xray import risk_band
+    from inference.xray.pipeline import risk_band
 
     assert risk_band(0.1) == "low" and risk_band(0.348) == "intermediate" and risk_band(0.69) == "intermediate"
     assert risk_band(0.7) == "high"
@@ -373,7 +373,7 @@ def test_gradcam_follows_the_score():
     map must be zero far from it and peak close to it."""
     import torch
 
-    from inference.models.xray_anomaly import XrayAnomalyModel, grad_cam
+    from inference.xray.medsight import XrayAnomalyModel, grad_cam
 
     torch.manual_seed(0)
     m = XrayAnomalyModel().eval()
@@ -392,7 +392,7 @@ def test_onnx_export_agrees_with_torch(installed):
     import onnxruntime as ort
     import torch
 
-    from inference.pipelines.xray import export_onnx, load_model
+    from inference.xray.pipeline import export_onnx, load_model
 
     path = export_onnx(installed, "xray-anomaly")
     assert path.exists() and "xray-anomaly-" in path.name

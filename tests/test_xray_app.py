@@ -11,7 +11,7 @@ from tests.xray_fixtures import demo_path, weight_files  # noqa: F401  (fixtures
 
 @pytest.fixture
 def viewer_with_study(main_window, demo_path, qtbot):
-    from inference.readers.xray import read
+    from inference.xray.reader import read
 
     st = read(demo_path)
     sid = main_window.ctx.store.add_study(st)
@@ -21,7 +21,7 @@ def viewer_with_study(main_window, demo_path, qtbot):
 
 
 def test_viewer_class_and_contract(viewer_with_study):
-    from app.viewers.xray import XrayViewer
+    from app.xray.viewer import XrayViewer
 
     win, v, st, sid = viewer_with_study
     assert isinstance(v, XrayViewer)
@@ -57,7 +57,7 @@ def test_window_level_invert_clahe_reset(viewer_with_study):
 
 
 def apply_plain(v):
-    from inference.readers.xray import apply_window
+    from inference.xray.reader import apply_window
 
     return apply_window(v.image, v.center, v.width)
 
@@ -77,7 +77,7 @@ def test_pixel_readout_and_ruler_in_mm(viewer_with_study):
 def test_ruler_without_spacing_is_in_pixels(main_window, tmp_path):
     import cv2
 
-    from inference.readers.xray import read
+    from inference.xray.reader import read
 
     cv2.imwrite(str(tmp_path / "cxr.png"), np.tile(np.arange(256, dtype=np.uint8), (200, 1)))
     st = read(tmp_path / "cxr.png")
@@ -111,7 +111,7 @@ def test_note_entities_highlighted_and_stored(viewer_with_study):
 
 
 def test_result_panels_and_report(viewer_with_study, weight_files, tmp_path):
-    from inference.pipelines import analyse
+    from inference.pipeline import analyse
     from inference.results import Result
 
     win, v, st, sid = viewer_with_study
@@ -162,7 +162,7 @@ def test_result_panels_and_report(viewer_with_study, weight_files, tmp_path):
 
 def test_report_without_result_or_note(tmp_path, store, demo_path):
     from app.report import build_report
-    from inference.readers.xray import read
+    from inference.xray.reader import read
 
     st = read(demo_path)
     sid = store.add_study(st)
@@ -172,7 +172,7 @@ def test_report_without_result_or_note(tmp_path, store, demo_path):
 
 
 def test_demo_opens_in_xray_viewer(main_window, qtbot, tmp_path):
-    from inference.demo.xray import make
+    from inference.xray.demo import make
 
     p = make(tmp_path)
     main_window.open_path(p)

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def demo_path(tmp_path_factory):
-    from inference.demo.xray import make
+    from inference.xray.demo import make
 
     return make(tmp_path_factory.mktemp("xdemo"))
 

@@ -1,6 +1,6 @@
 """PDF reports (reportlab, no Qt): one shared page frame + one section module per modality.
 
-``app.report.<modality>`` may provide::
+Each modality's report module (``app/<modality>/report.py``, named in ``app/modalities.py``) may provide::
 
     PAGESIZE = landscape(A4)                                  # optional
     def sections(study, results, store, study_id, extra) -> list[Flowable]
@@ -9,7 +9,6 @@ Without one, the generic section (every stored result as a table) is used.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,9 @@ from app.report.base import build_pdf, generic_sections
 
 def build_report(study, store, study_id: int, path: str | Path, extra: dict[str, Any] | None = None) -> str:
     results = store.results(study_id)
-    try:
-        mod = importlib.import_module(f"app.report.{study.modality}")
-    except ModuleNotFoundError as e:
-        if e.name != f"app.report.{study.modality}":
-            raise
-        mod = None
+    from app.modalities import report_module
+
+    mod = report_module(study.modality)
     if mod is not None and hasattr(mod, "sections"):
         flow = mod.sections(study, results, store, study_id, extra or {})
     else:

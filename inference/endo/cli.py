@@ -20,11 +20,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from app.store import Store  # the store is Qt-free
     from inference.detect import open_study
-    from inference.pipelines import analyse
+    from inference.pipeline import analyse
     from inference.registry import Registry, WeightsError
     from inference.study import ReadError
 
-    from .export import export_from_store
+    from inference.endo.export import export_from_store
 
     store, reg = Store(args.db), Registry()
     try:

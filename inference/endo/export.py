@@ -26,9 +26,9 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .. import __version__
-from ..atomic import atomic_path
-from ..results import DISCLAIMER, NOT_CLINICAL, Result, jsonable
+from inference import __version__
+from inference.atomic import atomic_path
+from inference.results import DISCLAIMER, NOT_CLINICAL, Result, jsonable
 
 BUNDLE_FILES = ("metadata.json", "summary.json", "findings.csv", "findings.json", "report.txt")
 CSV_COLUMNS = ["Frame_Index", "Timestamp", "Finding", "Location", "Risk Level", "Suggested Action",
@@ -278,7 +278,7 @@ def study_meta(study, study_id: int | None = None, created_at: str | None = None
 def export_from_store(store, study, study_id: int, dest: str | Path, with_frames: bool = True,
                       session_type: str = "review") -> Path:
     """The bundle for a stored study: findings and endoscopy results straight from the store."""
-    from ..pipelines.endo import MODELS
+    from inference.endo.pipeline import MODELS
 
     row = store.study(study_id) or {}
     findings = store.findings(study_id)

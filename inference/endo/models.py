@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import paths
-from ..registry import Registry
-from .quality import QualityConfig
+from inference import paths
+from inference.registry import Registry
+from inference.endo.quality import QualityConfig
 
 QUALITY_ID = "endo-quality"
 POLYP_ID = "endo-polyp"
@@ -67,7 +67,7 @@ class PolypOnnx:
 
     def __init__(self, onnx_path: str | Path, inputs: dict | None = None, outputs: dict | None = None,
                  threads: int | None = None):
-        from ..runtimes import OnnxRuntime
+        from inference.runtimes import OnnxRuntime
 
         inputs, outputs = inputs or {}, outputs or {}
         self.runtime = OnnxRuntime(onnx_path, threads=threads)
@@ -82,7 +82,7 @@ class PolypOnnx:
         if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int) and shape[2] == shape[3]:
             self.size = int(shape[2])
         if "mask" not in self.runtime.output_names:
-            from ..registry import WeightsError
+            from inference.registry import WeightsError
 
             raise WeightsError(f"{Path(onnx_path).name}: the ONNX model has outputs {self.runtime.output_names}; "
                                "the endo-polyp contract needs an output named 'mask' [N, 1, H, W]")
@@ -269,13 +269,13 @@ class MedGemmaBackend:
     def __init__(self, folder: str | Path | None = None, max_new_tokens: int = 256):
         st = medgemma_state(folder)
         if not st.available:
-            from ..registry import WeightsError
+            from inference.registry import WeightsError
 
             raise WeightsError(st.message)
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from ..runtimes import cuda_name
+        from inference.runtimes import cuda_name
 
         self.folder = st.folder
         self.fingerprint = folder_fingerprint(st.folder)
@@ -292,7 +292,7 @@ class MedGemmaBackend:
     def ask(self, frame: np.ndarray) -> str:
         from PIL import Image
 
-        from ..runtimes import GPU_LOCK
+        from inference.runtimes import GPU_LOCK
 
         messages = [{"role": "user", "content": [{"type": "image", "image": Image.fromarray(frame)},
                                                  {"type": "text", "text": VLM_PROMPT}]}]

@@ -11,13 +11,13 @@ import csv
 import io
 from pathlib import Path
 
-from ..atomic import atomic_write_text
-from ..registry import Registry
-from ..study import ReadError
+from inference.atomic import atomic_write_text
+from inference.registry import Registry
+from inference.study import ReadError
 
 
 def list_audio(folder: str | Path) -> list[Path]:
-    from ..batch import collect_inputs
+    from inference.batch import collect_inputs
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -33,8 +33,8 @@ def run_batch(folder: str | Path, model_id: str, registry: Registry, ctx, out_cs
     ``keep`` (a list) receives (study, result) pairs without the audio, for storing. ``ctx.progress``
     raises Cancelled when the user cancels: the rows done so far are still written.
     """
-    from ..batch import Runner, row_records
-    from ..pipelines import Cancelled
+    from inference.batch import Runner, row_records
+    from inference.pipeline import Cancelled
 
     files = list_audio(folder)
     if not files:

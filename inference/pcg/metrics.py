@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import multiclass_summary
+from inference.metrics import multiclass_summary
 
 
 def evaluate(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:

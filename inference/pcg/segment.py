@@ -53,7 +53,7 @@ class Segmentation:
 
 def envelope(x: np.ndarray, sr: int) -> np.ndarray:
     """Combined homomorphic + Shannon envelope at ENV_RATE Hz, scaled to 0..1."""
-    from .features import resample
+    from inference.pcg.features import resample
 
     if not np.all(np.isfinite(x)):
         raise ValueError("heart-sound signal has NaN or infinite samples")

@@ -65,7 +65,7 @@ def write_wav(path, audio: np.ndarray, sr: int, fmt: str = "WAV", subtype: str =
 
     import soundfile as sf
 
-    from ..atomic import atomic_path
+    from inference.atomic import atomic_path
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

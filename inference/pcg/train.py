@@ -27,10 +27,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..atomic import atomic_path
-from .dataset import DatasetError, Item, classes_of, scan, split
-from .features import FeatureSpec, fit_length, recording_logmel, standardise, windows
-from .metrics import evaluate
+from inference.atomic import atomic_path
+from inference.pcg.dataset import DatasetError, Item, classes_of, scan, split
+from inference.pcg.features import FeatureSpec, fit_length, recording_logmel, standardise, windows
+from inference.pcg.metrics import evaluate
 
 ONNX_META_KEY = "lightbox.pcg"
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "pcg"
@@ -45,8 +45,8 @@ def _cache_dir() -> Path:
 def load_features(items: list[Item], spec: FeatureSpec, emit: Callable[[dict], None],
                   cache: bool = True) -> list[np.ndarray]:
     """Full-recording log-mel (n_mels x frames, float16) per item, cached in a temp .npz by content key."""
-    from ..readers.pcg import load_audio
-    from ..study import ReadError
+    from inference.pcg.reader import load_audio
+    from inference.study import ReadError
 
     h = hashlib.sha256(spec.to_json().encode())
     for it in items:
@@ -128,7 +128,7 @@ def train(items: list[Item], out_dir: str | Path, name: str = "heart_sound_cnn",
     import torch
     from torch import nn
 
-    from .model import HeartSoundCNN, export_onnx
+    from inference.pcg.model import HeartSoundCNN, export_onnx
 
     emit = emit or (lambda e: None)
     spec = spec or FeatureSpec()

@@ -28,7 +28,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import paths
+from inference import paths
 
 CATEGORIES = ("disease", "symptom", "medication", "anatomy")
 LEXICON_PATH = Path(paths.PROJECT_ROOT) / "resources" / "xray" / "clinical_lexicon.json"

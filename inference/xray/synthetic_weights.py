@@ -1,6 +1,6 @@
 """Seeded random checkpoints in the official file layouts, for tests and benchmarks.
 
-They exercise the real loading code (``inference.models.xray_anomaly``) end to end; their numbers
+They exercise the real loading code (``inference.xray.medsight``) end to end; their numbers
 mean nothing, and the registry only accepts them as ``--unofficial`` installs, so every result from
 them is stamped NOT A CLINICAL RESULT.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models.xray_anomaly import (REFERENCE_CONFIG, Calibration, XrayAnomalyModel,
+from inference.xray.medsight import (REFERENCE_CONFIG, Calibration, XrayAnomalyModel,
                                    save_reference_checkpoint, vgg16_features)
 
 VGG_FILE = "vgg16-397923af.pth"
@@ -49,7 +49,7 @@ def make_heads_file(path: str | Path, seed: int = 1, calibration: Calibration | 
     model = XrayAnomalyModel(dict(REFERENCE_CONFIG), calibration or Calibration(0.0, 1.0, 0.0, 1.0),
                              features=vgg16_features() if vgg_path is None else None)
     if calibration is None:
-        from ..models.xray_anomaly import load_vgg16_features
+        from inference.xray.medsight import load_vgg16_features
 
         if vgg_path is not None:
             model.features = load_vgg16_features(vgg_path)
@@ -72,8 +72,8 @@ def _calibration_images(seed: int, n: int = 6):
     gamma, contrast and noise (so the demo study scores inside the sigmoids' useful range)."""
     import numpy as np
 
-    from ..demo.xray import render
-    from .imaging import preprocess
+    from inference.xray.demo import render
+    from inference.xray.imaging import preprocess
 
     rng = np.random.default_rng(seed)
     base = render(256)
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     pipeline end to end. Every result from them is stamped NOT A CLINICAL RESULT."""
     import argparse
 
-    from .. import paths
-    from ..registry import Registry
+    from inference import paths
+    from inference.registry import Registry
 
     p = argparse.ArgumentParser(prog="lightbox xray-demo-weights", description=main.__doc__)
     p.add_argument("--out", help="folder for the two .pth files (default: <data folder>/demo-weights)")

@@ -31,7 +31,9 @@ with atheris.instrument_imports():
 MODALITY, EXT = sys.argv[1], sys.argv[2]
 del sys.argv[1:3]
 with atheris.instrument_imports(include=["inference", "pydicom", "PIL"]):
-    MOD = importlib.import_module(f"inference.readers.{MODALITY}")
+    from inference import modalities
+
+    MOD = modalities.part(MODALITY, "reader")
     for _lib in ("pydicom", "PIL.Image", "PIL.PngImagePlugin", "PIL.GifImagePlugin"):  # pure-Python parsers
         try:  # imported here so that their code is instrumented too
             importlib.import_module(_lib)

@@ -17,7 +17,7 @@ def _ecg(n: int, fs: float) -> np.ndarray:
 
 
 def make_ecg_hd5(path: Path) -> Path:
-    from inference.readers.ecg import write_ml4h_hd5
+    from inference.ecg.reader import write_ml4h_hd5
 
     return write_ml4h_hd5(path, _ecg(250, 100.0), 100.0, text="seed")
 

@@ -1,0 +1,102 @@
+"""The ECG result panel: the model's outputs in a table and the cumulative AF-risk curve."""
+from __future__ import annotations
+
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QHeaderView, QLabel, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                               QWidget)
+
+from inference.results import Result
+
+
+class EcgResultWidget(QWidget):
+    """The four ECG2AF outputs as a table, and the AF risk with its cumulative-incidence curve over 5 years."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.title = QLabel("ECG2AF")
+        self.title.setStyleSheet("font-weight: bold;")
+        lay.addWidget(self.title)
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["ECG2AF output", "Value"])
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setFixedHeight(4 * 22 + 28)
+        lay.addWidget(self.table)
+        self.plot = pg.PlotWidget(background="#181c20")
+        self.plot.setMinimumHeight(170)
+        self.plot.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        pi = self.plot.getPlotItem()
+        pi.setLabel("bottom", "years after this ECG")
+        pi.setLabel("left", "cumulative AF risk (%)")
+        pi.showGrid(x=True, y=True, alpha=0.25)
+        pi.setMenuEnabled(False)
+        pi.hideButtons()
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.curve = pg.PlotCurveItem(pen=pg.mkPen("#e5534b", width=2), stepMode=None)
+        self.marker = pg.ScatterPlotItem(size=9, brush=pg.mkBrush("#e5534b"), pen=None)
+        self.marker_text = pg.TextItem("", color="#d5d9de", anchor=(1, 1))
+        for it in (self.curve, self.marker, self.marker_text):
+            pi.addItem(it)
+        pi.setXRange(0, 5.05, padding=0)
+        pi.setYRange(0, 10, padding=0)
+        lay.addWidget(self.plot, 1)
+        self.hint = QLabel("")
+        self.hint.setObjectName("muted")
+        self.hint.setWordWrap(True)
+        lay.addWidget(self.hint)
+        self.show_result(None)
+
+    @staticmethod
+    def rows(outputs: dict) -> list[tuple[str, str]]:
+        o = outputs
+        return [
+            ("AF risk within 5 years", f"{100 * o['af_risk_5y']:.1f} %"),
+            ("Sex (from ECG)", f"male {100 * o['sex_male_probability']:.0f} % · female "
+                               f"{100 * o['sex_female_probability']:.0f} %"),
+            ("Age (from ECG)", f"{o['age_years']:.1f} years"),
+            ("AF in this ECG", f"{100 * o['af_in_read_probability']:.1f} %"),
+        ]
+
+    def show_result(self, result: Result | None) -> None:
+        if result is None or result.model_id != "ecg2af":
+            self.table.setRowCount(0)
+            self.curve.setData([], [])
+            self.marker.setData([], [])
+            self.marker_text.setText("")
+            self.hint.setText("Run ECG2AF (Analyse) for AF risk, sex, age and AF-in-read. "
+                              "Heart rate and R peaks need no model and are shown on the tracing.")
+            return
+        o = result.outputs
+        rows = self.rows(o)
+        self.table.setRowCount(len(rows))
+        for i, (k, v) in enumerate(rows):
+            self.table.setItem(i, 0, QTableWidgetItem(k))
+            it = QTableWidgetItem(v)
+            if not result.clinical:
+                it.setForeground(QColor("#e5534b"))
+            self.table.setItem(i, 1, it)
+        years = np.concatenate([[0.0], np.asarray(o["survival_days"], dtype=float) / 365.0])
+        risk = np.concatenate([[0.0], 100 * (1 - np.asarray(o["af_free_survival"], dtype=float))])
+        self.curve.setData(years, risk)
+        self.marker.setData([years[-1]], [risk[-1]])
+        self.marker_text.setText(f"{risk[-1]:.1f} % at 5 y")
+        self.marker_text.setAnchor((1, 0) if risk[-1] > 50 else (1, 1))
+        self.marker_text.setPos(years[-1], risk[-1])
+        self.plot.getPlotItem().setYRange(0, max(10.0, min(100.0, risk[-1] * 1.2)), padding=0)
+        self.plot.getPlotItem().setXRange(0, 5.05, padding=0)
+        stamp = "" if result.clinical else "NOT A CLINICAL RESULT — non-official weights. "
+        self.hint.setText(stamp + "Cumulative incident-AF risk = 1 − AF-free survival from the survival-curve head "
+                                  "(25 intervals over 5 years).")
+
+

@@ -1,0 +1,113 @@
+"""The echo viewer's side panel: view gate, crop, overlays, playback controls and the practice box."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout,
+                               QLabel, QPushButton, QSlider, QTabWidget, QVBoxLayout, QWidget)
+
+from app.echo.practice_panel import EstimateEdit
+from inference.echo.preprocess import CATEGORIES
+
+if TYPE_CHECKING:
+    from app.echo.viewer import EchoViewer
+
+
+class EchoPanel(QWidget):
+    """Right-dock panel: view gate, crop, overlay, blinded practice."""
+
+    def __init__(self, viewer: "EchoViewer"):
+        super().__init__()
+        self.v = viewer
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        gate = QGroupBox("View gate (EchoNet-Dynamic: apical 4-chamber only)")
+        g = QVBoxLayout(gate)
+        self.gate_label = QLabel("")
+        self.gate_label.setWordWrap(True)
+        g.addWidget(self.gate_label)
+        row = QHBoxLayout()
+        self.gate_yes = QPushButton("Apical 4-chamber")
+        self.gate_no = QPushButton("Not A4C")
+        row.addWidget(self.gate_yes)
+        row.addWidget(self.gate_no)
+        g.addLayout(row)
+        lay.addWidget(gate)
+        tabs = QTabWidget()
+        lay.addWidget(tabs)
+
+        # practice
+        pw = QWidget()
+        pl = QVBoxLayout(pw)
+        row = QHBoxLayout()
+        self.trainee = QComboBox()
+        self.trainee.setToolTip("Trainee profile (local, no password)")
+        self.new_trainee = QPushButton("New…")
+        row.addWidget(QLabel("Trainee"))
+        row.addWidget(self.trainee, 1)
+        row.addWidget(self.new_trainee)
+        pl.addLayout(row)
+        self.practice = QCheckBox("Blinded practice: hide AI EF until my estimate is locked")
+        pl.addWidget(self.practice)
+        form = QFormLayout()
+        # no default number: a pre-filled value would anchor the trainee's estimate
+        self.estimate = EstimateEdit()
+        self.category = QComboBox()
+        self.category.addItem("(no category)", "")
+        for c in CATEGORIES:
+            self.category.addItem(c, c)
+        form.addRow("Visual EF estimate", self.estimate)
+        form.addRow("Category", self.category)
+        pl.addLayout(form)
+        self.lock = QPushButton("Lock estimate")
+        self.lock.setObjectName("primary")
+        pl.addWidget(self.lock)
+        self.reveal = QLabel("")
+        self.reveal.setWordWrap(True)
+        self.reveal.setTextFormat(Qt.RichText)
+        pl.addWidget(self.reveal)
+        row = QHBoxLayout()
+        self.history_btn = QPushButton("Progress…")
+        self.set_btn = QCheckBox("In practice set")
+        self.set_btn.setToolTip("Instructor: mark this study as part of the teaching set")
+        self.set_table_btn = QPushButton("Practice set…")
+        row.addWidget(self.history_btn)
+        row.addWidget(self.set_btn)
+        row.addWidget(self.set_table_btn)
+        pl.addLayout(row)
+        pl.addStretch(1)
+        tabs.addTab(pw, "Practice")
+
+        # view gate + image
+        gw = QWidget()
+        gl = QVBoxLayout(gw)
+        crop = QGroupBox("Sector crop (model input)")
+        c = QVBoxLayout(crop)
+        self.crop_label = QLabel("")
+        self.crop_label.setWordWrap(True)
+        c.addWidget(self.crop_label)
+        row = QHBoxLayout()
+        self.show_box = QCheckBox("Show crop box")
+        self.show_box.setChecked(True)
+        self.reset_crop = QPushButton("Auto crop")
+        row.addWidget(self.show_box)
+        row.addWidget(self.reset_crop)
+        c.addLayout(row)
+        gl.addWidget(crop)
+        ov = QGroupBox("LV overlay")
+        o = QHBoxLayout(ov)
+        self.show_mask = QCheckBox("LV mask")
+        self.show_mask.setChecked(True)
+        self.opacity = QSlider(Qt.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(35)
+        o.addWidget(self.show_mask)
+        o.addWidget(QLabel("opacity"))
+        o.addWidget(self.opacity, 1)
+        gl.addWidget(ov)
+        gl.addStretch(1)
+        tabs.addTab(gw, "Crop && overlay")
+        self.tabs = tabs
+
+

@@ -1,0 +1,174 @@
+"""Endoscopy findings: the edit dialog and the findings-table half of EndoViewer (a mixin): add at the
+current frame, edit, confirm, reject, delete, jump."""
+from __future__ import annotations
+
+
+import collections
+import json
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
+                               QLineEdit, QTableWidgetItem, QWidget)
+
+from app.endo.timeline import STATUS_COLOURS
+from inference.endo.export import fmt_time
+
+LABELS = ["polyp", "bleeding", "ulcer", "inflammation", "angiodysplasia", "diverticulum", "mass",
+          "foreign body", "normal mucosa", "other"]
+
+
+class FindingDialog(QDialog):
+    def __init__(self, parent: QWidget | None, title: str, label: str = "polyp", confidence: float | None = None,
+                 note: str = ""):
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        lay = QFormLayout(self)
+        self.label = QComboBox()
+        self.label.setEditable(True)
+        self.label.addItems(LABELS)
+        self.label.setCurrentText(label)
+        self.conf = QDoubleSpinBox()
+        self.conf.setRange(-0.01, 1.0)
+        self.conf.setSingleStep(0.05)
+        self.conf.setSpecialValueText("—")
+        self.conf.setValue(-0.01 if confidence is None or confidence != confidence else float(confidence))
+        self.note = QLineEdit(note)
+        lay.addRow("Finding", self.label)
+        lay.addRow("Confidence", self.conf)
+        lay.addRow("Note", self.note)
+        bb = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        bb.accepted.connect(self.accept)
+        bb.rejected.connect(self.reject)
+        lay.addRow(bb)
+
+    def values(self) -> dict[str, Any]:
+        c = self.conf.value()
+        return {"label": self.label.currentText().strip() or "other", "confidence": None if c < 0 else round(c, 3),
+                "note": self.note.text().strip()}
+
+
+# -- the viewer ---------------------------------------------------------------------------------
+
+
+class FindingsMixin:
+    """The findings table of EndoViewer: reload, add, edit, confirm, reject, delete, jump."""
+
+    # -- findings -----------------------------------------------------------------------------------
+    def reload_findings(self) -> None:
+        if self.study_id is None:
+            return
+        sel = self.selected_finding()
+        self.findings = self.ctx.store.findings(self.study_id)
+        self.timeline.findings = self.findings
+        self.timeline.update()
+        self.table.setRowCount(len(self.findings))
+        for r, f in enumerate(self.findings):
+            conf = f.get("confidence")
+            vals = [fmt_time(f.get("time_s")), str(f.get("frame_index")), f.get("label") or "",
+                    f"{conf:.2f}" if isinstance(conf, (int, float)) else "—", f.get("source") or "",
+                    f.get("status") or "", f.get("note") or ""]
+            for c, v in enumerate(vals):
+                it = QTableWidgetItem(v)
+                it.setData(Qt.UserRole, f["id"])
+                if c == 5:
+                    it.setForeground(QColor(STATUS_COLOURS.get(v, "#d5d9de")))
+                self.table.setItem(r, c, it)
+        counts = collections.Counter(f.get("status") for f in self.findings)
+        self.count_label.setText(f"{len(self.findings)} findings · " + ", ".join(f"{v} {k}" for k, v in counts.items())
+                                 if self.findings else "No findings yet: play, analyse, or add one at a frame.")
+        if sel is not None:
+            self.select_finding(sel["id"])
+
+    def selected_finding(self) -> dict | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows:
+            return None
+        fid = self.table.item(rows[0].row(), 0).data(Qt.UserRole)
+        return next((f for f in self.findings if f["id"] == fid), None)
+
+    def select_finding(self, fid: int) -> None:
+        for r in range(self.table.rowCount()):
+            if self.table.item(r, 0).data(Qt.UserRole) == fid:
+                self.table.selectRow(r)
+                return
+
+    def _selection_changed(self) -> None:
+        f = self.selected_finding()
+        self.timeline.selected_id = f["id"] if f else None
+        self.timeline.update()
+
+    def _jump_row(self, row: int) -> None:
+        fid = self.table.item(row, 0).data(Qt.UserRole)
+        f = next((x for x in self.findings if x["id"] == fid), None)
+        if f and f.get("frame_index") is not None:
+            self.pause()
+            self.seek(int(f["frame_index"]))
+
+    def jump_finding(self, direction: int) -> None:
+        frames = sorted({int(f["frame_index"]) for f in self.findings if f.get("frame_index") is not None
+                         and f.get("status") != "rejected"})
+        if not frames:
+            self.status_message.emit("No findings to jump to.")
+            return
+        self.pause()
+        if direction > 0:
+            target = next((x for x in frames if x > self.pos), frames[0])
+        else:
+            target = next((x for x in reversed(frames) if x < self.pos), frames[-1])
+        self.seek(target)
+        f = next(x for x in self.findings if x.get("frame_index") == target)
+        self.select_finding(f["id"])
+
+    def add_finding(self, label: str, confidence: float | None = None, note: str = "",
+                    box: list[float] | None = None, status: str = "confirmed") -> int:
+        """A clinician's finding at the frame on screen (clinician findings start confirmed)."""
+        fid = self.ctx.store.add_finding(self.study_id, time_s=round(self.pos / self.fps, 3), frame_index=self.pos,
+                                         label=label, confidence=confidence, source="clinician", note=note,
+                                         box=box, status=status)
+        self.reload_findings()
+        self.select_finding(fid)
+        self.show_frame(self.pos)
+        return fid
+
+    def edit_finding(self, fid: int, **changes: Any) -> None:
+        if "box" in changes and isinstance(changes["box"], (list, tuple)):
+            changes["box"] = json.dumps(list(changes["box"]))
+        self.ctx.store.update_finding(fid, **changes)
+        self.reload_findings()
+        self.show_frame(self.pos)
+
+    def set_status_selected(self, status: str) -> None:
+        f = self.selected_finding()
+        if f is None:
+            self.status_message.emit("Select a finding first.")
+            return
+        self.edit_finding(f["id"], status=status)
+
+    def delete_selected(self) -> None:
+        f = self.selected_finding()
+        if f is None:
+            return
+        self.ctx.store.delete_finding(f["id"])
+        self.reload_findings()
+        self.show_frame(self.pos)
+
+    def add_dialog(self) -> None:
+        if self.study_id is None:
+            return
+        self.pause()
+        dlg = FindingDialog(self, f"Add finding at {fmt_time(self.pos / self.fps)} (frame {self.pos})")
+        if dlg.exec():
+            self.add_finding(**dlg.values())
+
+    def edit_dialog(self) -> None:
+        f = self.selected_finding()
+        if f is None:
+            self.status_message.emit("Select a finding first.")
+            return
+        dlg = FindingDialog(self, f"Edit finding at {fmt_time(f.get('time_s'))}", f.get("label") or "",
+                            f.get("confidence"), f.get("note") or "")
+        if dlg.exec():
+            self.edit_finding(f["id"], **dlg.values())
+

@@ -1,0 +1,418 @@
+"""Endoscopy viewer: video player, quality/findings timeline, live and review analysis, findings.
+
+- Playback: a QTimer at the file's frame rate x speed; frames come from a decode-ahead thread
+  (inference.endo.playback.Prefetcher) with a synchronous fallback, so a seek is frame-accurate.
+  Space plays/pauses, Left/Right step a frame, PgUp/PgDn jump to the previous/next finding.
+- Timeline under the video: frame-quality bands (ok / blur / dark / overexposed / glare / duplicate)
+  and findings (proposed / confirmed / rejected); click or drag to seek.
+- Live mode: the frame on screen is offered to an analyser running through app.jobs; when it is
+  slower than playback, frames are dropped from the analysis queue (counted), never from the display.
+- Review mode: the whole video through the pipeline on a worker (main window's Analyse, with
+  progress and cancel); the model's proposed findings are filed in the store's findings table.
+- Findings table: add at the current frame, edit, confirm, reject, delete, double-click to jump.
+- Export bundle: metadata.json, summary.json, findings.csv, findings.json, report.txt (zip, atomic)
+  plus the PDF report with key frames beside it.
+"""
+from __future__ import annotations
+
+
+import collections
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QHBoxLayout,
+                               QHeaderView, QLabel, QPushButton, QSplitter, QTableWidget, QVBoxLayout,
+                               QWidget)
+
+from app.endo.timeline import QUALITY_COLOURS, STATUS_COLOURS
+from app.context import AppContext
+from app.widgets.viewer_base import ViewerBase
+from inference import paths
+from inference.endo.export import fmt_time
+from inference.endo.playback import LatestSlot, Prefetcher
+from inference.results import NOT_CLINICAL, Result
+from inference.study import Study
+
+SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
+
+
+from app.endo.findings import FindingsMixin
+from app.endo.live import LiveMixin
+from app.endo.frames import FrameView, rgb_to_qimage
+from app.endo.timeline import Timeline
+
+
+class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
+    modality = "endo"
+    COLS = ["Time", "Frame", "Finding", "Conf.", "Source", "Status", "Note"]
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None):
+        super().__init__(ctx, parent)
+        self.src = None
+        self.prefetch: Prefetcher | None = None
+        self.n = 0
+        self.fps = 25.0
+        self.pos = 0
+        self.speed = 1.0
+        self.playing = False
+        self.findings: list[dict] = []
+        self.display_late = 0  # display frames skipped because the UI fell behind real time
+        self.live_job = None
+        self.live_slot: LatestSlot | None = None
+        self.live_out: collections.deque = collections.deque()
+        self.live_last: dict[str, Any] = {}
+        self._play_t0 = 0.0
+        self._play_f0 = 0
+
+        self.view = FrameView()
+        self.timeline = Timeline()
+        self.timeline.seek.connect(self.seek)
+
+        # transport
+        self.play_btn = QPushButton("▶ Play")
+        self.play_btn.setToolTip("Play / pause (Space)")
+        self.play_btn.clicked.connect(self.toggle_play)
+        self.prev_f = QPushButton("◀◀")
+        self.prev_f.setToolTip("Previous finding (PgUp)")
+        self.prev_f.clicked.connect(lambda: self.jump_finding(-1))
+        self.back = QPushButton("◀|")
+        self.back.setToolTip("One frame back (Left)")
+        self.back.clicked.connect(lambda: self.step(-1))
+        self.fwd = QPushButton("|▶")
+        self.fwd.setToolTip("One frame forward (Right)")
+        self.fwd.clicked.connect(lambda: self.step(1))
+        self.next_f = QPushButton("▶▶")
+        self.next_f.setToolTip("Next finding (PgDn)")
+        self.next_f.clicked.connect(lambda: self.jump_finding(1))
+        self.speed_box = QComboBox()
+        for s in SPEEDS:
+            self.speed_box.addItem(f"{s:g}×", s)
+        self.speed_box.setCurrentIndex(SPEEDS.index(1.0))
+        self.speed_box.setToolTip("Playback speed")
+        self.speed_box.currentIndexChanged.connect(lambda _i: self.set_speed(self.speed_box.currentData()))
+        self.time_label = QLabel("")
+        self.live_box = QCheckBox("Live")
+        self.live_box.setToolTip("Analyse the frame on screen while playing. Playback never waits for the "
+                                 "analysis: frames it cannot keep up with are dropped from the analysis queue.")
+        self.live_box.toggled.connect(self.set_live)
+        self.live_box.setStyleSheet("QCheckBox::indicator { width: 12px; height: 12px; border: 1px solid #8b949e; "
+                                    "background: #22272e; } QCheckBox::indicator:checked { background: #3d8bfd; }")
+        self.vlm_btn = QPushButton("Ask VLM")
+        self.vlm_btn.setToolTip("Describe the frame on screen with the local MedGemma-4B-it (optional)")
+        self.vlm_btn.clicked.connect(self.ask_vlm)
+        self.vlm_btn.setEnabled(False)
+        self.live_label = QLabel("")
+        self.live_label.setObjectName("muted")
+        self.review_btn = QPushButton("Analyse video")
+        self.review_btn.setObjectName("primary")
+        self.review_btn.setToolTip("Review mode: every frame on a worker, with progress and cancel (Ctrl+R)")
+        self.review_btn.clicked.connect(lambda: self.request_analysis.emit(""))
+        tr = QHBoxLayout()
+        for w in (self.prev_f, self.back, self.fwd, self.next_f):
+            w.setFixedWidth(40)
+        self.play_btn.setFixedWidth(84)
+        for w in (self.prev_f, self.back, self.play_btn, self.fwd, self.next_f, self.speed_box):
+            tr.addWidget(w)
+        tr.addWidget(self.time_label)
+        tr.addStretch(1)
+        tr.addWidget(self.live_box)
+        tr.addWidget(self.vlm_btn)
+        tr.addWidget(self.review_btn)
+
+        top = QWidget()
+        tl = QVBoxLayout(top)
+        tl.setContentsMargins(0, 0, 0, 0)
+        self.header = QLabel("")
+        self.header.setObjectName("muted")
+        self.header.setWordWrap(True)
+        tl.addWidget(self.header)
+        tl.addWidget(self.view, 1)
+        tl.addWidget(self.timeline)
+        self.selection_label = QLabel("")
+        self.selection_label.setWordWrap(True)  # long text must not widen the viewer
+        sl = QHBoxLayout()
+        sl.addWidget(self.selection_label, 1)
+        sl.addWidget(self.live_label)
+        tl.addLayout(sl)
+        legend = QLabel("  ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in QUALITY_COLOURS.items()
+                                  if k != "live") + "  &nbsp;&nbsp; findings: "
+                        + "  ".join(f"<span style='color:{c}'>◆</span> {k}" for k, c in STATUS_COLOURS.items()))
+        legend.setObjectName("muted")
+        legend.setWordWrap(True)
+        tl.addWidget(legend)
+        tl.addLayout(tr)
+
+        # findings
+        self.table = QTableWidget(0, len(self.COLS))
+        self.table.setHorizontalHeaderLabels(self.COLS)
+        self.table.verticalHeader().hide()
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        hh = self.table.horizontalHeader()
+        for i in range(len(self.COLS) - 1):
+            hh.setSectionResizeMode(i, QHeaderView.ResizeToContents)
+        hh.setSectionResizeMode(len(self.COLS) - 1, QHeaderView.Stretch)
+        self.table.cellDoubleClicked.connect(lambda r, _c: self._jump_row(r))
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        fb = QHBoxLayout()
+        self.add_btn = QPushButton("Add at frame")
+        self.add_btn.setToolTip("Add a finding at the frame on screen (Ins)")
+        self.add_btn.clicked.connect(self.add_dialog)
+        self.edit_btn = QPushButton("Edit…")
+        self.edit_btn.clicked.connect(self.edit_dialog)
+        self.confirm_btn = QPushButton("Confirm")
+        self.confirm_btn.setToolTip("Confirm the selected finding (C)")
+        self.confirm_btn.clicked.connect(lambda: self.set_status_selected("confirmed"))
+        self.reject_btn = QPushButton("Reject")
+        self.reject_btn.setToolTip("Reject the selected finding (X)")
+        self.reject_btn.clicked.connect(lambda: self.set_status_selected("rejected"))
+        self.delete_btn = QPushButton("Delete")
+        self.delete_btn.clicked.connect(self.delete_selected)
+        self.export_btn = QPushButton("Export bundle…")
+        self.export_btn.setToolTip("metadata.json, summary.json, findings.csv, findings.json, report.txt (zip) "
+                                   "+ PDF report with key frames")
+        self.export_btn.clicked.connect(lambda: self.export_bundle())
+        self.count_label = QLabel("")
+        self.count_label.setObjectName("muted")
+        for w in (self.add_btn, self.edit_btn, self.confirm_btn, self.reject_btn, self.delete_btn):
+            fb.addWidget(w)
+        fb.addWidget(self.count_label, 1)
+        fb.addWidget(self.export_btn)
+        bottom = QWidget()
+        bl = QVBoxLayout(bottom)
+        bl.setContentsMargins(0, 0, 0, 0)
+        bl.addWidget(self.table, 1)
+        bl.addLayout(fb)
+
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(top)
+        split.addWidget(bottom)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        split.setSizes([640, 200])
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(split)
+
+        self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.PreciseTimer)
+        self.timer.timeout.connect(self._tick)
+        self.live_timer = QTimer(self)  # drains live results while paused
+        self.live_timer.setInterval(150)
+        self.live_timer.timeout.connect(self._drain_live)
+
+        for key, fn in ((Qt.Key_Space, self.toggle_play), (Qt.Key_Left, lambda: self.step(-1)),
+                        (Qt.Key_Right, lambda: self.step(1)), (Qt.Key_PageUp, lambda: self.jump_finding(-1)),
+                        (Qt.Key_PageDown, lambda: self.jump_finding(1)), (Qt.Key_Insert, self.add_dialog),
+                        (Qt.Key_C, lambda: self.set_status_selected("confirmed")),
+                        (Qt.Key_X, lambda: self.set_status_selected("rejected"))):
+            sc = QShortcut(QKeySequence(key), self)
+            sc.setContext(Qt.WidgetWithChildrenShortcut)
+            sc.activated.connect(fn)
+        self._enable(False)
+
+    # -- study ------------------------------------------------------------------------------------
+    def _enable(self, on: bool) -> None:
+        for w in (self.play_btn, self.back, self.fwd, self.prev_f, self.next_f, self.speed_box, self.live_box,
+                  self.review_btn, self.add_btn, self.edit_btn, self.confirm_btn, self.reject_btn,
+                  self.delete_btn, self.export_btn):
+            w.setEnabled(on)
+
+    def set_study(self, study: Study, study_id: int) -> None:
+        self.pause()
+        self.set_live(False)
+        if self.prefetch is not None:
+            self.prefetch.close()
+            self.prefetch = None
+        super().set_study(study, study_id)
+        self.src = study.data["source"]
+        self.n, self.fps = len(self.src), float(self.src.fps)
+        self.prefetch = Prefetcher(self.src)
+        self.timeline.set_video(self.n, self.fps)
+        m = study.metadata
+        self.header.setText(f"{study.name} · {m.get('width')}×{m.get('height')} · {m.get('fps')} fps · "
+                            f"{self.n} frames · {fmt_time(self.n / self.fps)}"
+                            + (f" · {m.get('codec')}" if m.get("codec") else "")
+                            + ("  — " + "; ".join(study.notes) if study.notes else ""))
+        self.display_late = 0
+        longest = f"{fmt_time(self.n / self.fps)} / {fmt_time(self.n / self.fps)} · frame {self.n}/{self.n}"
+        self.time_label.setFixedWidth(self.time_label.fontMetrics().horizontalAdvance(longest) + 12)
+        self.selection_label.setText("Frame selection: not analysed yet (Analyse video, or tick Live and play).")
+        self.live_last = {}
+        self._enable(self.n > 0)
+        self._update_vlm()
+        self.reload_findings()
+        self.show_frame(0)
+
+    def set_result(self, result: Result | None) -> None:
+        super().set_result(result)
+        if result is None:
+            return
+        o = result.outputs
+        if "frames_total" in o:
+            sk = ", ".join(f"{k} {v}" for k, v in (o.get("skipped") or {}).items())
+            self.selection_label.setText(f"Frame selection ({result.model_id}, result #{result.id}): "
+                                         f"<b>{o.get('frames_analysed')}</b> of {o.get('frames_total')} frames "
+                                         f"analysed · skipped {o.get('frames_skipped')} ({sk})"
+                                         + (f" · <b>{o.get('findings_count')}</b> finding(s) proposed"
+                                            if result.model_id != "endo-quality" else "")
+                                         + ("" if result.clinical else
+                                            f" · <span style='color:#e5534b'><b>{NOT_CLINICAL}</b></span>"))
+        bands = result.outputs.get("_bands")
+        if bands:
+            self.timeline.set_bands(bands)
+        props = result.outputs.get("_findings") or []
+        if props and result.id is not None and self.study_id is not None:
+            tag = f"{result.model_id} · result #{result.id}"
+            if not any(f.get("source") == tag for f in self.ctx.store.findings(self.study_id)):
+                for f in props:
+                    self.ctx.store.add_finding(self.study_id, time_s=f["time_s"], frame_index=f["frame_index"],
+                                               label=f["label"], confidence=f.get("confidence"), source=tag,
+                                               note=f.get("note") or "", box=f.get("box"), status="proposed")
+                self.status_message.emit(f"{len(props)} proposed finding(s) from {result.model_id} added for review"
+                                         + ("" if result.clinical else f" — {NOT_CLINICAL}"))
+        self.reload_findings()
+        self.show_frame(self.pos)
+
+    # -- playback -----------------------------------------------------------------------------------
+    def frame_rgb(self, i: int) -> np.ndarray:
+        f = self.prefetch.get(i) if self.prefetch else None
+        return f if f is not None else self.src.frame(i)
+
+    def show_frame(self, i: int) -> None:
+        if not self.n:
+            return
+        i = max(0, min(int(i), self.n - 1))
+        self.pos = i
+        try:
+            rgb = self.frame_rgb(i)
+        except Exception as e:  # a damaged frame: say so, keep the player alive
+            self.status_message.emit(str(e))
+            self.pause()
+            return
+        boxes = []
+        near = max(1, int(round(self.fps / 4)))
+        for f in self.findings:
+            fi = f.get("frame_index")
+            if fi is None or abs(fi - i) > near or not f.get("box"):
+                continue
+            try:
+                box = json.loads(f["box"]) if isinstance(f["box"], str) else f["box"]
+            except ValueError:
+                continue
+            if box and len(box) == 4:
+                st = f.get("status") or "proposed"
+                conf = f.get("confidence")
+                txt = f"{f.get('label')}" + (f" {conf:.2f}" if isinstance(conf, (int, float)) else "") + f" · {st}"
+                boxes.append((box, txt, STATUS_COLOURS.get(st, "#d29922"), st == "proposed"))
+        live = self.live_last.get("dets") if self.live_last.get("index") is not None \
+            and abs(self.live_last["index"] - i) <= near else None
+        for d in live or []:
+            if d.box:
+                boxes.append((d.box, f"{d.label} {d.confidence:.2f} · live", "#39c5cf", True))
+        status = self.timeline.status_at(i)
+        warn = status if status and status not in ("ok", "live") else ""
+        self.view.set_frame(rgb_to_qimage(rgb), boxes, f"{fmt_time(i / self.fps)}  ·  frame {i}", warn)
+        self.timeline.pos = i
+        self.timeline.update()
+        self.time_label.setText(f"{fmt_time(i / self.fps)} / {fmt_time(self.n / self.fps)} · frame {i + 1}/{self.n}")
+        if self.live_slot is not None:
+            self.live_slot.put(i)
+
+    def seek(self, i: int) -> None:
+        i = max(0, min(int(i), self.n - 1))
+        if self.prefetch:
+            self.prefetch.seek(i)
+        self.show_frame(i)
+        if self.playing:
+            self._play_t0, self._play_f0 = time.perf_counter(), i
+
+    def step(self, d: int) -> None:
+        self.pause()
+        self.seek(self.pos + d)
+
+    def toggle_play(self) -> None:
+        self.pause() if self.playing else self.play()
+
+    def play(self) -> None:
+        if not self.n:
+            return
+        if self.pos >= self.n - 1:
+            self.seek(0)
+        self.playing = True
+        self.play_btn.setText("⏸ Pause")
+        self._play_t0, self._play_f0 = time.perf_counter(), self.pos
+        self.timer.start(max(1, int(1000 / (self.fps * self.speed))))
+
+    def pause(self) -> None:
+        self.playing = False
+        self.timer.stop()
+        self.play_btn.setText("▶ Play")
+
+    def set_speed(self, s: float) -> None:
+        self.speed = float(s)
+        if self.playing:
+            self._play_t0, self._play_f0 = time.perf_counter(), self.pos
+            self.timer.start(max(1, int(1000 / (self.fps * self.speed))))
+
+    def _tick(self) -> None:
+        # the display follows the wall clock: if the UI was held up, it catches up (counted as late)
+        due = self._play_f0 + int((time.perf_counter() - self._play_t0) * self.fps * self.speed)
+        nxt = max(self.pos + 1, due)
+        if nxt > self.pos + 1:
+            self.display_late += nxt - self.pos - 1
+        if nxt >= self.n:
+            self.show_frame(self.n - 1)
+            self.pause()
+            return
+        self.show_frame(nxt)
+        self._drain_live()
+
+    # -- export ---------------------------------------------------------------------------------------
+    def export_bundle(self, path: str | None = None, on_done=None):
+        """Zip bundle + PDF (same name, .pdf) on a worker. Returns the job."""
+        if self.study is None:
+            return None
+        if not path:
+            default = str(paths.exports_dir() / f"{Path(self.study.name).stem}_endoscopy.zip")
+            path, _ = QFileDialog.getSaveFileName(self, "Export endoscopy bundle", default, "Zip (*.zip)")
+            if not path:
+                return None
+        from app.report import build_report
+        from inference.endo.export import export_from_store
+
+        study, sid, store = self.study, self.study_id, self.ctx.store
+        zpath = Path(path)
+        pdf = zpath.with_suffix(".pdf")
+        extra = self.report_extra()
+
+        def work(ctx):
+            ctx.progress(0.1, "bundle")
+            export_from_store(store, study, sid, zpath)
+            ctx.progress(0.5, "PDF")
+            build_report(study, store, sid, pdf, extra=extra)
+            return zpath, pdf
+
+        def done(out):
+            self.status_message.emit(f"Exported {out[0]} and {out[1].name}")
+            if on_done:
+                on_done(out)
+
+        return self.ctx.jobs.start("Exporting endoscopy bundle", work, on_result=done,
+                                   on_error=lambda m: self.status_message.emit(f"export failed: {m}"))
+
+    def report_extra(self) -> dict[str, Any]:
+        return {"frame_index": self.pos}
+
+    def shutdown(self) -> None:
+        self.pause()
+        self.set_live(False)
+        if self.prefetch is not None:
+            self.prefetch.close()
+            self.prefetch = None

@@ -1,0 +1,566 @@
+"""Chest X-ray viewer: window/level, pan/zoom, invert, CLAHE, pixel readout, ruler, heatmap panels,
+anomaly score widget and the clinical-note box with highlighted entities.
+
+Mouse: left-drag does what the tool buttons say (W/L: horizontal = width, vertical = level; Pan;
+Ruler), wheel zooms about the cursor, right-drag zooms a box, double-click resets. Views are
+linked, so the three panels (original | Grad-CAM heatmap | overlay) always show the same anatomy.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QKeySequence, QShortcut, QTextCharFormat, QTextCursor
+from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel,
+                               QPlainTextEdit, QProgressBar, QPushButton, QSlider, QSplitter, QTextEdit,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from app import theme
+from app.widgets.viewer_base import ViewerBase
+from inference.xray.reader import apply_window, percentile_window
+from inference.results import Result
+from inference.xray import imaging
+from inference.xray.entities import COLORS, extract, summary
+
+NOTE_SOURCE = "symptoms-note"
+ENTITY_SOURCE = "symptoms-entity"
+BAND_COLOURS = {"low": theme.OK, "intermediate": theme.AMBER, "high": theme.WARN}
+
+
+class _ImageBox(pg.ViewBox):
+    """A ViewBox whose left-drag is window/level, pan or ruler, as the viewer's tool says."""
+
+    wl_drag = Signal(float, float, bool)  # dx, dy (screen px), finished
+    ruler_drag = Signal(QPointF, QPointF, bool)  # start, current (image coords), finished
+    reset_requested = Signal()
+
+    def __init__(self, viewer: "XrayViewer"):
+        super().__init__(lockAspect=True, invertY=True, enableMenu=False)
+        self.viewer = viewer
+        self.setBackgroundColor("#000000")
+
+    def mouseDragEvent(self, ev, axis=None):
+        tool = self.viewer.tool
+        if ev.button() == Qt.LeftButton and tool == "wl":
+            ev.accept()
+            d = ev.screenPos() - ev.lastScreenPos()
+            self.wl_drag.emit(float(d.x()), float(d.y()), ev.isFinish())
+            return
+        if ev.button() == Qt.LeftButton and tool == "ruler":
+            ev.accept()
+            a = self.mapSceneToView(ev.buttonDownScenePos())
+            b = self.mapSceneToView(ev.scenePos())
+            self.ruler_drag.emit(a, b, ev.isFinish())
+            return
+        super().mouseDragEvent(ev, axis)
+
+    def mouseDoubleClickEvent(self, ev):
+        self.reset_requested.emit()
+        ev.accept()
+
+
+class AnomalyWidget(QFrame):
+    """Right-panel summary: fused score, band, threshold, and the three components as bars."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 6, 0, 0)
+        self.title = QLabel("Anomaly score")
+        self.title.setObjectName("muted")
+        self.score = QLabel("—")
+        self.score.setObjectName("headline")
+        self.band = QLabel("")
+        self.band.setWordWrap(True)
+        lay.addWidget(self.title)
+        lay.addWidget(self.score)
+        lay.addWidget(self.band)
+        grid = QGridLayout()
+        self.bars: dict[str, tuple[QProgressBar, QLabel]] = {}
+        rows = [("recon", "Recon σ ×0.4"), ("kl", "KL σ ×0.2"), ("vit", "ViT ×0.4")]
+        for i, (k, label) in enumerate(rows):
+            lab = QLabel(label)
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setTextVisible(False)
+            val = QLabel("—")
+            grid.addWidget(lab, i, 0)
+            grid.addWidget(bar, i, 1)
+            grid.addWidget(val, i, 2)
+            self.bars[k] = (bar, val)
+        lay.addLayout(grid)
+        self.why = QLabel("")
+        self.why.setWordWrap(True)
+        self.why.setObjectName("muted")
+        lay.addWidget(self.why)
+        lay.addStretch(1)
+        self.show_result(None)
+
+    def show_result(self, r: Result | None) -> None:
+        if r is None or "anomaly_score" not in r.outputs:
+            self.score.setText("—")
+            self.band.setText("No anomaly result for this image yet: press Analyse.")
+            for bar, val in self.bars.values():
+                bar.setValue(0)
+                val.setText("—")
+            self.why.setText("")
+            return
+        o = r.outputs
+        s, thr, band = float(o["anomaly_score"]), float(o["threshold"]), str(o["risk_band"])
+        col = BAND_COLOURS.get(band, theme.TEXT)
+        self.score.setText(f"<span style='color:{col}'>{s:.3f}</span>")
+        flag = "FLAGGED (≥ threshold)" if o.get("flagged") else "below threshold"
+        stamp = "" if r.clinical else " · <b style='color:#e5534b'>NOT A CLINICAL RESULT</b>"
+        self.band.setText(f"Risk band <b style='color:{col}'>{band}</b> · threshold {thr:.3f} · {flag}{stamp}")
+        vals = {"recon": float(o["recon_component"]), "kl": float(o["kl_component"]), "vit": float(o["vit_score"])}
+        weights = {"recon": 0.4, "kl": 0.2, "vit": 0.4}
+        for k, (bar, val) in self.bars.items():
+            bar.setValue(int(round(vals[k] * 1000)))
+            val.setText(f"{vals[k]:.3f} → {weights[k] * vals[k]:.3f}")
+        top = max(vals, key=lambda k: weights[k] * vals[k])
+        names = {"recon": "feature reconstruction error", "kl": "latent KL divergence", "vit": "ViT latent score"}
+        self.why.setText(f"Largest share of the score: {names[top]}. Score = 0.4·σ(recon) + 0.2·σ(KL) + 0.4·ViT "
+                         f"(raw recon {float(o['recon_error']):.4g}, KL {float(o['kl_divergence']):.4g}).")
+
+
+class XrayViewer(ViewerBase):
+    modality = "xray"
+
+    def __init__(self, ctx, parent=None):
+        super().__init__(ctx, parent)
+        self.tool = "wl"
+        self.image: np.ndarray | None = None  # modality values
+        self.header_display: np.ndarray | None = None
+        self.heat: np.ndarray | None = None
+        self.center, self.width = 0.5, 1.0
+        self.use_header_lut = True
+        self.invert = False
+        self.use_clahe = False
+        self.spacing: list[float] | None = None
+        self.rulers: list[tuple[pg.PlotDataItem, pg.TextItem]] = []
+        self._live_ruler: tuple[pg.PlotDataItem, pg.TextItem] | None = None
+        self.entities = []
+        self._wl_timer = QTimer(self, singleShot=True, interval=15, timeout=self._render)
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addLayout(self._make_toolbar())
+        split = QSplitter(Qt.Vertical)
+        self.glw = pg.GraphicsLayoutWidget()
+        self.glw.setBackground("#000000")
+        self.boxes = [_ImageBox(self) for _ in range(3)]
+        self.items = [pg.ImageItem(axisOrder="row-major") for _ in range(3)]
+        self.labels = []
+        for b, it, name in zip(self.boxes, self.items, ("Original", "Grad-CAM (relative)", "Overlay")):
+            b.addItem(it)
+            t = pg.TextItem(name, color="#c9d1d9", anchor=(0, 0))
+            t.setParentItem(b)
+            t.setPos(6, 4)
+            self.labels.append(t)
+            b.wl_drag.connect(self._on_wl_drag)
+            b.ruler_drag.connect(self._on_ruler)
+            b.reset_requested.connect(self.reset_view)
+        for b in self.boxes[1:]:
+            b.setXLink(self.boxes[0])
+            b.setYLink(self.boxes[0])
+        self.glw.scene().sigMouseMoved.connect(self._on_mouse)
+        split.addWidget(self.glw)
+        split.addWidget(self._make_note_box())
+        split.setStretchFactor(0, 5)
+        split.setStretchFactor(1, 1)
+        outer.addWidget(split, 1)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(4, 0, 4, 2)
+        self.readout = QLabel("")
+        self.readout.setObjectName("muted")
+        self.wl_label = QLabel("")
+        self.wl_label.setObjectName("muted")
+        bottom.addWidget(self.readout, 1)
+        bottom.addWidget(self.wl_label)
+        outer.addLayout(bottom)
+        self.anomaly = AnomalyWidget()
+        # single-key shortcuts while the image has focus (never while typing in the note)
+        for key, slot in (("I", lambda: self.invert_btn.toggle()), ("C", lambda: self.clahe_btn.toggle()),
+                          ("R", self.reset_view), ("W", lambda: self.set_tool("wl")),
+                          ("P", lambda: self.set_tool("pan")), ("M", lambda: self.set_tool("ruler")),
+                          ("H", lambda: self.mode.setCurrentIndex((self.mode.currentIndex() + 1) % 3))):
+            sc = QShortcut(QKeySequence(key), self.glw)
+            sc.setContext(Qt.WidgetWithChildrenShortcut)
+            sc.activated.connect(slot)
+        self._layout_panels()
+
+    # -- construction -----------------------------------------------------------------------------
+    def _make_toolbar(self):
+        row = QHBoxLayout()
+        row.setContentsMargins(4, 4, 4, 0)
+        self.tool_group = QButtonGroup(self)
+        for key, text, tip in (("wl", "W/L", "Left-drag: horizontal = window width, vertical = level (W)"),
+                               ("pan", "Pan", "Left-drag pans; wheel zooms (P)"),
+                               ("ruler", "Ruler", "Left-drag measures a distance, mm when the header gives spacing (M)")):
+            b = QToolButton(text=text, checkable=True, toolTip=tip)
+            b.setChecked(key == "wl")
+            b.clicked.connect(lambda _=False, k=key: self.set_tool(k))
+            self.tool_group.addButton(b)
+            row.addWidget(b)
+        row.addSpacing(8)
+        self.preset = QComboBox(toolTip="Window presets (header windows first)")
+        self.preset.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.preset.setMinimumContentsLength(16)
+        self.preset.activated.connect(self._preset_chosen)
+        row.addWidget(self.preset)
+        self.invert_btn = QToolButton(text="Invert", checkable=True, toolTip="Invert grey scale (I)")
+        self.invert_btn.toggled.connect(self._set_invert)
+        self.clahe_btn = QToolButton(text="CLAHE", checkable=True, toolTip="Contrast-limited adaptive histogram equalisation (C)")
+        self.clahe_btn.toggled.connect(self._set_clahe)
+        reset = QPushButton("Reset", toolTip="Reset window, zoom, invert, CLAHE (R, or double-click the image)")
+        reset.clicked.connect(self.reset_view)
+        clear = QPushButton("Clear", toolTip="Remove all rulers")
+        clear.clicked.connect(self.clear_rulers)
+        for w in (self.invert_btn, self.clahe_btn, reset, clear):
+            row.addWidget(w)
+        row.addStretch(1)
+        top = QVBoxLayout()
+        top.setSpacing(2)
+        top.addLayout(row)
+        row = QHBoxLayout()
+        row.setContentsMargins(4, 0, 4, 0)
+        row.addWidget(QLabel("Heatmap:"))
+        self.mode = QComboBox(toolTip="Image only, three panels (original | heatmap | overlay), or overlay only (H)")
+        self.mode.addItems(["Image", "Three panels", "Overlay"])
+        self.mode.currentIndexChanged.connect(self._layout_panels)
+        row.addWidget(self.mode)
+        self.cmap = QComboBox(toolTip="Heatmap colour map")
+        self.cmap.addItems(list(imaging.COLORMAPS))
+        self.cmap.currentIndexChanged.connect(self._render)
+        row.addWidget(self.cmap)
+        row.addWidget(QLabel("Opacity"))
+        self.opacity = QSlider(Qt.Horizontal, minimum=0, maximum=100, value=65)
+        self.opacity.setFixedWidth(80)
+        self.opacity.valueChanged.connect(self._render)
+        row.addWidget(self.opacity)
+        row.addStretch(1)
+        top.addLayout(row)
+        return top
+
+    def _make_note_box(self):
+        w = QWidget()
+        lay = QVBoxLayout(w)
+        lay.setContentsMargins(4, 2, 4, 2)
+        head = QHBoxLayout()
+        head.addWidget(QLabel("Clinical note / symptoms"))
+        legend = " ".join(f"<span style='color:{c}'>■ {k}</span>" for k, c in COLORS.items())
+        head.addWidget(QLabel(legend + " <span style='color:#8b949e'>· struck through = negated</span>"))
+        head.addStretch(1)
+        self.extract_btn = QPushButton("Extract entities", toolTip="Find diseases, symptoms, medications and "
+                                                                   "anatomy (offline) and save them with the study")
+        self.extract_btn.clicked.connect(self.extract_entities)
+        head.addWidget(self.extract_btn)
+        lay.addLayout(head)
+        self.note = QPlainTextEdit()
+        self.note.setPlaceholderText("e.g. 58-year-old with productive cough and fever for 5 days, denies hemoptysis, "
+                                     "no chest pain. On salbutamol.")
+        self.note.setMaximumHeight(110)
+        lay.addWidget(self.note)
+        self.entity_summary = QLabel("")
+        self.entity_summary.setWordWrap(True)
+        self.entity_summary.setTextFormat(Qt.RichText)
+        lay.addWidget(self.entity_summary)
+        return w
+
+    # -- contract -----------------------------------------------------------------------------------
+    def set_study(self, study, study_id):
+        super().set_study(study, study_id)
+        self.image = np.asarray(study.data["image"], np.float32)
+        self.header_display = study.data.get("display")
+        md = study.metadata
+        self.spacing = md.get("pixel_spacing_mm")
+        self.heat = None
+        self.clear_rulers()
+        self._fill_presets()
+        self.reset_view()
+        self._load_note()
+        if self.mode.currentIndex() != 0:
+            self.mode.setCurrentIndex(0)
+        spacing = (f"{self.spacing[0]:.3f} × {self.spacing[1]:.3f} mm ({md.get('spacing_source')})"
+                   if self.spacing else "no pixel spacing")
+        self.status_message.emit(f"{md.get('columns')} × {md.get('rows')} px · {md.get('bits_stored')} bit · "
+                                 f"{md.get('photometric')} · {spacing}")
+
+    def set_result(self, result):
+        super().set_result(result)
+        self.anomaly.show_result(result)
+        self.heat = None
+        if result is not None and self.image is not None and "anomaly_score" in result.outputs:
+            from inference.xray.pipeline import heatmap_from_result
+
+            self.heat = heatmap_from_result(result, self.image.shape[:2])
+            if self.heat is not None and self.mode.currentIndex() == 0:
+                self.mode.setCurrentIndex(1)
+        self._layout_panels()
+
+    def result_widget(self):
+        return self.anomaly
+
+    def report_extra(self) -> dict:
+        return {"note": self.note.toPlainText(), "entities": [e.as_dict() for e in self.entities],
+                "window": [self.center, self.width], "invert": self.invert, "clahe": self.use_clahe,
+                "colormap": self.cmap.currentText(), "opacity": self.opacity.value() / 100.0}
+
+    # -- display ------------------------------------------------------------------------------------
+    def _fill_presets(self):
+        self.preset.clear()
+        md = self.study.metadata if self.study else {}
+        self._presets = []
+        voi = md.get("voi_source", "")
+        self._presets.append(("header", f"Header: {voi}" if voi else "Header default", None))
+        for w in md.get("windows", []):
+            self._presets.append(("window", f"{w['name']}  (C {w['center']:g} / W {w['width']:g})",
+                                  (w["center"], w["width"])))
+        img = self.image
+        for label, lo, hi in (("Auto 0.5–99.5 %", 0.5, 99.5), ("Lung detail (1–60 %)", 1, 60),
+                              ("Bone / mediastinum (40–99.8 %)", 40, 99.8)):
+            self._presets.append(("window", label, percentile_window(img, lo, hi)))
+        lo, hi = float(img.min()), float(img.max())
+        self._presets.append(("window", "Full range", ((lo + hi) / 2, max(hi - lo, 1.0))))
+        for _, label, _ in self._presets:
+            self.preset.addItem(label)
+
+    def _preset_chosen(self, i: int):
+        kind, _, cw = self._presets[i]
+        if kind == "header":
+            c, w = (self.study.metadata.get("window") or percentile_window(self.image))
+            self.center, self.width, self.use_header_lut = float(c), float(w), True
+        else:
+            self.center, self.width = float(cw[0]), float(cw[1])
+            self.use_header_lut = False
+        self._render()
+
+    def set_tool(self, tool: str):
+        self.tool = tool
+        for b in self.tool_group.buttons():
+            b.setChecked(b.text().lower().replace("/", "") == {"wl": "wl", "pan": "pan", "ruler": "ruler"}[tool])
+        for box in self.boxes:
+            box.setMouseEnabled(True, True)
+
+    def _set_invert(self, on: bool):
+        self.invert = on
+        self._render()
+
+    def _set_clahe(self, on: bool):
+        self.use_clahe = on
+        self._render()
+
+    def reset_view(self):
+        if self.image is None:
+            return
+        c, w = self.study.metadata.get("window") or percentile_window(self.image)
+        self.center, self.width, self.use_header_lut = float(c), float(w), True
+        for b, on in ((self.invert_btn, False), (self.clahe_btn, False)):
+            b.blockSignals(True)
+            b.setChecked(on)
+            b.blockSignals(False)
+        self.invert, self.use_clahe = False, False
+        self.preset.setCurrentIndex(0)
+        self._render()
+        self.fit()
+
+    def windowed(self) -> np.ndarray:
+        """The current greyscale display (uint8): header VOI or the user's window, MONOCHROME1 and
+        the user's invert applied, CLAHE if on."""
+        md = self.study.metadata
+        if self.use_header_lut and self.header_display is not None:
+            disp = self.header_display
+            if self.invert:
+                disp = 255 - disp
+        else:
+            inv = bool(md.get("invert")) ^ self.invert
+            disp = apply_window(self.image, self.center, self.width, "LINEAR", inv)
+        if self.use_clahe:
+            disp = imaging.clahe(disp)
+        return disp
+
+    def _render(self):
+        if self.image is None:
+            return
+        disp = self.windowed()
+        self.items[0].setImage(disp, levels=(0, 255), autoLevels=False)
+        if self.heat is not None:
+            cmap = self.cmap.currentText()
+            self.items[1].setImage(imaging.colorize(self.heat, cmap), levels=(0, 255), autoLevels=False)
+            ov = imaging.overlay(disp, self.heat, self.opacity.value() / 100.0, cmap, use_clahe=not self.use_clahe)
+            self.items[2].setImage(ov, levels=(0, 255), autoLevels=False)
+        lut = " (header VOI)" if self.use_header_lut else ""
+        self.wl_label.setText(f"W {self.width:.0f}  L {self.center:.0f}{lut}{'  · inverted' if self.invert else ''}"
+                              f"{'  · CLAHE' if self.use_clahe else ''}")
+
+    def _layout_panels(self):
+        mode = self.mode.currentIndex()
+        have = self.heat is not None
+        for b in self.boxes:
+            if b in self.glw.ci.items:
+                self.glw.removeItem(b)
+        if mode == 1 and have:
+            show = [0, 1, 2]
+        elif mode == 2 and have:
+            show = [2]
+        else:
+            show = [0]
+            if mode != 0 and not have:
+                self.status_message.emit("No heatmap yet: run the anomaly model (Analyse)")
+        for col, i in enumerate(show):
+            self.glw.addItem(self.boxes[i], row=0, col=col)
+        self.labels[2].setText("Overlay" if mode == 1 else f"Overlay (opacity {self.opacity.value()} %)")
+        self._render()
+        QTimer.singleShot(0, self.fit)
+
+    def fit(self):
+        """Show the whole image in the panels."""
+        if self.image is not None:
+            h, w = self.image.shape[:2]
+            self.boxes[0].setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
+
+    def showEvent(self, ev):
+        super().showEvent(ev)
+        QTimer.singleShot(0, self.fit)
+
+    # -- interaction -----------------------------------------------------------------------------------
+    def _on_wl_drag(self, dx: float, dy: float, finished: bool):
+        if self.image is None:
+            return
+        span = max(float(self.study.metadata.get("value_range", [0, 1])[1])
+                   - float(self.study.metadata.get("value_range", [0, 1])[0]), 1.0)
+        if self.use_header_lut:
+            self.use_header_lut = False
+        self.width = float(np.clip(self.width + dx * span / 400.0, 1.0, 4 * span))
+        self.center = float(self.center - dy * span / 400.0)  # drag up = brighter level (lower centre)
+        self._wl_timer.start()
+
+    def _length(self, a: QPointF, b: QPointF) -> str:
+        dx, dy = b.x() - a.x(), b.y() - a.y()
+        if self.spacing:
+            mm = float(np.hypot(dx * self.spacing[1], dy * self.spacing[0]))
+            return f"{mm:.1f} mm" if mm < 100 else f"{mm / 10:.1f} cm"
+        return f"{np.hypot(dx, dy):.0f} px"
+
+    def _on_ruler(self, a: QPointF, b: QPointF, finished: bool):
+        box = self.sender() if isinstance(self.sender(), _ImageBox) else self.boxes[0]
+        if self._live_ruler is None:
+            line = pg.PlotDataItem(pen=pg.mkPen("#ffd33d", width=2), symbol="o", symbolSize=5,
+                                   symbolBrush="#ffd33d")
+            text = pg.TextItem("", color="#ffd33d", anchor=(0, 1), fill=pg.mkBrush(0, 0, 0, 160))
+            box.addItem(line)
+            box.addItem(text)
+            self._live_ruler = (line, text)
+        line, text = self._live_ruler
+        line.setData([a.x(), b.x()], [a.y(), b.y()])
+        text.setText(self._length(a, b))
+        text.setPos(b.x(), b.y())
+        if finished:
+            self.rulers.append(self._live_ruler)
+            self._live_ruler = None
+            src = self.study.metadata.get("spacing_source", "") if self.study else ""
+            why = (" (no pixel spacing in the header)" if not self.spacing else
+                   " (Imager Pixel Spacing: measured at the detector, anatomy is ~10 % smaller)"
+                   if "detector" in src else f" ({src})")
+            self.status_message.emit(f"Distance: {self._length(a, b)}{why}")
+
+    def measure(self, a: tuple[float, float], b: tuple[float, float]) -> str:
+        """Add a ruler from a to b (image x, y) and return its label (used by tests and scripting)."""
+        self._on_ruler(QPointF(*a), QPointF(*b), False)
+        self._on_ruler(QPointF(*a), QPointF(*b), True)
+        return self.rulers[-1][1].toPlainText()
+
+    def clear_rulers(self):
+        for line, text in self.rulers:
+            for it in (line, text):
+                vb = it.getViewBox()
+                if vb is not None:
+                    vb.removeItem(it)
+        self.rulers = []
+
+    def _on_mouse(self, pos):
+        if self.image is None:
+            return
+        for i, b in enumerate(self.boxes):
+            if b.scene() is None or not b.sceneBoundingRect().contains(pos):
+                continue
+            p = b.mapSceneToView(pos)
+            x, y = int(np.floor(p.x())), int(np.floor(p.y()))
+            self.readout.setText(self.pixel_info(x, y))
+            return
+
+    def pixel_info(self, x: int, y: int) -> str:
+        h, w = self.image.shape[:2]
+        if not (0 <= x < w and 0 <= y < h):
+            return ""
+        v = float(self.image[y, x])
+        txt = f"x {x}  y {y}  ·  value {v:.6g}"
+        if self.study.metadata.get("rescale_type"):
+            txt += f" {self.study.metadata['rescale_type']}"
+        if self.spacing:
+            txt += f"  ·  {x * self.spacing[1]:.1f}, {y * self.spacing[0]:.1f} mm"
+        if self.heat is not None:
+            txt += f"  ·  heatmap {float(self.heat[y, x]):.2f}"
+        return txt
+
+    # -- clinical note ---------------------------------------------------------------------------------------
+    def _load_note(self):
+        self.entities = []
+        self.note.blockSignals(True)
+        self.note.setPlainText("")
+        self.note.blockSignals(False)
+        self.entity_summary.setText("")
+        if self.study_id is None:
+            return
+        for f in self.ctx.store.findings(self.study_id):
+            if f.get("source") == NOTE_SOURCE:
+                self.note.setPlainText(f.get("note") or "")
+        if self.note.toPlainText().strip():
+            self.entities = extract(self.note.toPlainText())
+            self._highlight()
+
+    def extract_entities(self):
+        text = self.note.toPlainText()
+        self.entities = extract(text)
+        self._highlight()
+        if self.study_id is not None:
+            store = self.ctx.store
+            for f in store.findings(self.study_id):
+                if f.get("source") in (NOTE_SOURCE, ENTITY_SOURCE):
+                    store.delete_finding(f["id"])
+            store.add_finding(self.study_id, label="clinical note", source=NOTE_SOURCE, note=text, status="note")
+            for e in self.entities:
+                store.add_finding(self.study_id, label=e.canonical, source=ENTITY_SOURCE,
+                                  note=json.dumps(e.as_dict()), status=e.status)
+        self.status_message.emit(f"{len(self.entities)} entities found and saved with the study")
+
+    def _highlight(self):
+        sels = []
+        for e in self.entities:
+            cur = QTextCursor(self.note.document())
+            cur.setPosition(e.start)
+            cur.setPosition(e.end, QTextCursor.KeepAnchor)
+            fmt = QTextCharFormat()
+            fmt.setForeground(QColor(COLORS.get(e.category, "#888888")))
+            fmt.setFontWeight(700)
+            if e.negated:
+                fmt.setFontStrikeOut(True)
+            else:
+                fmt.setBackground(QColor(COLORS.get(e.category, "#888888")).darker(350))
+            sel = QTextEdit.ExtraSelection()
+            sel.cursor, sel.format = cur, fmt
+            sels.append(sel)
+        self.note.setExtraSelections(sels)
+        parts = []
+        for cat, by in summary(self.entities).items():
+            col = COLORS.get(cat, "#888")
+            bits = []
+            for status, names in by.items():
+                shown = ", ".join(names)
+                bits.append(f"<s>{shown}</s>" if status == "negated" else
+                            (shown if status == "present" else f"{shown} <i>({status})</i>"))
+            parts.append(f"<b style='color:{col}'>{cat}</b>: " + "; ".join(bits))
+        self.entity_summary.setText(" · ".join(parts) if parts else
+                                    ("<i>no entities found</i>" if self.note.toPlainText().strip() else ""))

@@ -1,0 +1,247 @@
+"""ECG pipelines: ECG2AF (four heads) and the model-free rhythm measurements.
+
+``ecg2af``       the published Broad Institute model (Keras .h5). Its verified weights are loaded by the
+                 authors' path (tf-keras ``load_model(..., compile=False)``); when an ONNX twin derived
+                 from those exact weights exists (``lightbox weights export ecg2af``) it runs on ONNX
+                 Runtime instead (same numbers to 1e-4, much faster start-up).
+``ecg-measure``  heart rate, RR intervals and R peaks from neurokit2 on lead II (no weights).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.ecg import ecg2af as E
+from inference.registry import Registry
+from inference.results import Result, jsonable
+from inference.runtimes import KerasRuntime, OnnxRuntime, cpu_label
+from inference.study import ReadError, Study
+
+MODELS = ("ecg2af", "ecg-measure")
+MEASURE_ID = "ecg-measure"
+RHYTHM_LEAD_ORDER = ("II", "I", "V5", "V2", "aVF", "III", "V1", "V6", "V3", "V4", "aVL", "aVR")
+
+_cache: dict[tuple[str, str], Any] = {}
+_cache_lock = threading.Lock()
+
+
+# -- model-free measurements --------------------------------------------------------------------
+def measure(signal_mv: np.ndarray, fs: float, lead: str | None = None) -> dict[str, Any]:
+    """R peaks, RR intervals and heart rate from neurokit2 (``ecg_clean`` + ``ecg_peaks``).
+
+    Uses lead II unless it is missing or flat, then the next usable lead. Returns JSON-able values;
+    ``r_peaks`` are sample indices at ``fs``.
+    """
+    import neurokit2 as nk
+
+    sig = np.asarray(signal_mv, dtype=np.float64)
+    order = ([lead] if lead else []) + [ld for ld in RHYTHM_LEAD_ORDER if ld != lead]
+    chosen = None
+    for name in order:
+        i = E.LEADS.index(name)
+        row = sig[i]
+        if np.isfinite(row).all() and np.ptp(row) > 0.05:
+            chosen = name
+            break
+    if chosen is None:
+        raise ReadError(None, "no usable lead for rhythm measurements (all missing or flat)")
+    x = sig[E.LEADS.index(chosen)]
+    cleaned = nk.ecg_clean(x, sampling_rate=int(round(fs)), method="neurokit")
+    _, info = nk.ecg_peaks(cleaned, sampling_rate=int(round(fs)), method="neurokit", correct_artifacts=False)
+    peaks = np.asarray(info["ECG_R_Peaks"], dtype=int)
+    peaks = peaks[(peaks >= 0) & (peaks < len(x))]
+    out: dict[str, Any] = {"lead": chosen, "r_peaks": peaks.tolist(), "n_beats": int(len(peaks)),
+                           "duration_s": round(len(x) / fs, 3), "method": "neurokit2 ecg_clean + ecg_peaks (neurokit)",
+                           "neurokit2": nk.__version__}
+    if len(peaks) >= 2:
+        rr = np.diff(peaks) / fs * 1000.0
+        out.update({
+            "heart_rate_bpm": float(60000.0 / rr.mean()),
+            "rr_ms": [round(float(v), 1) for v in rr],
+            "rr_mean_ms": float(rr.mean()),
+            "rr_sd_ms": float(rr.std(ddof=1)) if len(rr) > 1 else 0.0,
+            "rr_min_ms": float(rr.min()),
+            "rr_max_ms": float(rr.max()),
+        })
+    else:
+        out.update({"heart_rate_bpm": None, "rr_ms": []})
+    return out
+
+
+def _analyse_measure(study: Study, registry: Registry, ctx) -> Result:
+    ctx.progress(0.1, "Detecting R peaks (neurokit2)")
+    t0 = time.perf_counter()
+    m = measure(study.data["signal_mv"], study.data["fs"])
+    secs = time.perf_counter() - t0
+    hr = m.get("heart_rate_bpm")
+    outputs = {
+        "heart_rate_bpm": round(hr, 1) if hr else None,
+        "rr_mean_ms": round(m["rr_mean_ms"], 1) if hr else None,
+        "rr_sd_ms": round(m["rr_sd_ms"], 1) if hr else None,
+        "rr_min_ms": m.get("rr_min_ms"),
+        "rr_max_ms": m.get("rr_max_ms"),
+        "beats": m["n_beats"],
+        "lead": m["lead"],
+        "rr_ms": m["rr_ms"],
+        "r_peak_times_s": [round(p / study.data["fs"], 4) for p in m["r_peaks"]],
+    }
+    notes = [f"R peaks by {m['method']} on lead {m['lead']} (neurokit2 {m['neurokit2']}), "
+             f"over the whole {m['duration_s']:.1f} s recording."]
+    ctx.progress(1.0, "Done")
+    return Result(MEASURE_ID, "", "numpy", cpu_label(), secs, jsonable(outputs), clinical=True, notes=notes,
+                  arrays={"r_peaks": np.asarray(m["r_peaks"])})
+
+
+# -- ECG2AF ----------------------------------------------------------------------------------------
+def model_batch(studies_or_inputs) -> np.ndarray:
+    """(n, 5000, 12) float32 normalised input from Studies or raw (5000, 12) mV arrays."""
+    xs = []
+    for s in studies_or_inputs:
+        x = s.data["model_input"] if isinstance(s, Study) else np.asarray(s)
+        xs.append(x)
+    return E.normalise(np.stack(xs).astype(np.float32))
+
+
+def check_input(study: Study) -> None:
+    x = study.data.get("model_input")
+    if x is None or x.shape != (E.N_SAMPLES, len(E.LEADS)):
+        raise ReadError(study.source, "this study has no 12-lead 500 Hz input for ECG2AF")
+    missing = study.metadata.get("missing_leads") or []
+    if missing:
+        raise ReadError(study.source, f"ECG2AF needs all 12 leads; missing: {', '.join(missing)}")
+    if not np.isfinite(x).all():
+        raise ReadError(study.source, "the ECG2AF input has missing samples")
+
+
+def onnx_path(registry: Registry, model_id: str = E.MODEL_ID) -> Path:
+    return registry.derived_path(model_id, ".onnx")
+
+
+def runtime_for(registry: Registry, model_id: str = E.MODEL_ID, prefer: str = "auto"):
+    """(runtime, state): the ONNX twin when it exists (and prefer != 'keras'), else the Keras file."""
+    st = registry.require(model_id)
+    onnx = onnx_path(registry, model_id)
+    use_onnx = prefer == "onnx" or (prefer == "auto" and onnx.exists())
+    key = ("onnx" if use_onnx else "keras", st.sha256)
+    with _cache_lock:
+        rt = _cache.get(key)
+    if rt is None:
+        if use_onnx:
+            if not onnx.exists():
+                raise FileNotFoundError(f"no ONNX export yet: run 'lightbox weights export {model_id}'")
+            rt = OnnxRuntime(onnx)
+        else:
+            # the published file (hash verified) is trusted as released; anything else is inspected
+            rt = KerasRuntime(E.load_keras(registry.path_of(st.entry), trusted=st.clinical))
+        with _cache_lock:
+            _cache[key] = rt
+    return rt, st
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def run_batch(runtime, x: np.ndarray, batch_size: int = 16) -> dict[str, np.ndarray]:
+    outs: dict[str, list[np.ndarray]] = {}
+    name = runtime.input_names[0]  # ECG2AF has one input; feed it whatever the file calls it
+    for i in range(0, len(x), batch_size):
+        r = runtime.run({name: x[i:i + batch_size]})
+        for k, v in r.items():
+            outs.setdefault(k, []).append(np.asarray(v))
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def _analyse_ecg2af(study: Study, model_id: str, registry: Registry, ctx, prefer: str = "auto") -> Result:
+    check_input(study)
+    ctx.progress(0.05, "Loading ECG2AF")
+    rt, st = runtime_for(registry, model_id, prefer)
+    ctx.progress(0.4, f"Running ECG2AF on {rt.name}")
+    x = model_batch([study])
+    t0 = time.perf_counter()
+    raw = rt.run({rt.input_names[0]: x})
+    secs = time.perf_counter() - t0
+    ctx.progress(0.9, "Decoding")
+    d = E.decode(raw)
+    outputs = {
+        "af_risk_5y": d["af_risk_5y"],
+        "sex_male_probability": d["sex_male_probability"],
+        "sex_female_probability": d["sex_female_probability"],
+        "age_years": d["age_years"],
+        "af_in_read_probability": d["af_in_read_probability"],
+        "survival_days": d["survival_days"],
+        "af_free_survival": d["af_free_survival"],
+    }
+    notes = ["AF risk = 1 − cumulative AF-free survival over 25 intervals (5 years), as the ECG2AF authors "
+             "decode the survival-curve head.", "Input: 12 × 5000 samples at 500 Hz, ZeroMeanStd1 normalised."]
+    notes += [n for n in study.notes if "ECG2AF" in n]
+    if not st.clinical:
+        notes.append("Computed with non-official weights.")
+    ctx.progress(1.0, "Done")
+    return Result(model_id, st.sha256 or "", rt.name, rt.device, secs, jsonable(outputs), clinical=st.clinical,
+                  notes=notes, arrays={k: np.asarray(v) for k, v in raw.items()})
+
+
+def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
+    if model_id == MEASURE_ID:
+        return _analyse_measure(study, registry, ctx)
+    if model_id == E.MODEL_ID:
+        return _analyse_ecg2af(study, model_id, registry, ctx)
+    raise ValueError(f"unknown ECG model {model_id!r}; known: {', '.join(MODELS)}")
+
+
+def analyse_many(studies: list[Study], model_id: str, registry: Registry, ctx,
+                 batch_size: int = 16) -> list[Result | Exception]:
+    """Batched ECG2AF for ``lightbox batch``: one model call per ``batch_size`` ECGs (same numbers as
+    ``analyse``, about twice the throughput on CPU). Returns a Result or the error for each study."""
+    if model_id != E.MODEL_ID:
+        return [_or_error(lambda s=s: analyse(s, model_id, registry, ctx)) for s in studies]
+    out: list[Result | Exception] = [None] * len(studies)  # type: ignore[list-item]
+    ok = []
+    for i, s in enumerate(studies):
+        try:
+            check_input(s)
+            ok.append(i)
+        except ReadError as e:
+            out[i] = e
+    if not ok:
+        return out
+    rt, st = runtime_for(registry, model_id)
+    t0 = time.perf_counter()
+    raw = run_batch(rt, model_batch([studies[i] for i in ok]), batch_size)
+    per = (time.perf_counter() - t0) / len(ok)
+    for k, i in enumerate(ok):
+        d = E.decode(raw, k)
+        outputs = {key: d[key] for key in ("af_risk_5y", "sex_male_probability", "sex_female_probability",
+                                           "age_years", "af_in_read_probability", "survival_days",
+                                           "af_free_survival")}
+        notes = ["batch run"] + ([] if st.clinical else ["Computed with non-official weights."])
+        out[i] = Result(model_id, st.sha256 or "", rt.name, rt.device, per, jsonable(outputs),
+                        clinical=st.clinical, notes=notes)
+    return out
+
+
+def _or_error(fn):
+    try:
+        return fn()
+    except Exception as e:  # the batch runner turns it into the row's error
+        return e
+
+
+def export_onnx(registry: Registry, model_id: str = E.MODEL_ID) -> Path:
+    """Write the ONNX twin of the verified Keras weights (named after their sha256)."""
+    if model_id != E.MODEL_ID:
+        raise ValueError(f"{model_id}: no ONNX export")
+    st = registry.require(model_id)
+    model = E.load_keras(registry.path_of(st.entry), trusted=st.clinical)
+    out = onnx_path(registry, model_id)
+    tmp = out.with_name(out.name + ".part")
+    E.export_onnx_file(model, tmp)
+    tmp.replace(out)
+    clear_cache()
+    return out
