@@ -122,31 +122,7 @@ def stratified_split(labels: list[str], seed: int, val: float = 0.15, test: floa
     return {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in parts.items()}
 
 
-# -- metrics --------------------------------------------------------------------------------------
-def _multiclass(y, pred, classes):
-    try:
-        from ..metrics import multiclass_summary
-    except ImportError:  # before the shared metrics module exists
-        multiclass_summary = _multiclass_local
-    return multiclass_summary(np.asarray(y), np.asarray(pred), list(classes))
-
-
-def _multiclass_local(y, pred, classes):
-    k = len(classes)
-    cm = np.zeros((k, k), int)
-    for a, b in zip(y, pred):
-        cm[int(a), int(b)] += 1
-    per = {}
-    for i, c in enumerate(classes):
-        tp, fp, fn = cm[i, i], cm[:, i].sum() - cm[i, i], cm[i, :].sum() - cm[i, i]
-        p = tp / (tp + fp) if tp + fp else 0.0
-        r = tp / (tp + fn) if tp + fn else 0.0
-        per[c] = {"precision": float(p), "recall": float(r), "f1": float(2 * p * r / (p + r)) if p + r else 0.0,
-                  "support": int(cm[i].sum())}
-    return {"confusion": cm.tolist(), "per_class": per, "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
-            "macro_f1": float(np.mean([d["f1"] for d in per.values()]))}
-
-
+# -- metrics (the shared definitions in inference.metrics) ----------------------------------------
 def challenge_score(y, pred) -> float:
     """CinC 2017 score: mean F1 of normal, AF and other (noisy counts only as a wrong answer)."""
     y, pred = np.asarray(y), np.asarray(pred)
@@ -159,43 +135,24 @@ def challenge_score(y, pred) -> float:
 
 
 def summary(y, pred, classes=CLASSES, ci: bool = False, seed: int = 0) -> dict:
-    m = _multiclass(y, pred, classes)
-    m["n"] = int(len(y))
-    m["challenge_score"] = challenge_score(y, pred)
-    if "af" in classes:
-        a = list(classes).index("af")
-        m["af_sensitivity"] = m["per_class"]["af"]["recall"]
-        m["af_ppv"] = m["per_class"]["af"]["precision"]
-        _ = a
-    if ci and len(y) > 10:
-        m["challenge_score_ci"] = _bootstrap(lambda yy, pp: challenge_score(yy, pp), y, pred, seed=seed)
-        a = list(classes).index("af")
-        m["af_sensitivity_ci"] = _bootstrap(lambda yy, pp: float(np.mean(pp[yy == a] == a)) if np.any(yy == a) else np.nan,
-                                            y, pred, seed=seed)
-        m["af_ppv_ci"] = _bootstrap(lambda yy, pp: float(np.mean(yy[pp == a] == a)) if np.any(pp == a) else np.nan,
-                                    y, pred, seed=seed)
-    return m
+    """multiclass_summary + the challenge score, AF sensitivity and PPV (bootstrap 95 % CIs when ``ci``)."""
+    from ..metrics import bootstrap_ci, multiclass_summary
 
-
-def _bootstrap(fn, y, pred, n: int = 1000, seed: int = 0):
     y, pred = np.asarray(y), np.asarray(pred)
-    try:
-        from ..metrics import bootstrap_ci
-
-        lo, hi = bootstrap_ci(fn, y, pred, n=n, seed=seed)[:2] if not isinstance(
-            bootstrap_ci(fn, y, pred, n=50, seed=seed), dict) else (None, None)
-        if lo is not None:
-            return [float(lo), float(hi)]
-    except Exception:  # noqa: BLE001 - fall back to a local percentile bootstrap
-        pass
-    rng = np.random.RandomState(seed)
-    vals = []
-    for _ in range(n):
-        i = rng.randint(0, len(y), len(y))
-        v = fn(y[i], pred[i])
-        if np.isfinite(v):
-            vals.append(v)
-    return [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals else None
+    m = multiclass_summary(y, pred, list(classes))
+    m["challenge_score"] = challenge_score(y, pred)
+    a = list(classes).index("af")
+    m["af_sensitivity"] = m["per_class"]["af"]["recall"]
+    m["af_ppv"] = m["per_class"]["af"]["precision"]
+    if ci and len(y) > 10:
+        m["challenge_score_ci"] = list(bootstrap_ci(challenge_score, y, pred, n=1000, seed=seed))
+        m["af_sensitivity_ci"] = list(bootstrap_ci(
+            lambda yy, pp: float(np.mean(pp[yy == a] == a)) if np.any(yy == a) else float("nan"), y, pred,
+            n=1000, seed=seed))
+        m["af_ppv_ci"] = list(bootstrap_ci(
+            lambda yy, pp: float(np.mean(yy[pp == a] == a)) if np.any(pp == a) else float("nan"), y, pred,
+            n=1000, seed=seed))
+    return m
 
 
 # -- network --------------------------------------------------------------------------------------
