@@ -6,6 +6,7 @@
     lightbox batch MODEL INPUT ... --out results.csv     a folder of studies to one CSV
     lightbox bench [--only ecg,pcg,...]                  timing and memory figures
     lightbox demo [--out DIR]                            write the synthetic demo studies
+    lightbox ecg-rhythm-train DATA_DIR --out DIR          train the ECG rhythm model (PhysioNet/CinC 2017 layout)
 
 Sub-commands that do not show a window never import Qt.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 # modality-specific commands: name -> "module:function" taking argv (the module owns its parser)
 EXTRA_COMMANDS: dict[str, str] = {
     "pcg-train": "inference.pcg.train:main",
+    "ecg-rhythm-train": "inference.ecg.rhythm_train:main",
     "endo-export": "inference.endo.cli:main",
     "xray-demo-weights": "inference.xray.synthetic_weights:main",
 }

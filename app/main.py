@@ -350,8 +350,9 @@ class MainWindow(QMainWindow):
             return
         registry = self.ctx.registry
         title = model_id
-        if model_id in registry.entries:
-            st = registry.state(model_id, cached_only=True)
+        base = model_id.partition(":")[0]  # 'ecg-rhythm:II': a model run with an option (here: the lead)
+        if base in registry.entries:
+            st = registry.state(base, cached_only=True)
             if not st.may_start:
                 self.message(st.message, error=True)
                 return
