@@ -26,7 +26,7 @@ from inference.results import Result, jsonable
 from inference.runtimes import KerasRuntime, OnnxRuntime, cpu_label
 from inference.study import ReadError, Study
 
-MODELS = ("ecg-rhythm", "ecg2af", "ecg-measure")
+MODELS = ("ecg2af", "ecg-rhythm", "ecg-measure")  # default: the first usable (ECG2AF once installed)
 MEASURE_ID = "ecg-measure"
 RHYTHM_ID = "ecg-rhythm"
 MEASURE_MAX_S = 1800.0  # R-peak detection covers at most the first 30 min

@@ -224,7 +224,8 @@ def _finish(path: Path, fmt: str, leads: dict[str, np.ndarray], fs: float, notes
                      "electrode off or not recorded.")
     if ignored:
         notes.append(f"Not part of the 12-lead ECG, not shown: {', '.join(ignored)}.")
-    p2p = np.nanmedian(np.ptp(np.nan_to_num(sig), axis=1))
+    present = [i for i, name in enumerate(LEADS) if name not in missing and name not in flat]
+    p2p = float(np.median(np.ptp(sig[present], axis=1))) if present else 0.0  # leads with a signal only
     if p2p > 15 or p2p < 0.05:
         notes.append(f"Unusual amplitudes (median lead peak-to-peak {p2p:.3g} mV): check the amplitude units.")
     x_model, model_notes = model_input(sig, fs)

@@ -21,6 +21,7 @@ fraction of time in windows labelled AF.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -76,15 +77,28 @@ class RhythmSpec:
 
 
 # -- preprocessing --------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=32)
+def _fir(up: int, down: int) -> np.ndarray:
+    """resample_poly's own default anti-aliasing filter (Kaiser, beta 5), designed once per rate pair."""
+    from scipy.signal import firwin
+
+    max_rate = max(up, down)
+    return firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+
+
 def resample(x: np.ndarray, fs: float, target: float) -> np.ndarray:
     from scipy.signal import resample_poly
 
     if abs(fs - target) < 1e-9:
         return np.asarray(x, dtype=np.float64)
     frac = Fraction(float(target) / float(fs)).limit_denominator(1000)
-    return resample_poly(np.asarray(x, dtype=np.float64), frac.numerator, frac.denominator, axis=-1, padtype="line")
+    up, down = frac.numerator, frac.denominator
+    g = np.gcd(up, down)
+    up, down = up // g, down // g
+    return resample_poly(np.asarray(x, dtype=np.float64), up, down, axis=-1, padtype="line", window=_fir(up, down))
 
 
+@functools.lru_cache(maxsize=8)
 def _sos(spec: RhythmSpec):
     from scipy.signal import butter
 
