@@ -47,7 +47,7 @@ def measure(signal_mv: np.ndarray, fs: float, lead: str | None = None) -> dict[s
     """
     import neurokit2 as nk
 
-    sig = np.asarray(signal_mv, dtype=np.float64)
+    sig = np.asarray(signal_mv)  # rows are converted one at a time: a long recording is not copied whole
     order = ([lead] if lead else []) + [ld for ld in RHYTHM_LEAD_ORDER if ld != lead]
     chosen = None
     for name in order:
@@ -62,6 +62,7 @@ def measure(signal_mv: np.ndarray, fs: float, lead: str | None = None) -> dict[s
     total_s = len(x) / fs
     if total_s > MEASURE_MAX_S:  # a Holter-length file: R peaks of its first 30 min (memory and time bounded)
         x = x[:int(MEASURE_MAX_S * fs)]
+    x = np.asarray(x, dtype=np.float64)
     cleaned = nk.ecg_clean(x, sampling_rate=int(round(fs)), method="neurokit")
     _, info = nk.ecg_peaks(cleaned, sampling_rate=int(round(fs)), method="neurokit", correct_artifacts=False)
     peaks = np.asarray(info["ECG_R_Peaks"], dtype=int)

@@ -269,7 +269,7 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
                  val_frac: float = 0.15, test_frac: float = 0.15, max_minutes: float | None = None,
                  emit: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
                  records: list[str] | None = None, data_description: str = "", write_card: bool = True,
-                 class_weight_power: float = 0.5) -> dict:
+                 class_weight_power: float = 0.5, stop_after: int | None = None) -> dict:
     """Train on in-memory single-lead signals (mV at ``fs``), export ONNX, evaluate the ONNX once on test."""
     import torch
     from torch import nn
@@ -366,6 +366,9 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
         emit(row)
         if stale >= patience:
             stopped = f"early stop: no validation improvement for {patience} epochs"
+            break
+        if stop_after and ep >= stop_after:
+            stopped = f"stopped after {stop_after} epochs (--max-epochs-run)"
             break
         if max_minutes and (time.time() - t_start) / 60 > max_minutes:
             stopped = f"time budget of {max_minutes:g} min reached"
@@ -531,8 +534,11 @@ test set. That is a different evaluation (other recordings, re-reviewed labels),
 directly comparable; a random split of the public training set is usually somewhat easier.
 {speed_txt}
 ## Reproduce
-    lightbox ecg-rhythm-train /path/to/training2017 --out resources/models --seed {tr['seed']} --epochs {tr['epochs_run']} \\
+    lightbox ecg-rhythm-train /path/to/training2017 --out resources/models --seed {tr['seed']} --epochs {tr['max_epochs']} \\
         --patience {tr['patience']} --width {tr['width']} --batch {tr['batch']} --lr {tr['lr']:g} --threads {tr['threads']}
+{"" if tr['epochs_run'] == tr['max_epochs'] or tr['stopped'].startswith("early") else
+ f"(This run stopped after {tr['epochs_run']} of {tr['max_epochs']} epochs: {tr['stopped']}. The learning-rate schedule "
+ f"spans all {tr['max_epochs']}, so add `--max-epochs-run {tr['epochs_run']}` to stop at the same point.)"}
 
 The sha256 of the ONNX file is pinned in `weights/manifest.toml`; another torch build or CPU may change the
 last digits of the weights, and so the hash, but not the figures above beyond noise.
@@ -551,12 +557,60 @@ CINC_DESCRIPTION = (
     "{n} single-lead ECG recordings ({counts}) of the PhysioNet/Computing in Cardiology Challenge 2017, "
     "\"AF Classification from a Short Single Lead ECG Recording\" (public training set: AliveCor KardiaMobile, "
     "lead-I equivalent, 300 Hz, 9–61 s; labels N normal sinus rhythm, A atrial fibrillation, O other rhythm, "
-    "~ too noisy, from `REFERENCE.csv`). Licence: Open Data Commons Attribution License v1.0 (ODC-By 1.0), "
-    "as stated on PhysioNet's page for the challenge (physionet.org/content/challenge-2017/1.0.0/). "
+    "~ too noisy, from `REFERENCE.csv`; the copy used is the `training2017/` folder of the public repository "
+    "`Enei7/ECG2Text-AF`). Licence: Open Data Commons Attribution License v1.0 (ODC-By 1.0), the licence PhysioNet "
+    "gives the challenge's files; PhysioNet lists the project as \"Challenge Open Access\" at "
+    "physionet.org/content/challenge-2017/1.0.0/ (that page's title, authors, version 1.0.0 of 1 Feb 2017 and "
+    "citation were checked for this card; its licence line could not be re-read offline, so confirm it there "
+    "before redistributing anything derived from the data). "
     "Attribution: Clifford GD, Liu C, Moody B, Lehman LH, Silva I, Li Q, Johnson AE, Mark RG. AF Classification "
     "from a Short Single Lead ECG Recording: the PhysioNet/Computing in Cardiology Challenge 2017. Computing in "
     "Cardiology 2017;44; Goldberger AL, et al. PhysioBank, PhysioToolkit, and PhysioNet. Circulation "
     "2000;101(23):e215–e220. No recording is shipped with Lightbox; only the trained weights are.")
+
+
+def measure_speed(onnx_path: Path, n: int = 200) -> dict:
+    """Per-ECG latency (30 s, 300 Hz, 1 thread, best of 10) and batched throughput (all cores, best of 3)."""
+    from .rhythm import RhythmModel
+    from .rhythm_synth import synth_lead
+
+    def best(fn, k):
+        ts = []
+        for _ in range(k):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return min(ts)
+
+    one = RhythmModel(onnx_path, threads=1)
+    x = synth_lead(30, 300.0, seed=1)
+    one.classify(x, 300.0)
+    per = best(lambda: one.classify(x, 300.0), 10)
+    cores = os.cpu_count() or 1
+    many = RhythmModel(onnx_path, threads=cores)
+    ecgs = [(synth_lead(30, 300.0, irregular=bool(i % 3 == 0), seed=i), 300.0) for i in range(n)]
+    dt = best(lambda: many.classify_many(ecgs, batch=100), 3)
+    return {"per_ecg_ms": round(per * 1000, 2), "batch_per_min": round(n / dt * 60), "cores": cores,
+            "text": (f"One 30-s recording at 300 Hz (resample, band-pass, ONNX, one thread, best of 10): "
+                     f"{per * 1000:.1f} ms. Batched, {n} recordings through `classify_many` on {cores} CPU "
+                     f"core(s) (best of 3): {n / dt * 60:,.0f} ECGs/min (target >= 5000/min on 2 cores). "
+                     "Measured on a 2-core machine shared with other jobs; `lightbox bench --only ecg` "
+                     "re-measures on the target PC.")}
+
+
+def rewrite_card(json_path: Path) -> Path:
+    meta = json.loads(json_path.read_text())
+    onnx_path = json_path.with_suffix(".onnx")
+    if onnx_path.exists():
+        meta["speed"] = measure_speed(onnx_path)
+    if "Challenge 2017" in (meta.get("data") or ""):  # the current wording of the data/licence paragraph
+        tot = {c: sum(d.get(c, 0) for d in meta["split"].values()) for c in meta["classes"]}
+        meta["data"] = CINC_DESCRIPTION.format(
+            n=sum(tot.values()), counts=", ".join(f"{tot[c]} {code}" for c, code in zip(CLASSES, CHALLENGE_CODES)))
+    json_path.write_text(json.dumps(meta, indent=2))
+    out = json_path.with_suffix(".md")
+    out.write_text(model_card(meta))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -573,12 +627,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (1: deterministic, and fastest on a shared 2-core machine)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes (best epoch kept)")
+    p.add_argument("--max-epochs-run", type=int, default=None,
+                   help="stop after this many epochs, the schedule still spanning --epochs (reproduces a timed-out run)")
     p.add_argument("--val", type=float, default=0.15)
     p.add_argument("--test", type=float, default=0.15)
     p.add_argument("--limit", type=int, default=None, help="use only the first N records (smoke runs)")
     p.add_argument("--no-cache", action="store_true", help="do not cache the decoded signals")
     p.add_argument("--jsonl", action="store_true", help="print JSON events, one per line")
+    p.add_argument("--card", metavar="JSON", help="only rewrite <name>.md from <name>.json, adding measured speed")
     args = p.parse_args(argv)
+    if args.card:
+        print(rewrite_card(Path(args.card)))
+        return 0
 
     def emit(e: dict) -> None:
         if args.jsonl:
@@ -604,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         train_arrays(sigs, RAW_FS, labs, args.out, args.name, seed=args.seed, epochs=args.epochs,
                      patience=args.patience, batch=args.batch, width=args.width, lr=args.lr, threads=args.threads,
                      val_frac=args.val, test_frac=args.test, max_minutes=args.max_minutes, emit=emit,
+                     stop_after=args.max_epochs_run,
                      records=names, data_description=desc)
     except DatasetError as e:
         if args.jsonl:
