@@ -335,7 +335,7 @@ def _fake_result(ef=42.4):
 
 def test_practice_history_exports_and_report(store, demo_file, tmp_path):
     from app.report import build_report
-    from app.modalities import echo_practice as practice
+    from app.echo import practice
     from inference.detect import open_study
 
     study = open_study(demo_file)

@@ -228,7 +228,7 @@ def test_hdf5_attribute_asking_for_4gb_is_refused_within_the_memory_cap():
 
 def test_hdf5_read_that_never_returns_is_stopped_and_the_reader_recovers(monkeypatch, tmp_path):
     from inference.ecg import demo
-    from inference.reading import guard
+    from inference import guard
     from inference.ecg.reader import read
     from inference.study import ReadError
 
