@@ -366,6 +366,11 @@ class MainWindow(QMainWindow):
     def _analysis_done(self, study_id: int, result: Result) -> None:
         self.ctx.store.add_result(study_id, result)
         if study_id == self.study_id:
+            # a result arriving on its own (the ECG rhythm model runs on opening) is named in the model box
+            # when the model selected there cannot run anyway (e.g. ECG2AF not installed)
+            cur, reg = self.results.current_model(), self.ctx.registry
+            if cur and cur != result.model_id and cur in reg.entries and not reg.state(cur, cached_only=True).may_start:
+                self.results.select_model(result.model_id)
             self._show_result(result)
         self.refresh_studies()
 
