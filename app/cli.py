@@ -4,6 +4,7 @@
     lightbox weights list | verify | install FILE [--model ID --unofficial] | export MODEL
     lightbox analyse FILE [--model ID] [--pdf OUT.pdf]   headless: read, run, store, report
     lightbox batch MODEL INPUT ... --out results.csv     a folder of studies to one CSV
+    lightbox evaluate MODEL LABELS.csv [--out DIR]       validate a model on this site's labelled cases
     lightbox bench [--only ecg,pcg,...]                  timing and memory figures
     lightbox demo [--out DIR]                            write the synthetic demo studies
     lightbox ecg-rhythm-train DATA_DIR --out DIR          train the ECG rhythm model (PhysioNet/CinC 2017 layout)
@@ -23,6 +24,7 @@ from pathlib import Path
 EXTRA_COMMANDS: dict[str, str] = {
     "pcg-train": "inference.pcg.train:main",
     "ecg-rhythm-train": "inference.ecg.rhythm_train:main",
+    "evaluate": "app.validation.cli:main",
     "endo-export": "inference.endo.cli:main",
     "xray-demo-weights": "inference.xray.synthetic_weights:main",
 }

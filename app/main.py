@@ -17,6 +17,7 @@ from app.theme import STYLESHEET
 from app.modalities import viewer_class
 from app.widgets.viewer_base import ViewerBase
 from app.widgets.icons import app_icon, modality_icon
+from app.validation.records import phrase as validation_phrase
 from app.widgets.results import ResultsPanel
 from inference import __version__, paths
 from inference.detect import all_extensions, open_study
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
         self.results.setMaximumWidth(460)  # the viewer keeps the room; long texts wrap
         self.results.run_requested.connect(self.run_analysis)
         self.results.model_changed.connect(self._model_changed)
+        self.results.validation = lambda mid, sha=None: validation_phrase(self.ctx.store, mid, sha)
         d = QDockWidget("Results", self)
         d.setObjectName("resultsDock")
         d.setWidget(self.results)
@@ -150,6 +152,7 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&Models")
         self._act(m, "&Install weights file…", "Ctrl+I", self.install_weights)
         self._act(m, "&Weights status", None, self.show_weights)
+        self._act(m, "&Validate on my cases…", None, self.validate_models)
         m = mb.addMenu("&View")
         self._act(m, "Show &studies", "Ctrl+1", lambda: self.studies_dock.setVisible(not self.studies_dock.isVisible()))
         self._act(m, "Show &results", "Ctrl+2", lambda: self.results_dock.setVisible(not self.results_dock.isVisible()))
@@ -292,6 +295,8 @@ class MainWindow(QMainWindow):
             v.modality = modality
             v.request_analysis.connect(self.run_analysis)
             v.status_message.connect(lambda t: self.statusBar().showMessage(t, 8000))
+            if hasattr(v, "request_open"):  # e.g. the echo practice session's next loop
+                v.request_open.connect(lambda path, modality: self.open_path(path, modality or None))
             self.viewers[modality] = v
             self.stack.addWidget(v)
         return self.viewers[modality]
@@ -409,9 +414,18 @@ class MainWindow(QMainWindow):
 
     def show_weights(self) -> None:
         lines = [f"<b>{s.entry.title}</b> ({s.entry.id}): {STATUS_LABEL[s.status]}<br>"
-                 f"<small>{s.message}</small>" for s in self.ctx.registry.states(cached_only=True)]
+                 f"<small>{s.message}<br>{validation_phrase(self.ctx.store, s.entry.id, s.sha256)}</small>"
+                 for s in self.ctx.registry.states(cached_only=True)]
         QMessageBox.information(self, "Weights", "<br><br>".join(lines)
                                 + f"<br><br>Weights folder: {self.ctx.registry.weights_dir}")
+
+    def validate_models(self) -> None:
+        from app.validation.dialog import ValidateDialog
+
+        d = ValidateDialog(self.ctx, self, model_id=self.results.current_model())
+        d.validated.connect(lambda _mid: self.results.refresh_state())
+        d.show()
+        self._validate_dialog = d  # kept alive while its worker runs
 
     def about(self) -> None:
         QMessageBox.about(self, "About Lightbox",

@@ -7,6 +7,8 @@ Tables
 - trainees / estimates   the deliberate-practice loop (visual EF estimates, locked before reveal)
 - findings    timestamped findings/annotations (endoscopy, calipers, clinician notes)
 - model_versions         locally trained model versions (heart sounds) with metrics
+- validations / case_library / practice_sessions   local validation runs, echo teaching sets with
+              expert EF, timed practice sessions (app.validation.schema: schema step)
 - meta        schema_version
 
 A save of a study with its results is one transaction: after a crash the database holds the
@@ -21,11 +23,12 @@ from typing import Any, Iterable
 
 import sqlite_utils
 
+from app.validation.schema import migrate as _m_validation
 from inference import paths
 from inference.results import NOT_CLINICAL, Result, now_iso
 from inference.study import Study
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -62,7 +65,7 @@ def _m2(db: sqlite_utils.Database) -> None:
                                foreign_keys=[("study_id", "studies", "id")])
 
 
-MIGRATIONS = {1: _m1, 2: _m2}
+MIGRATIONS = {1: _m1, 2: _m2, 3: _m_validation}
 
 
 class StoreError(Exception):

@@ -348,7 +348,7 @@ def test_practice_history_exports_and_report(store, demo_file, tmp_path):
     practice.set_practice(store, sid, True)
     rows = practice.history(store, tid)
     assert rows[0]["delta"] == pytest.approx(7.6) and rows[0]["category_agrees"] is False
-    assert practice.practice_summary(store)[0]["mae"] == pytest.approx(7.6)
+    assert practice.practice_summary(store)[0]["mae_vs_ai"] == pytest.approx(7.6)
     assert "Dr A" in {r["trainee"] for r in practice.practice_table(store)}
     csv = practice.export_csv(rows, tmp_path / "h.csv").read_text()
     assert "42.4" in csv and "ef_estimate" in csv

@@ -167,7 +167,7 @@ def test_progress_and_practice_set_dialogs(main_window, qtbot, demo_file):
     v.lock_estimate()
     h = HistoryDialog(v, main_window.ctx.store, v.trainee_id(), "Dr Set")
     qtbot.addWidget(h)
-    assert "1 revealed" in _all_text(h) and "-5.0" in _all_text(h)
+    assert "1 locked estimate ·" in _all_text(h) and "-5.0" in _all_text(h)
     d = PracticeSetDialog(v, main_window.ctx.store)
     qtbot.addWidget(d)
     assert "Dr Set" in _all_text(d)

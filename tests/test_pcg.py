@@ -203,6 +203,10 @@ def test_tiny_training_separates_generated_classes(tmp_path):
     assert [e["file"].endswith("zz_broken.wav") for e in events if e["event"] == "skipped"] == [True]
     assert read_onnx_metadata(tmp_path / "out" / "tiny.onnx")["classes"] == ["normal", "murmur"]
     assert "NOT A CLINICAL RESULT" in (tmp_path / "out" / "tiny.md").read_text()
+    # the card's AUROC comes from the same code as a local validation (inference.evaluate)
+    b = test["binary"]
+    assert b["positive"] == "murmur" and b["auroc"] > 0.75 and b["auroc_ci"][0] <= b["auroc"] <= b["auroc_ci"][1]
+    assert "AUROC (95 % stratified bootstrap CI)" in (tmp_path / "out" / "tiny.md").read_text()
 
 
 def test_dataset_errors(tmp_path):

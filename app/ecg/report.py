@@ -271,12 +271,9 @@ def sections(study, results: list[Result], store, study_id, extra: dict[str, Any
         return flow
     o = r.outputs
     stamp = f" <font color='#c62828'><b>{NOT_CLINICAL}</b></font>" if not r.clinical else ""
-    rows = [["ECG2AF output", "Value"],
-            ["AF risk within 5 years", f"{100 * o['af_risk_5y']:.1f} %"],
-            ["Sex (from ECG)", f"male {100 * o['sex_male_probability']:.0f} % · female "
-                               f"{100 * o['sex_female_probability']:.0f} %"],
-            ["Age (from ECG)", f"{o['age_years']:.1f} years"],
-            ["AF in this ECG", f"{100 * o['af_in_read_probability']:.1f} %"]]
+    from inference.ecg.ecg2af import result_rows
+
+    rows = [["ECG2AF output", "Value"]] + [list(r) for r in result_rows(o)]
     block = [Paragraph(f"ECG2AF (result #{r.id}){stamp}" if r.id else f"ECG2AF{stamp}", H2),
              table(rows, col_widths=[55 * mm, 60 * mm]), Spacer(1, 2 * mm),
              figure(survival_figure(o), 110),

@@ -94,14 +94,9 @@ class EcgResultWidget(QWidget):
 
     @staticmethod
     def rows(outputs: dict) -> list[tuple[str, str]]:
-        o = outputs
-        return [
-            ("AF risk within 5 years", f"{100 * o['af_risk_5y']:.1f} %"),
-            ("Sex (from ECG)", f"male {100 * o['sex_male_probability']:.0f} % · female "
-                               f"{100 * o['sex_female_probability']:.0f} %"),
-            ("Age (from ECG)", f"{o['age_years']:.1f} years"),
-            ("AF in this ECG", f"{100 * o['af_in_read_probability']:.1f} %"),
-        ]
+        from inference.ecg.ecg2af import result_rows
+
+        return result_rows(outputs)
 
     def show_result(self, result: Result | None) -> None:
         if result is None or result.model_id != "ecg2af":

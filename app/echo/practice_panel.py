@@ -9,7 +9,8 @@ from PySide6.QtGui import QIntValidator
 from PySide6.QtWidgets import (QDialog, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog,
                                QLabel, QLineEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout)
 
-from app.echo import practice
+from app.echo import library, practice
+from inference.echo import pipeline as pipe
 from inference.echo.preprocess import ef_category
 from inference.results import NOT_CLINICAL
 
@@ -81,7 +82,10 @@ class PracticeMixin:
         self.panel.estimate.setValue(0)  # a fresh study starts blank: no carry-over from the last one
         self.panel.category.setCurrentIndex(0)
         if tid is not None and self.study_id is not None:
-            est = practice.locked_estimate(self.ctx.store, tid, self.study_id)
+            session = getattr(self, "session", None)
+            in_session = session is not None and self.study_id == getattr(self, "session_expect", None)
+            # in a session every loop is a fresh estimate, even one this trainee has seen before
+            est = practice.locked_estimate(self.ctx.store, tid, self.study_id, session["id"] if in_session else None)
             if est:
                 self.locked, self.estimate_id = True, int(est["id"])
                 self.panel.estimate.setValue(est["ef_estimate"])
@@ -98,7 +102,7 @@ class PracticeMixin:
         p.lock.setEnabled(not self.locked and self.trainee_id() is not None and self.study_id is not None)
         p.lock.setText("Estimate locked" if self.locked else "Lock estimate")
         if practising and not self.locked:
-            p.reveal.setText("<i>AI EF hidden — enter your visual estimate and lock it.</i>")
+            p.reveal.setText("<i>AI and expert EF hidden — enter your visual estimate and lock it.</i>")
         self._overlay_changed()
         self._update_plot()
         if self.frames is not None:
@@ -124,33 +128,52 @@ class PracticeMixin:
         cat = self.panel.category.currentData() or None
         self.estimate_id = self.ctx.store.lock_estimate(tid, self.study_id, float(self.panel.estimate.value()), cat)
         self.locked = True
+        self._session_locked(self.estimate_id)  # a timed session notes the seconds (app.echo.session)
         self._reveal()
         self._update_visibility()
+        if practice.ai_ef(self.result) is None and self._ai_installed():
+            self.request_analysis.emit(pipe.MODELS[0])  # the AI's EF as a second reference, after the lock
         return self.estimate_id
 
+    def _ai_installed(self) -> bool:
+        reg = self.ctx.registry
+        mid = pipe.MODELS[0]
+        return mid in reg.entries and reg.state(mid, cached_only=True).status in ("ready", "demo")
+
     def _reveal(self) -> None:
-        """After the lock: store AI EF + delta (once) and show them."""
-        ai = practice.ai_ef(self.result)
+        """After the lock only: record and show the expert's EF (teaching-set loops) and the AI's EF (once it
+        has run), each with the trainee's difference and category agreement, and AI vs expert when both."""
         est = self.ctx.store.db["estimates"].get(self.estimate_id)
-        if ai is None:
-            self.panel.reveal.setText(f"Locked: {est['ef_estimate']:.0f} %"
-                                      f"{' (' + est['category'] + ')' if est['category'] else ''}. "
-                                      "The AI EF appears here once the analysis has run.")
-            return
-        if est["revealed_at"] is None or est["result_id"] != self.result.id:
-            if self.result.id is not None:
-                est = self.ctx.store.reveal_estimate(self.estimate_id, self.result, ai)
-        delta = est["ef_estimate"] - ai
-        ai_cat = ef_category(ai)
-        agree = ""
-        if est["category"]:
-            ok = est["category"] == ai_cat
-            agree = (f"<br>Category: you <b>{est['category']}</b>, AI <b>{ai_cat}</b> — "
-                     + ("<span style='color:#3fb950'>agree</span>" if ok else "<span style='color:#e5534b'>disagree</span>"))
-        stamp = "" if self.result.clinical else f"<br><span style='color:#e5534b'><b>{NOT_CLINICAL}</b></span>"
-        self.panel.reveal.setText(
-            f"Your estimate <b>{est['ef_estimate']:.0f} %</b> · AI EF <b>{ai:.1f} %</b> · "
-            f"delta <b>{delta:+.1f}</b> %-points{agree}{stamp}")
+        expert = library.expert_for(self.ctx.store, self.study_id) if self.study_id is not None else None
+        if expert is not None and est["expert_ef"] is None:
+            est = library.record_expert(self.ctx.store, self.estimate_id, expert)
+        ai = practice.ai_ef(self.result)
+        if ai is not None and (est["ai_ef"] is None or est["result_id"] != self.result.id) and self.result.id is not None:
+            est = self.ctx.store.reveal_estimate(self.estimate_id, self.result, ai)
+        mine = est["category"] or ef_category(est["ef_estimate"])
+        lines = [f"Your estimate <b>{est['ef_estimate']:.0f} %</b> ({mine})"]
+
+        def agree(cat: str, who: str) -> str:
+            ok = mine == cat
+            return (f"category: you <b>{mine}</b>, {who} <b>{cat}</b> — "
+                    + ("<span style='color:#3fb950'>agree</span>" if ok else "<span style='color:#e5534b'>disagree</span>"))
+
+        if expert is not None:
+            ecat = expert["expert_category"] or ef_category(expert["expert_ef"])
+            lines.append(f"Expert EF <b>{expert['expert_ef']:.1f} %</b> · you {est['ef_estimate'] - expert['expert_ef']:+.1f} "
+                         f"%-points · {agree(ecat, 'expert')}"
+                         + (f"<br><i>{expert['comment']}</i>" if expert.get("comment") else ""))
+        if ai is not None:
+            stamp = "" if self.result.clinical else f" <span style='color:#e5534b'><b>{NOT_CLINICAL}</b></span>"
+            lines.append(f"AI EF <b>{ai:.1f} %</b> · you {est['ef_estimate'] - ai:+.1f} %-points · "
+                         f"{agree(ef_category(ai), 'AI')}{stamp}")
+            if expert is not None:
+                lines.append(f"AI vs expert: {ai - expert['expert_ef']:+.1f} %-points")
+        if expert is None and ai is None:
+            lines.append("No expert value for this loop; the AI EF appears here once the analysis has run.")
+        elif ai is None and self._ai_installed():
+            lines.append("<i>The AI EF appears here once the analysis has run.</i>")
+        self.panel.reveal.setText("<br>".join(lines))
 
     def _toggle_practice_set(self, on: bool) -> None:
         if self.study_id is not None:
@@ -189,48 +212,51 @@ def _table(rows: list[dict], cols: list[tuple[str, str]]) -> QTableWidget:
         for j, (k, _) in enumerate(cols):
             v = r.get(k)
             if isinstance(v, float):
-                v = f"{v:+.1f}" if k == "delta" or k == "bias" else f"{v:.1f}"
+                v = f"{v:+.1f}" if "delta" in k or "bias" in k else f"{v:.1f}"
             t.setItem(i, j, QTableWidgetItem("" if v is None else str(v)))
     t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
     return t
 
 
 class HistoryDialog(QDialog):
-    """One trainee's estimates: error over time, Bland–Altman vs the AI, table; CSV/PDF export."""
+    """One trainee's estimates: error over time, Bland–Altman against the expert and the AI (and the AI
+    against the expert), table; CSV/PDF export."""
 
     def __init__(self, parent, store, trainee_id: int, name: str):
         super().__init__(parent)
         self.setWindowTitle(f"EF practice progress — {name}")
-        self.resize(900, 640)
+        self.resize(1000, 660)
         self.rows = practice.history(store, trainee_id)
         self.name = name
         lay = QVBoxLayout(self)
-        done = [r for r in self.rows if r["ai_ef"] is not None]
-        ba = practice.bland_altman([r["ef_estimate"] for r in done], [r["ai_ef"] for r in done])
-        summary = (f"{ba['n']} revealed estimates · MAE {ba['mae']:.1f} %-points · bias {ba['bias']:+.1f} · "
-                   f"95 % limits of agreement {ba['loa_low']:+.1f} to {ba['loa_high']:+.1f}") if ba["n"] else \
-            "No revealed estimates yet."
-        lay.addWidget(QLabel(summary))
+        c = practice.comparisons(self.rows)
+        n = len(self.rows)
+        head = QLabel(f"{n} locked estimate{'s' if n != 1 else ''} · {practice.comparison_text(c)}")
+        head.setWordWrap(True)
+        lay.addWidget(head)
         plots = QHBoxLayout()
         p1 = pg.PlotWidget(background="#111417", title="Absolute error over time")
         p1.setLabel("bottom", "estimate #")
-        p1.setLabel("left", "|trainee − AI| (%-points)")
-        p1.plot(list(range(1, len(done) + 1)), [abs(r["delta"]) for r in done], pen="#3d8bfd", symbol="o")
-        p2 = pg.PlotWidget(background="#111417", title="Bland–Altman vs AI")
-        p2.setLabel("bottom", "mean of trainee and AI EF (%)")
-        p2.setLabel("left", "trainee − AI (%-points)")
-        if ba["n"]:
-            m = [(r["ef_estimate"] + r["ai_ef"]) / 2 for r in done]
-            d = [r["ef_estimate"] - r["ai_ef"] for r in done]
-            p2.plot(m, d, pen=None, symbol="o", symbolBrush="#3d8bfd")
-            for y, style in ((ba["bias"], Qt.SolidLine), (ba["loa_low"], Qt.DashLine), (ba["loa_high"], Qt.DashLine)):
-                p2.addItem(pg.InfiniteLine(pos=y, angle=0, pen=pg.mkPen("#e5534b", style=style)))
+        p1.setLabel("left", "|you − reference| (%-points)")
+        p1.addLegend(offset=(5, 5))
+        for ref, colour, label in (("expert_ef", "#3d8bfd", "vs expert"), ("ai_ef", "#d29922", "vs AI")):
+            pts = [(i, abs(r["ef_estimate"] - r[ref])) for i, r in enumerate(self.rows, 1) if r[ref] is not None]
+            if pts:
+                p1.plot([x for x, _ in pts], [y for _, y in pts], pen=colour, symbol="o", symbolBrush=colour, name=label)
         plots.addWidget(p1)
-        plots.addWidget(p2)
+        from app.echo.session import bland_altman_plot
+
+        names = {"expert_ef": "expert", "ai_ef": "AI", "ef_estimate": "you"}
+        for key, ref, est, label in practice.COMPARISONS:
+            if c[key]["n"]:
+                both = [r for r in self.rows if r[ref] is not None and r[est] is not None]
+                plots.addWidget(bland_altman_plot(f"Bland–Altman: {label}", [r[ref] for r in both],
+                                                  [r[est] for r in both], names[ref], names[est]))
         lay.addLayout(plots, 1)
-        lay.addWidget(_table(self.rows, [("locked_at", "Locked"), ("study", "Study"), ("ef_estimate", "Estimate %"),
-                                         ("category", "Category"), ("ai_ef", "AI EF %"), ("ai_category", "AI cat."),
-                                         ("delta", "Δ")]), 1)
+        lay.addWidget(_table(self.rows, [("locked_at", "Locked"), ("study", "Study"), ("ef_estimate", "You %"),
+                                         ("category", "Category"), ("expert_ef", "Expert %"),
+                                         ("expert_delta", "Δ expert"), ("expert_category", "Expert cat."),
+                                         ("ai_ef", "AI EF %"), ("delta", "Δ AI"), ("ai_category", "AI cat.")]), 1)
         row = QHBoxLayout()
         b1 = QPushButton("Export CSV…")
         b1.clicked.connect(self._csv)
@@ -259,18 +285,22 @@ class HistoryDialog(QDialog):
 
 
 class PracticeSetDialog(QDialog):
-    """Instructor view: all trainees' errors on the practice-set studies."""
+    """Instructor view: all trainees on the practice-set studies and teaching-set loops, against the expert
+    and the AI (and the AI against the expert on the same loops)."""
 
     def __init__(self, parent, store):
         super().__init__(parent)
         self.setWindowTitle("Practice set — all trainees")
-        self.resize(820, 520)
+        self.resize(980, 560)
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel("Per trainee (practice-set studies only)"))
+        lay.addWidget(QLabel("Per trainee (practice-set studies and teaching-set loops)"))
         lay.addWidget(_table(practice.practice_summary(store),
-                             [("trainee", "Trainee"), ("n", "Studies"), ("mae", "MAE %-pts"), ("bias", "Bias")]))
+                             [("trainee", "Trainee"), ("n", "Estimates"), ("n_vs_expert", "vs expert: n"),
+                              ("mae_vs_expert", "MAE"), ("bias_vs_expert", "bias"), ("n_vs_ai", "vs AI: n"),
+                              ("mae_vs_ai", "MAE"), ("bias_vs_ai", "bias"), ("n_ai_vs_expert", "AI vs expert: n"),
+                              ("mae_ai_vs_expert", "MAE"), ("bias_ai_vs_expert", "bias")]))
         lay.addWidget(QLabel("Every revealed estimate"))
         lay.addWidget(_table(practice.practice_table(store),
-                             [("trainee", "Trainee"), ("study", "Study"), ("ef_estimate", "Estimate %"),
-                              ("ai_ef", "AI EF %"), ("delta", "Δ"), ("category", "Category"),
-                              ("revealed_at", "Revealed")]), 1)
+                             [("trainee", "Trainee"), ("study", "Study"), ("ef_estimate", "You %"),
+                              ("expert_ef", "Expert %"), ("expert_delta", "Δ expert"), ("ai_ef", "AI EF %"),
+                              ("delta", "Δ AI"), ("category", "Category"), ("revealed_at", "Revealed")]), 1)

@@ -107,6 +107,22 @@ def _practice_rows(store, study_id: int, extra: dict) -> list[dict]:
     return []
 
 
+def _practice_flow(p: dict, ai) -> list:
+    """The trainee's locked estimate against the expert's EF (teaching sets) and the AI's, when present."""
+    txt = (f"Trainee <b>{p.get('trainee', '')}</b> locked a visual estimate of <b>{p['ef_estimate']:.0f} %</b>"
+           + (f" ({p['category']})" if p.get("category") else "") + f" at {p.get('locked_at', '')}")
+    ex = p.get("expert_ef")
+    if isinstance(ex, (int, float)):
+        txt += f"; expert {ex:.1f} % ({ef_category(ex)}); delta <b>{p['ef_estimate'] - ex:+.1f}</b> %-points"
+    if isinstance(ai, (int, float)):
+        txt += (f"; AI {ai:.1f} % ({ef_category(ai)}); delta <b>{p['ef_estimate'] - ai:+.1f}</b> %-points"
+                + (f"; category {'agrees' if p.get('category') == ef_category(ai) else 'differs'}"
+                   if p.get("category") else ""))
+        if isinstance(ex, (int, float)):
+            txt += f"; AI vs expert {ai - ex:+.1f}"
+    return [Paragraph("Deliberate practice", H2), Paragraph(txt + ".", BODY)]
+
+
 def sections(study, results, store, study_id: int, extra: dict[str, Any]) -> list:
     flow: list = []
     echo = [r for r in results if r.model_id in pipe.MODELS]
@@ -114,6 +130,8 @@ def sections(study, results, store, study_id: int, extra: dict[str, Any]) -> lis
         meta = study.metadata
         flow.append(Paragraph(f"{meta.get('frames')} frames, {meta.get('width')}×{meta.get('height')} px, "
                               f"{meta.get('fps')} fps. No EchoNet-Dynamic result is stored for this study.", BODY))
+        for p in _practice_rows(store, study_id, extra):  # practice against the expert alone
+            flow += _practice_flow(p, None)
         return flow
     r = latest(echo, "echonet-ef") or echo[-1]
     o = r.outputs
@@ -137,16 +155,7 @@ def sections(study, results, store, study_id: int, extra: dict[str, Any]) -> lis
     for n in r.notes:
         flow.append(Paragraph(f"Note: {n}", SMALL))
     if practice:
-        p = practice[0]
-        ai = o.get(pipe.K_EF)
-        flow.append(Paragraph("Deliberate practice", H2))
-        txt = (f"Trainee <b>{p.get('trainee', '')}</b> locked a visual estimate of <b>{p['ef_estimate']:.0f} %</b>"
-               + (f" ({p['category']})" if p.get("category") else "") + f" at {p.get('locked_at', '')}")
-        if isinstance(ai, (int, float)):
-            txt += (f"; AI {ai:.1f} % ({ef_category(ai)}); delta <b>{p['ef_estimate'] - ai:+.1f}</b> %-points"
-                    + (f"; category {'agrees' if p.get('category') == ef_category(ai) else 'differs'}"
-                       if p.get("category") else ""))
-        flow.append(Paragraph(txt + ".", BODY))
+        flow += _practice_flow(practice[0], o.get(pipe.K_EF))
     kf = _key_frames_figure(study, r, extra.get("masks"))
     if kf is not None:
         n_panels = len(kf.axes)  # one frame is printed at half width, not blown up to the page

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QGraphicsItem, QGraphicsView, QHBoxLayout, QLabel,
                                QPushButton, QSlider, QSplitter, QStyleFactory, QVBoxLayout, QWidget)
 from superqt import QRangeSlider
@@ -30,10 +30,13 @@ ED_COLOUR, ES_COLOUR = "#e5534b", "#3fb950"
 from app.echo.cine import CineCanvas
 from app.echo.panel import EchoPanel
 from app.echo.practice_panel import PracticeMixin
+from app.echo.session import SessionMixin
 
 
-class EchoViewer(PracticeMixin, ViewerBase):
+class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
     modality = "echo"
+    #: ask the main window to open a file (a practice session's next loop): path, modality
+    request_open = Signal(str, str)
 
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
@@ -167,6 +170,7 @@ class EchoViewer(PracticeMixin, ViewerBase):
         p.reset_crop.clicked.connect(self.reset_crop)
         p.show_mask.toggled.connect(self._overlay_changed)
         p.opacity.valueChanged.connect(self._overlay_changed)
+        self._session_init()
         self._reload_trainees()
 
     # -- contract -------------------------------------------------------------------------------
@@ -178,6 +182,7 @@ class EchoViewer(PracticeMixin, ViewerBase):
 
     def shutdown(self) -> None:
         self.timer.stop()
+        self.session_timer.stop()
 
     def set_study(self, study, study_id: int) -> None:
         self.timer.stop()
@@ -205,6 +210,7 @@ class EchoViewer(PracticeMixin, ViewerBase):
         self.panel.set_btn.setChecked(practice.in_practice_set(self.ctx.store, study_id))
         self.panel.set_btn.blockSignals(False)
         self._practice_state_changed(refresh=False)
+        self._session_study_shown(study_id)
         self.show_frame(0)
         self.setFocus()
 

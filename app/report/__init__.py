@@ -25,5 +25,8 @@ def build_report(study, store, study_id: int, path: str | Path, extra: dict[str,
     else:
         flow = generic_sections(results)
     pagesize = getattr(mod, "PAGESIZE", None) if mod else None
-    build_pdf(path, study, results, flow, pagesize=pagesize)
+    from app.validation.records import phrase
+
+    build_pdf(path, study, results, flow, pagesize=pagesize,
+              validation=lambda r: phrase(store, r.model_id, r.weights_sha256))
     return str(path)

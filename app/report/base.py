@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -62,16 +62,18 @@ def latest(results: Iterable[Result], model_id: str | None = None, needs: str | 
     return None
 
 
-def provenance_table(results: Iterable[Result]) -> Table:
+def provenance_table(results: Iterable[Result], validation: Callable[[Result], str] | None = None) -> Table:
     """One block per result: model, runtime/device, time and status, then the full weights sha256
-    on its own line, so every number in the report traces to a stored result row."""
+    on its own line (and, given ``validation``, what this site's own validation of the model says),
+    so every number in the report traces to a stored result row."""
     rows: list[list[Any]] = [["Result", "Model", "Runtime / device", "Computed", "Status"]]
     spans = []
     for r in results:
         rows.append([f"#{r.id}" if r.id else "-", r.model_id, f"{r.runtime} / {r.device}",
                      f"{r.created.replace('T', ' ')} · {r.seconds:.2f} s",
                      (NOT_CLINICAL if not r.clinical else "official weights" if r.weights_sha256 else "no weights needed")])
-        rows.append([Paragraph(f"weights sha256 {r.weights_sha256 or '(no weights: signal analysis)'}", MONO),
+        local = f" · {validation(r)}" if validation else ""
+        rows.append([Paragraph(f"weights sha256 {r.weights_sha256 or '(no weights: signal analysis)'}{local}", MONO),
                      "", "", "", ""])
         spans.append(("SPAN", (0, len(rows) - 1), (-1, len(rows) - 1)))
     t = table(rows, col_widths=[16 * mm, 34 * mm, 52 * mm, 44 * mm, 40 * mm])
@@ -109,7 +111,8 @@ def figure(fig_or_png: Any, width_mm: float) -> Image:
     return img
 
 
-def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesize=None) -> None:
+def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesize=None,
+              validation: Callable[[Result], str] | None = None) -> None:
     pagesize = pagesize or A4
     non_clinical = any(not r.clinical for r in results)
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -145,7 +148,7 @@ def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesi
     if non_clinical:
         head.append(Paragraph(f"<font color='#c62828'><b>{NOT_CLINICAL}</b>: computed with non-official or not "
                               "clinically validated weights — for software testing and teaching only.</font>", BODY))
-    tail = [Spacer(1, 5 * mm), KeepTogether([Paragraph("Provenance", H2), provenance_table(results)])] if results else []
+    tail = [Spacer(1, 5 * mm), KeepTogether([Paragraph("Provenance", H2), provenance_table(results, validation)])] if results else []
     with atomic_path(path) as tmp:
         doc = SimpleDocTemplate(str(tmp), pagesize=pagesize, leftMargin=12 * mm, rightMargin=12 * mm,
                                 topMargin=(26 if non_clinical else 16) * mm,  # room for the stamp under the header

@@ -5,6 +5,8 @@ sha256, runtime, device and seconds; non-official weights carry the NOT A CLINIC
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -79,6 +81,9 @@ class ResultsPanel(QWidget):
         lay.addWidget(disc)
         self._extra: QWidget | None = None
         self.result: Result | None = None
+        #: (model id, weights sha256 or None) -> "validated here on N cases: …" / "not validated on local cases";
+        #: set by the main window (it owns the store)
+        self.validation: Callable[[str, str | None], str] | None = None
         self.set_models(())
 
     # -- models -------------------------------------------------------------------------------
@@ -109,17 +114,17 @@ class ResultsPanel(QWidget):
             return
         entry = self.registry.entries.get(mid)
         if entry is None or not entry.file:  # a model-free analysis (signal measurements, frame quality)
-            self.state.setText(f"<b>{self.model_box.currentText()}</b>: ready (needs no weights)")
+            self.state.setText(f"<b>{self.model_box.currentText()}</b>: ready (needs no weights){self._local(mid, '')}")
             self.run_btn.setEnabled(True)
             return
         st = self.registry.state(mid, cached_only=True)  # the UI thread never hashes weights
         if st.status == CHECKING:
             self.state.setText(f"<b>{st.entry.title}</b>: verifying weights…")
         elif st.status == READY:
-            self.state.setText(f"<b>{st.entry.title}</b>: ready (weights {st.sha256[:12]})")
+            self.state.setText(f"<b>{st.entry.title}</b>: ready (weights {st.sha256[:12]}){self._local(mid, st.sha256)}")
         elif st.status == DEMO:
             self.state.setText(f"<b>{st.entry.title}</b>: <span style='color:#d29922'>demo weights</span> "
-                               f"({st.sha256[:12]}) — results are not clinical")
+                               f"({st.sha256[:12]}) — results are not clinical{self._local(mid, st.sha256)}")
         elif st.status == NOT_INSTALLED:
             # long file names must wrap inside the panel: allow a break after every underscore
             msg = st.message.replace("_", "_\u200b").replace("/", "/\u200b").replace("\n", "<br>")
@@ -128,6 +133,9 @@ class ResultsPanel(QWidget):
         elif st.status == REFUSED:
             self.state.setText(f"<b>{st.entry.title}</b>: <span style='color:#e5534b'>refused</span><br>{st.message}")
         self.run_btn.setEnabled(st.may_start)
+
+    def _local(self, model_id: str, sha: str | None) -> str:
+        return f"<br><small>{self.validation(model_id, sha)}</small>" if self.validation else ""
 
     def refresh_state(self) -> None:
         self._update_state()
@@ -157,4 +165,5 @@ class ResultsPanel(QWidget):
             self.table.setItem(i, 0, QTableWidgetItem(k.replace("_", " ")))
             self.table.setItem(i, 1, QTableWidgetItem(format_value(v)))
         rid = f"result #{result.id} · " if result.id else ""
-        self.prov.setText(f"{rid}{result.provenance()} · {result.created}")
+        local = f" · {self.validation(result.model_id, result.weights_sha256)}" if self.validation else ""
+        self.prov.setText(f"{rid}{result.provenance()} · {result.created}{local}")

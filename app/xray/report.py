@@ -123,8 +123,13 @@ def sections(study, results, store, study_id, extra):
         bands = o.get("_risk_bands") or []
         if bands:
             txt = ", ".join(f"{b[1]} ≥ {float(b[0]):.3f}" for b in bands)
-            flow.append(Paragraph(f"Risk bands: {txt}. Threshold {o['threshold']:.3f} (Youden index on the "
-                                  "reference's validation set). Heatmap: Grad-CAM of the fused score on VGG16 "
+            src = o.get("_threshold_source", "checkpoint")
+            thr_src = ("from the checkpoint (the publisher's Youden index on its validation set)"
+                       if src == "checkpoint" else src)
+            auroc = o.get("_reference_auroc")
+            rec = f" Checkpoint's recorded test AUROC {auroc:.3f}." if auroc is not None else ""
+            flow.append(Paragraph(f"Risk bands: {txt}. Threshold {o['threshold']:.3f} {thr_src}; flagged when the "
+                                  f"score is above it.{rec} Heatmap: Grad-CAM of the fused score on VGG16 "
                                   "conv5_3, upsampled; it shows where the score is sensitive, not a lesion outline.",
                                   SMALL))
         w = o.get("_weights", {})

@@ -111,7 +111,7 @@ class AnomalyWidget(QFrame):
         s, thr, band = float(o["anomaly_score"]), float(o["threshold"]), str(o["risk_band"])
         col = BAND_COLOURS.get(band, theme.TEXT)
         self.score.setText(f"<span style='color:{col}'>{s:.3f}</span>")
-        flag = "FLAGGED (≥ threshold)" if o.get("flagged") else "below threshold"
+        flag = "FLAGGED (> threshold)" if o.get("flagged") else "below threshold"
         stamp = "" if r.clinical else " · <b style='color:#e5534b'>NOT A CLINICAL RESULT</b>"
         self.band.setText(f"Risk band <b style='color:{col}'>{band}</b> · threshold {thr:.3f} · {flag}{stamp}")
         vals = {"recon": float(o["recon_component"]), "kl": float(o["kl_component"]), "vit": float(o["vit_score"])}

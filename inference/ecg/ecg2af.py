@@ -19,7 +19,13 @@ Facts taken from broadinstitute/ml4h (read, not copied):
   {no_atrial_fibrillation: 0, atrial_fibrillation: 1}.
 
 The published ``.h5`` carries its own graph (Keras HDF5: ``model_config`` + weights), so the real
-file is loaded by ``load_keras`` exactly as the authors do (``load_model(..., compile=False)``).
+file is loaded by ``load_keras`` exactly as the authors do (``load_model(..., compile=False)``) with
+the objects ML4H registers (``inference.ecg.ml4h_objects``). The file behind the pinned sha256 was
+replaced on 2025-05-07 (ml4h 05717d1e, six days after ML4H moved to TensorFlow 2.19 / Keras 3); a
+file saved by Keras 3 is loaded by Keras 3 (``tf_keras`` cannot read it), one saved by Keras 2 by
+``tf_keras``: the file's ``keras_version`` decides. Its output heads are read from its own config and
+decoded by name (``inference.ecg.heads``: the 2021 names above and the 2024 model's names); a head
+Lightbox does not know is refused by name.
 ``build_model`` makes a graph of the same family (ML4H ``ConvEncoderBlock``: residual convolutions,
 dense-convolutional blocks with max pooling, flatten, dense, four named heads) with the same input and
 output names and shapes; the tests and the benchmark save it with seeded random weights in the
@@ -32,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from inference.ecg import heads as H
+from inference.ecg import ml4h_objects as M
 
 MODEL_ID = "ecg2af"
 OFFICIAL_FILE = "ecg_5000_survival_curve_af_quadruple_task_mgh_v2021_05_21.h5"
@@ -63,7 +72,8 @@ ALLOWED_LAYERS = {"InputLayer", "Conv1D", "SeparableConv1D", "DepthwiseConv1D", 
                   "BatchNormalization", "LayerNormalization", "Dropout", "SpatialDropout1D",
                   "GaussianNoise", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
                   "GlobalMaxPooling1D", "Concatenate", "Add", "Flatten", "Dense", "Reshape",
-                  "Functional", "Model"}
+                  "Functional", "Model", "Sequential", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU",
+                  "ZeroPadding1D", "Cropping1D", "UpSampling1D", "Multiply", "Average"}
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -83,21 +93,34 @@ def survival_curve(pred: np.ndarray) -> np.ndarray:
 
 
 def decode(outputs: dict[str, np.ndarray], index: int = 0) -> dict[str, Any]:
-    """The four heads decoded as the authors do, for ECG ``index`` of a batch."""
-    surv = survival_curve(np.asarray(outputs[OUT_SURVIVAL])[index])
-    sex = np.asarray(outputs[OUT_SEX], dtype=np.float64)[index].reshape(-1)
-    age = float(np.asarray(outputs[OUT_AGE], dtype=np.float64)[index].reshape(-1)[0])
-    af = np.asarray(outputs[OUT_AF], dtype=np.float64)[index].reshape(-1)
-    days = [round((i + 1) * DAYS_PER_INTERVAL, 1) for i in range(SURVIVAL_INTERVALS)]
-    return {
-        "af_risk_5y": float(1.0 - surv[-1]),
-        "sex_male_probability": float(sex[1]),
-        "sex_female_probability": float(sex[0]),
-        "age_years": age * AGE_STD + AGE_MEAN,
-        "af_in_read_probability": float(af[1]),
-        "survival_days": days,
-        "af_free_survival": [float(v) for v in surv],
-    }
+    """The heads the model declares (keys = head names), decoded as the authors do, for ECG ``index``.
+
+    Keys Lightbox shows: af_risk_5y, survival_days, af_free_survival, sex_male_probability,
+    sex_female_probability, age_years (None when the head has no published scale), age_head_raw,
+    af_in_read_probability, death_risk_10y (2024 model only); ``heads``: every head's own decoding.
+    A head name outside ``inference.ecg.heads.HEADS`` raises ``HeadError`` naming it.
+    """
+    return H.decode(outputs, index)
+
+
+def result_rows(o: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) rows for the results panel and the report, for whichever heads the file had."""
+    def pct(v, digits=1):
+        return "—" if v is None else f"{100 * v:.{digits}f} %"
+
+    rows = [("AF risk within 5 years", pct(o.get("af_risk_5y")))]
+    if o.get("death_risk_10y") is not None:
+        rows.append(("Death within 10 years (risk)", pct(o["death_risk_10y"])))
+    if o.get("sex_male_probability") is not None:
+        rows.append(("Sex (from ECG)", f"male {pct(o['sex_male_probability'], 0)} · female "
+                                       f"{pct(o.get('sex_female_probability'), 0)}"))
+    if o.get("age_years") is not None:
+        rows.append(("Age (from ECG)", f"{o['age_years']:.1f} years"))
+    elif o.get("age_head_raw") is not None:
+        rows.append(("Age head (raw, no published scale)", f"{o['age_head_raw']:.3f}"))
+    if o.get("af_in_read_probability") is not None:
+        rows.append(("AF in this ECG", pct(o["af_in_read_probability"])))
+    return rows
 
 
 # -- the graph --------------------------------------------------------------------------------
@@ -110,23 +133,23 @@ def _keras():
     return tf_keras
 
 
-def custom_objects() -> dict[str, Any]:
-    """What ``ml4h.models.model_factory.get_custom_objects`` supplies that a forward pass can need.
+def _keras3():
+    import os
 
-    With ``compile=False`` losses and metrics are not deserialised; activations are. ML4H models use
-    'swish' (built in) and, in some versions, a custom 'mish'.
-    """
     from inference.frameworks import import_tensorflow
 
-    tf = import_tensorflow()
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import_tensorflow()
+    import keras
 
-    def mish(x):
-        return x * tf.math.tanh(tf.math.softplus(x))
+    return keras
 
-    def swish(x):
-        return x * tf.math.sigmoid(x)
 
-    return {"mish": mish, "swish": swish}
+def custom_objects(keras=None, generation: int = 2) -> dict[str, Any]:
+    """What ML4H's ``get_custom_objects`` registers that an ECG2AF-family file may name (activations
+    swish/gelu/lisht/mish under their plain and ``Addons>`` names, InstanceNormalization,
+    PoincareNormalize, the metric functions), as Lightbox's own code for ``keras`` (default tf_keras)."""
+    return M.custom_objects(keras or _keras(), generation)
 
 
 def build_model(*, conv_width: int = 71, conv_layers: tuple[int, ...] = (32,),
@@ -185,12 +208,37 @@ class ModelFileError(Exception):
     pass
 
 
-def inspect_h5(path: str | Path, trusted: bool = False) -> dict[str, Any]:
-    """Read the Keras HDF5 model config without building anything, and check what it contains.
+ADDON_LAYERS = {"InstanceNormalization", "PoincareNormalize", "Addons>InstanceNormalization",
+                "Addons>PoincareNormalize"}
+ZIP_MAGIC = b"PK\x03\x04"
 
-    ``trusted``: the file's sha256 is the published one, so its content is what the authors released;
-    the layer allowlist and name checks then only inform (they guard non-official files).
-    """
+
+def _walk_layers(cfg: dict):
+    """Every layer config in a model config, nested models included."""
+    for layer in (cfg.get("config") or {}).get("layers", []) or []:
+        yield layer
+        if isinstance(layer.get("config"), dict) and "layers" in layer["config"]:
+            yield from _walk_layers(layer)
+
+
+def _read_config(path: Path) -> tuple[dict, str | None, str]:
+    """(model config, keras_version, format) from an HDF5 (.h5) or Keras-3 zip (.keras) file,
+    without building anything."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ModelFileError(f"{path.name} cannot be read ({e})") from None
+    if head.startswith(ZIP_MAGIC):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as z:
+                cfg = json.loads(z.read("config.json"))
+                meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
+        except (zipfile.BadZipFile, KeyError, ValueError) as e:
+            raise ModelFileError(f"{path.name} is a zip but not a Keras model archive ({e})") from None
+        return cfg, meta.get("keras_version"), "keras"
     import h5py
 
     try:
@@ -198,56 +246,171 @@ def inspect_h5(path: str | Path, trusted: bool = False) -> dict[str, Any]:
             raw = f.attrs.get("model_config")
             keras_version = f.attrs.get("keras_version")
     except OSError as e:
-        raise ModelFileError(f"{Path(path).name} is not a Keras HDF5 model file ({e})") from None
+        raise ModelFileError(f"{path.name} is not a Keras HDF5 model file ({e})") from None
     if raw is None:
-        raise ModelFileError(f"{Path(path).name} holds weights only (no model_config); ECG2AF is a full "
+        raise ModelFileError(f"{path.name} holds weights only (no model_config); ECG2AF is a full "
                              "Keras model file")
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8")
-    cfg = json.loads(raw)
-    layers = cfg.get("config", {}).get("layers", [])
-    classes = {layer.get("class_name") for layer in layers}
-    bad = sorted(c for c in classes if c not in ALLOWED_LAYERS)
-    if bad and not trusted:
-        raise ModelFileError(f"{Path(path).name} contains layer types {', '.join(bad)} that ECG2AF does not "
-                             "use; refusing to deserialise it (a Lambda layer would run code)")
-    names = {layer.get("name") for layer in layers}
-    missing = [n for n in (INPUT_NAME, *OUTPUT_NAMES) if n not in names]
-    if missing and not trusted:
-        raise ModelFileError(f"{Path(path).name} is not an ECG2AF model: missing {', '.join(missing)}")
     if isinstance(keras_version, bytes):
         keras_version = keras_version.decode()
-    return {"layers": len(layers), "keras_version": keras_version}
+    return json.loads(raw), keras_version, "h5"
+
+
+def inspect_h5(path: str | Path, trusted: bool = False) -> dict[str, Any]:
+    """Read the model config without building anything, and check what it contains.
+
+    ``trusted``: the file's sha256 is the published one, so its content is what the authors released;
+    the layer allowlist and input-name checks then only inform (they guard non-official files). The
+    output heads are checked for every file: a head Lightbox cannot decode is refused by name.
+    Returns layers, keras_version, generation (2 = tf.keras, 3 = Keras 3), format, heads.
+    """
+    path = Path(path)
+    cfg, keras_version, fmt = _read_config(path)
+    layers = list(_walk_layers(cfg))
+    classes = set()
+    for layer in layers:
+        classes.add(layer.get("class_name"))
+        if layer.get("registered_name") and layer.get("registered_name") != layer.get("class_name"):
+            classes.add(layer["registered_name"])  # Keras 3 names custom classes here
+    allowed = ALLOWED_LAYERS | ADDON_LAYERS
+    bad = sorted(str(c) for c in classes if c not in allowed)
+    if bad and not trusted:
+        raise ModelFileError(f"{path.name} contains layer types {', '.join(bad)} that ECG2AF does not "
+                             "use; refusing to deserialise it (a Lambda layer would run code)")
+    names = {layer.get("name") or (layer.get("config") or {}).get("name") for layer in layers}
+    if INPUT_NAME not in names and not trusted:
+        raise ModelFileError(f"{path.name} is not an ECG2AF model: no input {INPUT_NAME}")
+    try:
+        heads = H.declared_heads(cfg)
+        H.check_heads(heads, source=path.name)
+    except H.HeadError as e:
+        raise ModelFileError(str(e)) from None
+    generation = 3 if fmt == "keras" or str(keras_version or "").startswith("3") else 2
+    return {"layers": len(layers), "keras_version": keras_version, "generation": generation, "format": fmt,
+            "heads": heads}
 
 
 def load_keras(path: str | Path, trusted: bool = False):
-    """The authors' loading path: tf-keras ``load_model(h5, custom_objects=..., compile=False)``.
+    """The authors' loading path: ``load_model(file, custom_objects=…, compile=False)``, with the
+    Keras that wrote the file (tf_keras for Keras 2 files, Keras 3 for Keras 3 files and .keras).
 
     The HDF5 format has no ``safe_mode`` (that exists only for the .keras format), so the config is
     inspected first and files with code-carrying layers are refused unless they are the published file.
     """
-    inspect_h5(path, trusted=trusted)
-    keras = _keras()
-    return keras.models.load_model(str(path), custom_objects=custom_objects(), compile=False)
+    import contextlib
+    import tempfile
+
+    path = Path(path)
+    info = inspect_h5(path, trusted=trusted)
+    if info["generation"] < 3:
+        keras = _keras()
+        return keras.models.load_model(str(path), custom_objects=custom_objects(keras, 2), compile=False)
+    keras = _keras3()
+    objs = custom_objects(keras, 3)
+    with contextlib.ExitStack() as stack:
+        src = path
+        if info["format"] == "keras" and path.suffix != ".keras":
+            # Keras 3 picks the format by the name: give the archive its own suffix (a link, no copy)
+            d = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lightbox-keras-")))
+            src = d / (path.stem + ".keras")
+            try:
+                src.symlink_to(path.resolve())
+            except OSError:
+                import shutil
+
+                shutil.copyfile(path, src)
+        kw = {"safe_mode": True} if info["format"] == "keras" else {}
+        return keras.models.load_model(str(src), custom_objects=objs, compile=False, **kw)
+
+
+def output_names(model) -> list[str]:
+    names = list(model.output_names)
+    if len(set(names)) != len(names):
+        raise ModelFileError(f"the model's output names are not unique: {names}")
+    return names
+
+
+def _probes(n: int = 2) -> np.ndarray:
+    """Inputs for checking an exported twin: normalised noise and a smooth ECG-like wave."""
+    rng = np.random.default_rng(17)
+    noise = rng.normal(size=(N_SAMPLES, len(LEADS)))
+    t = np.arange(N_SAMPLES) / FS
+    wave = np.stack([np.sin(2 * np.pi * 1.2 * t * (1 + k / 12)) ** 15 for k in range(len(LEADS))], axis=1)
+    return normalise(np.stack([noise, wave][:n]))
+
+
+def verify_onnx_twin(model, onnx_bytes: bytes, atol: float = 1e-3) -> dict[str, float]:
+    """Run the Keras model and its ONNX twin on the same inputs and compare every output **by name**
+    (the Keras model's own output names). Raises ModelFileError naming any head that is missing,
+    extra, or gives different numbers. Returns the largest difference per head."""
+    import onnxruntime as ort
+
+    names = output_names(model)
+    try:
+        sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"the ONNX conversion of this model does not run in ONNX Runtime ({msg}); "
+                             "it keeps running with Keras") from None
+    onnx_names = [o.name for o in sess.get_outputs()]
+    if sorted(onnx_names) != sorted(names):
+        raise ModelFileError(f"the ONNX twin's outputs {sorted(onnx_names)} are not the model's heads {sorted(names)}")
+    x = _probes()
+    got = dict(zip(onnx_names, sess.run(None, {sess.get_inputs()[0].name: x})))
+    ref = model(x, training=False)
+    ref = ref if isinstance(ref, (list, tuple)) else [ref]
+    want = {n: np.asarray(v) for n, v in zip(names, ref)}
+    diffs = {}
+    for n in names:
+        a, b = np.asarray(got[n], np.float64), np.asarray(want[n], np.float64)
+        diffs[n] = float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
+    wrong = [n for n, d in diffs.items() if not d <= atol]
+    if wrong:
+        raise ModelFileError("the ONNX twin disagrees with the Keras model on "
+                             + ", ".join(f"{n} (max |diff| {diffs[n]:.3g})" for n in wrong)
+                             + "; not writing it")
+    return diffs
+
+
+def _erfc_as_one_minus_erf(ctx, node, name, args):
+    """tf2onnx handler: TensorFlow's Erfc (Keras 3's exact GELU) has no ONNX op; write 1 − Erf(x)."""
+    from tf2onnx import utils
+
+    dtype = ctx.get_dtype(node.input[0])
+    one = ctx.make_const(utils.make_name("erfc_one"), np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype)))
+    node.type = "Erf"
+    ctx.insert_new_node_on_output("Sub", node.output[0], name=utils.make_name(node.name + "_one_minus"),
+                                  inputs=[one.output[0], node.output[0]])
+    return node
 
 
 def export_onnx_file(model, out: str | Path, opset: int = 17) -> Path:
-    """Convert a loaded Keras model to ONNX with tf2onnx (same input and output names)."""
+    """Convert a loaded Keras model to ONNX with tf2onnx and check it by name before writing.
+
+    The graph is traced as a function returning ``{head name: tensor}`` built from the model's own
+    ``output_names``/outputs pairing, so each ONNX output carries its head's name whatever order
+    tf2onnx emits them in; ``verify_onnx_twin`` then compares both models head by head.
+    """
     from inference.frameworks import import_tensorflow
 
     tf = import_tensorflow()
     import tf2onnx
 
     out = Path(out)
-    spec = (tf.TensorSpec((None, N_SAMPLES, len(LEADS)), tf.float32, name=INPUT_NAME),)
-    model_proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
-    # tf2onnx names graph outputs after the Keras output layers; keep them exactly
-    names = list(model.output_names)
-    for o, n in zip(model_proto.graph.output, names):
-        if o.name != n:
-            for node in model_proto.graph.node:
-                node.output[:] = [n if x == o.name else x for x in node.output]
-            o.name = n
+    names = output_names(model)
+    spec = [tf.TensorSpec((None, N_SAMPLES, len(LEADS)), tf.float32, name=INPUT_NAME)]
+
+    @tf.function(input_signature=spec)
+    def heads(x):
+        ys = model(x, training=False)
+        ys = ys if isinstance(ys, (list, tuple)) else [ys]
+        return {n: tf.identity(y, name=n) for n, y in zip(names, ys)}
+
+    model_proto, _ = tf2onnx.convert.from_function(heads, input_signature=spec, opset=opset,
+                                                   custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])})
+    data = model_proto.SerializeToString()
+    verify_onnx_twin(model, data)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(model_proto.SerializeToString())
+    out.write_bytes(data)
     return out

@@ -1,7 +1,8 @@
-"""ECG pipelines: ECG2AF (four heads) and the model-free rhythm measurements.
+"""ECG pipelines: ECG2AF (the heads its file declares) and the model-free rhythm measurements.
 
 ``ecg2af``       the published Broad Institute model (Keras .h5). Its verified weights are loaded by the
-                 authors' path (tf-keras ``load_model(..., compile=False)``); when an ONNX twin derived
+                 authors' path (``load_model(..., compile=False)`` with the Keras that wrote the file);
+                 its heads are decoded by the names the file declares; when an ONNX twin derived
                  from those exact weights exists (``lightbox weights export ecg2af``) it runs on ONNX
                  Runtime instead (same numbers to 1e-4, much faster start-up).
 ``ecg-measure``  heart rate, RR intervals and R peaks from neurokit2 on lead II (no weights).
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from inference.ecg import ecg2af as E
-from inference.registry import Registry
+from inference.registry import Registry, WeightsError
 from inference.results import Result, jsonable
 from inference.runtimes import KerasRuntime, OnnxRuntime, cpu_label
 from inference.study import ReadError, Study
@@ -149,11 +150,20 @@ def runtime_for(registry: Registry, model_id: str = E.MODEL_ID, prefer: str = "a
                 raise FileNotFoundError(f"no ONNX export yet: run 'lightbox weights export {model_id}'")
             rt = OnnxRuntime(onnx)
         else:
-            # the published file (hash verified) is trusted as released; anything else is inspected
-            rt = KerasRuntime(E.load_keras(registry.path_of(st.entry), trusted=st.clinical))
+            rt = KerasRuntime(_load_keras(registry, st))
         with _cache_lock:
             _cache[key] = rt
     return rt, st
+
+
+def _load_keras(registry: Registry, st):
+    """The verified file through the authors' loader; a file Lightbox refuses (code-carrying layers,
+    an output head it cannot decode) is a WeightsError naming the reason."""
+    try:
+        # the published file (hash verified) is trusted as released; anything else is inspected
+        return E.load_keras(registry.path_of(st.entry), trusted=st.clinical)
+    except E.ModelFileError as e:
+        raise WeightsError(f"{st.entry.title}: {e}") from None
 
 
 def clear_cache() -> None:
@@ -171,6 +181,24 @@ def run_batch(runtime, x: np.ndarray, batch_size: int = 16) -> dict[str, np.ndar
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
+OUTPUT_KEYS = ("af_risk_5y", "sex_male_probability", "sex_female_probability", "age_years", "age_head_raw",
+               "af_in_read_probability", "death_risk_10y", "survival_days", "af_free_survival")
+
+
+def decoded_outputs(raw: dict[str, np.ndarray], index: int = 0) -> tuple[dict[str, Any], list[str]]:
+    """The result outputs and notes for ECG ``index``: decoded by the head names the model declares."""
+    d = E.decode(raw, index)
+    outputs = {k: d[k] for k in OUTPUT_KEYS}
+    outputs["heads"] = sorted(raw)
+    notes = []
+    if d["age_years"] is None and d["age_head_raw"] is not None:
+        notes.append("Age head (2024 model, age_in_days): trained with ZeroMeanStd1 normalisation, which has no "
+                     "inverse and no published scale; shown raw, not in years.")
+    if d["death_risk_10y"] is not None:
+        notes.append("Death risk = 1 − cumulative survival of the death head over 25 intervals (10 years).")
+    return outputs, notes
+
+
 def _analyse_ecg2af(study: Study, model_id: str, registry: Registry, ctx, prefer: str = "auto") -> Result:
     check_input(study)
     ctx.progress(0.05, "Loading ECG2AF")
@@ -181,18 +209,11 @@ def _analyse_ecg2af(study: Study, model_id: str, registry: Registry, ctx, prefer
     raw = rt.run({rt.input_names[0]: x})
     secs = time.perf_counter() - t0
     ctx.progress(0.9, "Decoding")
-    d = E.decode(raw)
-    outputs = {
-        "af_risk_5y": d["af_risk_5y"],
-        "sex_male_probability": d["sex_male_probability"],
-        "sex_female_probability": d["sex_female_probability"],
-        "age_years": d["age_years"],
-        "af_in_read_probability": d["af_in_read_probability"],
-        "survival_days": d["survival_days"],
-        "af_free_survival": d["af_free_survival"],
-    }
+    outputs, head_notes = decoded_outputs(raw)
     notes = ["AF risk = 1 − cumulative AF-free survival over 25 intervals (5 years), as the ECG2AF authors "
-             "decode the survival-curve head.", "Input: 12 × 5000 samples at 500 Hz, ZeroMeanStd1 normalised."]
+             "decode the survival-curve head.", "Input: 12 × 5000 samples at 500 Hz, ZeroMeanStd1 normalised.",
+             "Heads decoded by the names the model file declares: " + ", ".join(sorted(raw)) + "."]
+    notes += head_notes
     notes += [n for n in study.notes if "ECG2AF" in n]
     if not st.clinical:
         notes.append("Computed with non-official weights.")
@@ -359,11 +380,8 @@ def analyse_many(studies: list[Study], model_id: str, registry: Registry, ctx,
     raw = run_batch(rt, model_batch([studies[i] for i in ok]), batch_size)
     per = (time.perf_counter() - t0) / len(ok)
     for k, i in enumerate(ok):
-        d = E.decode(raw, k)
-        outputs = {key: d[key] for key in ("af_risk_5y", "sex_male_probability", "sex_female_probability",
-                                           "age_years", "af_in_read_probability", "survival_days",
-                                           "af_free_survival")}
-        notes = ["batch run"] + ([] if st.clinical else ["Computed with non-official weights."])
+        outputs, head_notes = decoded_outputs(raw, k)
+        notes = ["batch run"] + head_notes + ([] if st.clinical else ["Computed with non-official weights."])
         out[i] = Result(model_id, st.sha256 or "", rt.name, rt.device, per, jsonable(outputs),
                         clinical=st.clinical, notes=notes)
     return out
@@ -381,10 +399,13 @@ def export_onnx(registry: Registry, model_id: str = E.MODEL_ID) -> Path:
     if model_id != E.MODEL_ID:
         raise ValueError(f"{model_id}: no ONNX export")
     st = registry.require(model_id)
-    model = E.load_keras(registry.path_of(st.entry), trusted=st.clinical)
+    model = _load_keras(registry, st)
     out = onnx_path(registry, model_id)
     tmp = out.with_name(out.name + ".part")
-    E.export_onnx_file(model, tmp)
+    try:
+        E.export_onnx_file(model, tmp)
+    except E.ModelFileError as e:
+        raise WeightsError(f"{st.entry.title}: {e}") from None
     tmp.replace(out)
     clear_cache()
     return out

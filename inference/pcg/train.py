@@ -242,8 +242,15 @@ def train(items: list[Item], out_dir: str | Path, name: str = "heart_sound_cnn",
 
     check_x, _ = _record_windows(feats, va_idx[:4], spec)
     diff = float(np.max(np.abs(predict(check_x) - sess.run(None, {"logmel": check_x})[0])))
-    val_m = evaluate(labels[va_idx], onnx_probs(va_idx).argmax(1), classes)
-    test_m = evaluate(labels[te_idx], onnx_probs(te_idx).argmax(1), classes) if len(te_idx) else None
+    val_p = onnx_probs(va_idx)
+    test_p = onnx_probs(te_idx) if len(te_idx) else None
+    val_m = evaluate(labels[va_idx], val_p.argmax(1), classes)
+    test_m = evaluate(labels[te_idx], test_p.argmax(1), classes) if test_p is not None else None
+    if test_m is not None and len(classes) == 2:
+        # AUROC with its bootstrap CI etc., by the same code as `lightbox evaluate` on a site's own cases
+        from ..evaluate import held_out_metrics
+
+        test_m["binary"] = held_out_metrics(classes, labels[te_idx], test_p, model_id="heart-sound").get("binary")
     meta = {
         "name": name, "classes": classes, "preprocessing": spec.to_dict(),
         "input": {"name": "logmel", "shape": [None, 1, spec.n_mels, spec.window_frames]},
@@ -331,7 +338,10 @@ def model_card(meta: dict) -> str:
     per = "\n".join(f"| {c} | {_pct(d['precision'])} | {_pct(d['recall'])} | {_pct(d['f1'])} | {d['support']} |"
                     for c, d in (t.get("per_class") or {}).items())
     binary = "sensitivity" in t
-    headline = (f"| Accuracy | {_pct(t.get('accuracy'))} | {_pct(v.get('accuracy'))} |\n"
+    b = t.get("binary") or {}
+    auroc = (f"| AUROC (95 % stratified bootstrap CI) | {b['auroc']:.3f} ({b['auroc_ci'][0]:.3f}–{b['auroc_ci'][1]:.3f}) | – |\n"
+             if b.get("auroc") is not None and b["auroc"] == b["auroc"] else "")
+    headline = auroc + (f"| Accuracy | {_pct(t.get('accuracy'))} | {_pct(v.get('accuracy'))} |\n"
                 + (f"| Sensitivity (abnormal recall) | {_pct(t.get('sensitivity'))} | {_pct(v.get('sensitivity'))} |\n"
                    f"| Specificity (normal recall) | {_pct(t.get('specificity'))} | {_pct(v.get('specificity'))} |\n"
                    f"| MAcc = (Se + Sp) / 2 | {_pct(t.get('macc'))} | {_pct(v.get('macc'))} |\n" if binary else

@@ -40,7 +40,7 @@ def run():
         yield "read demo DICOM (512², 16-bit)", best * 1000, "ms", f"median {med * 1000:.1f} ms"
         st = read(demo)
         best, med = _best(lambda: imaging.preprocess(st.data["display"]))
-        yield "preprocess (Lanczos 224, ImageNet norm)", best * 1000, "ms", f"median {med * 1000:.1f} ms"
+        yield "preprocess (reference Resize 224 bilinear RGB, ImageNet norm)", best * 1000, "ms", f"median {med * 1000:.1f} ms"
         t0 = time.perf_counter()
         model, _, _ = pipe.load_model(reg)
         yield "load + verify weights (first time)", time.perf_counter() - t0, "s", weights_note

@@ -1,7 +1,7 @@
 """Chest X-ray image operations shared by the pipeline, the viewer and the report (numpy + OpenCV).
 
-- ``preprocess``: the model's input (224 x 224 RGB, Lanczos, ImageNet normalisation) from the
-  default-display 8-bit image, as the reference trained on 8-bit radiographs.
+- ``preprocess``: MedSight's input from the default-display 8-bit image (``medsight.preprocess``:
+  the reference's torchvision Resize((224, 224)), bilinear on an RGB image, ImageNet normalisation).
 - ``clahe``: contrast-limited adaptive histogram equalisation for the overlay base image.
 - ``clinical_colormap``: black -> dark red -> red -> orange -> yellow (the reference's clinical map).
 - ``upsample_cam`` / ``overlay``: a Grad-CAM grid at image size, and an overlay whose alpha rises
@@ -26,19 +26,11 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return ((a - lo) / (hi - lo + 1e-12) * 255 + 0.5).astype(np.uint8)
 
 
-def resize_lanczos(gray8: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
-    """Lanczos resize with Pillow (antialiased when shrinking, unlike OpenCV's INTER_LANCZOS4)."""
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(to_uint8(gray8), mode="L").resize((size, size), Image.LANCZOS))
-
-
 def preprocess(display8: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
-    """uint8 greyscale (H, W) -> float32 (1, 3, size, size), RGB, ImageNet-normalised."""
-    small = resize_lanczos(display8, size).astype(np.float32) / 255.0
-    rgb = np.repeat(small[None, :, :], 3, axis=0)
-    x = (rgb - IMAGENET_MEAN[:, None, None]) / IMAGENET_STD[:, None, None]
-    return x[None].astype(np.float32)
+    """uint8 greyscale (H, W) -> float32 (1, 3, size, size): MedSight's input (``medsight.preprocess``)."""
+    from inference.xray.medsight import preprocess as medsight_preprocess
+
+    return medsight_preprocess(display8, size)
 
 
 def clahe(gray8: np.ndarray, clip: float = 2.0, tiles: int = 8) -> np.ndarray:

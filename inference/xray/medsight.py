@@ -14,20 +14,32 @@ The architecture and the checkpoint layout follow the reference system (MedSight
 * Components: recon = mean squared error over the 512 features; KL = -0.5 * mean(1 + logvar - mu^2
   - exp(logvar)) over the 256 latent dims; s_vit = the ViT output.
 * Fused score = 0.4 * sigma((recon - mu_r) / sd_r) + 0.2 * sigma((KL - mu_k) / sd_k) + 0.4 * s_vit with
-  the calibration constants saved in the checkpoint; threshold 0.348 (Youden on validation).
+  the calibration constants saved in the checkpoint. Decision: ``score > threshold`` (the notebook's
+  ``is_anomaly``). Threshold: the checkpoint's (the published run recorded 0.3483, Youden on its
+  validation set); a checkpoint without one gets the reference's ``ckpt.get("threshold", 0.5)``.
+* Input (``preprocess``): the reference's ``transforms.Resize((224, 224))`` on
+  ``Image.open(path).convert("RGB")`` -- Pillow's bilinear filter, which torchvision always
+  antialiases on PIL images (the triangle widens with the reduction factor) -- then ``ToTensor`` and
+  ImageNet ``Normalize``.
 
-Checkpoint (``torch.save`` of a dict)::
+Checkpoint (``torch.save`` of a dict, the notebook's "Save & Load Full Model" cell)::
 
     {"vae_state": {...}, "vit_state": {...},
-     "config": {"vgg_feat_dim": 512, "vae_hidden": [512, 384, 256], "latent_dim": 256,
-                "vit_patch_dim": 32, "vit_depth": 6, "vit_heads": 8, "vit_mlp_dim": 512,
-                "vit_dropout": 0.1},
-     "recon_mean": float, "recon_std": float, "kl_mean": float, "kl_std": float,
-     "threshold": float}
+     "config": CFG (the notebook's whole dict: the architecture keys below plus data_root, img_size,
+               batch_size, epochs, learning rates, normal/anomaly classes, ...),
+     "auroc": test AUROC (sklearn: a numpy float64),
+     "threshold": Youden threshold (an element of roc_curve's thresholds: a numpy float),
+     "vae_history": {...per-epoch lists...}, "vit_history": {...},
+     "recon_mean": float, "recon_std": float, "kl_mean": float, "kl_std": float}
+
+The architecture keys are vgg_feat_dim 512, vae_hidden [512, 384, 256], latent_dim 256,
+vit_patch_dim 32, vit_depth 6, vit_heads 8, vit_mlp_dim 512, vit_dropout 0.1. The recorded AUROC and
+the history lengths are kept as the model's ``info`` (shown with its results).
 
 The VGG16 weights are torchvision's ImageNet file (``vgg16-397923af.pth``, a full VGG16 state dict):
 a separate manifest entry, loaded into ``features`` only. Everything here loads with
-``torch.load(weights_only=True)``.
+``torch.load(weights_only=True)``; the only globals allowed beyond torch's own are numpy's scalar,
+dtype and array reconstruction (how numpy 1.x and 2.x pickle a float64 or a small array).
 """
 from __future__ import annotations
 
@@ -36,12 +48,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 FUSION_WEIGHTS = (0.4, 0.2, 0.4)
-DEFAULT_THRESHOLD = 0.348
+#: the reference's threshold when a checkpoint has none: ``float(ckpt.get("threshold", 0.5))``
+DEFAULT_THRESHOLD = 0.5
+#: what the published run recorded (notebook output "AUROC=0.7177 | threshold=0.3483")
+PUBLISHED_THRESHOLD = 0.3483
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_SIZE = 224
@@ -224,6 +240,8 @@ class XrayAnomalyModel(nn.Module):
         for k in CALIBRATION_KEYS:
             self.register_buffer(k, torch.tensor(float(getattr(cal, k)), dtype=torch.float32))
         self.fusion_weights = FUSION_WEIGHTS
+        self.info: dict[str, Any] = {"auroc": None, "threshold": cal.threshold, "threshold_source": "given",
+                                     "vae_epochs": None, "vit_epochs": None}
 
     def embed(self, x):
         return torch.flatten(self.pool(self.features(x)), 1)
@@ -255,21 +273,32 @@ def count_parameters(m: nn.Module) -> int:
 
 
 # -- loading ------------------------------------------------------------------------------------------
+def _numpy_globals() -> list:
+    """The numpy objects a checkpoint pickles for a numpy scalar or a small array, under numpy 2's
+    names and numpy 1's (``numpy.core``), for torch's ``weights_only`` unpickler. None of them runs
+    code: they rebuild a scalar / empty array from a dtype and raw bytes."""
+    core = getattr(np, "_core", None) or np.core
+    scalar, reconstruct = core.multiarray.scalar, core.multiarray._reconstruct
+    allowed: list = [scalar, reconstruct, np.ndarray, np.dtype]
+    for name, obj in (("numpy.core.multiarray.scalar", scalar), ("numpy.core.multiarray._reconstruct", reconstruct),
+                      ("numpy._core.multiarray.scalar", scalar),
+                      ("numpy._core.multiarray._reconstruct", reconstruct)):
+        if f"{obj.__module__}.{obj.__name__}" != name:
+            allowed.append((obj, name))
+    for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+              np.float16, np.float32, np.float64):
+        allowed.append(type(np.dtype(t)))  # numpy 2's dtype classes (numpy.dtypes.Float64DType, ...)
+    return allowed
+
+
 def _torch_load(path: str | Path) -> Any:
-    """``torch.load(weights_only=True)``; numpy scalars (as notebooks often save calibration
-    statistics) are allowed through torch's safe-globals list, nothing else."""
+    """``torch.load(weights_only=True)``; numpy scalars and arrays (as the reference's notebook saves
+    its AUROC, threshold and histories) are allowed through torch's safe-globals list, nothing else."""
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as first:
         try:
-            import numpy as np
-
-            allowed = [np.core.multiarray.scalar, np.dtype] if hasattr(np, "core") else []
-            try:
-                allowed += [type(np.dtype(np.float32)), type(np.dtype(np.float64))]
-            except Exception:
-                pass
-            with torch.serialization.safe_globals(allowed):
+            with torch.serialization.safe_globals(_numpy_globals()):
                 return torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception:
             msg = str(first).strip().splitlines()[0][:200] if str(first).strip() else type(first).__name__
@@ -280,13 +309,47 @@ def _scalar(v: Any, key: str) -> float:
     try:
         if isinstance(v, torch.Tensor):
             return float(v.reshape(-1)[0].item())
-        return float(v)
+        return float(np.asarray(v).reshape(-1)[0])
     except Exception:
         raise CheckpointError(f"calibration value '{key}' is not a number ({type(v).__name__})") from None
 
 
-def read_anomaly_checkpoint(path: str | Path) -> tuple[dict, dict, dict[str, Any], Calibration]:
-    """(vae_state, vit_state, config, calibration) from a reference-layout checkpoint."""
+def _epochs(history: Any) -> int | None:
+    """Epochs recorded in a training history (a dict of per-epoch lists, or a list)."""
+    if isinstance(history, dict):
+        lens = [len(v) for v in history.values() if hasattr(v, "__len__") and not isinstance(v, str)]
+        return max(lens) if lens else None
+    if isinstance(history, (list, tuple)):
+        return len(history)
+    return None
+
+
+def checkpoint_info(ck: dict) -> dict[str, Any]:
+    """What the reference's checkpoint records besides the weights: test AUROC, threshold (and where
+    it came from), the training histories' lengths and the data it names."""
+    auroc = None
+    if "auroc" in ck:
+        try:
+            auroc = _scalar(ck["auroc"], "auroc")
+        except CheckpointError:
+            auroc = None
+    has_thr = "threshold" in ck
+    cfg = ck.get("config") if isinstance(ck.get("config"), dict) else {}
+    return {
+        "auroc": auroc if auroc is None or math.isfinite(auroc) else None,
+        "threshold": _scalar(ck["threshold"], "threshold") if has_thr else DEFAULT_THRESHOLD,
+        "threshold_source": "checkpoint" if has_thr else
+        f"reference default {DEFAULT_THRESHOLD} (the checkpoint has no threshold)",
+        "vae_epochs": _epochs(ck.get("vae_history")),
+        "vit_epochs": _epochs(ck.get("vit_history")),
+        "normal_class": cfg.get("normal_class"),
+        "anomaly_classes": list(cfg["anomaly_classes"]) if isinstance(cfg.get("anomaly_classes"), (list, tuple))
+        else None,
+    }
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, dict, dict[str, Any], Calibration, dict[str, Any]]:
+    """(vae_state, vit_state, config, calibration, info) from a reference-layout checkpoint."""
     ck = _torch_load(path)
     if not isinstance(ck, dict):
         raise CheckpointError(f"{Path(path).name}: expected a dict checkpoint, found {type(ck).__name__}")
@@ -304,8 +367,13 @@ def read_anomaly_checkpoint(path: str | Path) -> tuple[dict, dict, dict[str, Any
     for k in ("recon_std", "kl_std"):
         if not (vals[k] > 0 and math.isfinite(vals[k])):
             vals[k] = max(abs(vals[k]), 1e-8) if math.isfinite(vals[k]) else 1.0
-    thr = _scalar(ck["threshold"], "threshold") if "threshold" in ck else DEFAULT_THRESHOLD
-    return ck["vae_state"], ck["vit_state"], cfg, Calibration(**vals, threshold=thr)
+    info = checkpoint_info(ck)
+    return ck["vae_state"], ck["vit_state"], cfg, Calibration(**vals, threshold=info["threshold"]), info
+
+
+def read_anomaly_checkpoint(path: str | Path) -> tuple[dict, dict, dict[str, Any], Calibration]:
+    """(vae_state, vit_state, config, calibration) from a reference-layout checkpoint."""
+    return read_checkpoint(path)[:4]
 
 
 def load_vgg16_features(path: str | Path) -> nn.Sequential:
@@ -332,8 +400,9 @@ def load_vgg16_features(path: str | Path) -> nn.Sequential:
 
 
 def build_model(vgg_path: str | Path, heads_path: str | Path) -> XrayAnomalyModel:
-    vae_state, vit_state, cfg, cal = read_anomaly_checkpoint(heads_path)
+    vae_state, vit_state, cfg, cal, info = read_checkpoint(heads_path)
     model = XrayAnomalyModel(cfg, cal, features=load_vgg16_features(vgg_path))
+    model.info = info
     try:
         model.vae.load_state_dict(vae_state, strict=True)
         model.vit.load_state_dict(vit_state, strict=True)
@@ -344,12 +413,44 @@ def build_model(vgg_path: str | Path, heads_path: str | Path) -> XrayAnomalyMode
     return model.eval().requires_grad_(False)
 
 
-def save_reference_checkpoint(model: XrayAnomalyModel, path: str | Path) -> None:
-    """Write the heads in the reference layout (for tests and for the unofficial-install path)."""
+def save_reference_checkpoint(model: XrayAnomalyModel, path: str | Path, extras: dict | None = None) -> None:
+    """Write the heads in the reference layout (for tests and for the unofficial-install path);
+    ``extras``: further reference keys (auroc, vae_history, vit_history)."""
     c = model.calibration
     torch.save({"vae_state": model.vae.state_dict(), "vit_state": model.vit.state_dict(),
                 "config": dict(model.config), "recon_mean": c.recon_mean, "recon_std": c.recon_std,
-                "kl_mean": c.kl_mean, "kl_std": c.kl_std, "threshold": c.threshold}, str(path))
+                "kl_mean": c.kl_mean, "kl_std": c.kl_std, "threshold": c.threshold, **(extras or {})}, str(path))
+
+
+# -- the input ------------------------------------------------------------------------------------------
+def resize_for_model(image8: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) RGB 8-bit image -> (size, size, 3) uint8: the reference's
+    ``Resize((size, size))`` on a PIL RGB image (torchvision -> Pillow BILINEAR, antialiased)."""
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    from inference.xray.imaging import to_uint8
+
+    a = to_uint8(np.asarray(image8))
+    if a.ndim == 3 and a.shape[2] == 4:
+        a = a[:, :, :3]
+    if a.ndim == 2:
+        pil = Image.fromarray(np.ascontiguousarray(a), mode="L").convert("RGB")  # as .convert("RGB") does
+    elif a.ndim == 3 and a.shape[2] == 3:
+        pil = Image.fromarray(np.ascontiguousarray(a), mode="RGB")
+    else:
+        raise ValueError(f"expected a grey or RGB image, got shape {a.shape}")
+    out = TF.resize(pil, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def preprocess(image8: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """The model input, float32 (1, 3, size, size): ``resize_for_model`` -> /255 (ToTensor) ->
+    ImageNet normalisation."""
+    x = resize_for_model(image8, size).astype(np.float32) / 255.0
+    x = (x - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
 # -- Grad-CAM -------------------------------------------------------------------------------------------

@@ -87,7 +87,9 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     if display is None:
         raise ValueError("the study has no display image")
     ctx.progress(0.3, "preprocessing")
-    x = torch.from_numpy(imaging.preprocess(display)).contiguous(memory_format=torch.channels_last)
+    from inference.xray.medsight import preprocess
+
+    x = torch.from_numpy(preprocess(display)).contiguous(memory_format=torch.channels_last)
     dev = _device()
     ctx.progress(0.45, "VGG16 → VAE → ViT + Grad-CAM")
     t_inf = time.perf_counter()
@@ -111,7 +113,7 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     grid = (cam / peak) if peak > 0 else cam
     heat = imaging.upsample_cam(cam, display.shape[:2])
     regions = imaging.top_regions(heat) if peak > 0 else []
-    flagged = score >= thr
+    flagged = score > thr  # the reference's decision: score > threshold
     outputs = {
         "anomaly_score": score,
         "risk_band": risk_band(score, bands),
@@ -126,6 +128,8 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
                           "KL (0.2)": comp["kl_contribution"], "ViT (0.4)": comp["vit_contribution"]},
         "hottest_regions_px": [[r["x"], r["y"], r["width"], r["height"]] for r in regions],
         "_calibration": model.calibration.as_dict(),
+        "_threshold_source": model.info.get("threshold_source", ""),
+        "_reference_auroc": model.info.get("auroc"),
         "_fusion_weights": list(model.fusion_weights),
         "_risk_bands": bands,
         "_gradcam_grid": np.round(grid.astype(np.float64), 4),
@@ -136,6 +140,7 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     }
     notes = [f"heatmap: Grad-CAM of the fused score on VGG16 conv5_3 ({cam.shape[0]}×{cam.shape[1]}), "
              "upsampled to the image"]
+    notes.append(model_info_note(model.info))
     if peak <= 0:
         notes.append("Grad-CAM is zero everywhere: no image region raised the score")
     if not backbone.clinical:
@@ -153,6 +158,22 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
         notes=notes,
         arrays={"heatmap": heat, "gradcam": cam},
     )
+
+
+def model_info_note(info: dict) -> str:
+    """One line on what the checkpoint records about itself (the reference saves its test AUROC)."""
+    parts = []
+    if info.get("auroc") is not None:
+        parts.append(f"checkpoint records test AUROC {info['auroc']:.3f} (the publisher's own held-out test)")
+    else:
+        parts.append("checkpoint records no test AUROC")
+    src = info.get("threshold_source") or ""
+    if src and src != "checkpoint":
+        parts.append(f"threshold: {src}")
+    epochs = [f"{k} {info[f'{k}_epochs']} epochs" for k in ("vae", "vit") if info.get(f"{k}_epochs")]
+    if epochs:
+        parts.append("trained " + ", ".join(epochs))
+    return "MedSight: " + "; ".join(parts)
 
 
 def heatmap_from_result(result: Result, shape: tuple[int, int]) -> np.ndarray | None:
