@@ -125,3 +125,17 @@ def test_shipped_model_on_real_test_records():
     code = {"normal": "N", "af": "A", "other": "O", "noisy": "~"}
     acc = np.mean([code[x.label] == ref[r] for x, r in zip(res, recs)])
     assert acc > 0.75
+
+
+def test_batched_equals_one_by_one(tiny_model):
+    m = R.RhythmModel(tiny_model[0])
+    recs = [(synth_lead(s, fs, irregular=bool(i % 2), seed=i), fs)
+            for i, (s, fs) in enumerate([(12, 300.0), (95, 360.0), (3, 300.0), (30, 500.0), (200, 250.0)])]
+    many = m.classify_many(recs, batch=4)
+    for (x, fs), b in zip(recs, many):
+        if isinstance(b, R.RhythmError):
+            assert len(x) / fs < R.MIN_SECONDS
+            continue
+        a = m.classify(x, fs)
+        assert a.label == b.label and len(a.windows) == len(b.windows)
+        assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in R.CLASSES) < 1e-4

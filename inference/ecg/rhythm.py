@@ -264,7 +264,8 @@ class RhythmModel:
 
     def classify_many(self, leads: list[tuple[np.ndarray, float]], batch: int = 64) -> list[RhythmResult | RhythmError]:
         """Batched: windows of many recordings go through the network together (for batch runs/bench)."""
-        prepared, all_w = [], []
+        prepared, pending, done = [], [], []
+        total = n_pending = 0
         for x, fs in leads:
             try:
                 x = np.asarray(x, dtype=np.float64).ravel()
@@ -273,11 +274,18 @@ class RhythmModel:
                                       f"{MIN_SECONDS:g} s")
                 pre = preprocess(x, fs, self.spec)
                 w, starts = make_windows(pre, self.spec)
-                prepared.append((len(all_w), len(w), starts, len(pre), fs))
-                all_w.extend(w)
+                prepared.append((total, len(w), starts, len(pre), fs))
+                total += len(w)
+                pending.append(w)
+                n_pending += len(w)
+                if n_pending >= 4 * batch:  # windows go through the network as they accumulate: memory stays bounded
+                    done.append(self.predict_windows(np.concatenate(pending), batch))
+                    pending, n_pending = [], 0
             except RhythmError as e:
                 prepared.append(e)
-        probs = self.predict_windows(np.stack(all_w) if all_w else np.zeros((0, 1, self.spec.window), np.float32), batch)
+        if pending:
+            done.append(self.predict_windows(np.concatenate(pending), batch))
+        probs = np.concatenate(done) if done else np.zeros((0, len(self.classes)), np.float32)
         out: list[RhythmResult | RhythmError] = []
         for p in prepared:
             if isinstance(p, RhythmError):
