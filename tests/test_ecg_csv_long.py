@@ -126,3 +126,17 @@ def test_long_record_gets_a_rhythm_band(holter, registry):
     assert wins[-1]["end_s"] == pytest.approx(1800, abs=0.1)
     assert not r.clinical
     assert any("trained on lead-I" in n for n in r.notes)
+
+
+def test_single_signal_named_ecg_opens_as_lead_i(tmp_path):
+    """The PhysioNet/CinC 2017 (AliveCor) layout: one signal called 'ECG', 300 Hz."""
+    import wfdb
+
+    x = synth_lead(30, 300.0, seed=8)
+    wfdb.wrsamp("A99999", fs=300, units=["mV"], sig_name=["ECG"], p_signal=x[:, None].astype(np.float64),
+                fmt=["16"], adc_gain=[1000.0], baseline=[0], write_dir=str(tmp_path))
+    s = open_study(tmp_path / "A99999.hea")
+    i = R.LEADS.index("I")
+    assert np.isfinite(s.data["signal_mv"][i]).all() and len(s.metadata["missing_leads"]) == 11
+    assert any("named 'ECG'" in n and "lead I" in n for n in s.notes)
+    np.testing.assert_allclose(s.data["signal_mv"][i], x, atol=2e-3)

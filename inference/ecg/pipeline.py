@@ -286,6 +286,7 @@ def rhythm_outputs(r) -> dict[str, Any]:
         "rhythm_label": LABELS.get(r.label, r.label),
         "probability": r.probabilities[r.label],
         **{f"p_{c}": p for c, p in r.probabilities.items()},
+        "probabilities": dict(r.probabilities),  # the same, as one mapping (lightbox evaluate reads it)
         "lead": r.lead,
         "duration_s": r.seconds,
         "windows": len(r.windows),

@@ -403,14 +403,25 @@ def _read_wfdb(path: Path) -> Study:
             continue
         scale = _UNIT_SCALE.get(str(units[j]).strip().lower(), 1.0)
         leads[name] = rec.p_signal[:, j].astype(np.float64) * scale
+    notes: list[str] = []
+    if not leads and len(ignored) == 1 and _GENERIC_ECG.fullmatch(str(ignored[0]).strip()):
+        # a single-lead recorder (AliveCor, PhysioNet/CinC 2017) names its one channel just "ECG"
+        j = list(rec.sig_name).index(ignored[0])
+        scale = _UNIT_SCALE.get(str(units[j]).strip().lower(), 1.0)
+        leads["I"] = rec.p_signal[:, j].astype(np.float64) * scale
+        notes.append(f"The record's only signal is named '{ignored[0]}', not a lead: shown as lead I (single-lead "
+                     "recorders such as AliveCor record lead I).")
+        ignored = []
     meta = {"record": rec.record_name, "comments": list(rec.comments or [])[:20]}
     # one record, one study, whichever of its files was opened: the source is the header and the
     # hash covers the header and every signal file it names
     members = [hea] + sorted({hea.parent / f for f in (rec.file_name or [])})
     digest = sha256_bytes("\n".join(f"{m.name} {sha256_file(m)}" for m in members if m.exists()).encode())
     meta["files"] = [m.name for m in members]
-    return _finish(hea, "WFDB", leads, float(rec.fs), [], meta, ignored, sha256=digest)
+    return _finish(hea, "WFDB", leads, float(rec.fs), notes, meta, ignored, sha256=digest)
 
+
+_GENERIC_ECG = re.compile(r"(?i)(ecg|ekg)[ _-]?\d?")
 
 # -- CSV ----------------------------------------------------------------------------------------
 _TIME_COLS = {"time", "t", "time_s", "time(s)", "seconds", "sec", "s", "time_ms", "ms", "sample", "index"}

@@ -464,6 +464,15 @@ def model_card(meta: dict) -> str:
     per = "\n".join(f"| {c} ({codes[c]}) | {_pct(d['precision'])} | {_pct(d['recall'])} | {_pct(d['f1'])} | {d['support']} |"
                     for c, d in (t.get("per_class") or {}).items())
     vper = " / ".join(f"{c} {100 * d['f1']:.1f}" for c, d in v["per_class"].items())
+    app = meta.get("app_check") or {}
+    app_txt = ""
+    if app:
+        app_txt = (f"\nThe same test records opened as WFDB files and run through Lightbox's own reader and pipeline "
+                   f"(`{app['command']}`): accuracy {_pct(app['accuracy'])}, macro F1 {_pct(app['macro_f1'])}, the same "
+                   f"confusion matrix; AF against the rest by p(AF): AUROC {app['auroc']:.3f} (95 % CI "
+                   f"{app['auroc_ci'][0]:.3f}–{app['auroc_ci'][1]:.3f}); at p(AF) ≥ 0.5 sensitivity "
+                   f"{_pct(app['sensitivity'])}, specificity {_pct(app['specificity'])}, PPV {_pct(app['ppv'])} "
+                   f"(the argmax above calls AF more often). {app['n']} recordings in {app['seconds']:.0f} s.\n")
     speed = meta.get("speed") or {}
     speed_txt = ""
     if speed:
@@ -532,7 +541,7 @@ Confusion matrix (test, recordings):
 For scale: the best entries of the PhysioNet/CinC Challenge 2017 scored about 0.83 on the challenge's hidden
 test set. That is a different evaluation (other recordings, re-reviewed labels), so the numbers are not
 directly comparable; a random split of the public training set is usually somewhat easier.
-{speed_txt}
+{app_txt}{speed_txt}
 ## Reproduce
     lightbox ecg-rhythm-train /path/to/training2017 --out resources/models --seed {tr['seed']} --epochs {tr['max_epochs']} \\
         --patience {tr['patience']} --width {tr['width']} --batch {tr['batch']} --lr {tr['lr']:g} --threads {tr['threads']}
