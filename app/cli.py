@@ -91,9 +91,9 @@ def _analyse(args) -> int:
             print(f"{k}: {v}")
     print(result.provenance() + (f"  [{result.stamp}]" if result.stamp else ""))
     if args.pdf:
-        from app.report import build_report
+        from app.patients.export import export_pdf
 
-        print("report:", build_report(study, store, sid, args.pdf))
+        print("report:", export_pdf(study, store, sid, args.pdf, anonymise=args.anonymise))
     return 0
 
 
@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         a.add_argument("file")
         a.add_argument("--model")
         a.add_argument("--pdf")
+        a.add_argument("--anonymise", action="store_true",
+                       help="the PDF without name, ID, birth date or accession (the study is named by its code)")
         a.add_argument("--db")
         d = sub.add_parser("demo", help="write the synthetic demo studies")
         d.add_argument("--out")

@@ -6,17 +6,17 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QListWidget,
-                               QListWidgetItem, QMainWindow, QMessageBox, QProgressBar, QPushButton, QSizePolicy,
-                               QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QPushButton, QSizePolicy, QStackedWidget)
 
 from app.context import AppContext
 from app.jobs import Jobs
+from app.patients.window import PatientsWindowMixin
 from app.store import Store
 from app.theme import STYLESHEET
 from app.modalities import viewer_class
 from app.widgets.viewer_base import ViewerBase
-from app.widgets.icons import app_icon, modality_icon
+from app.widgets.icons import app_icon
 from app.validation.records import phrase as validation_phrase
 from app.widgets.results import ResultsPanel
 from inference import __version__, paths
@@ -30,7 +30,7 @@ from inference.study import MODALITY_TITLES, Study
 log = logging.getLogger(__name__)
 
 
-class MainWindow(QMainWindow):
+class MainWindow(PatientsWindowMixin, QMainWindow):
     def __init__(self, store: Store, registry: Registry | None = None):
         super().__init__()
         self.setWindowTitle(f"Lightbox {__version__}")
@@ -54,14 +54,7 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(self.welcome)
         self.setCentralWidget(self.stack)
 
-        self.study_list = QListWidget()
-        self.study_list.setObjectName("studyList")
-        self.study_list.itemActivated.connect(self._study_activated)
-        self.study_list.itemClicked.connect(self._study_activated)
-        self.study_list.setMinimumWidth(200)
-        self.study_list.setWordWrap(True)
-        self.study_list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.study_list.setTextElideMode(Qt.ElideMiddle)
+        self.study_list = self._make_study_list()  # grouped by patient, searched and filtered
         d = QDockWidget("Studies", self)
         d.setObjectName("studiesDock")
         d.setWidget(self.study_list)
@@ -157,6 +150,7 @@ class MainWindow(QMainWindow):
         self._act(m, "Show &studies", "Ctrl+1", lambda: self.studies_dock.setVisible(not self.studies_dock.isVisible()))
         self._act(m, "Show &results", "Ctrl+2", lambda: self.results_dock.setVisible(not self.results_dock.isVisible()))
         self._act(m, "&Full screen", "F11", lambda: self.showNormal() if self.isFullScreen() else self.showFullScreen())
+        self._make_patients_menu(mb)
         m = mb.addMenu("&Help")
         self._act(m, "&About Lightbox", None, self.about)
 
@@ -219,27 +213,8 @@ class MainWindow(QMainWindow):
 
     # -- studies ------------------------------------------------------------------------------
     def refresh_studies(self) -> None:
-        self.study_list.clear()
-        for row in self.ctx.store.studies():
-            if row["last_model"]:
-                ai = f"{row['last_model']}" + ("" if row["last_clinical"] else " · NOT CLINICAL")
-            else:
-                ai = "not analysed"
-            date = (row["opened_at"] or "")[:16].replace("T", " ")
-            it = QListWidgetItem(modality_icon(row["modality"]), f"{row['name']}\n{date} · {ai}")
-            it.setData(Qt.UserRole, row["id"])
-            it.setToolTip(row["source_path"])
-            self.study_list.addItem(it)
-            if row["id"] == self.study_id:
-                it.setSelected(True)
-
-    def _study_activated(self, item: QListWidgetItem) -> None:
-        sid = item.data(Qt.UserRole)
-        if sid == self.study_id:
-            return
-        row = self.ctx.store.study(sid)
-        if row:
-            self.open_path(row["source_path"], modality=row["modality"])
+        self.study_list.current_study = self.study_id
+        self.study_list.refresh()
 
     def open_dialog(self) -> None:
         exts = sorted({e for v in all_extensions().values() for e in v})
@@ -312,7 +287,10 @@ class MainWindow(QMainWindow):
             w.setSizePolicy(pol, pol)
         self.stack.setCurrentWidget(v)
         QTimer.singleShot(0, self._keep_viewer_wide)  # after the new panels have laid themselves out
-        self.setWindowTitle(f"{study.name} — {MODALITY_TITLES[study.modality]} — Lightbox {__version__}")
+        who = self.patient_title(study_id)
+        self.setWindowTitle(f"{study.name} — {MODALITY_TITLES[study.modality]}{' — ' + who if who else ''}"
+                            f" — Lightbox {__version__}")
+        self.study_list.set_current(study_id)
         self.results.set_models(models_for(study.modality) or v.model_ids())
         self.results.set_extra(v.result_widget())
         stored = self.ctx.store.latest_result(study_id, self.results.current_model())
@@ -380,24 +358,6 @@ class MainWindow(QMainWindow):
         self.refresh_studies()
 
     # -- reports and weights ------------------------------------------------------------------
-    def export_pdf(self, path: str | None = None) -> None:
-        if self.study is None:
-            self.message("Open a study first.")
-            return
-        if not path:
-            default = str(paths.exports_dir() / f"{Path(self.study.name).stem}.pdf")
-            path, _ = QFileDialog.getSaveFileName(self, "Export PDF report", default, "PDF (*.pdf)")
-            if not path:
-                return
-        from app.report import build_report
-
-        study, sid, store = self.study, self.study_id, self.ctx.store
-        v = self.current_viewer()
-        extra = v.report_extra() if v and hasattr(v, "report_extra") else {}
-        self.ctx.jobs.start("Writing PDF", lambda ctx: build_report(study, store, sid, path, extra=extra),
-                            on_result=lambda p: self.message(f"Report written: {p}"),
-                            on_error=lambda msg: self.message(msg, error=True))
-
     def install_weights(self) -> None:
         f, _ = QFileDialog.getOpenFileName(self, "Install weights file", str(Path.home()))
         if not f:

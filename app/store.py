@@ -9,7 +9,9 @@ Tables
 - model_versions         locally trained model versions (heart sounds) with metrics
 - validations / case_library / practice_sessions   local validation runs, echo teaching sets with
               expert EF, timed practice sessions (app.validation.schema: schema step)
-- meta        schema_version
+- patients    who studies belong to (identity from the files, or assigned by hand); studies carry
+              patient_id, study_date, accession (app.patients.store: schema step and methods)
+- meta        schema_version, export_salt
 
 A save of a study with its results is one transaction: after a crash the database holds the
 whole save or none of it. Schema changes are numbered migrations run in order at open.
@@ -24,11 +26,14 @@ from typing import Any, Iterable
 import sqlite_utils
 
 from app.validation.schema import migrate as _m_validation
+from app.patients.store import PatientsMixin, link_identity
+from app.patients.store import migrate as _m_patients
 from inference import paths
+from inference.patients import identity_from_metadata
 from inference.results import NOT_CLINICAL, Result, now_iso
 from inference.study import Study
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -65,7 +70,7 @@ def _m2(db: sqlite_utils.Database) -> None:
                                foreign_keys=[("study_id", "studies", "id")])
 
 
-MIGRATIONS = {1: _m1, 2: _m2, 3: _m_validation}
+MIGRATIONS = {1: _m1, 2: _m2, 3: _m_patients, 4: _m_validation}
 
 
 class StoreError(Exception):
@@ -85,7 +90,7 @@ def _update(conn: sqlite3.Connection, table: str, pk: int, row: dict[str, Any]) 
     conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [*row.values(), pk])
 
 
-class Store:
+class Store(PatientsMixin):
     def __init__(self, path: str | Path | None = None, readonly: bool = False):
         self.path = Path(path) if path else paths.db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,14 +145,16 @@ class Store:
                                 (study.sha256, study.modality)).fetchone()
         meta = json.dumps(study.metadata, default=str)
         if row:
+            sid = int(row[0])
             self.conn.execute("UPDATE studies SET opened_at=?, source_path=?, name=?, metadata=? WHERE id=?",
-                              (now_iso(), study.source, study.name, meta, row[0]))
-            return int(row[0])
-        cur = self.conn.execute(
-            "INSERT INTO studies (modality, name, source_path, sha256, metadata, created_at, opened_at)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (study.modality, study.name, study.source, study.sha256, meta, now_iso(), now_iso()))
-        return int(cur.lastrowid)
+                              (now_iso(), study.source, study.name, meta, sid))
+        else:
+            sid = int(self.conn.execute(
+                "INSERT INTO studies (modality, name, source_path, sha256, metadata, created_at, opened_at)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (study.modality, study.name, study.source, study.sha256, meta, now_iso(), now_iso())).lastrowid)
+        link_identity(self.conn, sid, identity_from_metadata(study.metadata))
+        return sid
 
     def add_study(self, study: Study) -> int:
         with self.transaction():
@@ -181,12 +188,16 @@ class Store:
         return int(row[0]) if row else None
 
     def studies(self, limit: int = 500) -> list[dict[str, Any]]:
-        """Studies, newest first, with the latest result's model and stamp (the list's AI status)."""
+        """Studies, newest first, with the latest result's model and stamp (the list's AI status), the
+        count of results and of NOT A CLINICAL RESULT ones, and the patient's name, ID and birth date."""
         q = """
         SELECT s.*, r.model_id AS last_model, r.clinical AS last_clinical, r.created_at AS last_result_at,
-               (SELECT COUNT(*) FROM results r2 WHERE r2.study_id = s.id) AS n_results
+               (SELECT COUNT(*) FROM results r2 WHERE r2.study_id = s.id) AS n_results,
+               (SELECT COUNT(*) FROM results r3 WHERE r3.study_id = s.id AND r3.clinical = 0) AS n_non_clinical,
+               p.name AS patient_name, p.external_id AS patient_external_id, p.birth_date AS patient_birth_date
         FROM studies s
         LEFT JOIN results r ON r.id = (SELECT MAX(id) FROM results WHERE study_id = s.id)
+        LEFT JOIN patients p ON p.id = s.patient_id
         ORDER BY s.opened_at DESC, s.id DESC LIMIT ?"""
         cur = self.conn.execute(q, (limit,))
         cols = [c[0] for c in cur.description]

@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 from tests import corpus
+from inference.study import ReadError
 from tests.conftest import ROOT
 
 
@@ -155,13 +156,17 @@ def test_fuzz_ecg_csv_malformed_sampling_rate_line(tmp_path):
 
 
 def test_fuzz_echo_avi_frame_of_specks_keeps_whole_frame():
-    """A mutated MJPEG AVI decoding to one frame of specks: find_sector took min() of an empty selection."""
+    """A mutated MJPEG AVI decoding to one frame of specks: find_sector took min() of an empty selection.
+    One decoded frame is no cine loop: the reader now says so (a still image has nothing to play)."""
     from inference.echo import reader as echo
+    from inference.echo.preprocess import find_sector
 
-    st = echo.read(FUZZ_CRASHES / "echo_avi_specks.avi")
-    h, w = st.data["frames"].shape[1:3]
-    assert st.metadata["sector_box"] == [0, 0, w, h]
-    assert any("truncated" in n for n in st.notes)
+    frames, _fps, _meta, notes = echo._read_video(FUZZ_CRASHES / "echo_avi_specks.avi")
+    h, w = frames.shape[1:3]
+    assert find_sector(frames).as_list() == [0, 0, w, h]
+    assert any("truncated" in n for n in notes)
+    with pytest.raises(ReadError, match="single still image, not a cine loop"):
+        echo.read(FUZZ_CRASHES / "echo_avi_specks.avi")
 
 
 def test_fuzz_echo_dicom_unknown_value_representation():

@@ -15,7 +15,13 @@ from typing import Any
 from app.report.base import build_pdf, generic_sections
 
 
-def build_report(study, store, study_id: int, path: str | Path, extra: dict[str, Any] | None = None) -> str:
+def build_report(study, store, study_id: int, path: str | Path, extra: dict[str, Any] | None = None,
+                 anonymised=None) -> str:
+    """The study's PDF. Identified: the patient line under the title. ``anonymised`` (an
+    ``app.patients.export.Anonymiser``; the caller passes the anonymised study and a scrubbed store view,
+    see ``app.patients.export.export_pdf``): the study code instead of identity, path and hash."""
+    from app.patients.export import ANON_NOTE, patient_line
+
     results = store.results(study_id)
     from app.modalities import report_module
 
@@ -27,6 +33,14 @@ def build_report(study, store, study_id: int, path: str | Path, extra: dict[str,
     pagesize = getattr(mod, "PAGESIZE", None) if mod else None
     from app.validation.records import phrase
 
-    build_pdf(path, study, results, flow, pagesize=pagesize,
-              validation=lambda r: phrase(store, r.model_id, r.weights_sha256))
+    def validation(r):
+        return phrase(store, r.model_id, r.weights_sha256)
+
+    if anonymised is not None:
+        line = f"Study {anonymised.code}" + (f" · patient {anonymised.patient_code}" if anonymised.patient_code else "")
+        build_pdf(path, study, results, flow, pagesize=pagesize, anonymised=f"{line} — {ANON_NOTE}",
+                  validation=validation)
+    else:
+        build_pdf(path, study, results, flow, pagesize=pagesize, patient=patient_line(store, study_id),
+                  validation=validation)
     return str(path)

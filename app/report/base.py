@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+from xml.sax.saxutils import escape
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -111,8 +112,11 @@ def figure(fig_or_png: Any, width_mm: float) -> Image:
     return img
 
 
-def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesize=None,
-              validation: Callable[[Result], str] | None = None) -> None:
+def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesize=None, patient: str = "",
+              anonymised: str = "", validation: Callable[[Result], str] | None = None) -> None:
+    """``patient``: the identity line under the title ("Patient: DOE, JOHN · ID … · born …"); ``anonymised``:
+    the line that stands for it in an anonymised report (study code, patient code) — then the file's path
+    and hash are left out too. ``validation``: what this site's own validation of each result's model says."""
     pagesize = pagesize or A4
     non_clinical = any(not r.clinical for r in results)
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -142,9 +146,15 @@ def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesi
             canvas.drawString(x, y + 1, NOT_CLINICAL)
         canvas.restoreState()
 
-    head = [Paragraph(title, H1),
-            Paragraph(f"Source: {study.source}<br/>Modality: {MODALITY_TITLES[study.modality]} · "
-                      f"file sha256 {study.sha256}", SMALL), Spacer(1, 3 * mm)]
+    head = [Paragraph(escape(title), H1)]
+    if anonymised:
+        head.append(Paragraph(f"{escape(anonymised)}<br/>Modality: {MODALITY_TITLES[study.modality]}", SMALL))
+    else:
+        if patient:
+            head.append(Paragraph(f"<b>{escape(patient)}</b>", BODY))
+        head.append(Paragraph(f"Source: {escape(study.source)}<br/>Modality: {MODALITY_TITLES[study.modality]} · "
+                              f"file sha256 {study.sha256}", SMALL))
+    head.append(Spacer(1, 3 * mm))
     if non_clinical:
         head.append(Paragraph(f"<font color='#c62828'><b>{NOT_CLINICAL}</b>: computed with non-official or not "
                               "clinically validated weights — for software testing and teaching only.</font>", BODY))

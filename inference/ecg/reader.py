@@ -284,6 +284,20 @@ def _read_hd5_unguarded(path: Path) -> Study:
         raise ReadError(path, f"the HDF5 file is damaged ({type(e).__name__}{': ' + first if first else ''})") from None
 
 
+def _hd5_identity(f, g) -> dict:
+    """Patient identity from the file's or the ECG group's attributes (patient_id, name, dob, …), if any."""
+    from ..patients import identity_from_attrs
+
+    attrs: dict = {}
+    for obj in (g, f):
+        try:
+            for k in obj.attrs.keys():
+                attrs.setdefault(k, obj.attrs[k])
+        except Exception:  # an unreadable attribute is no identity, not a damaged ECG
+            continue
+    return identity_from_attrs(attrs).as_dict()
+
+
 def _read_hd5_checked(path: Path) -> Study:
     import h5py
 
@@ -301,6 +315,7 @@ def _read_hd5_checked(path: Path) -> Study:
             raise ReadError(path, f"HDF5 file without an ML4H resting ECG: expected group '{ML4H_GROUP}' with "
                                   f"strip_<lead>/instance_0 datasets (found: {top})")
         g = f[ML4H_GROUP]
+        ident = _hd5_identity(f, g)
         if not isinstance(g, h5py.Group):
             raise ReadError(path, f"'{ML4H_GROUP}' is a {type(g).__name__}, not a group of strip_<lead> datasets")
         leads: dict[str, np.ndarray] = {}
@@ -372,6 +387,8 @@ def _read_hd5_checked(path: Path) -> Study:
     if len(instances) > 1:
         notes.append(f"The file holds {len(instances)} ECG instances; showing instance_0 (as ECG2AF reads).")
     extra = {"interpretation_text": text} if text else {}
+    if ident:
+        extra["patient"] = ident
     return _finish(path, "ML4H hd5", leads, fs, notes, extra, ignored)
 
 
@@ -413,6 +430,11 @@ def _read_wfdb(path: Path) -> Study:
                      "recorders such as AliveCor record lead I).")
         ignored = []
     meta = {"record": rec.record_name, "comments": list(rec.comments or [])[:20]}
+    from ..patients import identity_from_wfdb
+
+    ident = identity_from_wfdb(rec.comments or [], getattr(rec, "base_date", None), getattr(rec, "base_time", None))
+    if ident.as_dict():
+        meta["patient"] = ident.as_dict()
     # one record, one study, whichever of its files was opened: the source is the header and the
     # hash covers the header and every signal file it names
     members = [hea] + sorted({hea.parent / f for f in (rec.file_name or [])})
@@ -553,6 +575,11 @@ def _read_dicom_checked(path: Path) -> Study:
         scale = _UNIT_SCALE.get(unit.strip().lower(), 1e-3)
         leads[name] = arr[:, j].astype(np.float64) * scale
     meta = {"sop_class": str(ds.get("SOPClassUID", "")), "multiplex_group": str(w.get("MultiplexGroupLabel", ""))}
+    from ..patients import identity_from_dicom
+
+    ident = identity_from_dicom(ds).as_dict()
+    if len(ident) > 1:  # more than its source
+        meta["patient"] = ident
     return _finish(path, "DICOM waveform", leads, fs, [], meta, ignored)
 
 
@@ -572,17 +599,21 @@ def read(path) -> Study:
     raise ReadError(path, f"'{ext}' is not an ECG format Lightbox reads ({' '.join(EXTENSIONS)})")
 
 
-def write_ml4h_hd5(path: str | Path, signal_mv: np.ndarray, fs: float = MODEL_FS, text: str = "") -> Path:
+def write_ml4h_hd5(path: str | Path, signal_mv: np.ndarray, fs: float = MODEL_FS, text: str = "",
+                   attrs: dict | None = None) -> Path:
     """Write a 12-lead ECG (rows in LEADS order, mV) in the ML4H layout ECG2AF reads.
 
     Strips are stored in µV (ML4H convention) with ``units`` and ``sampling_frequency`` attributes,
-    plus ``ecg_rest_text/instance_0`` (ML4H's ECG tensor maps read it before the strips).
+    plus ``ecg_rest_text/instance_0`` (ML4H's ECG tensor maps read it before the strips). ``attrs``: file
+    attributes (e.g. ``patient_id``, ``patient_name``: the reader's patient identity).
     """
     import h5py
 
     path = Path(path)
     sig = np.asarray(signal_mv, dtype=np.float64)
     with h5py.File(path, "w") as f:
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
         g = f.create_group(ML4H_GROUP)
         for i, name in enumerate(LEADS):
             if np.isnan(sig[i]).all():

@@ -79,7 +79,9 @@ def sniff(path, head: bytes) -> float:
     if ext in DICOM_EXT or head[128:132] == b"DICM":
         return _sniff_dicom(path)
     if ext == ".gif":
-        return 0.9 if head[:4] == b"GIF8" else 0.0
+        if head[:4] != b"GIF8":
+            return 0.0
+        return 0.9 if _gif_frames(path) > 1 else 0.05  # one frame is a still image: the X-ray viewer's
     frames = _sample_video_frames(path)
     if not frames:
         return 0.0
@@ -164,6 +166,16 @@ def _read_video(path: Path) -> tuple[np.ndarray, float, dict, list[str]]:
         fps = DEFAULT_FPS
     meta = {"container": path.suffix.lower().lstrip("."), "codec": codec}
     return frames, fps, meta, notes
+
+
+def _gif_frames(path: Path) -> int:
+    try:
+        from PIL import Image
+
+        with Image.open(str(path)) as im:
+            return int(getattr(im, "n_frames", 1) or 1)
+    except Exception:
+        return 2  # let read() say what is wrong with it
 
 
 def _read_gif(path: Path) -> tuple[np.ndarray, float, dict, list[str]]:
@@ -301,6 +313,11 @@ def _read_dicom_checked(path: Path) -> tuple[np.ndarray, float, dict, list[str]]
     meta = {"container": "dicom", "codec": str(getattr(hdr, "file_meta", {}).get("TransferSyntaxUID", "")),
             "photometric": photometric, "fps_source": fps_src,
             "manufacturer": str(hdr.get("Manufacturer", "")), "sop_class": str(hdr.get("SOPClassUID", ""))}
+    from ..patients import identity_from_dicom
+
+    ident = identity_from_dicom(hdr).as_dict()
+    if len(ident) > 1:  # more than its source
+        meta["patient"] = ident
     sp = _dicom_spacing_cm(hdr)
     if sp and not (sp["region"][2] < w and sp["region"][3] < h):
         notes.append("ultrasound region calibration does not fit the image size; areas shown uncalibrated")
@@ -324,6 +341,9 @@ def read(path) -> Study:
     else:
         raise ReadError(path, f"'{ext}' is not an echo format (MP4, AVI, GIF, DICOM)")
     n, h, w = frames.shape[:3]
+    if n < 2:
+        raise ReadError(path, "holds a single still image, not a cine loop: there is nothing to play. "
+                              "A still image opens in the image (X-ray) viewer: PNG, JPEG, one-frame GIF or DICOM")
     from inference.echo.preprocess import find_sector
 
     box = find_sector(frames).as_list()  # on the reading thread, not the UI's

@@ -130,7 +130,7 @@ def build_bundle_files(study_meta: dict[str, Any], findings: list[dict[str, Any]
                "clinical": r.clinical, "stamp": r.stamp} for r in results]
 
     metadata = {
-        "session_id": study_meta.get("sha256", "")[:16],
+        "session_id": (study_meta.get("sha256") or "")[:16] or study_meta.get("name"),  # anonymised: the code
         "title": study_meta.get("name"),
         "procedure_type": study_meta.get("procedure_type", "endoscopy"),
         "session_type": session_type,
@@ -183,7 +183,7 @@ def build_bundle_files(study_meta: dict[str, Any], findings: list[dict[str, Any]
     if non_clinical:
         lines += [f"*** {NOT_CLINICAL}: some results come from non-official weights ***", ""]
     lines += [f"Study: {study_meta.get('name')}", f"Source: {study_meta.get('source')}",
-              f"File sha256: {study_meta.get('sha256')}",
+              f"File sha256: {study_meta.get('sha256') or '(withheld: anonymised export)'}",
               f"Video: {study_meta.get('width')}x{study_meta.get('height')}, {study_meta.get('fps')} fps, "
               f"{study_meta.get('frame_count')} frames, {fmt_time(study_meta.get('duration_s'))}",
               f"Session type: {session_type}", f"Exported: {now.strftime('%Y-%m-%d %H:%M:%S')}", "",

@@ -134,7 +134,7 @@ def make(folder) -> Path:
     ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.7000001.3"
     ds.Modality = "CR"
     ds.PatientName = "DEMO^SYNTHETIC"
-    ds.PatientID = "LIGHTBOX-DEMO-XR"
+    ds.PatientID = "LIGHTBOX-DEMO"  # the demo ECG names the same synthetic patient
     ds.StudyDate = "20260101"
     ds.StudyDescription = "Synthetic chest PA (Lightbox demo)"
     ds.SeriesDescription = "Demo chest PA - synthetic, planted right lower zone opacity"

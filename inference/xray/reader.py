@@ -25,7 +25,7 @@ import numpy as np
 from inference.study import ReadError, Study, sha256_file
 from inference.reading import read_head, require_file
 
-EXTENSIONS = (".dcm", ".dicom", ".dic", ".png", ".jpg", ".jpeg")
+EXTENSIONS = (".dcm", ".dicom", ".dic", ".png", ".jpg", ".jpeg", ".gif")  # .gif: a one-frame still only
 DICOM_EXTENSIONS = (".dcm", ".dicom", ".dic")
 
 MAX_SIDE = 12_000  # px; the largest CR/DX plates are ~4300 px at 0.1 mm
@@ -78,11 +78,13 @@ def sniff(path, head: bytes) -> float:
         if spp == 1 and frames == 1 and modality in ("OT", "SC", ""):
             return 0.4  # a secondary-capture greyscale image: plausibly a digitised film
         return 0.0
-    if ext in (".png", ".jpg", ".jpeg"):
+    if ext in (".png", ".jpg", ".jpeg", ".gif"):
         try:
             from PIL import Image
 
             with Image.open(path) as im:
+                if int(getattr(im, "n_frames", 1) or 1) > 1:
+                    return 0.0  # an animation: a cine loop, not a radiograph
                 if im.mode in ("L", "I;16", "I;16B", "I;16L", "I", "LA"):
                     return 0.9
                 if im.mode in ("RGB", "RGBA", "P"):
@@ -376,10 +378,13 @@ def _read_dicom_checked(path: Path) -> Study:
         "spacing_source": spacing_source,
         "view_position": view,
         "body_part": str(ds.get("BodyPartExamined", "") or ""),
-        "study_date": str(ds.get("StudyDate", "") or ""),
-        "patient_id": str(ds.get("PatientID", "") or ""),
         "value_range": [float(image.min()), float(image.max())],
     }
+    from ..patients import identity_from_dicom
+
+    ident = identity_from_dicom(ds).as_dict()
+    if len(ident) > 1:  # more than its source
+        metadata["patient"] = ident
     return Study("xray", str(path), sha256_file(path), name or path.name, metadata,
                  {"image": image, "display": display}, notes)
 
@@ -395,6 +400,7 @@ def _read_raster(path: Path) -> Study:
             cols, rows = im.size
             fmt = im.format or path.suffix.lstrip(".").upper()
             mode = im.mode
+            n_frames = int(getattr(im, "n_frames", 1) or 1)
     except UnidentifiedImageError:
         raise ReadError(path, "not a PNG or JPEG image (unrecognised content)") from None
     except Image.DecompressionBombError as e:
@@ -403,6 +409,9 @@ def _read_raster(path: Path) -> Study:
     except Exception as e:
         raise ReadError(path, f"the image header cannot be read ({type(e).__name__})") from None
     _check_dims(path, rows, cols)
+    if n_frames > 1:
+        raise ReadError(path, f"an animated {fmt} of {n_frames} frames is a cine loop, not a radiograph: "
+                              "open it as an echo loop")
     import cv2
 
     from inference.png_guard import png_problem
@@ -447,6 +456,8 @@ def _read_raster(path: Path) -> Study:
         "voi_source": voi_source, "pixel_spacing_mm": None, "spacing_source": "",
         "value_range": [float(image.min()), float(image.max())],
     }
+    if fmt == "GIF":
+        notes.append("a single still image (one-frame GIF): shown as an image, not as a cine loop")
     notes.append("no pixel spacing in a PNG/JPEG: measurements in pixels only")
     return Study("xray", str(path), sha256_file(path), path.name, metadata,
                  {"image": image, "display": display}, notes)
