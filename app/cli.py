@@ -27,6 +27,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "evaluate": "app.validation.cli:main",
     "endo-export": "inference.endo.cli:main",
     "xray-demo-weights": "inference.xray.synthetic_weights:main",
+    "xray-train": "inference.xray.pneumonia_train:main",
 }
 
 

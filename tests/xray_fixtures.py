@@ -8,9 +8,10 @@ import pytest
 
 @pytest.fixture(scope="module")
 def demo_path(tmp_path_factory):
-    from inference.xray.demo import make
+    """The synthetic CR DICOM (spacing, window, 16 bits): what the reader and MedSight tests need."""
+    from inference.xray.demo import make_dicom
 
-    return make(tmp_path_factory.mktemp("xdemo"))
+    return make_dicom(tmp_path_factory.mktemp("xdemo"))
 
 
 @pytest.fixture(scope="module")

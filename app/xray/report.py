@@ -1,6 +1,7 @@
-"""Chest X-ray PDF section: the three panels (original | Grad-CAM heatmap | overlay) with a scale
-bar, the fused score with its three components, threshold and risk band, the model and both weight
-hashes, and the clinical note with its entities."""
+"""Chest X-ray PDF section: the three panels (original | heatmap | overlay) with a scale bar; Lightbox's
+pneumonia classifier (P(pneumonia), threshold, label or the out-of-distribution message, population) and/or
+the MedSight fused anomaly score with its components; the image credit for the shipped demo radiographs;
+and the clinical note with its entities."""
 from __future__ import annotations
 
 import numpy as np
@@ -53,14 +54,19 @@ def panels_figure(study, result, extra: dict | None = None):
         lut = imaging.colormap_lut(cmap_name) / 255.0
         cmap = colors.ListedColormap(lut)
         im = axes[1].imshow(heat, cmap=cmap, vmin=0, vmax=1)
-        axes[1].set_title("Grad-CAM of fused score (relative)", fontsize=8)
+        pneu = result.model_id == "xray-pneumonia"
+        axes[1].set_title("Class activation map, pneumonia unit (relative)" if pneu
+                          else "Grad-CAM of fused score (relative)", fontsize=8)
         cb = fig.colorbar(cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap=cmap), ax=axes[1],
                           fraction=0.046, pad=0.02)
         cb.ax.tick_params(labelsize=6)
         del im
         ov = imaging.overlay(disp, heat, float(extra.get("opacity", 0.65)), cmap_name, use_clahe=True)
         axes[2].imshow(ov, interpolation="lanczos")
-        axes[2].set_title(f"Overlay on CLAHE image · score {result.outputs['anomaly_score']:.3f}", fontsize=8)
+        o = result.outputs
+        what = (f"P(pneumonia) {o['p_pneumonia']:.3f}" if pneu and o.get("p_pneumonia") is not None
+                else f"score {o['anomaly_score']:.3f}" if "anomaly_score" in o else "")
+        axes[2].set_title(f"Overlay on CLAHE image · {what}", fontsize=8)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -81,10 +87,34 @@ def _note_and_entities(store, study_id, extra):
     return note or "", ents or []
 
 
+def pneumonia_section(r) -> list:
+    o = r.outputs
+    stamp = "" if r.clinical else f" <font color='#c62828'><b>{NOT_CLINICAL}</b></font>"
+    flow = [Paragraph("Pneumonia classifier (Lightbox, paediatric chest X-ray CNN)", H2)]
+    if not o.get("in_distribution", True) or o.get("p_pneumonia") is None:
+        flow.append(Paragraph(f"<b>Not assessed:</b> {o.get('ood_message') or 'outside what this model was trained on'}. "
+                              f"No pneumonia label and no heatmap are given.{stamp}", SCORE))
+    else:
+        p, thr = float(o["p_pneumonia"]), float(o["threshold"])
+        pos = p >= thr
+        col = "#c62828" if pos else "#2e7d32"
+        flow.append(Paragraph(
+            f"P(pneumonia) <font size='14'><b>{p:.3f}</b></font> · threshold {thr:.3f} → "
+            f"<font color='{col}'><b>{'PNEUMONIA' if pos else 'normal'}</b></font> ·{stamp}", SCORE))
+        flow.append(Paragraph("Threshold chosen on the validation split (Youden). Heatmap: class activation map "
+                              "(= Grad-CAM) of the pneumonia unit on the last conv block, upsampled; it shows where "
+                              "the network's evidence lies, not a lesion outline.", SMALL))
+    flow.append(Paragraph(f"Population: {o.get('population', '')}. Model card: resources/models/xray_pneumonia_cnn.md. "
+                          f"Weights sha256 {r.weights_sha256}.", SMALL))
+    return flow
+
+
 def sections(study, results, store, study_id, extra):
     import matplotlib.pyplot as plt
 
     flow: list = []
+    results = list(results)
+    rp = latest(results, "xray-pneumonia", needs="threshold")
     r = latest(results, "xray-anomaly", needs="anomaly_score")
     md = study.metadata
     spacing = md.get("pixel_spacing_mm")
@@ -93,12 +123,20 @@ def sections(study, results, store, study_id, extra):
         f"{md.get('dicom_modality') or md.get('format')} · view {md.get('view_position') or '—'} · "
         + (f"pixel spacing {spacing[0]:.3f} × {spacing[1]:.3f} mm ({md.get('spacing_source')})" if spacing
            else "no pixel spacing") + f" · display: {md.get('voi_source', '')}", SMALL))
-    fig = panels_figure(study, r, extra)
+    from inference.xray.demo import attribution_for
+
+    credit = attribution_for(study)
+    fig = panels_figure(study, rp if rp is not None and "_gradcam_grid" in rp.outputs else r, extra)
     flow.append(figure(fig, 186))
     plt.close(fig)
+    if credit:
+        flow.append(Paragraph(credit, SMALL))
     flow.append(Spacer(1, 3 * mm))
+    if rp is not None:
+        flow += pneumonia_section(rp)
     if r is None:
-        flow.append(Paragraph("No anomaly-model result is stored for this study.", BODY))
+        if rp is None:
+            flow.append(Paragraph("No chest X-ray model result is stored for this study.", BODY))
     else:
         o = r.outputs
         stamp = "" if r.clinical else f" <font color='#c62828'><b>{NOT_CLINICAL}</b></font>"

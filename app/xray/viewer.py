@@ -79,6 +79,7 @@ class AnomalyWidget(QFrame):
         lay.addWidget(self.band)
         grid = QGridLayout()
         self.bars: dict[str, tuple[QProgressBar, QLabel]] = {}
+        self.bar_labels: list[QLabel] = []
         rows = [("recon", "Recon σ ×0.4"), ("kl", "KL σ ×0.2"), ("vit", "ViT ×0.4")]
         for i, (k, label) in enumerate(rows):
             lab = QLabel(label)
@@ -90,6 +91,7 @@ class AnomalyWidget(QFrame):
             grid.addWidget(bar, i, 1)
             grid.addWidget(val, i, 2)
             self.bars[k] = (bar, val)
+            self.bar_labels.append(lab)
         lay.addLayout(grid)
         self.why = QLabel("")
         self.why.setWordWrap(True)
@@ -98,10 +100,43 @@ class AnomalyWidget(QFrame):
         lay.addStretch(1)
         self.show_result(None)
 
+    def _set_bars_visible(self, on: bool) -> None:
+        for w in self.bar_labels + [w for pair in self.bars.values() for w in pair]:
+            w.setVisible(on)
+
+    def _show_pneumonia(self, r: Result) -> None:
+        """Lightbox's pneumonia classifier: P(pneumonia), threshold, label; or the OOD message instead."""
+        o = r.outputs
+        self._set_bars_visible(False)
+        self.title.setText("P(pneumonia) · Lightbox paediatric CXR model")
+        stamp = "" if r.clinical else " · <b style='color:#e5534b'>NOT A CLINICAL RESULT</b>"
+        thr = float(o["threshold"])
+        if not o.get("in_distribution", True) or o.get("p_pneumonia") is None:
+            self.score.setText(f"<span style='color:{theme.AMBER}'>not assessed</span>")
+            self.band.setText(f"<b style='color:{theme.AMBER}'>{o.get('ood_message') or 'outside what this model was trained on'}"
+                              f"</b>. No pneumonia label and no heatmap.{stamp}")
+            self.why.setText("The model was trained on paediatric (1–5 y) frontal chest radiographs from one centre; "
+                             "it only answers for images like those.")
+            return
+        p = float(o["p_pneumonia"])
+        pos = p >= thr
+        col = theme.WARN if pos else theme.OK
+        self.score.setText(f"<span style='color:{col}'>{p:.3f}</span>")
+        self.band.setText(f"<b style='color:{col}'>{'PNEUMONIA' if pos else 'normal'}</b> · threshold {thr:.3f} "
+                          f"(chosen on validation){stamp}")
+        self.why.setText("Heatmap: where the network's pneumonia evidence lies (class activation map of its last "
+                         "conv block). Population: paediatric 1–5 y, one centre (Guangzhou); adults are outside "
+                         "what this model was trained on.")
+
     def show_result(self, r: Result | None) -> None:
+        if r is not None and r.model_id == "xray-pneumonia" and "threshold" in r.outputs:
+            self._show_pneumonia(r)
+            return
+        self._set_bars_visible(True)
+        self.title.setText("Anomaly score")
         if r is None or "anomaly_score" not in r.outputs:
             self.score.setText("—")
-            self.band.setText("No anomaly result for this image yet: press Analyse.")
+            self.band.setText("No result for this image yet: press Analyse.")
             for bar, val in self.bars.values():
                 bar.setValue(0)
                 val.setText("—")
@@ -153,7 +188,7 @@ class XrayViewer(ViewerBase):
         self.boxes = [_ImageBox(self) for _ in range(3)]
         self.items = [pg.ImageItem(axisOrder="row-major") for _ in range(3)]
         self.labels = []
-        for b, it, name in zip(self.boxes, self.items, ("Original", "Grad-CAM (relative)", "Overlay")):
+        for b, it, name in zip(self.boxes, self.items, ("Original", "Heatmap (relative)", "Overlay")):
             b.addItem(it)
             t = pg.TextItem(name, color="#c9d1d9", anchor=(0, 0))
             t.setParentItem(b)
@@ -177,7 +212,11 @@ class XrayViewer(ViewerBase):
         self.readout.setObjectName("muted")
         self.wl_label = QLabel("")
         self.wl_label.setObjectName("muted")
+        self.attribution = QLabel("")
+        self.attribution.setObjectName("muted")
+        self.attribution.setWordWrap(True)
         bottom.addWidget(self.readout, 1)
+        bottom.addWidget(self.attribution, 2)
         bottom.addWidget(self.wl_label)
         outer.addLayout(bottom)
         self.anomaly = AnomalyWidget()
@@ -285,6 +324,11 @@ class XrayViewer(ViewerBase):
             self.mode.setCurrentIndex(0)
         spacing = (f"{self.spacing[0]:.3f} × {self.spacing[1]:.3f} mm ({md.get('spacing_source')})"
                    if self.spacing else "no pixel spacing")
+        from inference.xray.demo import attribution_for
+
+        credit = attribution_for(study)
+        self.attribution.setText(credit or "")
+        self.attribution.setToolTip(credit or "")
         self.status_message.emit(f"{md.get('columns')} × {md.get('rows')} px · {md.get('bits_stored')} bit · "
                                  f"{md.get('photometric')} · {spacing}")
 
@@ -292,7 +336,7 @@ class XrayViewer(ViewerBase):
         super().set_result(result)
         self.anomaly.show_result(result)
         self.heat = None
-        if result is not None and self.image is not None and "anomaly_score" in result.outputs:
+        if result is not None and self.image is not None and "_gradcam_grid" in result.outputs:
             from inference.xray.pipeline import heatmap_from_result
 
             self.heat = heatmap_from_result(result, self.image.shape[:2])
@@ -408,7 +452,7 @@ class XrayViewer(ViewerBase):
         else:
             show = [0]
             if mode != 0 and not have:
-                self.status_message.emit("No heatmap yet: run the anomaly model (Analyse)")
+                self.status_message.emit("No heatmap yet: press Analyse (none is drawn for an image outside what the model was trained on)")
         for col, i in enumerate(show):
             self.glw.addItem(self.boxes[i], row=0, col=col)
         self.labels[2].setText("Overlay" if mode == 1 else f"Overlay (opacity {self.opacity.value()} %)")

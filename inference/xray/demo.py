@@ -1,6 +1,12 @@
-"""A synthetic PA chest radiograph as a small 16-bit DICOM (CR, MONOCHROME2, pixel spacing).
+"""X-ray demo studies.
 
-Drawn by this code (no patient data): thorax outline with soft tissue, two lung fields, posterior and
+``make(folder)``: the app's demo, a **real** paediatric chest radiograph (bacterial pneumonia) from the Kermany
+set (CC BY 4.0), downsized to 512 px and shipped in ``resources/xray/`` with a normal one (``make(folder,
+"normal")``). Both are held-out test-split images of Lightbox's pneumonia model. ``attribution_for(study)``
+gives the credit line the viewer and the PDF show for them.
+
+``make_dicom(folder)``: a synthetic PA chest radiograph as a small 16-bit DICOM (CR, MONOCHROME2, pixel
+spacing), for the reader, ruler and MedSight tests. Drawn by this code (no patient data): thorax outline with soft tissue, two lung fields, posterior and
 anterior ribs, clavicles, spine, heart shadow, diaphragm domes, and a planted round opacity in the
 right lower zone (image left) so the heatmap has something to find. 512 x 512 px at 0.70 mm
 (35.8 cm field), 12 bits stored in 16, Window Center/Width in the header; ~0.5 MB. Deterministic.
@@ -14,6 +20,44 @@ import numpy as np
 from inference.atomic import atomic_path
 
 NAME = "demo_chest_xray.dcm"
+RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "xray"
+REAL = {"pneumonia": "kermany_pneumonia_person1031_bacteria_2963.jpeg",
+        "normal": "kermany_normal_IM-0129-0001.jpeg"}
+ATTRIBUTION = ("Image: Kermany DS, Zhang K, Goldbaum M, et al. Cell 2018;172:1122–1131; data doi "
+               "10.17632/rscbjbr9sj.2, CC BY 4.0 (downsized to 512 px). Paediatric AP chest radiograph, "
+               "test split of Lightbox's pneumonia model.")
+
+
+def make(folder, which: str = "pneumonia") -> Path:
+    """Copy a real demo radiograph (``pneumonia`` or ``normal``) into ``folder``; its path."""
+    import shutil
+
+    src = RESOURCES / REAL[which]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / src.name
+    if not dest.exists() or dest.stat().st_size != src.stat().st_size:
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
+    return dest
+
+
+def _real_hashes() -> dict[str, str]:
+    from inference.study import sha256_file
+
+    global _HASHES
+    if _HASHES is None:
+        _HASHES = {sha256_file(RESOURCES / f): k for k, f in REAL.items() if (RESOURCES / f).exists()}
+    return _HASHES
+
+
+_HASHES: dict[str, str] | None = None
+
+
+def attribution_for(study) -> str:
+    """The credit line when ``study`` is one of the shipped Kermany radiographs (matched by content), else ''."""
+    sha = getattr(study, "sha256", "") or ""
+    return ATTRIBUTION if sha and sha in _real_hashes() else ""
 SIZE = 1024
 SPACING_MM = 0.35
 #: the planted opacity: centre (row, col) and radius, in pixels of the 1024 drawing grid
@@ -109,7 +153,8 @@ def render(size: int = SIZE) -> np.ndarray:
     return np.clip(img, 0, 4095).astype(np.float32)
 
 
-def make(folder) -> Path:
+def make_dicom(folder) -> Path:
+    """The synthetic 16-bit CR DICOM (drawn here, no patient data) in ``folder``; its path."""
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian

@@ -1,5 +1,12 @@
-"""Chest X-ray pipeline: display image -> VGG16 -> VAE -> ViT -> fused anomaly score + Grad-CAM.
+"""Chest X-ray pipelines.
 
+``xray-pneumonia`` (the default, bundled): Lightbox's own pneumonia classifier trained on the Kermany
+paediatric set (``inference.xray.pneumonia``): display image -> 160 px -> ONNX -> P(pneumonia), threshold,
+label, class-activation heatmap, and an out-of-distribution gate that withholds the label (and the heatmap)
+for images that are not like its training radiographs. Its CAM grid is stored as ``_gradcam_grid`` too, so
+the viewer, the PDF and a reopened study draw it exactly like the MedSight heatmap.
+
+``xray-anomaly`` (installable: MedSight): display image -> VGG16 -> VAE -> ViT -> fused anomaly score + Grad-CAM.
 One forward + one backward pass: the forward gives the three components and the fused score, the
 backward gives the Grad-CAM of the fused score on VGG16's last conv block (14 x 14 for a 224 input),
 which is upsampled to the image. The Grad-CAM grid is kept in the stored outputs (``_gradcam_grid``)
@@ -19,7 +26,8 @@ from inference.runtimes import GPU_LOCK, cpu_label, cuda_name
 from inference.study import Study
 from inference.xray import imaging
 
-MODELS = ("xray-anomaly",)
+MODELS = ("xray-pneumonia", "xray-anomaly")  # default first
+PNEUMONIA = "xray-pneumonia"
 BACKBONE = "vgg16-imagenet"
 DEFAULT_BANDS = [[0.0, "low"], [0.348, "intermediate"], [0.70, "high"]]
 
@@ -37,7 +45,7 @@ def risk_band(score: float, bands=None) -> str:
 
 
 def _states(registry: Registry, model_id: str):
-    if model_id not in MODELS:
+    if model_id not in MODELS or model_id == PNEUMONIA:
         raise WeightsError(f"unknown chest X-ray model {model_id!r}; known: {', '.join(MODELS)}")
     heads = registry.require(model_id)
     try:
@@ -47,7 +55,7 @@ def _states(registry: Registry, model_id: str):
     return heads, backbone
 
 
-def load_model(registry: Registry, model_id: str = MODELS[0]):
+def load_model(registry: Registry, model_id: str = "xray-anomaly"):
     """The verified model (cached per weights pair) and the two model states."""
     import torch
 
@@ -75,7 +83,92 @@ def _device():
     return torch.device("cuda" if cuda_name() else "cpu")
 
 
+# -- xray-pneumonia (Lightbox, bundled ONNX) ----------------------------------------------------------
+def load_pneumonia(registry: Registry, model_id: str = PNEUMONIA):
+    """(PneumoniaModel, runtime, model state), cached per file hash."""
+    from inference.runtimes import OnnxRuntime
+    from inference.xray.pneumonia import PneumoniaModel
+
+    st = registry.require(model_id)
+    path = registry.path_of(st.entry)
+    key = (str(path), st.sha256 or "")
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is None:
+            rt = OnnxRuntime(path)
+            try:
+                hit = (PneumoniaModel(path, session=rt.session), rt)
+            except ValueError as e:
+                raise WeightsError(str(e)) from None
+            _cache[key] = hit
+    return hit[0], hit[1], st
+
+
+def analyse_pneumonia(study: Study, model_id: str, registry: Registry, ctx) -> Result:
+    from inference.xray.pneumonia import OUTSIDE
+
+    ctx.progress(0.05, "loading model")
+    t0 = time.perf_counter()
+    model, rt, st = load_pneumonia(registry, model_id)
+    display = study.data.get("display")
+    if display is None:
+        raise ValueError("the study has no display image")
+    md = study.metadata
+    colour = any("colour image" in n for n in (study.notes or []))
+    hint = str(md.get("dicom_modality") or "")
+    ctx.progress(0.3, f"preprocessing (grey, {model.size} px)")
+    t_inf = time.perf_counter()
+    r = model.analyse(display, colour=colour, modality_hint=hint)
+    infer_s = time.perf_counter() - t_inf
+    ctx.progress(0.85, "heatmap")
+    ok = r["in_distribution"]
+    cam = np.maximum(np.asarray(r["cam"], np.float64), 0)
+    peak = float(cam.max())
+    notes = []
+    outputs = {
+        "finding": r["label"] if ok else "not assessed",
+        "p_pneumonia": round(r["probability"], 4) if ok else None,
+        "threshold": round(model.threshold, 4),
+        "label": {"pneumonia": "PNEUMONIA", "normal": "normal"}.get(r["label"], OUTSIDE),
+        "in_distribution": bool(ok),
+        "ood_message": r["ood_message"],
+        "ood_scores": r["ood_scores"],
+        "population": "paediatric (1-5 y) AP chest radiographs, one centre (Guangzhou); adults are out of distribution",
+        "_p_raw": round(r["probability"], 4),
+        "_inference_s": infer_s,
+        "_gradcam_layer": f"last conv block ({cam.shape[0]}x{cam.shape[1]}), class activation map of the pneumonia unit",
+        "_weights": {model_id: st.sha256},
+    }
+    heat = None
+    if ok:
+        grid = cam / peak if peak > 0 else cam
+        heat = imaging.upsample_cam(cam, display.shape[:2])
+        outputs["_gradcam_grid"] = np.round(grid, 4)
+        outputs["_gradcam_peak"] = peak
+        outputs["hottest_regions_px"] = [[g["x"], g["y"], g["width"], g["height"]]
+                                         for g in (imaging.top_regions(heat) if peak > 0 else [])]
+        notes.append(f"heatmap: class activation map (= Grad-CAM) of the pneumonia unit on the last conv block "
+                     f"({cam.shape[0]}×{cam.shape[1]}), upsampled to the image")
+        if peak <= 0:
+            notes.append("the heatmap is empty: no image region raised the pneumonia score")
+    else:
+        notes.append(f"{OUTSIDE}: {r['ood_reason']}; no pneumonia label and no heatmap are given")
+    if colour:
+        notes.append("the image was in colour; chest radiographs are greyscale")
+    ctx.progress(1.0, "done")
+    arrays = {"heatmap": heat, "gradcam": cam.astype(np.float32)} if heat is not None else {}
+    return Result(model_id=model_id, weights_sha256=st.sha256 or "", runtime=rt.name, device=rt.device,
+                  seconds=time.perf_counter() - t0, outputs=jsonable(outputs), clinical=st.clinical, notes=notes,
+                  arrays=arrays)
+
+
 def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
+    if model_id == PNEUMONIA:
+        return analyse_pneumonia(study, model_id, registry, ctx)
+    return analyse_anomaly(study, model_id, registry, ctx)
+
+
+def analyse_anomaly(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     import torch
 
     from inference.xray.medsight import grad_cam
@@ -187,7 +280,7 @@ def heatmap_from_result(result: Result, shape: tuple[int, int]) -> np.ndarray | 
     return imaging.upsample_cam(np.asarray(grid, np.float32), shape)
 
 
-def export_onnx(registry: Registry, model_id: str = MODELS[0]) -> Path:
+def export_onnx(registry: Registry, model_id: str = "xray-anomaly") -> Path:
     """ONNX twin of the verified weights: input ``image`` (N,3,224,224) -> fused, recon_error,
     kl_divergence, vit_score (calibration constants baked in)."""
     import torch

@@ -1,0 +1,212 @@
+"""Lightbox's chest X-ray pneumonia classifier at run time: preprocessing, ONNX inference, heatmap, OOD gate.
+
+numpy + OpenCV + onnxruntime only (no torch at run time). The model file carries its own spec (size,
+threshold, calibration, OOD limits) as ONNX metadata, written by ``pneumonia_train``.
+
+Preprocessing (stated once, used by training and the app alike): the 8-bit default-display greyscale image
+(``data["display"]`` of the X-ray reader: VOI window applied, MONOCHROME1 inverted, colour -> luminance) ->
+whole image resized to size x size (160) with OpenCV INTER_AREA, aspect not kept -> float32 0-255. The
+network standardises each image itself ((x - mean) / (std + 1)).
+
+Heatmap: the ``cam`` output (sum over channels of the last conv block's maps weighted by the pneumonia
+unit's weights, which is Grad-CAM for a global-average-pool + linear head), negative evidence clipped,
+scaled to 0-1 and upsampled to the image size.
+
+Out-of-distribution gate, checked in this order, any one refuses the answer:
+1. a colour image (the reader converted colour to grey) or a non-radiograph DICOM modality (hint from the
+   caller);
+2. image statistics of the resized image (``image_stats``) too far (Mahalanobis) from the training images';
+3. the network's pooled features too far (Mahalanobis) from the training images' (the ``ood`` output).
+The message is then "outside what this model was trained on" and no pneumonia label is given.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ONNX_META_KEY = "lightbox.xray_pneumonia"
+OUTSIDE = "outside what this model was trained on"
+
+THUMB = 6
+STAT_NAMES = ("mean", "std", "dark_fraction", "bright_fraction", "lr_symmetry", "tb_symmetry", "edge_density",
+              "centre_minus_border", "top_minus_bottom", "mediastinum_column", "mediastinum_row", "entropy",
+              "flat_fraction", "laplacian") + tuple(f"thumb_{i}_{j}" for i in range(THUMB) for j in range(THUMB))
+
+
+def image_stats(img8: np.ndarray) -> np.ndarray:
+    """Statistics of a resized 8-bit greyscale image (S, S): brightness, contrast, clipping, symmetry, edges,
+    the layout of a frontal chest film (bright central column = mediastinum and spine between dark lungs, and
+    not the same across rows, which a rotated image has) and a 6 x 6 standardised thumbnail."""
+    import cv2
+
+    x = img8.astype(np.float32)
+    s = x.shape[0]
+    m, sd = float(x.mean()), float(x.std())
+    dark = float((x < 20).mean())
+    bright = float((x > 235).mean())
+    a = x - m
+
+    def corr(u, v):
+        return float((u * v).sum() / (np.sqrt((u * u).sum() * (v * v).sum()) + 1e-6))
+
+    sym_lr, sym_tb = corr(a, a[:, ::-1]), corr(a, a[::-1, :])
+    gx = np.abs(np.diff(x, axis=1))
+    gy = np.abs(np.diff(x, axis=0))
+    edge = float((gx.mean() + gy.mean()) / (sd + 1.0))
+    q = s // 4
+    inner = x[q:s - q, q:s - q]
+    centre = float(inner.mean())
+    border = float((x.sum() - inner.sum()) / (x.size - inner.size))
+    tb = float(x[:q].mean() - x[s - q:].mean())
+    c0, c1, l0, l1 = int(s * 0.44), int(s * 0.56), int(s * 0.2), int(s * 0.36)
+    band = slice(int(s * 0.25), int(s * 0.7))
+    med_col = float(x[band, c0:c1].mean() - (x[band, l0:l1].mean() + x[band, s - l1:s - l0].mean()) / 2)
+    med_row = float(x[c0:c1, band].mean() - (x[l0:l1, band].mean() + x[s - l1:s - l0, band].mean()) / 2)
+    hist = np.bincount(img8.ravel(), minlength=256).astype(np.float64) / img8.size
+    ent = float(-(hist[hist > 0] * np.log2(hist[hist > 0])).sum())
+    flat = float(((gx == 0).mean() + (gy == 0).mean()) / 2)
+    lap = np.abs(4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:])
+    lapm = float(lap.mean() / (sd + 1.0))
+    thumb = (cv2.resize(x, (THUMB, THUMB), interpolation=cv2.INTER_AREA) - m) / (sd + 1.0)
+    return np.concatenate([np.array([m / 255, sd / 255, dark, bright, sym_lr, sym_tb, edge, (centre - border) / 255,
+                                     tb / 255, med_col / (sd + 1.0), med_row / (sd + 1.0), ent / 8, flat, lapm]),
+                           thumb.ravel()]).astype(np.float64)
+
+
+@dataclass
+class ImageGate:
+    mean: np.ndarray
+    prec: np.ndarray
+    limit: float = float("inf")
+    names: tuple = field(default=STAT_NAMES)
+
+    def distance(self, stats: np.ndarray) -> float:
+        d = np.asarray(stats, np.float64) - self.mean
+        return float(d @ self.prec @ d)
+
+    def to_dict(self) -> dict:
+        return {"names": list(self.names), "mean": [float(v) for v in self.mean],
+                "prec": [[float(v) for v in r] for r in self.prec], "limit": float(self.limit)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ImageGate":
+        return cls(np.asarray(d["mean"], np.float64), np.asarray(d["prec"], np.float64), float(d["limit"]),
+                   tuple(d.get("names", STAT_NAMES)))
+
+
+def fit_image_stats(stats: np.ndarray, shrink: float = 0.05) -> ImageGate:
+    mu = stats.mean(0)
+    c = np.cov(stats, rowvar=False)
+    c = (1 - shrink) * c + shrink * np.diag(np.diag(c)) + 1e-8 * np.eye(len(c))
+    return ImageGate(mu, np.linalg.inv(c))
+
+
+def resize_square(grey8: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(grey8, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def to_grey8(img: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(uint8 greyscale, was_colour). Colour -> BT.601 luminance; other dtypes scaled to 0-255."""
+    a = np.asarray(img)
+    colour = False
+    if a.ndim == 3:
+        if a.shape[2] >= 3:
+            rgb = a[..., :3].astype(np.float32)
+            colour = bool(np.abs(rgb[..., 0] - rgb[..., 1]).max() > 2 or np.abs(rgb[..., 1] - rgb[..., 2]).max() > 2)
+            a = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+        else:
+            a = a[..., 0]
+    if a.dtype != np.uint8:
+        a = a.astype(np.float32)
+        if not np.isfinite(a).all():
+            raise ValueError("image has NaN or infinite pixel values")
+        if a.min() >= 0 and a.max() <= 255 and a.max() > 1.0:
+            a = np.round(a)
+        else:
+            lo, hi = float(a.min()), float(a.max())
+            a = (a - lo) / (hi - lo + 1e-12) * 255
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    return a, colour
+
+
+def cam_to_heatmap(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) CAM -> (H, W) float32 0-1: negative evidence clipped, scaled by its maximum, bilinear up."""
+    import cv2
+
+    c = np.maximum(np.asarray(cam, np.float32), 0)
+    mx = float(c.max())
+    c = c / mx if mx > 0 else c
+    return np.clip(cv2.resize(c, (int(shape[1]), int(shape[0])), interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+class PneumoniaModel:
+    """The exported ONNX file with its embedded spec."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, session=None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if session is None:
+            so = ort.SessionOptions()
+            if threads:
+                so.intra_op_num_threads = threads
+                so.inter_op_num_threads = 1
+            session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        self.session = session
+        meta = session.get_modelmeta().custom_metadata_map
+        if ONNX_META_KEY not in meta:
+            raise ValueError(f"{self.path.name}: not a Lightbox X-ray pneumonia model (no {ONNX_META_KEY} metadata)")
+        self.spec = json.loads(meta[ONNX_META_KEY])
+        self.size = int(self.spec["size"])
+        self.threshold = float(self.spec["threshold"])
+        self.gate = ImageGate.from_dict(self.spec["image_gate"])
+        self.feature_limit = float(self.spec["ood_feature_limit"])
+
+    def preprocess(self, img: np.ndarray) -> tuple[np.ndarray, bool]:
+        grey, colour = to_grey8(img)
+        return resize_square(grey, self.size), colour
+
+    def run_batch(self, x8: np.ndarray) -> dict[str, np.ndarray]:
+        """(N, S, S) uint8 resized images -> dict prob, cam, features, ood (feature distance)."""
+        out = {"prob": [], "cam": [], "features": [], "ood": []}
+        for i in range(0, len(x8), 64):
+            xin = np.asarray(x8[i:i + 64], np.float32)[:, None]
+            for k, v in zip(("prob", "cam", "features", "ood"), self.session.run(None, {"image": xin})):
+                out[k].append(v)
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+    def ood_check(self, small8: np.ndarray, feature_distance: float, colour: bool = False,
+                  modality_hint: str = "") -> tuple[bool, str, dict]:
+        """(in_distribution, reason, scores)."""
+        img_d = self.gate.distance(image_stats(small8))
+        scores = {"image_stats_distance": round(img_d, 3), "image_stats_limit": round(self.gate.limit, 3),
+                  "feature_distance": round(float(feature_distance), 3),
+                  "feature_limit": round(self.feature_limit, 3)}
+        if colour:
+            return False, "a colour image, not a radiograph", scores
+        if modality_hint and modality_hint.upper() not in ("CR", "DX", "DR", "RG", "OT", "SC", ""):
+            return False, f"a {modality_hint} image, not a chest radiograph", scores
+        if not np.isfinite(img_d) or img_d > self.gate.limit:
+            return False, "its brightness, contrast and structure do not look like a frontal chest radiograph", scores
+        if not np.isfinite(feature_distance) or feature_distance > self.feature_limit:
+            return False, "the network's features are far from those of its training radiographs", scores
+        return True, "", scores
+
+    def analyse(self, img: np.ndarray, colour: bool | None = None, modality_hint: str = "") -> dict:
+        """One image (H, W) or (H, W, 3) -> result dict (probability, label, heatmap, OOD verdict)."""
+        small, was_colour = self.preprocess(img)
+        colour = was_colour if colour is None else (colour or was_colour)
+        o = self.run_batch(small[None])
+        prob = float(o["prob"][0])
+        ok, reason, scores = self.ood_check(small, float(o["ood"][0]), colour, modality_hint)
+        h, w = np.asarray(img).shape[:2]
+        label = ("pneumonia" if prob >= self.threshold else "normal") if ok else "outside"
+        return {"probability": prob, "threshold": self.threshold, "label": label, "in_distribution": ok,
+                "ood_reason": reason, "ood_message": "" if ok else f"{OUTSIDE}: {reason}",
+                "ood_scores": scores, "heatmap": cam_to_heatmap(o["cam"][0], (h, w)),
+                "cam": o["cam"][0], "features": o["features"][0]}
