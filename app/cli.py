@@ -7,6 +7,7 @@
     lightbox evaluate MODEL LABELS.csv [--out DIR]       validate a model on this site's labelled cases
     lightbox bench [--only ecg,pcg,...]                  timing and memory figures
     lightbox demo [--out DIR]                            write the synthetic demo studies
+    lightbox ecg-rhythm-train DATA_DIR --out DIR          train the ECG rhythm model (PhysioNet/CinC 2017 layout)
 
 Sub-commands that do not show a window never import Qt.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 EXTRA_COMMANDS: dict[str, str] = {
     "pcg-train": "inference.pcg.train:main",
     "polyp-train": "inference.endo.polyp_train:main",
+    "ecg-rhythm-train": "inference.ecg.rhythm_train:main",
     "evaluate": "app.validation.cli:main",
     "endo-export": "inference.endo.cli:main",
     "xray-demo-weights": "inference.xray.synthetic_weights:main",

@@ -333,8 +333,9 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
             return
         registry = self.ctx.registry
         title = model_id
-        if model_id in registry.entries:
-            st = registry.state(model_id, cached_only=True)
+        base = model_id.partition(":")[0]  # 'ecg-rhythm:II': a model run with an option (here: the lead)
+        if base in registry.entries:
+            st = registry.state(base, cached_only=True)
             if not st.may_start:
                 self.message(st.message, error=True)
                 return
@@ -348,6 +349,11 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
     def _analysis_done(self, study_id: int, result: Result) -> None:
         self.ctx.store.add_result(study_id, result)
         if study_id == self.study_id:
+            # a result arriving on its own (the ECG rhythm model runs on opening) is named in the model box
+            # when the model selected there cannot run anyway (e.g. ECG2AF not installed)
+            cur, reg = self.results.current_model(), self.ctx.registry
+            if cur and cur != result.model_id and cur in reg.entries and not reg.state(cur, cached_only=True).may_start:
+                self.results.select_model(result.model_id)
             self._show_result(result)
         self.refresh_studies()
 

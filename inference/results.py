@@ -36,7 +36,9 @@ class Result:
 
     def provenance(self) -> str:
         w = f"weights {self.weights_sha256[:12]}" if self.weights_sha256 else "needs no weights"
-        return f"{self.model_id} · {w} · {self.runtime} on {self.device} · {self.seconds:.2f} s"
+        tags = self.outputs.get("_provenance") or []  # a pipeline's own caveats, e.g. "approximate normalisation"
+        extra = "".join(f" · {t}" for t in tags if isinstance(t, str))
+        return f"{self.model_id} · {w} · {self.runtime} on {self.device} · {self.seconds:.2f} s{extra}"
 
     def to_row(self) -> dict[str, Any]:
         d = asdict(self)

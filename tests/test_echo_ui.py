@@ -171,3 +171,20 @@ def test_progress_and_practice_set_dialogs(main_window, qtbot, demo_file):
     d = PracticeSetDialog(v, main_window.ctx.store)
     qtbot.addWidget(d)
     assert "Dr Set" in _all_text(d)
+
+
+def test_input_path_and_analysis_options_in_the_panel(main_window, qtbot, tmp_path):
+    """A 112x112 loop is labelled as going to the model unchanged; the 'All clips' box and the beat
+    rule reach the pipeline's options."""
+    from test_echo_fidelity import beating_loop, write_avi
+
+    from inference.echo import pipeline as pipe
+
+    path = write_avi(tmp_path / "echonet_format.avi", beating_loop(80))
+    v = _open(main_window, qtbot, path)
+    assert "unchanged" in v.panel.crop_label.text() and v.canvas.box.as_list() == [0, 0, 112, 112]
+    assert "This loop has 18 clips" in v.panel.clips_label.text()
+    assert pipe.options(v.study) == {"all_clips": False, "beat_rule": "reference", "input_path": "auto"}
+    v.panel.all_clips.setChecked(True)
+    v.panel.beat_rule.setCurrentIndex(v.panel.beat_rule.findData("lightbox"))
+    assert pipe.options(v.study)["all_clips"] is True and pipe.options(v.study)["beat_rule"] == "lightbox"

@@ -47,7 +47,7 @@ def phi_files(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("phi")
     out = {}
-    src = xdemo.make(d / "xr")
+    src = xdemo.make_dicom(d / "xr")
     ds = _phi(pydicom.dcmread(src))
     out["xray"] = d / f"{NAME[0]}_{NAME[1]}_chest.dcm"
     ds.save_as(out["xray"])

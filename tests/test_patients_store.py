@@ -129,12 +129,13 @@ def test_non_clinical_count_in_rows(store):
     assert row["n_results"] == 2 and row["n_non_clinical"] == 1 and row["last_clinical"] == 1
 
 
-def test_demo_ecg_and_chest_xray_belong_to_one_demo_patient(store, tmp_path):
+def test_demo_ecg_and_synthetic_chest_dicom_belong_to_one_demo_patient(store, tmp_path):
     from inference.detect import open_study
     from inference.ecg import demo as ecg_demo
     from inference.xray import demo as xray_demo
 
     a = store.save(open_study(ecg_demo.make(tmp_path)))
-    b = store.save(open_study(xray_demo.make(tmp_path)))
+    # the synthetic DICOM names the demo patient; the real demo radiograph (Kermany, CC BY 4.0) names nobody
+    b = store.save(open_study(xray_demo.make_dicom(tmp_path)))
     pa, pb = store.study(a)["patient_id"], store.study(b)["patient_id"]
     assert pa == pb is not None and store.patient(pa)["name"] == "DEMO, SYNTHETIC"

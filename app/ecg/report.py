@@ -156,6 +156,60 @@ def survival_figure(outputs: dict):
     return fig
 
 
+def band_figure(windows: list[dict], duration_s: float):
+    """The per-window rhythm labels over the whole recording, as in the viewer's band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from inference.ecg.rhythm import COLOURS, LABELS
+
+    fig = Figure(figsize=(7.5, 1.1))
+    ax = fig.add_axes([0.03, 0.36, 0.94, 0.34])
+    minutes = duration_s > 300
+    k = 60.0 if minutes else 1.0
+    for w in windows:
+        ax.axvspan(w["start_s"] / k, w["end_s"] / k, color=COLOURS.get(w["label"], "#888888"), lw=0)
+    ax.set_xlim(0, duration_s / k)
+    ax.set_yticks([])
+    ax.set_xlabel("minutes" if minutes else "seconds", fontsize=7, labelpad=1)
+    ax.tick_params(labelsize=7)
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(color=COLOURS[c], label=LABELS[c]) for c in LABELS], fontsize=6.5, ncol=4,
+               loc="upper center", frameon=False)
+    return fig
+
+
+def rhythm_section(r: Result | None) -> list:
+    """The Lightbox rhythm model's result: label, probabilities, lead, and the band for long recordings."""
+    from inference.ecg.rhythm import LABELS
+
+    flow: list = [Spacer(1, 4 * mm)]
+    if r is None:
+        return flow + [Paragraph("Rhythm (Lightbox model)", H2),
+                       Paragraph("The rhythm model was not run on this ECG (no stored result).", BODY)]
+    o = r.outputs
+    stamp = f" <font color='#c62828'><b>{NOT_CLINICAL}</b></font>" if not r.clinical else ""
+    rows = [["Rhythm model output", "Value"],
+            ["Rhythm", f"<b>{o.get('rhythm_label')}</b> ({100 * (o.get('probability') or 0):.0f} %)"],
+            ["Probabilities", " · ".join(f"{LABELS[c]} {100 * float(o.get(f'p_{c}') or 0):.1f} %" for c in LABELS)],
+            ["Lead", f"{o.get('lead')}" + ("" if o.get("lead") == "I" else
+                                            " (trained on lead I: outside what the model was trained on)")]]
+    if (o.get("windows") or 0) > 1:
+        rows.append(["Windows", f"{o['windows']} windows (30 s, every 15 s) over {o.get('duration_s', 0) / 60:.1f} min; "
+                                f"AF in {100 * (o.get('af_burden') or 0):.0f} % of the time"])
+    block = [Paragraph(f"Rhythm — Lightbox model (result #{r.id}){stamp}" if r.id else f"Rhythm — Lightbox model{stamp}", H2),
+             table(rows, col_widths=[45 * mm, 180 * mm])]
+    if (o.get("windows") or 0) > 1 and o.get("_windows"):
+        block += [Spacer(1, 1 * mm), figure(band_figure(o["_windows"], float(o.get("duration_s") or 0)), 190)]
+    block.append(Paragraph("Single-lead CNN trained by Lightbox on the PhysioNet/CinC Challenge 2017 recordings "
+                           "(AliveCor, lead I): normal sinus rhythm / atrial fibrillation / other rhythm / too noisy. "
+                           "A research model, not a validated device; see resources/models/ecg_rhythm_cnn.md.", SMALL))
+    return flow + [KeepTogether(block)]
+
+
 def sections(study, results: list[Result], store, study_id, extra: dict[str, Any]) -> list:
     from inference.ecg.pipeline import measure
 
@@ -205,6 +259,8 @@ def sections(study, results: list[Result], store, study_id, extra: dict[str, Any
     if notes:
         flow.append(Spacer(1, 2 * mm))
         flow += [Paragraph("Signal notes: " + " ".join(notes), SMALL)]
+
+    flow += rhythm_section(latest(results, "ecg-rhythm"))
 
     # ECG2AF
     r = latest(results, "ecg2af")

@@ -19,6 +19,11 @@ class EcgResultWidget(QWidget):
         super().__init__(parent)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        self.rhythm = QLabel("")
+        self.rhythm.setWordWrap(True)
+        self.rhythm.setTextFormat(Qt.RichText)
+        self.rhythm.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.rhythm)
         self.title = QLabel("ECG2AF")
         self.title.setStyleSheet("font-weight: bold;")
         lay.addWidget(self.title)
@@ -58,6 +63,36 @@ class EcgResultWidget(QWidget):
         self.show_result(None)
 
     @staticmethod
+    def rhythm_html(result: Result) -> str:
+        from inference.ecg.rhythm import COLOURS, LABELS
+
+        o = result.outputs
+        lines = [f"<b>Rhythm (Lightbox model, lead {o.get('lead')})</b>",
+                 f"<span style='font-size:14pt; color:{COLOURS.get(o.get('rhythm'), '#ddd')}'><b>"
+                 f"{o.get('rhythm_label')}</b></span> {100 * (o.get('probability') or 0):.0f} %"]
+        rows = []
+        for c, name in LABELS.items():
+            p = float(o.get(f"p_{c}") or 0.0)
+            w = max(1, int(round(120 * p)))
+            rows.append(f"<tr><td>{name}</td><td><span style='background:{COLOURS[c]}'>{'&nbsp;' * max(1, w // 6)}"
+                        f"</span> {100 * p:.1f} %</td></tr>")
+        lines.append("<table cellspacing='2'>" + "".join(rows) + "</table>")
+        if (o.get("windows") or 0) > 1:
+            lines.append(f"{o['windows']} windows over {o.get('duration_s', 0) / 60:.1f} min; AF in "
+                         f"{100 * (o.get('af_burden') or 0):.0f} % of the time (band over the tracing).")
+        if not result.clinical:
+            lines.append("<span style='color:#e5534b'><b>NOT A CLINICAL RESULT</b></span> — Lightbox's own research "
+                         "model (PhysioNet/CinC 2017, single lead); see its model card.")
+        notes = [n for n in result.notes if "outside what it was trained on" in n or "shorter than any" in n]
+        if notes:
+            lines.append("<span style='color:#e8a317'>" + " ".join(notes) + "</span>")
+        return "<br>".join(lines)
+
+    def show_rhythm(self, result: Result | None) -> None:
+        self.rhythm.setText(self.rhythm_html(result) if result is not None else "")
+        self.rhythm.setVisible(result is not None)
+
+    @staticmethod
     def rows(outputs: dict) -> list[tuple[str, str]]:
         from inference.ecg.ecg2af import result_rows
 
@@ -69,7 +104,7 @@ class EcgResultWidget(QWidget):
             self.curve.setData([], [])
             self.marker.setData([], [])
             self.marker_text.setText("")
-            self.hint.setText("Run ECG2AF (Analyse) for AF risk, sex, age and AF-in-read. "
+            self.hint.setText("Run ECG2AF (Analyse) for future AF risk, sex, age and AF-in-read. "
                               "Heart rate and R peaks need no model and are shown on the tracing.")
             return
         o = result.outputs

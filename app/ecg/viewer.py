@@ -27,6 +27,10 @@ from app.ecg.paper import (CAL_W_S, CALIPER, GAINS, LAYOUTS, LEADS, MAJOR, MINOR
                            WINDOW_S, _PaperView, caliper_readout, display_filter, layout_panels, left_margin,
                            screen_px_per_mm)
 from app.ecg.results import EcgResultWidget
+from app.ecg.rhythm_band import BAND_MM, PaperBand, RhythmOverview
+
+RHYTHM_ID = "ecg-rhythm"
+LONG_S = 600.0  # beyond this the display filters run on the page on show, not the whole recording
 
 
 class EcgViewer(ViewerBase):
@@ -38,6 +42,8 @@ class EcgViewer(ViewerBase):
         self.baseline_filter, self.mains_hz, self.lowpass_hz = False, None, None
         self.t0 = 0.0
         self.measure: dict | None = None  # neurokit2 R peaks, HR (display)
+        self.rhythm: Result | None = None  # the rhythm model's result (label, per-window band)
+        self._rhythm_asked: set[int] = set()
         self._disp: np.ndarray | None = None
         self._disp_key = None
         self._labels: list[pg.TextItem] = []
@@ -70,10 +76,13 @@ class EcgViewer(ViewerBase):
         self.true_btn.setToolTip("1 mm of paper = 1 mm on screen (0)")
         self.fit_btn = QPushButton("Fit")
         self.fit_btn.setToolTip("Whole page in view (F)")
+        self.rhythm_box = self._combo(["Rhythm lead: auto"], 0,
+                                      "Lead the rhythm model (N / AF / other / noisy) runs on. It was trained on "
+                                      "lead I; other leads are outside what it was trained on")
         self.prev_btn = QToolButton(text="◀ 10 s")
         self.next_btn = QToolButton(text="10 s ▶")
         for w in (self.layout_box, self.speed_box, self.gain_box, self.baseline_chk, self.mains_box, self.lowpass_box,
-                  self.peaks_chk,
+                  self.peaks_chk, self.rhythm_box,
                   self.caliper_btn, self.prev_btn, self.next_btn, self.true_btn, self.fit_btn):
             bar.addWidget(w)
         lay.addLayout(bar)
@@ -82,6 +91,10 @@ class EcgViewer(ViewerBase):
         self.info.setObjectName("muted")
         self.info.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.info)
+        self.overview = RhythmOverview(self)
+        self.overview.jump.connect(self.go_to)
+        self.overview.hide()
+        lay.addWidget(self.overview)
         self.view = _PaperView(self)
         lay.addWidget(self.view, 1)
         self.readout = QLabel("")
@@ -97,6 +110,7 @@ class EcgViewer(ViewerBase):
         self.peaks = pg.ScatterPlotItem(symbol="t", size=9, pen=None, brush=pg.mkBrush(PEAK))
         for it in (self.minor, self.major, self.cal, self.seps, self.traces, self.peaks):
             pi.addItem(it)
+        self.band = PaperBand(pi)
         self.minor.setZValue(-20)
         self.major.setZValue(-10)
         pen = pg.mkPen(CALIPER, width=1.5)
@@ -115,6 +129,7 @@ class EcgViewer(ViewerBase):
         self.mains_box.currentIndexChanged.connect(self._filters_changed)
         self.lowpass_box.currentIndexChanged.connect(self._filters_changed)
         self.peaks_chk.toggled.connect(lambda _: self.redraw())
+        self.rhythm_box.activated.connect(self._rhythm_lead_chosen)
         self.caliper_btn.toggled.connect(self.set_calipers)
         self.true_btn.clicked.connect(self.true_scale)
         self.fit_btn.clicked.connect(self.fit)
@@ -147,12 +162,17 @@ class EcgViewer(ViewerBase):
         super().set_study(study, study_id)
         self.t0 = 0.0
         self.measure = None
+        self.rhythm = None
         self._disp = None
         self._disp_key = None
         self._result_widget.show_result(None)
+        self._result_widget.show_rhythm(None)
+        self._fill_rhythm_leads()
+        self._overview_trace()
         self.redraw()
         QTimer.singleShot(0, self.initial_view)
         self._start_measure()
+        self._start_rhythm()
 
     def initial_view(self) -> None:
         """True scale when the whole 10 s page fits the width of the view, else the page width (stated)."""
@@ -169,6 +189,8 @@ class EcgViewer(ViewerBase):
 
     def set_result(self, result: Result | None) -> None:
         super().set_result(result)
+        if result is not None and result.model_id == RHYTHM_ID:
+            self._set_rhythm(result)
         if result is not None and result.model_id == "ecg-measure" and self._has_signal():
             fs = self.study.data["fs"]
             self._set_measure({"r_peaks": [int(round(t * fs)) for t in result.outputs.get("r_peak_times_s", [])],
@@ -176,7 +198,8 @@ class EcgViewer(ViewerBase):
                                "rr_mean_ms": result.outputs.get("rr_mean_ms"),
                                "rr_sd_ms": result.outputs.get("rr_sd_ms"),
                                "n_beats": result.outputs.get("beats"), "lead": result.outputs.get("lead")})
-        self._result_widget.show_result(result)
+        if result is None or result.model_id == "ecg2af":  # the rhythm and measurement results have their own places
+            self._result_widget.show_result(result)
 
     def result_widget(self) -> QWidget | None:
         return self._result_widget
@@ -204,6 +227,73 @@ class EcgViewer(ViewerBase):
             self._update_info(extra=f"R-peak detection failed: {msg}")
 
         self.ctx.jobs.start("ECG measurements", work, on_result=done, on_error=failed)
+
+    # -- rhythm model (runs on opening, through the main window's job runner) -------------------------
+    def _usable_leads(self) -> list[str]:
+        sig = self.study.data["signal_mv"]
+        return [ld for i, ld in enumerate(LEADS) if np.isfinite(sig[i]).all() and np.ptp(sig[i]) > 0.05]
+
+    def _fill_rhythm_leads(self) -> None:
+        self.rhythm_box.blockSignals(True)
+        self.rhythm_box.clear()
+        self.rhythm_box.addItem("Rhythm lead: auto")
+        if self._has_signal():
+            for ld in self._usable_leads():
+                self.rhythm_box.addItem(f"Rhythm lead: {ld}", ld)
+        self.rhythm_box.blockSignals(False)
+
+    def _rhythm_lead_chosen(self, index: int) -> None:
+        lead = self.rhythm_box.itemData(index)
+        self.request_analysis.emit(f"{RHYTHM_ID}:{lead}" if lead else RHYTHM_ID)
+
+    def _start_rhythm(self) -> None:
+        """Show the stored rhythm result, or ask for one (the model is bundled and fast)."""
+        if not self._has_signal() or self.study_id is None:
+            return
+        stored = self.ctx.store.latest_result(self.study_id, RHYTHM_ID)
+        if stored is not None:
+            self._set_rhythm(stored)
+            return
+        st = self.ctx.registry.state(RHYTHM_ID, cached_only=True) if RHYTHM_ID in self.ctx.registry.entries else None
+        if st is None or not st.may_start or self.study_id in self._rhythm_asked:
+            return
+        self._rhythm_asked.add(self.study_id)
+        QTimer.singleShot(0, lambda sid=self.study_id: self.study_id == sid and self.request_analysis.emit(RHYTHM_ID))
+
+    def _set_rhythm(self, result: Result) -> None:
+        self.rhythm = result
+        lead = result.outputs.get("lead")
+        i = self.rhythm_box.findData(lead)
+        if i >= 0:
+            self.rhythm_box.blockSignals(True)
+            self.rhythm_box.setCurrentIndex(i)
+            self.rhythm_box.blockSignals(False)
+        self._result_widget.show_rhythm(result)
+        self._overview_trace()
+        self.redraw()
+
+    def _overview_trace(self) -> None:
+        if not self._has_signal():
+            self.overview.hide()
+            return
+        fs = float(self.study.data["fs"])
+        n = self.study.data["signal_mv"].shape[1]
+        if n / fs <= WINDOW_S + 1e-6:
+            self.overview.hide()
+            return
+        lead = (self.rhythm.outputs.get("lead") if self.rhythm else None) or next(iter(self._usable_leads()), None)
+        row = self.study.data["signal_mv"][LEADS.index(lead)] if lead else None
+        self.overview.set_trace(row, fs, n / fs)
+        self.overview.set_windows((self.rhythm.outputs.get("_windows") if self.rhythm else None) or [])
+        self.overview.show()
+
+    def go_to(self, t: float) -> None:
+        """Show the 10-s page containing time ``t`` (seconds)."""
+        if not self._has_signal():
+            return
+        dur = self.study.data["signal_mv"].shape[1] / self.study.data["fs"]
+        self.t0 = float(min(max(0.0, np.floor(t / WINDOW_S) * WINDOW_S), max(0.0, dur - WINDOW_S)))
+        self.redraw()
 
     def _set_measure(self, m: dict) -> None:
         self.measure = m
@@ -323,15 +413,22 @@ class EcgViewer(ViewerBase):
         self._update_info()
 
     # -- drawing ---------------------------------------------------------------------------------------
-    def _display_signal(self) -> np.ndarray:
-        key = (id(self.study), self.baseline_filter, self.mains_hz, self.lowpass_hz)
+    def _display_signal(self) -> tuple[np.ndarray, int]:
+        """(signal for drawing, index of its first sample). A long recording is filtered around the page
+        on show only (with 5 s either side for the filters to settle): memory stays that of a page."""
+        sig = self.study.data["signal_mv"]
+        fs = float(self.study.data["fs"])
+        filtered = self.baseline_filter or self.mains_hz or self.lowpass_hz
+        long = sig.shape[1] / fs > LONG_S
+        off = int(max(0.0, self.t0 - 5.0) * fs) if long else 0
+        key = (id(self.study), self.baseline_filter, self.mains_hz, self.lowpass_hz, off if long else None)
         if self._disp is None or self._disp_key != key:
-            sig = self.study.data["signal_mv"]
-            if self.baseline_filter or self.mains_hz or self.lowpass_hz:
-                sig = display_filter(sig, self.study.data["fs"], self.baseline_filter, self.mains_hz,
-                                     self.lowpass_hz)
-            self._disp, self._disp_key = np.asarray(sig, dtype=np.float64), key
-        return self._disp
+            part = sig[:, off:off + int((WINDOW_S + 10.0) * fs)] if long else sig
+            if filtered:
+                part = display_filter(part, fs, self.baseline_filter, self.mains_hz, self.lowpass_hz)
+            self._disp, self._disp_key = np.asarray(part, dtype=np.float64), key
+            self._disp_off = off
+        return self._disp, self._disp_off
 
     def _grid(self, width: float, height: float) -> None:
         xs = np.arange(0, np.floor(width) + 1)
@@ -357,14 +454,24 @@ class EcgViewer(ViewerBase):
             self.info.setText(f"{self.study.name}: no ECG signal in this study" if self.study else "")
             return
         fs = float(self.study.data["fs"])
-        sig = self._display_signal()
-        n = sig.shape[1]
+        sig, off = self._display_signal()
+        n = self.study.data["signal_mv"].shape[1]
         self.prev_btn.setEnabled(self.t0 > 0)
         self.next_btn.setEnabled(self.t0 + WINDOW_S < n / fs - 1e-6)
+        self.overview.set_page(self.t0, min(self.t0 + WINDOW_S, n / fs))
         rhythm = (self.measure or {}).get("lead") or "II"
         panels, geo = layout_panels(self.layout_name, self.gain, self.speed, self.t0, rhythm)
-        self._geometry = geo
         width, height, baselines = geo
+        wins = (self.rhythm.outputs.get("_windows") or []) if self.rhythm else []
+        if wins:  # the rhythm band sits above the top row: the page grows by its height
+            geo = (width, height + BAND_MM, baselines)
+            o = self.rhythm.outputs
+            self.band.draw(wins, self.t0, self.t0 + WINDOW_S, left_margin(self.speed), self.speed, height + 0.5,
+                           f"Rhythm, lead {o.get('lead')} (Lightbox model, NOT A CLINICAL RESULT): "
+                           f"{o.get('rhythm_label')} {100 * (o.get('probability') or 0):.0f} %")
+        else:
+            self.band.clear()
+        self._geometry = geo
         self._grid(width, height)
         xs, ys = [], []
         sep_x, sep_y = [], []
@@ -383,9 +490,9 @@ class EcgViewer(ViewerBase):
             if col > 0:  # lead-change marker between columns
                 sep_x += [x0, x0]
                 sep_y += [yb - 2.5, yb + 2.5]
-            seg = sig[i, a:b] if a < n else np.array([])
+            seg = sig[i, a - off:b - off] if a < n else np.array([])
             if seg.size == 0 or not np.isfinite(seg).all():
-                why = "missing" if not np.isfinite(sig[i]).any() else "no data"
+                why = "missing" if not np.isfinite(self.study.data["signal_mv"][i, :1]).any() else "no data"
                 t = pg.TextItem(f"{lead} {why}", color=MISSING, anchor=(0, 0.5))
                 t.setPos(x0 + 8, yb)
                 self.view.getPlotItem().addItem(t)
@@ -451,6 +558,14 @@ class EcgViewer(ViewerBase):
                          f" · {m.get('n_beats')} beats (neurokit2, lead {m.get('lead')})")
         elif m is None:
             parts.append("measuring…")
+        r = self.rhythm
+        if r is not None:
+            o = r.outputs
+            burden = (f", AF in {100 * o['af_burden']:.0f} % of the recording" if o.get("windows", 1) > 1
+                      and o.get("af_burden") else "")
+            parts.append(f"<b>Rhythm: {o.get('rhythm_label')} {100 * (o.get('probability') or 0):.0f} %</b>{burden} "
+                         f"(lead {o.get('lead')}, Lightbox model, <span style='color:#e5534b'>NOT A CLINICAL "
+                         f"RESULT</span>)")
         text = "  ·  ".join(parts)
         if md.get("missing_leads"):
             text += f"  ·  <span style='color:#e5534b'>missing: {', '.join(md['missing_leads'])}</span>"

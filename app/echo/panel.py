@@ -1,4 +1,4 @@
-"""The echo viewer's side panel: view gate, crop, overlays, playback controls and the practice box."""
+"""The echo viewer's side panel: view gate, crop, overlays, EF analysis options and the practice box."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -131,8 +131,27 @@ class EchoPanel(QWidget):
         o.addWidget(QLabel("opacity"))
         o.addWidget(self.opacity, 1)
         gl.addWidget(ov)
+        an = QGroupBox("EF analysis (EchoNet-Dynamic)")
+        a = QVBoxLayout(an)
+        self.all_clips = QCheckBox("All clips, as the reference (slower on a CPU)")
+        self.all_clips.setToolTip("Whole-video EF from every 32-frame clip (the reference's test-time evaluation). "
+                                  "Unticked, a CPU averages the beat clips plus a few evenly spaced ones and says "
+                                  "'k of n clips'.")
+        self.clips_label = QLabel("")
+        self.clips_label.setObjectName("muted")
+        self.clips_label.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Beat rule"))
+        self.beat_rule = QComboBox()
+        self.beat_rule.addItem("Reference (find_peaks, clip from ES − 32)", "reference")
+        self.beat_rule.addItem("Lightbox alternative (smoothed, centred clip)", "lightbox")
+        row.addWidget(self.beat_rule, 1)
+        a.addWidget(self.all_clips)
+        a.addWidget(self.clips_label)
+        a.addLayout(row)
+        gl.addWidget(an)
         gl.addStretch(1)
-        tabs.addTab(gw, "Crop && overlay")
+        tabs.addTab(gw, "Input && analysis")
         self.tabs = tabs
 
 

@@ -16,8 +16,10 @@ from inference.results import NOT_CLINICAL
 LABELS = {
     pipe.K_EF: "LVEF, whole video (%)", pipe.K_CAT: "LVEF category (ASE/EACVI)",
     pipe.K_EF_BEATS: "LVEF per beat (%)", pipe.K_SPREAD: "Beat-to-beat spread (max − min, %-points)",
+    pipe.K_EF_BBB: "LVEF, beat-by-beat (mean over beats, %)", pipe.K_RULE: "Beat rule",
+    pipe.K_INPUT: "Model input", pipe.K_NORM: "Normalisation",
     pipe.K_CLIPS: "32-frame clips averaged", pipe.K_ED: "ED frames (LV area peaks)",
-    pipe.K_ES: "ES frames (LV area troughs)", pipe.K_HR: "Heart rate from ED intervals (bpm)",
+    pipe.K_ES: "ES frames (LV area troughs)", pipe.K_HR: "Heart rate from beat intervals (bpm)",
     pipe.K_FAC: "LV area change per beat (%)", pipe.K_CROP: "Sector crop box (x0, y0, x1, y1 px)",
     pipe.K_SEGW: "Segmentation weights",
 }
@@ -47,7 +49,7 @@ def _key_frames_figure(study, result, masks_full: np.ndarray | None):
     ed = [int(i) - 1 for i in o.get(pipe.K_ED) or []]
     es = [int(i) - 1 for i in o.get(pipe.K_ES) or []]
     beats = o.get(pipe.K_BEATS) or []
-    if beats:
+    if beats and beats[0].get("ed") is not None:
         pick = [("ED", beats[0]["ed"]), ("ES", beats[0]["es"])]
     else:
         pick = ([("ED", ed[0])] if ed else []) + ([("ES", es[0])] if es else [])
@@ -146,8 +148,8 @@ def sections(study, results, store, study_id: int, extra: dict[str, Any]) -> lis
     practice = _practice_rows(store, study_id, extra)
     flow.append(Paragraph(f"EchoNet-Dynamic (result #{r.id})" + ("" if r.clinical else f" — {NOT_CLINICAL}"), H2))
     rows = [["Measure", "Value"]]
-    for k in (pipe.K_EF, pipe.K_CAT, pipe.K_EF_BEATS, pipe.K_SPREAD, pipe.K_CLIPS, pipe.K_ED, pipe.K_ES, pipe.K_HR,
-              pipe.K_FAC, pipe.K_CROP, pipe.K_SEGW):
+    for k in (pipe.K_EF, pipe.K_CAT, pipe.K_EF_BBB, pipe.K_EF_BEATS, pipe.K_SPREAD, pipe.K_CLIPS, pipe.K_ED, pipe.K_ES,
+              pipe.K_HR, pipe.K_FAC, pipe.K_RULE, pipe.K_INPUT, pipe.K_NORM, pipe.K_CROP, pipe.K_SEGW):
         if k in o:
             v = o[k]
             rows.append([LABELS.get(k, k), fmt(v) if v not in ([], None) else "none found"])
@@ -165,7 +167,9 @@ def sections(study, results, store, study_id: int, extra: dict[str, Any]) -> lis
     if af is not None:
         flow.append(KeepTogether([Paragraph("LV area over time", H2), figure(af, 180)]))
     flow.append(Spacer(1, 2 * mm))
-    flow.append(Paragraph("EF by EchoNet-Dynamic (Ouyang et al., Nature 2020): r2plus1d_18 on 32-frame clips "
-                          "(every 2nd frame, 112×112), whole-video EF = mean over the clips listed; per-beat EF from "
-                          "one clip centred on each beat found in the DeepLabV3 LV area curve.", SMALL))
+    flow.append(Paragraph("EF by EchoNet-Dynamic (Ouyang et al., Nature 2020), following the reference's procedure: "
+                          "r2plus1d_18 on 32-frame clips (every 2nd frame, 112×112; loops under 64 frames padded with "
+                          "blank frames), whole-video EF = mean over the clips listed; per-beat EF from the clip "
+                          "starting 32 frames before each end-systole found in the DeepLabV3 LV size curve "
+                          "(unless the beat rule above says Lightbox's alternative).", SMALL))
     return flow

@@ -16,7 +16,7 @@ from superqt import QRangeSlider
 from app.echo import practice
 from app.widgets.viewer_base import ViewerBase
 from inference.echo import playback
-from inference.echo.preprocess import CropBox, find_sector
+from inference.echo.preprocess import CropBox, auto_box
 from inference.echo import pipeline as pipe
 from inference.results import NOT_CLINICAL, Result, now_iso
 
@@ -170,6 +170,8 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         p.reset_crop.clicked.connect(self.reset_crop)
         p.show_mask.toggled.connect(self._overlay_changed)
         p.opacity.valueChanged.connect(self._overlay_changed)
+        p.all_clips.toggled.connect(self._options_changed)
+        p.beat_rule.currentIndexChanged.connect(lambda _i: self._options_changed())
         self._session_init()
         self._reload_trainees()
 
@@ -192,7 +194,7 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         n = len(self.frames)
         self.canvas.set_frames(self.frames)
         if "auto_crop_box" not in study.data:
-            study.data["auto_crop_box"] = find_sector(self.frames).as_list()
+            study.data["auto_crop_box"] = auto_box(self.frames, pipe.input_path(study)).as_list()
         self.canvas.box = CropBox.from_list(study.data.get("crop_box") or study.data["auto_crop_box"])
         self.slider.blockSignals(True)
         self.slider.setRange(0, n - 1)
@@ -206,6 +208,7 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         self._update_plot()
         self._update_crop_label()
         self._update_gate_label()
+        self._load_options()
         self.panel.set_btn.blockSignals(True)
         self.panel.set_btn.setChecked(practice.in_practice_set(self.ctx.store, study_id))
         self.panel.set_btn.blockSignals(False)
@@ -238,6 +241,7 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
             if gate:
                 self._update_gate_label(gate)
         self._update_plot()
+        self._update_clips_label()
         if self.locked and self.estimate_id is not None:
             self._reveal()
         self._update_visibility()
@@ -382,15 +386,21 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         beats, efs = o.get(pipe.K_BEATS) or [], o.get(pipe.K_EF_BEATS) or []
         top = float(np.max(self.area)) if len(self.area) else 0.0
         for b, ef in zip(beats, efs):
-            end = b["ed_next"] if b.get("ed_next") is not None else b["es"]
+            # reference rule: a beat is its end-systole; Lightbox's alternative: ED -> ES -> ED
+            at = (b["ed"] + b["ed_next"]) / 2 if b.get("ed") is not None and b.get("ed_next") is not None else b["es"]
             label = pg.TextItem(f"EF {ef:.0f} %", color="#d5d9de", anchor=(0.5, 1.0))
-            label.setPos((b["ed"] + end) / 2 / self.fps, top)
+            label.setPos(at / self.fps, top)
             self.plot.addItem(label)
             self._beat_labels.append(label)
         unit = (self.result.outputs.get(pipe.K_AREA_UNIT) if self.result else "") or "px²"
         self.plot.setLabel("left", f"LV area ({unit})")
         stored = self.result is not None and self.result.arrays.get("masks") is None
-        self.plot_note.setText("ED = red ▲ (LV area peak), ES = green ▼ (trough); EF per beat above each beat. "
+        rule = str(o.get(pipe.K_RULE, ""))
+        marks = ("ES = green ▼ (reference rule: find_peaks on the LV size), ED = red ▲ (same rule mirrored); EF "
+                 "per beat (clip from ES − 32) at each ES. " if rule.startswith("reference") else
+                 "ED = red ▲ (LV area peak), ES = green ▼ (trough), Lightbox's alternative rule; EF per beat "
+                 "above each beat. ")
+        self.plot_note.setText(marks +
                                "Click a mark or the curve to jump there; drag the amber line to scrub."
                                + (" Stored result: the LV mask is shown on the ED/ES frames; re-run the "
                                   "analysis for every frame." if stored else ""))
@@ -439,8 +449,47 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         who = "set by you" if self.study.data.get("crop_box") else "found automatically"
         used = self.result.outputs.get(pipe.K_CROP) if self.result else None
         stale = " — differs from the analysed crop: re-run" if used and list(used) != b.as_list() else ""
+        path = pipe.input_path(self.study)
+        how = {"native": "already EchoNet's 112×112 format: passed to the model unchanged",
+               "reference-dicom": "the reference's DICOM conversion (grey, bicubic 112×112, sector mask)",
+               }.get(path, "Lightbox's sector crop, letterboxed to 112×112 (not a reference step)")
+        if not self.study.data.get("crop_box") and path != "sector":
+            who = "from the input format"
         self.panel.crop_label.setText(f"x {b.x0}–{b.x1}, y {b.y0}–{b.y1} px ({b.width}×{b.height}, {who}); "
-                                      f"letterboxed to 112×112. Drag the box or its corners to adjust.{stale}")
+                                      f"{how}. Drag the box or its corners to crop it yourself.{stale}")
+
+    def _load_options(self) -> None:
+        o = pipe.options(self.study)
+        p = self.panel
+        for w in (p.all_clips, p.beat_rule):
+            w.blockSignals(True)
+        p.all_clips.setChecked(o["all_clips"])
+        p.beat_rule.setCurrentIndex(max(0, p.beat_rule.findData(o["beat_rule"])))
+        for w in (p.all_clips, p.beat_rule):
+            w.blockSignals(False)
+        self._update_clips_label()
+
+    def _options_changed(self) -> None:
+        if self.study is None:
+            return
+        p = self.panel
+        self.study.data["echo_options"] = dict(self.study.data.get("echo_options") or {},
+                                               all_clips=p.all_clips.isChecked(),
+                                               beat_rule=p.beat_rule.currentData())
+        self._update_clips_label()
+        self.status_message.emit("EF analysis options changed; re-run the analysis to use them.")
+
+    def _update_clips_label(self) -> None:
+        if self.frames is None:
+            return
+        from inference.echo import reference
+
+        n_all = len(reference.all_starts(len(self.frames)))
+        per = self.result.outputs.get(pipe.K_CLIP_S) if self.result else None
+        est = f"; ≈ {per * n_all:.0f} s at the last run's {per:.2f} s per clip" if per else ""
+        used = self.result.outputs.get(pipe.K_CLIPS) if self.result else None
+        self.panel.clips_label.setText(f"This loop has {n_all} clips{est}."
+                                       + (f" Last result: {used} clips." if used else ""))
 
     def _show_box(self, on: bool) -> None:
         self.canvas.show_box = on

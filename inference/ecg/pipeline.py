@@ -6,6 +6,11 @@
                  from those exact weights exists (``lightbox weights export ecg2af``) it runs on ONNX
                  Runtime instead (same numbers to 1e-4, much faster start-up).
 ``ecg-measure``  heart rate, RR intervals and R peaks from neurokit2 on lead II (no weights).
+``ecg-rhythm``   Lightbox's own single-lead rhythm classifier (normal / AF / other / too noisy), trained on
+                 PhysioNet/CinC 2017 with ``lightbox ecg-rhythm-train`` and bundled
+                 (resources/models/ecg_rhythm_cnn.onnx); ``clinical = false``: NOT A CLINICAL RESULT. It
+                 runs on lead I (the lead it was trained on) unless another is asked for:
+                 ``ecg-rhythm:II`` runs it on lead II. Any rate (resampled), any length (windows).
 """
 from __future__ import annotations
 
@@ -22,8 +27,12 @@ from inference.results import Result, jsonable
 from inference.runtimes import KerasRuntime, OnnxRuntime, cpu_label
 from inference.study import ReadError, Study
 
-MODELS = ("ecg2af", "ecg-measure")
+MODELS = ("ecg2af", "ecg-rhythm", "ecg-measure")  # default: the first usable (ECG2AF once installed)
 MEASURE_ID = "ecg-measure"
+RHYTHM_ID = "ecg-rhythm"
+MEASURE_MAX_S = 1800.0  # R-peak detection covers at most the first 30 min
+#: the rhythm model's lead when the caller names none: the lead it was trained on first
+RHYTHM_MODEL_LEADS = ("I", "II", "aVF", "V5", "V6", "III", "aVL", "V4", "V3", "V2", "V1", "aVR")
 RHYTHM_LEAD_ORDER = ("II", "I", "V5", "V2", "aVF", "III", "V1", "V6", "V3", "V4", "aVL", "aVR")
 
 _cache: dict[tuple[str, str], Any] = {}
@@ -39,7 +48,7 @@ def measure(signal_mv: np.ndarray, fs: float, lead: str | None = None) -> dict[s
     """
     import neurokit2 as nk
 
-    sig = np.asarray(signal_mv, dtype=np.float64)
+    sig = np.asarray(signal_mv)  # rows are converted one at a time: a long recording is not copied whole
     order = ([lead] if lead else []) + [ld for ld in RHYTHM_LEAD_ORDER if ld != lead]
     chosen = None
     for name in order:
@@ -51,12 +60,16 @@ def measure(signal_mv: np.ndarray, fs: float, lead: str | None = None) -> dict[s
     if chosen is None:
         raise ReadError(None, "no usable lead for rhythm measurements (all missing or flat)")
     x = sig[E.LEADS.index(chosen)]
+    total_s = len(x) / fs
+    if total_s > MEASURE_MAX_S:  # a Holter-length file: R peaks of its first 30 min (memory and time bounded)
+        x = x[:int(MEASURE_MAX_S * fs)]
+    x = np.asarray(x, dtype=np.float64)
     cleaned = nk.ecg_clean(x, sampling_rate=int(round(fs)), method="neurokit")
     _, info = nk.ecg_peaks(cleaned, sampling_rate=int(round(fs)), method="neurokit", correct_artifacts=False)
     peaks = np.asarray(info["ECG_R_Peaks"], dtype=int)
     peaks = peaks[(peaks >= 0) & (peaks < len(x))]
     out: dict[str, Any] = {"lead": chosen, "r_peaks": peaks.tolist(), "n_beats": int(len(peaks)),
-                           "duration_s": round(len(x) / fs, 3), "method": "neurokit2 ecg_clean + ecg_peaks (neurokit)",
+                           "duration_s": round(len(x) / fs, 3), "recording_s": round(total_s, 3), "method": "neurokit2 ecg_clean + ecg_peaks (neurokit)",
                            "neurokit2": nk.__version__}
     if len(peaks) >= 2:
         rr = np.diff(peaks) / fs * 1000.0
@@ -91,7 +104,8 @@ def _analyse_measure(study: Study, registry: Registry, ctx) -> Result:
         "r_peak_times_s": [round(p / study.data["fs"], 4) for p in m["r_peaks"]],
     }
     notes = [f"R peaks by {m['method']} on lead {m['lead']} (neurokit2 {m['neurokit2']}), "
-             f"over the whole {m['duration_s']:.1f} s recording."]
+             + (f"over the whole {m['duration_s']:.1f} s recording." if m["recording_s"] <= m["duration_s"] + 1e-6
+                else f"over the first {m['duration_s'] / 60:.0f} min of the {m['recording_s'] / 60:.0f}-min recording.")]
     ctx.progress(1.0, "Done")
     return Result(MEASURE_ID, "", "numpy", cpu_label(), secs, jsonable(outputs), clinical=True, notes=notes,
                   arrays={"r_peaks": np.asarray(m["r_peaks"])})
@@ -208,7 +222,135 @@ def _analyse_ecg2af(study: Study, model_id: str, registry: Registry, ctx, prefer
                   notes=notes, arrays={k: np.asarray(v) for k, v in raw.items()})
 
 
+# -- Lightbox rhythm classifier ---------------------------------------------------------------------
+def split_model_id(model_id: str) -> tuple[str, str | None]:
+    """'ecg-rhythm:II' -> ('ecg-rhythm', 'II'); 'ecg-rhythm' -> ('ecg-rhythm', None)."""
+    base, _, lead = model_id.partition(":")
+    return base, (lead or None)
+
+
+def usable_leads(study: Study) -> list[str]:
+    """Leads with a finite, non-flat signal, in ECG2AF order."""
+    sig = study.data["signal_mv"]
+    out = []
+    for i, name in enumerate(E.LEADS):
+        row = sig[i]
+        if np.isfinite(row).all() and np.ptp(row) > 0.05:
+            out.append(name)
+    return out
+
+
+def rhythm_lead(study: Study, lead: str | None = None) -> str:
+    ok = usable_leads(study)
+    if lead:
+        if lead not in E.LEADS:
+            raise ReadError(study.source, f"no lead named {lead!r} (leads: {', '.join(E.LEADS)})")
+        if lead not in ok:
+            raise ReadError(study.source, f"lead {lead} is missing or flat in this ECG; usable: {', '.join(ok) or 'none'}")
+        return lead
+    for name in RHYTHM_MODEL_LEADS:
+        if name in ok:
+            return name
+    raise ReadError(study.source, "no usable lead for the rhythm model (all missing or flat)")
+
+
+def rhythm_model(registry: Registry, model_id: str = RHYTHM_ID):
+    """(RhythmModel, weights state), the ONNX session cached per file and hash."""
+    from inference.ecg.rhythm import RhythmModel
+
+    st = registry.require(model_id)
+    path = registry.path_of(st.entry)
+    key = ("rhythm", str(path), st.sha256 or "")
+    with _cache_lock:
+        m = _cache.get(key)
+    if m is None:
+        from inference.ecg.rhythm import RhythmSpec
+        from inference.registry import WeightsError
+
+        m = RhythmModel(path)
+        pre = (st.entry.inputs or {}).get("preprocessing")
+        if pre and RhythmSpec.from_dict(dict(pre)) != m.spec:
+            raise WeightsError(f"{st.entry.title}: the manifest's preprocessing differs from the one {path.name} "
+                               "was trained with; refusing to run a mismatched model")
+        with _cache_lock:
+            _cache[key] = m
+    return m, st
+
+
+def rhythm_outputs(r) -> dict[str, Any]:
+    """Result outputs of a RhythmResult: scalars first (one CSV column each in ``lightbox batch``)."""
+    from inference.ecg.rhythm import LABELS
+
+    out: dict[str, Any] = {
+        "rhythm": r.label,
+        "rhythm_label": LABELS.get(r.label, r.label),
+        "probability": r.probabilities[r.label],
+        **{f"p_{c}": p for c, p in r.probabilities.items()},
+        "probabilities": dict(r.probabilities),  # the same, as one mapping (lightbox evaluate reads it)
+        "lead": r.lead,
+        "duration_s": r.seconds,
+        "windows": len(r.windows),
+        "af_burden": r.af_burden,
+        "_windows": r.windows,  # the per-window band (machine payload)
+    }
+    return out
+
+
+def _analyse_rhythm(study: Study, model_id: str, registry: Registry, ctx, lead: str | None = None) -> Result:
+    from inference.ecg.rhythm import RhythmError
+
+    ctx.progress(0.05, "Loading the rhythm model")
+    model, st = rhythm_model(registry, model_id)
+    name = rhythm_lead(study, lead)
+    x = study.data["signal_mv"][E.LEADS.index(name)]
+    ctx.progress(0.3, f"Classifying the rhythm on lead {name}")
+    t0 = time.perf_counter()
+    try:
+        r = model.classify(x, float(study.data["fs"]), lead=name)
+    except RhythmError as e:
+        raise ReadError(study.source, str(e)) from None
+    secs = time.perf_counter() - t0
+    notes = [f"Lightbox rhythm model on lead {name}: {model.spec.window_s:g}-s windows at {model.spec.fs:g} Hz; "
+             "recording probabilities = mean of the windows'."] + r.notes
+    ctx.progress(1.0, "Done")
+    return Result(model_id, st.sha256 or "", "onnxruntime", cpu_label(), secs, jsonable(rhythm_outputs(r)),
+                  clinical=st.clinical, notes=notes)
+
+
+def _rhythm_many(studies: list[Study], model_id: str, registry: Registry) -> list[Result | Exception]:
+    """Batched rhythm classification: the windows of many ECGs go through the network together."""
+    from inference.ecg.rhythm import RhythmError
+
+    model, st = rhythm_model(registry, model_id)
+    out: list[Result | Exception] = [None] * len(studies)  # type: ignore[list-item]
+    jobs, idx = [], []
+    for i, s in enumerate(studies):
+        try:
+            name = rhythm_lead(s)
+            jobs.append((s.data["signal_mv"][E.LEADS.index(name)], float(s.data["fs"])))
+            idx.append((i, name))
+        except ReadError as e:
+            out[i] = e
+    t0 = time.perf_counter()
+    res = model.classify_many(jobs) if jobs else []
+    per = (time.perf_counter() - t0) / max(len(jobs), 1)
+    for (i, name), r in zip(idx, res):
+        if isinstance(r, RhythmError):
+            out[i] = ReadError(studies[i].source, str(r))
+            continue
+        r.lead = name
+        if name != "I":
+            r.notes.append(f"Lead {name}: the model was trained on lead-I recordings; other leads are outside what "
+                           "it was trained on.")
+        out[i] = Result(model_id, st.sha256 or "", "onnxruntime", cpu_label(), per, jsonable(rhythm_outputs(r)),
+                        clinical=st.clinical, notes=["batch run"] + r.notes)
+    return out
+
+
 def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
+    base, lead = split_model_id(model_id)
+    if base == RHYTHM_ID:
+        return _analyse_rhythm(study, base, registry, ctx, lead)
     if model_id == MEASURE_ID:
         return _analyse_measure(study, registry, ctx)
     if model_id == E.MODEL_ID:
@@ -220,6 +362,8 @@ def analyse_many(studies: list[Study], model_id: str, registry: Registry, ctx,
                  batch_size: int = 16) -> list[Result | Exception]:
     """Batched ECG2AF for ``lightbox batch``: one model call per ``batch_size`` ECGs (same numbers as
     ``analyse``, about twice the throughput on CPU). Returns a Result or the error for each study."""
+    if model_id == RHYTHM_ID:
+        return _rhythm_many(studies, model_id, registry)
     if model_id != E.MODEL_ID:
         return [_or_error(lambda s=s: analyse(s, model_id, registry, ctx)) for s in studies]
     out: list[Result | Exception] = [None] * len(studies)  # type: ignore[list-item]

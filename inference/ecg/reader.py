@@ -35,7 +35,9 @@ MODEL_SAMPLES = 5000
 ML4H_GROUP = "ukb_ecg_rest"
 
 MIN_SECONDS = 2.0
-MAX_SECONDS = 600.0  # a resting ECG; a Holter file is not this viewer's job
+MAX_SECONDS = 24 * 3600.0  # a Holter day; the sample budget below is what bounds memory
+LONG_SECONDS = 600.0  # longer than a resting ECG: paged in the viewer, rhythm analysed in windows
+MAX_SAMPLES = 8_000_000  # per lead: the (12, n) float32 signal stays under ~400 MB (e.g. 6 h at 360 Hz)
 MAX_ABS_MV = 1e6  # 1 kV: far beyond any amplitude-unit mix-up, refused as damage
 FLAT_MV = 0.02  # peak-to-peak below 20 µV over the whole trace: no signal on that electrode
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -69,6 +71,16 @@ def lead_name(raw: str) -> str | None:
 
 
 # -- sniffing ---------------------------------------------------------------------------------
+def _csv_header_line(head: bytes) -> str:
+    """The CSV's header row as the reader finds it: the first line that is neither blank nor a ``#``
+    comment (``# fs=360``, ``# sampling_rate: 500``), after a UTF-8 byte-order mark."""
+    text = head.decode("utf-8-sig", errors="replace")
+    for ln in text.splitlines():
+        if ln.strip() and not ln.lstrip().startswith("#"):
+            return ln.strip()
+    return ""
+
+
 def sniff(path, head: bytes) -> float:
     path = Path(path)
     ext = path.suffix.lower()
@@ -91,8 +103,8 @@ def sniff(path, head: bytes) -> float:
     if ext == ".dat":
         return 0.9 if path.with_suffix(".hea").exists() else 0.05
     if ext == ".csv":
-        first = head.splitlines()[0] if head else b""
-        names = [lead_name(c.decode("utf-8", "replace")) for c in re.split(rb"[,;\t]", first)]
+        first = _csv_header_line(head)
+        names = [lead_name(c.strip().strip("\"'")) for c in re.split(r"[,;\t]", first)]
         hits = sum(1 for n in names if n)
         return min(1.0, 0.3 + 0.07 * hits) if hits >= 1 else 0.0
     if ext == ".dcm":
@@ -115,11 +127,16 @@ def model_input(signal_mv: np.ndarray, fs: float) -> tuple[np.ndarray, list[str]
     NaN rows (missing leads) stay NaN: the pipeline refuses to run ECG2AF on an incomplete ECG.
     """
     notes: list[str] = []
-    x = np.asarray(signal_mv, dtype=np.float64)
+    x = np.asarray(signal_mv)
     if x.ndim != 2 or x.shape[1] == 0:
         raise ValueError(f"ECG signal must be (leads, samples), got shape {x.shape}")
     if not (np.isfinite(fs) and fs > 0):
         raise ValueError(f"sampling rate {fs!r} Hz is not a positive number")
+    n_orig = x.shape[1]
+    # ECG2AF sees the first 10 s: a long recording is cut (with 2 s to spare for the resampling filter)
+    # before anything is converted or resampled, so memory does not grow with the recording
+    keep = int(np.ceil((MODEL_SAMPLES / MODEL_FS + 2.0) * fs))
+    x = np.asarray(x[:, :keep], dtype=np.float64)
     nan_rows = np.isnan(x).all(axis=1)
     if not np.isfinite(x[~nan_rows]).all():
         raise ValueError("ECG signal has NaN or infinite samples inside a lead (only a wholly missing lead may be NaN)")
@@ -135,7 +152,7 @@ def model_input(signal_mv: np.ndarray, fs: float) -> tuple[np.ndarray, list[str]
                      "the display shows the original samples.")
     n = x.shape[1]
     if n > MODEL_SAMPLES:
-        notes.append(f"Recording is {n / MODEL_FS:.1f} s: ECG2AF sees the first {MODEL_SAMPLES / MODEL_FS:.0f} s "
+        notes.append(f"Recording is {n_orig / fs:.1f} s: ECG2AF sees the first {MODEL_SAMPLES / MODEL_FS:.0f} s "
                      "(ML4H crops to 5000 samples).")
         x = x[:, :MODEL_SAMPLES]
     elif n < MODEL_SAMPLES:
@@ -145,6 +162,16 @@ def model_input(signal_mv: np.ndarray, fs: float) -> tuple[np.ndarray, list[str]
         pad[np.isnan(x[:, :1]).ravel()] = np.nan
         x = np.concatenate([x, pad], axis=1)
     return np.ascontiguousarray(x.T, dtype=np.float32), notes
+
+
+def _check_length(path: Path, n: int, fs: float) -> None:
+    """Refuse a recording beyond the memory budget before it is allocated (also used on headers)."""
+    seconds = n / fs
+    if n > MAX_SAMPLES or seconds > MAX_SECONDS:
+        limit = min(MAX_SAMPLES / fs, MAX_SECONDS)
+        raise ReadError(path, f"the recording is {seconds / 3600:.1f} h long ({n} samples per lead at {fs:g} Hz); "
+                              f"Lightbox opens ECGs up to {MAX_SAMPLES:,} samples per lead "
+                              f"(about {limit / 3600:.1f} h at this rate) to keep memory bounded")
 
 
 def _finish(path: Path, fmt: str, leads: dict[str, np.ndarray], fs: float, notes: list[str],
@@ -162,9 +189,7 @@ def _finish(path: Path, fmt: str, leads: dict[str, np.ndarray], fs: float, notes
     if seconds < MIN_SECONDS:
         raise ReadError(path, f"the recording is {seconds:.2f} s long ({n} samples at {fs:g} Hz); "
                               f"a resting ECG needs at least {MIN_SECONDS:g} s")
-    if seconds > MAX_SECONDS:
-        raise ReadError(path, f"the recording is {seconds / 60:.1f} min long; this viewer reads resting ECGs "
-                              f"up to {MAX_SECONDS / 60:.0f} min")
+    _check_length(path, n, fs)
     sig = np.full((len(LEADS), n), np.nan, dtype=np.float32)
     missing, flat = [], []
     for i, name in enumerate(LEADS):
@@ -199,7 +224,8 @@ def _finish(path: Path, fmt: str, leads: dict[str, np.ndarray], fs: float, notes
                      "electrode off or not recorded.")
     if ignored:
         notes.append(f"Not part of the 12-lead ECG, not shown: {', '.join(ignored)}.")
-    p2p = np.nanmedian(np.ptp(np.nan_to_num(sig), axis=1))
+    present = [i for i, name in enumerate(LEADS) if name not in missing and name not in flat]
+    p2p = float(np.median(np.ptp(sig[present], axis=1))) if present else 0.0  # leads with a signal only
     if p2p > 15 or p2p < 0.05:
         notes.append(f"Unusual amplitudes (median lead peak-to-peak {p2p:.3g} mV): check the amplitude units.")
     x_model, model_notes = model_input(sig, fs)
@@ -320,7 +346,7 @@ def _read_hd5_checked(path: Path) -> Study:
                 raise ReadError(path, f"{ML4H_GROUP}/{key} is not a numeric waveform")
             if ds.ndim != 1 and not (ds.ndim == 2 and 1 in ds.shape):
                 raise ReadError(path, f"{ML4H_GROUP}/{key} has shape {ds.shape}; expected one trace per lead")
-            if ds.size > MAX_SECONDS * 20000:
+            if ds.size > MAX_SAMPLES:
                 raise ReadError(path, f"{ML4H_GROUP}/{key} has {ds.size} samples: too long for a resting ECG")
             leads[name] = np.asarray(ds[()], dtype=np.float64).reshape(-1)
             fs_attr = fs_attr or _attr(ds, "sampling_frequency", "sample_rate", "fs", "sampling_rate")
@@ -377,9 +403,8 @@ def _read_wfdb(path: Path) -> Study:
         head = wfdb.rdheader(str(hea.with_suffix("")))
     except Exception as e:
         raise ReadError(path, f"WFDB header could not be read: {type(e).__name__}: {e}") from None
-    if head.fs and head.sig_len and head.sig_len / float(head.fs) > MAX_SECONDS:
-        raise ReadError(path, f"the header claims {head.sig_len} samples ({head.sig_len / float(head.fs) / 60:.0f} min "
-                              f"at {head.fs:g} Hz); Lightbox opens resting ECGs up to {MAX_SECONDS / 60:.0f} min")
+    if head.fs and head.sig_len:
+        _check_length(path, int(head.sig_len), float(head.fs))
     try:
         rec = wfdb.rdrecord(str(hea.with_suffix("")))
     except Exception as e:
@@ -395,6 +420,15 @@ def _read_wfdb(path: Path) -> Study:
             continue
         scale = _UNIT_SCALE.get(str(units[j]).strip().lower(), 1.0)
         leads[name] = rec.p_signal[:, j].astype(np.float64) * scale
+    notes: list[str] = []
+    if not leads and len(ignored) == 1 and _GENERIC_ECG.fullmatch(str(ignored[0]).strip()):
+        # a single-lead recorder (AliveCor, PhysioNet/CinC 2017) names its one channel just "ECG"
+        j = list(rec.sig_name).index(ignored[0])
+        scale = _UNIT_SCALE.get(str(units[j]).strip().lower(), 1.0)
+        leads["I"] = rec.p_signal[:, j].astype(np.float64) * scale
+        notes.append(f"The record's only signal is named '{ignored[0]}', not a lead: shown as lead I (single-lead "
+                     "recorders such as AliveCor record lead I).")
+        ignored = []
     meta = {"record": rec.record_name, "comments": list(rec.comments or [])[:20]}
     from ..patients import identity_from_wfdb
 
@@ -406,8 +440,10 @@ def _read_wfdb(path: Path) -> Study:
     members = [hea] + sorted({hea.parent / f for f in (rec.file_name or [])})
     digest = sha256_bytes("\n".join(f"{m.name} {sha256_file(m)}" for m in members if m.exists()).encode())
     meta["files"] = [m.name for m in members]
-    return _finish(hea, "WFDB", leads, float(rec.fs), [], meta, ignored, sha256=digest)
+    return _finish(hea, "WFDB", leads, float(rec.fs), notes, meta, ignored, sha256=digest)
 
+
+_GENERIC_ECG = re.compile(r"(?i)(ecg|ekg)[ _-]?\d?")
 
 # -- CSV ----------------------------------------------------------------------------------------
 _TIME_COLS = {"time", "t", "time_s", "time(s)", "seconds", "sec", "s", "time_ms", "ms", "sample", "index"}
@@ -445,8 +481,11 @@ def _read_csv(path: Path) -> Study:
         raise ReadError(path, f"CSV header names no ECG leads (got: {', '.join(header[:12])}); "
                               "expected columns named I, II, III, aVR, aVL, aVF, V1–V6")
     try:
-        data = np.genfromtxt(io.StringIO("\n".join(body[1:])), delimiter=delim, dtype=np.float64,
-                             invalid_raise=True, ndmin=2)
+        try:  # the fast C parser for a clean table (long recordings: hundreds of thousands of rows)
+            data = np.loadtxt(body[1:], delimiter=delim, dtype=np.float64, ndmin=2)
+        except ValueError:  # empty or odd cells: genfromtxt marks them NaN so the error can name the column
+            data = np.genfromtxt(io.StringIO("\n".join(body[1:])), delimiter=delim, dtype=np.float64,
+                                 invalid_raise=True, ndmin=2)
     except ValueError as e:
         raise ReadError(path, f"CSV rows are not all numeric or have different column counts ({e})") from None
     if data.ndim != 2 or data.size == 0:

@@ -41,6 +41,7 @@ def run():
     from inference.detect import open_study
     from inference.echo import playback
     from inference.echo import preprocess as P
+    from inference.echo import reference as R
     from inference.runtimes import device_summary
 
     dev = device_summary()
@@ -109,13 +110,13 @@ def run():
             ts = time.perf_counter() - t0
             yield f"LV segmentation, {label}", ts, "s/video", f"{n} frames, {_ms(ts / n)} ms/frame · {ef_rt.device}"
             norm = P.normalise(small, mean, std)
-            clip = P.make_clip(norm, P.clip_indices(0, 50.0, n))
+            clip = P.make_clip(norm, R.clip_frames(0))
             ef_rt.run({"clip": clip})  # warm-up
             t0 = time.perf_counter()
             for _ in range(2):
                 ef_rt.run({"clip": clip})
             tc = (time.perf_counter() - t0) / 2
-            all_clips = len(P.all_clip_starts(n, 50.0))
+            all_clips = len(R.all_starts(n))
             yield f"EF one 32-frame clip, {label}", tc, "s", f"reference all-clips: {all_clips} clips ≈ {tc * all_clips:.0f} s"
             os.environ["LIGHTBOX_ECHO_MAX_CLIPS"] = str(pipe.DEFAULT_MAX_CLIPS)
             try:

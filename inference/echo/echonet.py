@@ -9,7 +9,10 @@ Facts (from the reference implementation, echonet/dynamic):
   ``["out"]`` (N, 1, 112, 112) logits; LV = logit > 0.
 - Checkpoints: ``torch.save`` of a dict whose ``"state_dict"`` was taken from a
   ``torch.nn.DataParallel`` wrapper, so every key starts with ``module.``; other keys (epoch,
-  best_loss, opt_dict, scheduler_dict, period, frames ...) are training state.
+  best_loss, loss, opt_dict, scheduler_dict, and for EF period, frames and r2) are training state.
+  ``r2`` is sklearn's ``r2_score``, a numpy float64: the file pickles a numpy scalar and its dtype.
+  ``torch.load(weights_only=True)`` stays on, with exactly those numpy globals allowed
+  (``reference.numpy_safe_globals``: numeric scalars and dtypes only), scoped to the one load.
 
 Everything is built with ``weights=None``: nothing is ever downloaded.
 """
@@ -59,8 +62,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict, loaded safely (tensors and plain containers only)."""
     import torch
 
+    from inference.echo.reference import numpy_safe_globals
+
     try:
-        ck = torch.load(str(path), map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(numpy_safe_globals()):
+            ck = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{Path(path).name}: not a loadable PyTorch checkpoint ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200]})") from None
@@ -90,8 +96,12 @@ def load_model(kind: str, path: str | Path):
             f"{Path(path).name}: does not match the EchoNet-Dynamic {'EF (r2plus1d_18)' if kind == 'ef' else 'segmentation (deeplabv3_resnet50)'}"
             f" network — {len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected"
             f" (e.g. {unexpected[:2]})")
-    info = {k: (float(v) if hasattr(v, "item") and getattr(v, "ndim", 1) == 0 else v)
-            for k, v in ck.items() if k in ("epoch", "frames", "period", "best_loss", "loss", "r2")}
+    from inference.echo.reference import plain
+
+    info = {k: plain(v) for k, v in ck.items() if k in ("epoch", "frames", "period", "best_loss", "loss", "r2")}
+    if kind == "ef" and (info.get("frames", 32), info.get("period", 2)) != (32, 2):
+        raise CheckpointError(f"{Path(path).name}: trained on clips of {info.get('frames')} frames every "
+                              f"{info.get('period')} frames; Lightbox runs EchoNet-Dynamic's 32 x 2 clips")
     return model.eval(), info
 
 

@@ -1,11 +1,15 @@
-"""From a full-size cine loop to EchoNet-Dynamic's input.
+"""From a cine loop to EchoNet-Dynamic's input.
 
-EchoNet-Dynamic (Ouyang et al., Nature 2020) was trained on 112x112 RGB videos cropped to the
-ultrasound sector (labels, ECG trace and borders removed), normalised per channel with the training
-set's mean and std, and fed to the EF model as clips of 32 frames taken every 2nd frame
-(``(C, F, H, W)``, channels first). At test time the EF is the mean over all clips (one clip per start
-frame). This module reproduces those steps in numpy/OpenCV and adds what a real file needs first:
-finding the sector in the full frame.
+EchoNet-Dynamic (Ouyang et al., Nature 2020) was trained on 112x112 videos (the dataset's AVIs, made
+from DICOM by the reference's conversion: ``reference.convert_dicom``), normalised per channel with
+the training set's mean and std, and fed to the EF model as clips of 32 frames taken every 2nd frame
+(``reference`` holds those facts). Lightbox prepares a loop along one of three paths, and every
+result says which (``describe_path``):
+
+- ``native``           the frames are already 112x112 (EchoNet's own format): unchanged;
+- ``reference-dicom``  a DICOM loop: the reference's DICOM-to-AVI conversion steps;
+- ``sector``           any other full-size video, or a crop box the user drew: Lightbox's sector
+                       finder + letterboxed resize (the reference has no step for non-DICOM video).
 """
 from __future__ import annotations
 
@@ -16,12 +20,18 @@ import numpy as np
 SIZE = 112
 CLIP_FRAMES = 32
 CLIP_PERIOD = 2
-TRAIN_FPS = 50.0  # EchoNet-Dynamic videos are ~50 fps: 32 frames x period 2 span ~1.26 s
+TRAIN_FPS = 50.0  # EchoNet-Dynamic videos are mostly ~50 fps: 32 frames x period 2 span ~1.26 s there
+
+PATH_NATIVE = "native"
+PATH_DICOM = "reference-dicom"
+PATH_SECTOR = "sector"
+PATHS = (PATH_NATIVE, PATH_DICOM, PATH_SECTOR)
 
 # Per-channel mean / std of the EchoNet-Dynamic training videos (0..255 scale). The reference computes
-# them at run time (get_mean_and_std on the train split) and does not store them in the checkpoint;
-# these defaults are approximate and unverified. The manifest ([models.echonet-ef.inputs] mean/std)
-# is what the pipeline uses: recompute them from the dataset before clinical use.
+# them at run time (get_mean_and_std over 128 random training videos) and does not store them in the
+# checkpoint; these defaults are approximate and unverified. The manifest ([models.echonet-ef.inputs]
+# mean/std, with mean_std_source) is what the pipeline uses, and results say "approximate
+# normalisation" until a site replaces them with values computed on the training split.
 MEAN = (32.6, 32.7, 33.0)
 STD = (49.9, 50.0, 50.2)
 
@@ -135,6 +145,51 @@ def mask_to_frame(mask: np.ndarray, box: CropBox, frame_shape: tuple[int, int]) 
     return out
 
 
+def choose_path(frames: np.ndarray, container: str = "", mode: str = "auto") -> str:
+    """Which preparation a loop gets: ``mode`` "auto" picks native for 112x112 frames, the reference's
+    DICOM conversion for DICOM, Lightbox's sector crop otherwise; "reference-dicom" / "sector" force one
+    (a 112x112 loop stays native unless "sector" is forced)."""
+    from inference.echo import reference as R
+
+    if mode == PATH_SECTOR:
+        return PATH_SECTOR
+    if R.is_native(frames):
+        return PATH_NATIVE
+    if mode == PATH_DICOM or container == "dicom":
+        return PATH_DICOM
+    return PATH_SECTOR
+
+
+def auto_box(frames: np.ndarray, path: str) -> CropBox:
+    """The region of the full frame that becomes the 112x112 model grid on ``path``."""
+    from inference.echo import reference as R
+
+    if path == PATH_NATIVE:
+        return CropBox(0, 0, frames.shape[2], frames.shape[1])
+    if path == PATH_DICOM:
+        try:
+            return CropBox(*R.dicom_plan(frames).box)
+        except ValueError:
+            pass
+    return find_sector(frames)
+
+
+def describe_path(path: str, plan=None, by_user: bool = False) -> str:
+    """One line for the result: how the frames were made into the model's input."""
+    if path == PATH_NATIVE:
+        return "EchoNet 112×112 format: frames passed to the model unchanged"
+    if path == PATH_DICOM:
+        cut = ""
+        if plan is not None:
+            cut = (f" (banner cut at row {plan.y_crop}, {plan.side_cut} px off each end of the "
+                   f"{plan.side_axis or 'no side'}, margin {plan.margin} px)")
+        return ("reference DICOM conversion: banner cut, centre square, 10 % margins, channel 0, bicubic "
+                f"112×112, sector mask{cut}; no MJPG round trip")
+    who = "crop box set by the user" if by_user else "sector found automatically"
+    return (f"Lightbox sector crop ({who}), letterboxed and resized to 112×112 in colour — not a step of "
+            "the reference, which has none for non-DICOM video")
+
+
 def normalise(small: np.ndarray, mean=MEAN, std=STD) -> np.ndarray:
     """(F, 112, 112, 3) uint8 -> float32 (3, F, 112, 112): (x - mean) / std per channel."""
     if small.ndim != 4 or small.shape[-1] != 3:
@@ -150,55 +205,6 @@ def normalise(small: np.ndarray, mean=MEAN, std=STD) -> np.ndarray:
 def frame_batch(small: np.ndarray, mean=MEAN, std=STD) -> np.ndarray:
     """Frames for the segmentation model: (F, 3, 112, 112) float32."""
     return np.ascontiguousarray(normalise(small, mean, std).transpose(1, 0, 2, 3))
-
-
-def clip_indices(start_time_s: float, fps: float, n_frames: int, frames: int = CLIP_FRAMES,
-                 period: int = CLIP_PERIOD, train_fps: float | None = TRAIN_FPS) -> np.ndarray:
-    """Frame indices of one clip. At ~50 fps this is ``start + period * arange(frames)`` exactly as in
-    the reference; at other rates the clip keeps the same duration (period / 50 s between samples),
-    so a 30 fps loop is not fed to the model as if it were slowed down. Indices past the end repeat
-    the last frame (the reference pads short videos with black frames; we keep the heart visible
-    and say so)."""
-    if not (np.isfinite(fps) and fps > 0 and np.isfinite(start_time_s)):
-        raise ValueError(f"frame rate {fps!r} / start {start_time_s!r} s are not usable")
-    if n_frames <= 0:
-        raise ValueError("the loop has no frames")
-    step_s = period / train_fps if train_fps else period / fps
-    t = start_time_s + step_s * np.arange(frames)
-    idx = np.round(t * fps).astype(int)
-    return np.clip(idx, 0, n_frames - 1)
-
-
-def clip_span_frames(fps: float, frames: int = CLIP_FRAMES, period: int = CLIP_PERIOD,
-                     train_fps: float | None = TRAIN_FPS) -> int:
-    """How many source frames one clip spans."""
-    step = period / train_fps * fps if train_fps else period
-    return int(round(step * (frames - 1))) + 1
-
-
-def all_clip_starts(n_frames: int, fps: float, train_fps: float | None = TRAIN_FPS) -> np.ndarray:
-    """Every start frame the reference's test-time 'all clips' would use."""
-    span = clip_span_frames(fps, train_fps=train_fps)
-    return np.arange(max(1, n_frames - span + 1))
-
-
-def choose_clip_starts(n_frames: int, fps: float, max_clips: int, must: list[int] | None = None,
-                       train_fps: float | None = TRAIN_FPS) -> np.ndarray:
-    """A subset of the all-clips starts: the ``must`` starts (one per beat) + evenly spaced others,
-    at most ``max_clips`` in all (0 = every start, as the reference)."""
-    starts = all_clip_starts(n_frames, fps, train_fps)
-    if max_clips <= 0 or len(starts) <= max_clips:
-        return starts
-    chosen = sorted(set(int(s) for s in (must or []) if 0 <= s <= starts[-1]))[:max_clips]
-    rest = max_clips - len(chosen)
-    if rest > 0:
-        grid = np.linspace(starts[0], starts[-1], rest + len(chosen)).round().astype(int)
-        for g in grid:
-            if len(chosen) >= max_clips:
-                break
-            if all(abs(g - c) > 2 for c in chosen):
-                chosen.append(int(g))
-    return np.array(sorted(set(chosen)), int)
 
 
 def make_clip(norm: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -231,7 +237,8 @@ def _extrema(x: np.ndarray, dist: int, thr: float, last_of_plateau: bool) -> lis
 
 
 def ed_es_frames(area: np.ndarray, fps: float, min_cycle_s: float = 0.3) -> tuple[list[int], list[int]]:
-    """End-diastole = LV area peaks, end-systole = troughs (frame indices in the area curve).
+    """Lightbox's own ED/ES rule, kept as a labelled alternative to the reference's
+    (``reference.systole_frames``): end-diastole = LV area peaks, end-systole = troughs.
 
     Extrema must be at least ``min_cycle_s`` apart and stand out by a quarter of the curve's range
     (speckle noise and partial masks do not make beats). On a flat top (diastasis) ED is the last
@@ -263,14 +270,14 @@ def beats_from(ed: list[int], es: list[int]) -> list[dict]:
     return out
 
 
-def beat_clip_start(beat: dict, fps: float, n_frames: int, train_fps: float | None = TRAIN_FPS) -> int:
-    """Start frame of the clip aligned to a beat: the clip is centred on the beat (ED .. next ED),
-    so it covers the ejection and the filling around it."""
-    span = clip_span_frames(fps, train_fps=train_fps)
+def beat_clip_start(beat: dict, n_frames: int, frames: int = CLIP_FRAMES, period: int = CLIP_PERIOD) -> int:
+    """Lightbox's alternative beat clip (not the reference's ES - 32): the clip centred on the beat
+    (ED .. next ED), every 2nd frame as the reference samples."""
+    span = (frames - 1) * period + 1
     end = beat["ed_next"] if beat.get("ed_next") is not None else beat["es"] + (beat["es"] - beat["ed"])
     centre = (beat["ed"] + end) / 2
     start = int(round(centre - (span - 1) / 2))
-    return int(max(0, min(start, max(0, n_frames - span))))
+    return int(max(0, min(start, max(0, max(n_frames, frames * period) - span))))
 
 
 def ef_category(ef: float | None) -> str:

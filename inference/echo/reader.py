@@ -344,10 +344,13 @@ def read(path) -> Study:
     if n < 2:
         raise ReadError(path, "holds a single still image, not a cine loop: there is nothing to play. "
                               "A still image opens in the image (X-ray) viewer: PNG, JPEG, one-frame GIF or DICOM")
-    from inference.echo.preprocess import find_sector
+    from inference.echo.preprocess import auto_box, choose_path
 
-    box = find_sector(frames).as_list()  # on the reading thread, not the UI's
+    # on the reading thread, not the UI's: which preparation the loop gets and the region it uses
+    input_path = choose_path(frames, meta.get("container", ""))
+    box = auto_box(frames, input_path).as_list()
     meta["sector_box"] = box
+    meta["input_path"] = input_path
     meta.update({"frames": int(n), "width": int(w), "height": int(h), "fps": round(float(fps), 3),
                  "duration_s": round(n / fps, 3)})
     return Study(modality="echo", source=str(path), sha256=sha256_file(path), name=path.name,

@@ -1,0 +1,97 @@
+"""The ECG viewer runs the bundled rhythm model on opening, draws the per-window band over a long
+recording with an overview to page through it, reruns on a picked lead; batch CSV and PDF carry it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.ecg.rhythm_synth import synth_episode, synth_lead
+
+FS = 360.0
+
+
+@pytest.fixture
+def rhythm_ready(registry):
+    if not registry.state("ecg-rhythm").usable:
+        pytest.skip("rhythm model not bundled in this checkout")
+
+
+def _holter(folder, minutes=30):
+    import wfdb
+
+    x = synth_episode(minutes * 60, FS, minutes * 20, minutes * 30, seed=2, leads=2)
+    wfdb.wrsamp("holter", fs=FS, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=x.T.astype(np.float64),
+                fmt=["16", "16"], adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(folder))
+    return folder / "holter.hea"
+
+
+def test_viewer_runs_rhythm_on_open_and_draws_the_band(main_window, qtbot, tmp_path, rhythm_ready):
+    from app.ecg.viewer import EcgViewer
+
+    win = main_window
+    path = _holter(tmp_path)
+    win.open_path(path)
+    qtbot.waitUntil(lambda: win.study is not None, timeout=60000)
+    v = win.current_viewer()
+    assert isinstance(v, EcgViewer)
+    qtbot.waitUntil(lambda: v.rhythm is not None, timeout=60000)
+    r = win.ctx.store.latest_result(win.study_id, "ecg-rhythm")
+    assert r is not None and not r.clinical and r.outputs["lead"] == "II"
+    assert len(r.outputs["_windows"]) >= 100
+    assert v.overview.isVisibleTo(v) and v.band.bars.isVisible()
+    assert "Rhythm:" in v.info.text() and "NOT A CLINICAL" in v.info.text()
+    assert "NOT A CLINICAL RESULT" in v._result_widget.rhythm.text()
+    v.go_to(905.0)  # page through the 30 min: the page holding 15:05
+    assert v.t0 == pytest.approx(900.0)
+    lo, hi = v.overview.page.getRegion()
+    assert lo == pytest.approx(900.0) and hi == pytest.approx(910.0)
+    # the user picks lead V1: a new result on that lead
+    i = v.rhythm_box.findData("V1")
+    assert i > 0
+    v.rhythm_box.setCurrentIndex(i)
+    v._rhythm_lead_chosen(i)
+    qtbot.waitUntil(lambda: v.rhythm is not None and v.rhythm.outputs["lead"] == "V1", timeout=60000)
+    win.ctx.jobs.wait(10000)
+
+
+def test_short_ecg_gets_a_label_without_overview(main_window, qtbot, tmp_path, rhythm_ready):
+    p = tmp_path / "short.csv"
+    x = synth_lead(30, 300.0, seed=3)
+    p.write_text("# fs=300\nI\n" + "\n".join(f"{v:.4f}" for v in x) + "\n")
+    win = main_window
+    win.open_path(p)
+    qtbot.waitUntil(lambda: win.study is not None, timeout=60000)
+    v = win.current_viewer()
+    qtbot.waitUntil(lambda: v.rhythm is not None, timeout=60000)
+    assert v.rhythm.outputs["lead"] == "I" and v.rhythm.outputs["windows"] == 1
+    assert set(v.rhythm.outputs) >= {"rhythm", "p_normal", "p_af", "p_other", "p_noisy"}
+    win.ctx.jobs.wait(10000)
+
+
+def test_batch_csv_and_pdf_carry_the_rhythm(tmp_path, registry, store, rhythm_ready):
+    import csv
+
+    from app.cli import main
+    from app.report import build_report
+    from inference.detect import open_study
+    from inference.pipeline import analyse
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(3):
+        x = synth_lead(30, 300.0, irregular=bool(i % 2), seed=i)
+        (d / f"r{i}.csv").write_text("# fs=300\nI\n" + "\n".join(f"{v:.4f}" for v in x) + "\n")
+    out = tmp_path / "rhythm.csv"
+    assert main(["batch", "ecg-rhythm", str(d), "--out", str(out), "--db", str(tmp_path / "b.sqlite")]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3 and all(r["rhythm"] in ("normal", "af", "other", "noisy") for r in rows)
+    assert all(abs(sum(float(r[f"p_{c}"]) for c in ("normal", "af", "other", "noisy")) - 1) < 1e-3 for r in rows)
+    assert all(r["stamp"] for r in rows)  # NOT A CLINICAL RESULT
+    s = open_study(_holter(tmp_path, minutes=12))
+    sid = store.add_study(s)
+    store.add_result(sid, analyse(s, "ecg-rhythm", registry))
+    pdf = build_report(s, store, sid, tmp_path / "r.pdf")
+    import subprocess
+
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
+    assert "Rhythm — Lightbox model" in text and "NOT A CLINICAL RESULT" in text and "AF in" in text
