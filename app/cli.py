@@ -8,6 +8,7 @@
     lightbox bench [--only ecg,pcg,...]                  timing and memory figures
     lightbox demo [--out DIR]                            write the synthetic demo studies
     lightbox ecg-rhythm-train DATA_DIR --out DIR          train the ECG rhythm model (PhysioNet/CinC 2017 layout)
+    lightbox polyp-train DATA_DIR --out DIR               train the polyp segmenter (Kvasir-SEG + CVC-ClinicDB layout)
 
 Sub-commands that do not show a window never import Qt.
 """
