@@ -119,8 +119,30 @@ def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesi
     and hash are left out too. ``validation``: what this site's own validation of each result's model says."""
     pagesize = pagesize or A4
     non_clinical = any(not r.clinical for r in results)
-    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     title = f"{MODALITY_TITLES[study.modality]} report — {study.name}"
+
+    head = [Paragraph(escape(title), H1)]
+    if anonymised:
+        head.append(Paragraph(f"{escape(anonymised)}<br/>Modality: {MODALITY_TITLES[study.modality]}", SMALL))
+    else:
+        if patient:
+            head.append(Paragraph(f"<b>{escape(patient)}</b>", BODY))
+        head.append(Paragraph(f"Source: {escape(study.source)}<br/>Modality: {MODALITY_TITLES[study.modality]} · "
+                              f"file sha256 {study.sha256}", SMALL))
+    head.append(Spacer(1, 3 * mm))
+    if non_clinical:
+        head.append(Paragraph(f"<font color='#c62828'><b>{NOT_CLINICAL}</b>: computed with non-official or not "
+                              "clinically validated weights — for software testing and teaching only.</font>", BODY))
+    tail = [Spacer(1, 5 * mm), KeepTogether([Paragraph("Provenance", H2), provenance_table(results, validation)])] if results else []
+    short = title if len(title) <= 70 else title[:67] + "…"
+    write_pdf(path, head + flow + tail, title, non_clinical, pagesize=pagesize, header=short)
+
+
+def page_frame(header: str, non_clinical: bool, pagesize=A4, now: str | None = None) -> Callable:
+    """The drawing of every page (reportlab's onFirstPage / onLaterPages): "Lightbox", ``header`` and the
+    print time and version at the top, the disclaimer and page number at the bottom, and the red
+    NOT A CLINICAL RESULT stamp under the header when ``non_clinical``."""
+    now = now or _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
 
     def frame(canvas, doc):
         w, h = pagesize
@@ -128,8 +150,7 @@ def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesi
         canvas.setFont("Helvetica-Bold", 11)
         canvas.drawString(12 * mm, h - 10 * mm, "Lightbox")
         canvas.setFont("Helvetica", 8)
-        short = title if len(title) <= 70 else title[:67] + "…"
-        canvas.drawString(32 * mm, h - 10 * mm, short)
+        canvas.drawString(32 * mm, h - 10 * mm, header)
         canvas.drawRightString(w - 12 * mm, h - 10 * mm, f"printed {now}   ·   Lightbox {__version__}")
         canvas.setStrokeColor(colors.HexColor("#888888"))
         canvas.line(12 * mm, h - 12 * mm, w - 12 * mm, h - 12 * mm)
@@ -146,21 +167,16 @@ def build_pdf(path: str | Path, study, results: list[Result], flow: list, pagesi
             canvas.drawString(x, y + 1, NOT_CLINICAL)
         canvas.restoreState()
 
-    head = [Paragraph(escape(title), H1)]
-    if anonymised:
-        head.append(Paragraph(f"{escape(anonymised)}<br/>Modality: {MODALITY_TITLES[study.modality]}", SMALL))
-    else:
-        if patient:
-            head.append(Paragraph(f"<b>{escape(patient)}</b>", BODY))
-        head.append(Paragraph(f"Source: {escape(study.source)}<br/>Modality: {MODALITY_TITLES[study.modality]} · "
-                              f"file sha256 {study.sha256}", SMALL))
-    head.append(Spacer(1, 3 * mm))
-    if non_clinical:
-        head.append(Paragraph(f"<font color='#c62828'><b>{NOT_CLINICAL}</b>: computed with non-official or not "
-                              "clinically validated weights — for software testing and teaching only.</font>", BODY))
-    tail = [Spacer(1, 5 * mm), KeepTogether([Paragraph("Provenance", H2), provenance_table(results, validation)])] if results else []
+    return frame
+
+
+def write_pdf(path: str | Path, flow: list, title: str, non_clinical: bool, pagesize=A4,
+              header: str | None = None) -> None:
+    """``flow`` as a PDF at ``path`` (written atomically) in the shared page frame; ``header``: the title
+    as the page header shows it (default: ``title``)."""
+    frame = page_frame(title if header is None else header, non_clinical, pagesize)
     with atomic_path(path) as tmp:
         doc = SimpleDocTemplate(str(tmp), pagesize=pagesize, leftMargin=12 * mm, rightMargin=12 * mm,
                                 topMargin=(26 if non_clinical else 16) * mm,  # room for the stamp under the header
                                 bottomMargin=14 * mm, title=title, author="Lightbox")
-        doc.build(head + flow + tail, onFirstPage=frame, onLaterPages=frame)
+        doc.build(flow, onFirstPage=frame, onLaterPages=frame)

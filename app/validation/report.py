@@ -5,21 +5,16 @@ the headline numbers; then the plots (ROC + calibration, or scatter + Bland–Al
 confusion matrix, the per-case table and every failure with its reason."""
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from reportlab.lib import colors
-from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
+from reportlab.platypus import Paragraph, Spacer
 
-from app.report.base import BODY, H1, H2, MONO, SMALL, STAMP_RED, figure, table
-from inference import __version__
-from inference.atomic import atomic_path
+from app.report.base import BODY, H1, H2, MONO, SMALL, figure, table, write_pdf
 from inference.evaluate import fmt
-from inference.results import DISCLAIMER, NOT_CLINICAL
+from inference.results import NOT_CLINICAL
 
 BLUE, RED, GREY = "#1f6feb", "#c62828", "#888888"
 MAX_CASE_ROWS = 400  # longer tables: the first 400 here, every case in cases.csv
@@ -238,31 +233,7 @@ def sections(ev: dict) -> list:
 def build(ev: dict, path: str | Path) -> Path:
     path = Path(path)
     non_clinical = ev.get("clinical") is False
-    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     title = f"Local validation — {ev['model_id']} on {ev['n_cases']} cases"
-
-    def frame(canvas, doc):
-        w, h = A4
-        canvas.saveState()
-        canvas.setFont("Helvetica-Bold", 11)
-        canvas.drawString(12 * mm, h - 10 * mm, "Lightbox")
-        canvas.setFont("Helvetica", 8)
-        canvas.drawString(32 * mm, h - 10 * mm, title[:80])
-        canvas.drawRightString(w - 12 * mm, h - 10 * mm, f"printed {now}   ·   Lightbox {__version__}")
-        canvas.setStrokeColor(colors.HexColor("#888888"))
-        canvas.line(12 * mm, h - 12 * mm, w - 12 * mm, h - 12 * mm)
-        canvas.setFont("Helvetica", 7)
-        canvas.drawString(12 * mm, 7 * mm, DISCLAIMER)
-        canvas.drawRightString(w - 12 * mm, 7 * mm, f"page {doc.page}")
-        if non_clinical:
-            canvas.setFillColor(STAMP_RED)
-            canvas.setStrokeColor(STAMP_RED)
-            canvas.setFont("Helvetica-Bold", 12)
-            tw = canvas.stringWidth(NOT_CLINICAL, "Helvetica-Bold", 12)
-            x, y = w - 12 * mm - tw - 6, h - 21 * mm
-            canvas.rect(x - 4, y - 4, tw + 8, 17, stroke=1, fill=0)
-            canvas.drawString(x, y + 1, NOT_CLINICAL)
-        canvas.restoreState()
 
     head = [Paragraph(title, H1),
             Paragraph(f"Headline: <b>{ev['headline']}</b>. These figures describe this model on these cases only; "
@@ -270,9 +241,5 @@ def build(ev: dict, path: str | Path) -> Path:
     if non_clinical:
         head.append(Paragraph(f"<font color='#c62828'><b>{NOT_CLINICAL}</b>: the model's results are not clinical "
                               "(non-official or research weights).</font>", BODY))
-    with atomic_path(path) as tmp:
-        doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=12 * mm, rightMargin=12 * mm,
-                                topMargin=(26 if non_clinical else 16) * mm, bottomMargin=14 * mm, title=title,
-                                author="Lightbox")
-        doc.build(head + sections(ev), onFirstPage=frame, onLaterPages=frame)
+    write_pdf(path, head + sections(ev), title, non_clinical, header=title[:80])
     return path

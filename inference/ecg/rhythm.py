@@ -213,13 +213,9 @@ def aggregate(win_probs: np.ndarray, starts: np.ndarray, n: int, spec: RhythmSpe
 
 # -- ONNX model -----------------------------------------------------------------------------------
 def read_onnx_metadata(path: str | Path) -> dict | None:
-    import onnx
+    from ..training import read_onnx_metadata as read
 
-    m = onnx.load(str(path), load_external_data=False)
-    for p in m.metadata_props:
-        if p.key == ONNX_META_KEY:
-            return json.loads(p.value)
-    return None
+    return read(path, ONNX_META_KEY)
 
 
 def default_model_path() -> Path:

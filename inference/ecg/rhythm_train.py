@@ -20,13 +20,15 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..training import (cache_dir, embed_onnx_metadata, event_printer, file_facts, max_abs_diff, onnx_session,
+                        pct as _pct, report_error, seed_everything, state_snapshot)
+from ..training import write_card as write_card_files
 from .rhythm import (CHALLENGE_CODES, CLASSES, MODEL_NAME, ONNX_META_KEY, RhythmSpec, aggregate, make_windows,
                      normalise, preprocess)
 
@@ -40,9 +42,7 @@ class DatasetError(ValueError):
 
 # -- data -----------------------------------------------------------------------------------------
 def _cache_dir() -> Path:
-    d = Path(os.environ.get("LIGHTBOX_ECG_CACHE") or Path(tempfile.gettempdir()) / "lightbox-ecg-cache")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    return cache_dir("LIGHTBOX_ECG_CACHE", "lightbox-ecg-cache")
 
 
 def read_reference(root: Path) -> list[tuple[str, str]]:
@@ -219,14 +219,7 @@ def export_onnx(net, path: Path, window: int) -> None:
 
 
 def _embed_metadata(path: Path, meta: dict) -> None:
-    import onnx
-
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    p = model.metadata_props.add()
-    p.key, p.value = ONNX_META_KEY, json.dumps(meta)
-    model.producer_name = "lightbox ecg-rhythm-train"
-    onnx.save(model, str(path))
+    embed_onnx_metadata(path, ONNX_META_KEY, meta, producer="lightbox ecg-rhythm-train")
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -279,9 +272,7 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    rng = np.random.RandomState(seed)
+    rng = seed_everything(seed, threads)
     classes = list(CLASSES)
     y_all = np.array([classes.index(c) for c in labels])
     records = records or [f"r{i:05d}" for i in range(len(signals))]
@@ -359,7 +350,7 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
         history.append(row)
         if vm["challenge_score"] > best:
             best, best_epoch, stale = vm["challenge_score"], ep, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            best_state = state_snapshot(net)
         else:
             stale += 1
         row["best_epoch"] = best_epoch
@@ -378,11 +369,7 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
 
     onnx_path = out_dir / f"{name}.onnx"
     export_onnx(net, onnx_path, spec.window)
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    sess = onnx_session(onnx_path, threads)
 
     def onnx_probs(idx):
         x, owner, _ = _record_windows(pre, idx, spec)
@@ -390,7 +377,7 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
         return record_probs(wp, owner, len(idx))
 
     chk = va_x[:16]
-    diff = float(np.max(np.abs(predict(chk) - sess.run(None, {"ecg": chk})[0])))
+    diff = max_abs_diff(predict, sess, "ecg", chk)
     t0 = time.time()
     val_m = summary(y_all[va], onnx_probs(va).argmax(1), classes)
     test_m = summary(y_all[te], onnx_probs(te).argmax(1), classes, ci=True, seed=seed) if len(te) else None
@@ -420,12 +407,9 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
     }
     _embed_metadata(onnx_path, {k: meta[k] for k in ("name", "classes", "preprocessing", "aggregation")}
                     | {"test": _short(test_m), "validation": _short(val_m)})
-    meta["onnx_sha256"] = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-    meta["onnx_bytes"] = onnx_path.stat().st_size
+    meta.update(file_facts(onnx_path))
     meta["history"] = history
-    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=2))
-    if write_card:
-        (out_dir / f"{name}.md").write_text(model_card(meta))
+    write_card_files(out_dir, name, meta, model_card(meta) if write_card else None)
     emit({"event": "done", "onnx": str(onnx_path), "sha256": meta["onnx_sha256"], "validation": _short(val_m),
           "test": _short(test_m), "confusion": (test_m or val_m)["confusion"], "classes": classes,
           "seconds": meta["training"]["seconds"]})
@@ -439,10 +423,6 @@ def _short(m):
     out["n"] = m["n"]
     out["f1"] = {c: round(d["f1"], 4) for c, d in m["per_class"].items()}
     return out
-
-
-def _pct(x):
-    return "–" if x is None else f"{100 * x:.1f} %"
 
 
 def _ci(c):
@@ -649,10 +629,8 @@ def main(argv: list[str] | None = None) -> int:
         print(rewrite_card(Path(args.card)))
         return 0
 
-    def emit(e: dict) -> None:
-        if args.jsonl:
-            print(json.dumps(e), flush=True)
-        elif e["event"] == "epoch":
+    def human(e: dict) -> None:
+        if e["event"] == "epoch":
             print(f"epoch {e['epoch']:3d}  loss {e['train_loss']:.3f}  acc {e['train_acc']:.3f}  |  val challenge "
                   f"{e['val_challenge']:.3f}  F1 {e['val_f1']}  (best {e['best_epoch']}, {e['seconds']:.0f} s)", flush=True)
         elif e["event"] == "step":
@@ -664,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {e['onnx']} (sha256 {e['sha256']})\nvalidation: {e['validation']}\ntest: {e['test']}\n"
                   f"confusion (test): {e['confusion']}", flush=True)
 
+    emit = event_printer(args.jsonl, human)
     try:
         names, labs, sigs = load_cinc(args.data, emit, cache=not args.no_cache)
         if args.limit:
@@ -676,10 +655,7 @@ def main(argv: list[str] | None = None) -> int:
                      stop_after=args.max_epochs_run,
                      records=names, data_description=desc)
     except DatasetError as e:
-        if args.jsonl:
-            print(json.dumps({"event": "error", "message": str(e)}), flush=True)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return report_error(e, args.jsonl)
     return 0
 
 

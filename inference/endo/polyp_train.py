@@ -18,11 +18,8 @@ JSON event per line.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -30,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from ..metrics import dice_iou
+from ..training import cache_dir as _cache_dir, event_printer, onnx_session, print_fields, seed_everything
 from .polyp_data import PolypDataError, build_cache, merge_near_duplicates, scan, split_groups
 
 NAME = "polyp_unet"
@@ -38,9 +36,7 @@ STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def cache_dir() -> Path:
-    d = Path(os.environ.get("LIGHTBOX_POLYP_CACHE") or Path(tempfile.gettempdir()) / "lightbox-polyp-cache")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    return _cache_dir("LIGHTBOX_POLYP_CACHE", "lightbox-polyp-cache")
 
 
 def load_cache(path: Path, seed: int) -> dict:
@@ -116,9 +112,7 @@ def train(data: dict, out_dir: str | Path, name: str = NAME, *, size: int = 160,
     emit = emit or (lambda e: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    rng = np.random.RandomState(seed)
+    rng = seed_everything(seed, threads)
     t_start = time.time()
     split, source = data["split"], data["source"]
     pos_tr = np.flatnonzero((split == "train") & (source != "normal"))
@@ -210,11 +204,7 @@ def train(data: dict, out_dir: str | Path, name: str = NAME, *, size: int = 160,
     net.eval()
     onnx_path = export_onnx(net, out_dir / f"{name}.onnx", size)
     # torch vs ONNX on validation frames
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    sess = onnx_session(onnx_path, threads)
     chk = va_x[:8]
     with torch.inference_mode():
         tl = net(torch.from_numpy(chk)).numpy()
@@ -255,11 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jsonl", action="store_true", help="one JSON event per line")
     a = ap.parse_args(argv)
 
-    def emit(e: dict) -> None:
-        if a.jsonl:
-            print(json.dumps(e), flush=True)
-        else:
-            print(" ".join(f"{k}={v}" for k, v in e.items()), flush=True)
+    emit = event_printer(a.jsonl, print_fields)
 
     try:
         items, notes = scan(a.data_dir)

@@ -16,10 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import os
-import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,15 +27,17 @@ from inference.atomic import atomic_path
 from inference.pcg.dataset import DatasetError, Item, classes_of, scan, split
 from inference.pcg.features import FeatureSpec, fit_length, recording_logmel, standardise, windows
 from inference.pcg.metrics import evaluate
+from inference.training import (cache_dir, embed_onnx_metadata, event_printer, file_facts, max_abs_diff,
+                                onnx_session, pct as _pct, report_error, seed_everything, state_snapshot,
+                                write_card)
+from inference.training import read_onnx_metadata as _read_onnx_metadata
 
 ONNX_META_KEY = "lightbox.pcg"
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "pcg"
 
 
 def _cache_dir() -> Path:
-    d = Path(os.environ.get("LIGHTBOX_PCG_CACHE") or Path(tempfile.gettempdir()) / "lightbox-pcg-cache")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    return cache_dir("LIGHTBOX_PCG_CACHE", "lightbox-pcg-cache")
 
 
 def load_features(items: list[Item], spec: FeatureSpec, emit: Callable[[dict], None],
@@ -135,9 +133,7 @@ def train(items: list[Item], out_dir: str | Path, name: str = "heart_sound_cnn",
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    rng = np.random.RandomState(seed)
+    rng = seed_everything(seed, threads)
 
     classes = classes_of(items)
     parts = split(items, seed=seed, val=val_frac, test=test_frac)
@@ -214,7 +210,7 @@ def train(items: list[Item], out_dir: str | Path, name: str = "heart_sound_cnn",
         score = vm["balanced_accuracy"] - 1e-3 * va_loss  # tie-break equal accuracies by loss
         if score > best:
             best, best_epoch, stale = score, ep, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            best_state = state_snapshot(net)
         else:
             stale += 1
         row["best_epoch"] = best_epoch
@@ -229,11 +225,7 @@ def train(items: list[Item], out_dir: str | Path, name: str = "heart_sound_cnn",
     onnx_path = out_dir / f"{name}.onnx"
     export_onnx(net, onnx_path, spec.n_mels, spec.window_frames)
     # evaluate the exported file itself (what ships), on validation and the held-out test split
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    sess = onnx_session(onnx_path, threads)
 
     def onnx_probs(idx):
         x, owner = _record_windows(feats, idx, spec)
@@ -241,7 +233,7 @@ def train(items: list[Item], out_dir: str | Path, name: str = "heart_sound_cnn",
         return _record_probs(wp, owner, len(idx))
 
     check_x, _ = _record_windows(feats, va_idx[:4], spec)
-    diff = float(np.max(np.abs(predict(check_x) - sess.run(None, {"logmel": check_x})[0])))
+    diff = max_abs_diff(predict, sess, "logmel", check_x)
     val_p = onnx_probs(va_idx)
     test_p = onnx_probs(te_idx) if len(te_idx) else None
     val_m = evaluate(labels[va_idx], val_p.argmax(1), classes)
@@ -270,11 +262,9 @@ def train(items: list[Item], out_dir: str | Path, name: str = "heart_sound_cnn",
     }
     _embed_metadata(onnx_path, {k: meta[k] for k in ("name", "classes", "preprocessing", "aggregation")}
                     | {"test": _short_metrics(test_m), "validation": _short_metrics(val_m)})
-    meta["onnx_sha256"] = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-    meta["onnx_bytes"] = onnx_path.stat().st_size
+    meta.update(file_facts(onnx_path))
     meta["history"] = history
-    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=2))
-    (out_dir / f"{name}.md").write_text(model_card(meta))
+    write_card(out_dir, name, meta, model_card(meta))
     emit({"event": "done", "onnx": str(onnx_path), "sha256": meta["onnx_sha256"],
           "validation": _short_metrics(val_m), "test": _short_metrics(test_m), "confusion": (test_m or val_m)["confusion"],
           "per_class": (test_m or val_m)["per_class"], "classes": classes, "seconds": meta["training"]["seconds"]})
@@ -296,29 +286,12 @@ def _short_metrics(m):
 
 
 def _embed_metadata(path: Path, meta: dict) -> None:
-    import onnx
-
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    p = model.metadata_props.add()
-    p.key, p.value = ONNX_META_KEY, json.dumps(meta)
-    model.producer_name = "lightbox pcg-train"
-    onnx.save(model, str(path))
+    embed_onnx_metadata(path, ONNX_META_KEY, meta, producer="lightbox pcg-train")
 
 
 def read_onnx_metadata(path: str | Path) -> dict | None:
     """The preprocessing spec / classes a ``pcg-train`` ONNX file carries, or None."""
-    import onnx
-
-    m = onnx.load(str(path), load_external_data=False)
-    for p in m.metadata_props:
-        if p.key == ONNX_META_KEY:
-            return json.loads(p.value)
-    return None
-
-
-def _pct(x):
-    return "–" if x is None else f"{100 * x:.1f} %"
+    return _read_onnx_metadata(path, ONNX_META_KEY)
 
 
 def model_card(meta: dict) -> str:
@@ -437,10 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jsonl", action="store_true", help="print JSON events, one per line")
     args = p.parse_args(argv)
 
-    def emit(e: dict) -> None:
-        if args.jsonl:
-            print(json.dumps(e), flush=True)
-        elif e["event"] == "epoch":
+    def human(e: dict) -> None:
+        if e["event"] == "epoch":
             print(f"epoch {e['epoch']:3d}  loss {e['train_loss']:.3f}  acc {e['train_acc']:.3f}  |  val loss "
                   f"{e['val_loss']:.3f}  acc {e['val_acc']:.3f}  bal.acc {e['val_balanced_acc']:.3f}  "
                   f"(best {e['best_epoch']}, {e['seconds']:.0f} s)", flush=True)
@@ -452,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {e['onnx']} (sha256 {e['sha256']})\nvalidation: {e['validation']}\ntest: {e['test']}",
                   flush=True)
 
+    emit = event_printer(args.jsonl, human)
     try:
         items = scan(args.data)
         spec = FeatureSpec() if args.window_s is None else FeatureSpec(window_s=args.window_s)
@@ -460,10 +432,7 @@ def main(argv: list[str] | None = None) -> int:
               windows_per_record=args.windows_per_record, width=args.width, batch=args.batch, threads=args.threads,
               val_frac=args.val, test_frac=args.test, emit=emit, cache=not args.no_cache, data_description=desc)
     except DatasetError as e:
-        if args.jsonl:
-            print(json.dumps({"event": "error", "message": str(e)}), flush=True)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return report_error(e, args.jsonl)
     return 0
 
 

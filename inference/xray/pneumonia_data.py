@@ -126,15 +126,9 @@ def resize_square(grey8: np.ndarray, size: int) -> np.ndarray:
 
 
 def cache_dir() -> Path:
-    d = Path(os.environ.get("LIGHTBOX_XRAY_CACHE") or "/work/cache/xray")
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        import tempfile
+    from ..training import cache_dir as shared
 
-        d = Path(tempfile.gettempdir()) / "lightbox-xray-cache"
-        d.mkdir(parents=True, exist_ok=True)
-    return d
+    return shared("LIGHTBOX_XRAY_CACHE", "lightbox-xray-cache", default="/work/cache/xray")
 
 
 def load_images(items: list[Item], size: int, emit: Callable[[dict], None] | None = None,

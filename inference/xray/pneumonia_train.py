@@ -36,6 +36,8 @@ from typing import Callable
 import numpy as np
 
 from ..metrics import roc_auc, youden_threshold
+from ..training import embed_onnx_metadata, event_printer, pct as _pct, print_fields, seed_everything, state_snapshot
+from ..training import write_card as _write_card
 from . import pneumonia_data as pdata
 
 ONNX_META_KEY = "lightbox.xray_pneumonia"
@@ -209,9 +211,7 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    rng = np.random.RandomState(seed)
+    rng = seed_everything(seed, threads)
 
     if items is None:
         items, classes = pdata.scan(data_dir)
@@ -285,7 +285,7 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
         emit({"event": "epoch", **row})
         if auc >= best_auc:  # ties: the later epoch (settled batch-norm statistics)
             best_auc, best_epoch, bad = auc, ep, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            best_state = state_snapshot(net)
             torch.save(best_state, ckpt)
         else:
             bad += 1
@@ -367,7 +367,6 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
 
 
 def export_onnx(net, spec: dict, mu, prec, path: Path, check: np.ndarray) -> dict:
-    import onnx
     import torch
 
     wrapper = export_wrapper(net, spec["platt"], mu, prec)
@@ -377,11 +376,7 @@ def export_onnx(net, spec: dict, mu, prec, path: Path, check: np.ndarray) -> dic
                       output_names=["prob", "cam", "features", "ood"], opset_version=17,
                       dynamic_axes={"image": {0: "n"}, "prob": {0: "n"}, "cam": {0: "n"},
                                     "features": {0: "n"}, "ood": {0: "n"}}, dynamo=False)
-    m = onnx.load(str(tmp))
-    del m.metadata_props[:]
-    meta = m.metadata_props.add()
-    meta.key, meta.value = ONNX_META_KEY, json.dumps(spec)
-    onnx.save(m, str(tmp))
+    embed_onnx_metadata(tmp, ONNX_META_KEY, spec)
     tmp.replace(path)
     import onnxruntime as ort
 
@@ -474,15 +469,8 @@ def evaluate_card(preds: dict, thr: float) -> dict:
 
 
 # -- model card -----------------------------------------------------------------------------------------
-def _pct(v):
-    return "–" if v is None else f"{100 * v:.1f} %"
-
-
 def write_card(card: dict, out_dir: Path) -> None:
-    out_dir = Path(out_dir)
-    name = card["name"]
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=1, default=float) + "\n")
-    (out_dir / f"{name}.md").write_text(card_markdown(card))
+    _write_card(out_dir, card["name"], card, card_markdown(card), indent=1, default=float, end="\n")
 
 
 def card_markdown(c: dict) -> str:
@@ -663,12 +651,12 @@ def main(argv: list[str] | None = None) -> int:
                                                                           "specificity")}, default=float))
         return 0
 
-    def emit(e):
-        if a.jsonl:
-            print(json.dumps(e, default=float), flush=True)
-        elif e["event"] in ("split", "start", "epoch", "trained", "exported", "done") or (
+    def human(e):
+        if e["event"] in ("split", "start", "epoch", "trained", "exported", "done") or (
                 e["event"] == "images" and e["done"] in (e["total"],)):
-            print(" ".join(f"{k}={v}" for k, v in e.items()), flush=True)
+            print_fields(e)
+
+    emit = event_printer(a.jsonl, human, default=float)
 
     try:
         hist = None
