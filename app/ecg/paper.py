@@ -15,7 +15,10 @@ from inference.ecg import ecg2af as E
 LEADS = E.LEADS
 SPEEDS = (12.5, 25.0, 50.0)  # mm/s
 GAINS = (5.0, 10.0, 20.0)  # mm/mV
-LAYOUTS = ("3x4 + II", "12x1", "6x2")
+STRIPS = "Rhythm strips"
+LAYOUTS = ("3x4 + II", "12x1", "6x2", STRIPS)
+FEW_LEADS = 6  # fewer leads than this open as rhythm strips (AliveCor, 2-lead Holter)
+BLOCK_GAP_MM = 5.0  # gap above each later 10-s block of the rhythm strips (room for its rhythm band)
 PAPER = "#fffaf5"
 MINOR = "#f4c7c3"
 MAJOR = "#e0837a"
@@ -65,11 +68,50 @@ def display_filter(sig: np.ndarray, fs: float, baseline: bool, mains_hz: float |
     return out
 
 
-def layout_panels(layout: str, gain: float, speed: float, t0: float, rhythm_lead: str = "II"):
+def strip_blocks(n_leads: int) -> int:
+    """Consecutive 10-s blocks per rhythm-strip page: 3 (30 s) for one lead, 2 for two, else 1."""
+    return max(1, min(3, 4 // max(1, n_leads)))
+
+
+def page_seconds(layout: str, n_leads: int) -> float:
+    """Seconds of recording one page of ``layout`` shows."""
+    return WINDOW_S * (strip_blocks(n_leads) if layout == STRIPS else 1)
+
+
+def strip_panels(leads, gain: float, speed: float, t0: float):
+    """Rhythm strips: only the leads the recording has, each a full-width 10-s row; a page is
+    ``strip_blocks`` consecutive 10-s blocks, every lead of a block stacked at the same time, a gap
+    above each later block for its rhythm band. Returns panels, (width, height, baselines) and the
+    blocks as (t_start, t_end, y_top_mm)."""
+    pitch = 3.0 * gain + 10.0
+    left = left_margin(speed)
+    leads = list(leads) or ["I"]
+    nb = strip_blocks(len(leads))
+    height = nb * len(leads) * pitch + (nb - 1) * BLOCK_GAP_MM
+    panels, baselines, blocks = [], [], []
+    y_top = height
+    for b in range(nb):
+        if b:
+            y_top -= BLOCK_GAP_MM
+        ts = t0 + b * WINDOW_S
+        blocks.append((ts, ts + WINDOW_S, y_top))
+        for r, lead in enumerate(leads):
+            y = y_top - (r + 0.5) * pitch
+            baselines.append(y)
+            panels.append((lead, ts, ts + WINDOW_S, left, y, 0))
+        y_top -= len(leads) * pitch
+    return panels, (left + WINDOW_S * speed + 2, height, baselines), blocks
+
+
+def layout_panels(layout: str, gain: float, speed: float, t0: float, rhythm_lead: str = "II", leads=None):
     """Panels as (lead, t_start, t_end, x0_mm, baseline_y_mm, column), plus (width_mm, height_mm, row_baselines).
 
     The calibration pulse sits left of every row, so the traces start after it at any paper speed.
+    ``leads`` (the leads the recording has) is used by the rhythm-strip layout only.
     """
+    if layout == STRIPS:
+        panels, geo, _ = strip_panels(leads if leads is not None else LEADS, gain, speed, t0)
+        return panels, geo
     pitch = 3.0 * gain + 10.0  # row height in mm: room for ±1.5 mV at any gain
     left = left_margin(speed)
     panels = []

@@ -62,19 +62,27 @@ class PaperBand:
 
     def draw(self, windows: list[dict], t0: float, t1: float, left_mm: float, speed: float, y0: float,
              title: str) -> None:
+        self.draw_rows(windows, [(t0, t1, y0)], left_mm, speed, title)
+
+    def draw_rows(self, windows: list[dict], rows, left_mm: float, speed: float, title: str) -> None:
+        """One band per paper row block: ``rows`` as (t_start, t_end, y0_mm); the title over the first."""
         self.clear()
-        segs = band_segments(windows, t0, t1)
+        segs, x0, x1, ys = [], [], [], []
+        for t0, t1, y0 in rows:
+            for seg in band_segments(windows, t0, t1):
+                segs.append(seg)
+                x0.append(left_mm + (seg[0] - t0) * speed)
+                x1.append(left_mm + (seg[1] - t0) * speed)
+                ys.append(y0)
         if not segs:
             return
-        x0 = [left_mm + (a - t0) * speed for a, _, _, _ in segs]
-        x1 = [left_mm + (b - t0) * speed for _, b, _, _ in segs]
-        self.bars.setOpts(x0=x0, x1=x1, y0=[y0] * len(segs), y1=[y0 + BAND_MM - 1.0] * len(segs),
+        self.bars.setOpts(x0=x0, x1=x1, y0=ys, y1=[y + BAND_MM - 1.0 for y in ys],
                           brushes=[colour(lab, 210) for _, _, lab, _ in segs])
         self.bars.show()
         font = QFont()
         font.setPointSize(8)
         font.setBold(True)
-        for a, b, (s0, s1, lab, p) in zip(x0, x1, segs):
+        for a, b, y0, (s0, s1, lab, p) in zip(x0, x1, ys, segs):
             if b - a < 12:  # too narrow for a label at any zoom
                 continue
             t = pg.TextItem(f"{SHORT.get(lab, lab)} {100 * p:.0f}%", color="#ffffff", anchor=(0, 0.5))
@@ -84,7 +92,7 @@ class PaperBand:
             self.pi.addItem(t)
             self.texts.append(t)
         t = pg.TextItem(title, color="#555555", anchor=(0, 1))
-        t.setPos(left_mm, y0 + BAND_MM + 0.2)
+        t.setPos(left_mm, rows[0][2] + BAND_MM + 0.2)
         self.pi.addItem(t)
         self.texts.append(t)
 

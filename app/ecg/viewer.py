@@ -23,9 +23,9 @@ from app.widgets.viewer_base import ViewerBase
 from app.widgets.flow import FlowLayout
 from inference.results import Result
 from inference.study import Study
-from app.ecg.paper import (CAL_W_S, CALIPER, GAINS, LAYOUTS, LEADS, MAJOR, MINOR, MISSING, PEAK, SPEEDS, TRACE,
-                           WINDOW_S, _PaperView, caliper_readout, display_filter, layout_panels, left_margin,
-                           screen_px_per_mm)
+from app.ecg.paper import (CAL_W_S, CALIPER, FEW_LEADS, GAINS, LAYOUTS, LEADS, MAJOR, MINOR, MISSING, PEAK,
+                           SPEEDS, STRIPS, TRACE, WINDOW_S, _PaperView, caliper_readout, display_filter,
+                           layout_panels, left_margin, page_seconds, screen_px_per_mm, strip_panels)
 from app.ecg.results import EcgResultWidget
 from app.ecg.rhythm_band import BAND_MM, PaperBand, RhythmOverview
 
@@ -39,6 +39,7 @@ class EcgViewer(ViewerBase):
     def __init__(self, ctx, parent: QWidget | None = None):
         super().__init__(ctx, parent)
         self.speed, self.gain, self.layout_name = 25.0, 10.0, LAYOUTS[0]
+        self._pref_layout = LAYOUTS[0]  # the layout a recording with enough leads opens in (the user's last pick)
         self.baseline_filter, self.mains_hz, self.lowpass_hz = False, None, None
         self.t0 = 0.0
         self.measure: dict | None = None  # neurokit2 R peaks, HR (display)
@@ -46,6 +47,7 @@ class EcgViewer(ViewerBase):
         self._rhythm_asked: set[int] = set()
         self._disp: np.ndarray | None = None
         self._disp_key = None
+        self._present = None
         self._labels: list[pg.TextItem] = []
         self._geometry = (left_margin(25.0) + WINDOW_S * 25 + 2, 160.0, [])
         self._build()
@@ -122,7 +124,7 @@ class EcgViewer(ViewerBase):
             ln.sigPositionChanged.connect(self._update_readout)
             pi.addItem(ln)
             ln.hide()
-        self.layout_box.currentIndexChanged.connect(lambda i: self.set_layout(LAYOUTS[i]))
+        self.layout_box.currentIndexChanged.connect(lambda i: self.set_layout(LAYOUTS[i], chosen=True))
         self.speed_box.currentIndexChanged.connect(lambda i: self.set_speed(SPEEDS[i]))
         self.gain_box.currentIndexChanged.connect(lambda i: self.set_gain(GAINS[i]))
         self.baseline_chk.toggled.connect(self._filters_changed)
@@ -140,7 +142,8 @@ class EcgViewer(ViewerBase):
                         ("F", self.fit), ("PgDown", lambda: self.page(+1)), ("PgUp", lambda: self.page(-1)),
                         ("+", lambda: self.zoom(1.25)), ("=", lambda: self.zoom(1.25)), ("-", lambda: self.zoom(0.8)),
                         ("Left", lambda: self.pan(-10, 0)), ("Right", lambda: self.pan(10, 0)),
-                        ("Up", lambda: self.pan(0, 10)), ("Down", lambda: self.pan(0, -10))):
+                        ("Up", lambda: self.pan(0, 10)), ("Down", lambda: self.pan(0, -10)),
+                        ("N", lambda: self.jump_af(+1)), ("Shift+N", lambda: self.jump_af(-1))):
             sc = QShortcut(QKeySequence(key), self)
             sc.setContext(Qt.WidgetWithChildrenShortcut)
             sc.activated.connect(fn)
@@ -168,11 +171,35 @@ class EcgViewer(ViewerBase):
         self._result_widget.show_result(None)
         self._result_widget.show_rhythm(None)
         self._fill_rhythm_leads()
+        self._default_layout()
         self._overview_trace()
         self.redraw()
         QTimer.singleShot(0, self.initial_view)
         self._start_measure()
         self._start_rhythm()
+
+    def present_leads(self) -> list[str]:
+        """Leads the recording has (not missing), in the standard order."""
+        if not self._has_signal():
+            return []
+        sig = self.study.data["signal_mv"]
+        if self._present is None or self._present[0] is not sig:  # once per recording (hours long: not per redraw)
+            self._present = (sig, [ld for i, ld in enumerate(LEADS) if np.isfinite(sig[i]).any()])
+        return list(self._present[1])
+
+    @property
+    def page_s(self) -> float:
+        """Seconds of recording on one page (30 s for a one-lead rhythm-strip page)."""
+        return page_seconds(self.layout_name, len(self.present_leads()))
+
+    def _default_layout(self) -> None:
+        """Rhythm strips for a recording with few leads (no panels of missing leads); else the last
+        layout picked for a full ECG (3x4 + II to begin with)."""
+        name = STRIPS if self._has_signal() and len(self.present_leads()) < FEW_LEADS else self._pref_layout
+        self.layout_name = name
+        self.layout_box.blockSignals(True)
+        self.layout_box.setCurrentIndex(LAYOUTS.index(name))
+        self.layout_box.blockSignals(False)
 
     def initial_view(self) -> None:
         """True scale when the whole 10 s page fits the width of the view, else the page width (stated)."""
@@ -292,16 +319,62 @@ class EcgViewer(ViewerBase):
         if not self._has_signal():
             return
         dur = self.study.data["signal_mv"].shape[1] / self.study.data["fs"]
-        self.t0 = float(min(max(0.0, np.floor(t / WINDOW_S) * WINDOW_S), max(0.0, dur - WINDOW_S)))
+        ps = self.page_s
+        self.t0 = float(min(max(0.0, np.floor(t / ps) * ps), max(0.0, dur - ps)))
         self.redraw()
+
+    def af_episodes(self) -> list[tuple[float, float]]:
+        """(start, end) in seconds of each run of consecutive AF windows of the rhythm band."""
+        wins = (self.rhythm.outputs.get("_windows") or []) if self.rhythm else []
+        eps: list[list[float]] = []
+        for w in sorted(wins, key=lambda w: float(w["start_s"])):
+            if w.get("label") != "af":
+                continue
+            a, b = float(w["start_s"]), float(w["end_s"])
+            if eps and a <= eps[-1][1] + 1e-6:
+                eps[-1][1] = max(eps[-1][1], b)
+            else:
+                eps.append([a, b])
+        return [(a, b) for a, b in eps]
+
+    def jump_af(self, step: int) -> bool:
+        """Show the next (step > 0) or previous AF episode: its onset on the page's first row (the
+        10-s row it falls in). A status message when there is none that way."""
+        if not self._has_signal():
+            return False
+        eps = self.af_episodes()
+        if not self.rhythm or not (self.rhythm.outputs.get("_windows") or []):
+            self.status_message.emit("No rhythm band yet: AF episodes can be jumped to once the rhythm model has run.")
+            return False
+        dur = self.study.data["signal_mv"].shape[1] / self.study.data["fs"]
+        last = max(0.0, dur - self.page_s)
+        starts = [min(max(0.0, np.floor(a / WINDOW_S) * WINDOW_S), last) for a, _ in eps]
+        if step > 0:
+            ahead = [t for t in starts if t > self.t0 + 1e-6]
+            target = ahead[0] if ahead else None
+        else:
+            behind = [t for t in starts if t < self.t0 - 1e-6]
+            target = behind[-1] if behind else None
+        if target is None:
+            self.status_message.emit(("No AF episode in this recording." if not eps else
+                                      f"No {'later' if step > 0 else 'earlier'} AF episode "
+                                      f"({len(eps)} in this recording)."))
+            return False
+        self.t0 = float(target)
+        self.redraw()
+        k = starts.index(target) + 1
+        self.status_message.emit(f"AF episode {k} of {len(eps)}: page from {int(target // 60)}:{int(target % 60):02d}")
+        return True
 
     def _set_measure(self, m: dict) -> None:
         self.measure = m
         self.redraw()
 
     # -- controls ------------------------------------------------------------------------------------
-    def set_layout(self, name: str) -> None:
+    def set_layout(self, name: str, chosen: bool = False) -> None:
         self.layout_name = name
+        if chosen and len(self.present_leads()) >= FEW_LEADS:
+            self._pref_layout = name
         self.layout_box.blockSignals(True)
         self.layout_box.setCurrentIndex(LAYOUTS.index(name))
         self.layout_box.blockSignals(False)
@@ -309,7 +382,7 @@ class EcgViewer(ViewerBase):
         self.true_scale()
 
     def _cycle_layout(self) -> None:
-        self.set_layout(LAYOUTS[(LAYOUTS.index(self.layout_name) + 1) % len(LAYOUTS)])
+        self.set_layout(LAYOUTS[(LAYOUTS.index(self.layout_name) + 1) % len(LAYOUTS)], chosen=True)
 
     def set_speed(self, speed: float) -> None:
         self.speed = float(speed)
@@ -342,8 +415,9 @@ class EcgViewer(ViewerBase):
         if not self._has_signal():
             return
         dur = self.study.data["signal_mv"].shape[1] / self.study.data["fs"]
-        last = max(0.0, dur - WINDOW_S)
-        self.t0 = float(min(max(0.0, self.t0 + step * WINDOW_S), last))
+        ps = self.page_s
+        last = max(0.0, dur - ps)
+        self.t0 = float(min(max(0.0, self.t0 + step * ps), last))
         self.redraw()
 
     def set_calipers(self, on: bool) -> None:
@@ -367,7 +441,7 @@ class EcgViewer(ViewerBase):
     def _update_readout(self, *_):
         if not self.caliper_btn.isChecked():
             self.readout.setText("Mouse: drag to pan, wheel to zoom · keys: arrows, +/−, 0 true scale, F fit, "
-                                 "L layout, C calipers, PgUp/PgDn 10 s")
+                                 "L layout, C calipers, PgUp/PgDn page, N / Shift+N next / previous AF episode")
             return
         v = self.caliper_values()
         self.readout.setText(f"<b>Calipers</b>  Δt {v['dt_ms']:.0f} ms  ·  {v['rate_bpm']:.0f} bpm  ·  "
@@ -423,7 +497,7 @@ class EcgViewer(ViewerBase):
         off = int(max(0.0, self.t0 - 5.0) * fs) if long else 0
         key = (id(self.study), self.baseline_filter, self.mains_hz, self.lowpass_hz, off if long else None)
         if self._disp is None or self._disp_key != key:
-            part = sig[:, off:off + int((WINDOW_S + 10.0) * fs)] if long else sig
+            part = sig[:, off:off + int((self.page_s + 10.0) * fs)] if long else sig
             if filtered:
                 part = display_filter(part, fs, self.baseline_filter, self.mains_hz, self.lowpass_hz)
             self._disp, self._disp_key = np.asarray(part, dtype=np.float64), key
@@ -457,18 +531,26 @@ class EcgViewer(ViewerBase):
         sig, off = self._display_signal()
         n = self.study.data["signal_mv"].shape[1]
         self.prev_btn.setEnabled(self.t0 > 0)
-        self.next_btn.setEnabled(self.t0 + WINDOW_S < n / fs - 1e-6)
-        self.overview.set_page(self.t0, min(self.t0 + WINDOW_S, n / fs))
+        ps = self.page_s
+        self.next_btn.setEnabled(self.t0 + ps < n / fs - 1e-6)
+        self.prev_btn.setText(f"◀ {ps:g} s")
+        self.next_btn.setText(f"{ps:g} s ▶")
+        self.overview.set_page(self.t0, min(self.t0 + ps, n / fs))
         rhythm = (self.measure or {}).get("lead") or "II"
-        panels, geo = layout_panels(self.layout_name, self.gain, self.speed, self.t0, rhythm)
+        if self.layout_name == STRIPS:
+            panels, geo, blocks = strip_panels(self.present_leads(), self.gain, self.speed, self.t0)
+        else:
+            panels, geo = layout_panels(self.layout_name, self.gain, self.speed, self.t0, rhythm)
+            blocks = [(self.t0, self.t0 + WINDOW_S, geo[1])]
         width, height, baselines = geo
         wins = (self.rhythm.outputs.get("_windows") or []) if self.rhythm else []
-        if wins:  # the rhythm band sits above the top row: the page grows by its height
+        if wins:  # the rhythm band sits above the top row (and each later strip block): the page grows by its height
             geo = (width, height + BAND_MM, baselines)
             o = self.rhythm.outputs
-            self.band.draw(wins, self.t0, self.t0 + WINDOW_S, left_margin(self.speed), self.speed, height + 0.5,
-                           f"Rhythm, lead {o.get('lead')} (Lightbox model, NOT A CLINICAL RESULT): "
-                           f"{o.get('rhythm_label')} {100 * (o.get('probability') or 0):.0f} %")
+            rows = [(a, b, y + (0.5 if i == 0 else 0.0)) for i, (a, b, y) in enumerate(blocks)]
+            self.band.draw_rows(wins, rows, left_margin(self.speed), self.speed,
+                                f"Rhythm, lead {o.get('lead')} (Lightbox model, NOT A CLINICAL RESULT): "
+                                f"{o.get('rhythm_label')} {100 * (o.get('probability') or 0):.0f} %")
         else:
             self.band.clear()
         self._geometry = geo
@@ -481,7 +563,8 @@ class EcgViewer(ViewerBase):
         for lead, ts, te, x0, yb, col in panels:
             i = LEADS.index(lead)
             a, b = int(round(ts * fs)), min(n, int(round(te * fs)))
-            label = pg.TextItem(lead, color=TRACE, anchor=(0, 0))
+            text = f"{lead}   {int(ts // 60)}:{ts % 60:04.1f}" if self.layout_name == STRIPS else lead
+            label = pg.TextItem(text, color=TRACE, anchor=(0, 0))
             label.setFont(font)
             label.setPos(x0 + 0.5,
                          yb + 0.5 * (3.0 * self.gain + 10.0) - 1.0)
@@ -527,11 +610,18 @@ class EcgViewer(ViewerBase):
         m = self.measure
         if m and self.peaks_chk.isChecked() and m.get("r_peaks"):
             target = [p for p in panels if p[0] == rhythm]
-            lead, ts, te, x0, yb, _ = target[-1]
-            pk = np.asarray(m["r_peaks"], dtype=float) / fs
-            pk = pk[(pk >= ts) & (pk < te)]
-            top = yb + 0.5 * (3.0 * self.gain + 10.0) - 2.5
-            self.peaks.setData(x0 + (pk - ts) * self.speed, np.full(pk.size, top))
+            if self.layout_name != STRIPS:
+                target = target[-1:]
+            px, py = [], []
+            all_pk = np.asarray(m["r_peaks"], dtype=float) / fs
+            for lead, ts, te, x0, yb, _ in target:  # every 10-s row of the lead on a rhythm-strip page
+                pk = all_pk[(all_pk >= ts) & (all_pk < te)]
+                px.append(x0 + (pk - ts) * self.speed)
+                py.append(np.full(pk.size, yb + 0.5 * (3.0 * self.gain + 10.0) - 2.5))
+            if px:
+                self.peaks.setData(np.concatenate(px), np.concatenate(py))
+            else:
+                self.peaks.setData([], [])
         else:
             self.peaks.setData([], [])
         self._update_info()
@@ -544,7 +634,7 @@ class EcgViewer(ViewerBase):
         md = s.metadata
         dur = md.get("duration_s", 0)
         parts = [f"<b>{s.name}</b>", f"{md.get('format', '')}", f"{md.get('fs', 0):g} Hz",
-                 f"{dur:.1f} s" + (f" (showing {self.t0:.0f}–{min(dur, self.t0 + WINDOW_S):.0f} s)" if dur > WINDOW_S
+                 f"{dur:.1f} s" + (f" (showing {self.t0:.0f}–{min(dur, self.t0 + self.page_s):.0f} s)" if dur > self.page_s
                                    else ""),
                  f"{self.speed:g} mm/s, {self.gain:g} mm/mV"]
         if getattr(self, "_scale_text", ""):
@@ -567,7 +657,10 @@ class EcgViewer(ViewerBase):
                          f"(lead {o.get('lead')}, Lightbox model, <span style='color:#e5534b'>NOT A CLINICAL "
                          f"RESULT</span>)")
         text = "  ·  ".join(parts)
-        if md.get("missing_leads"):
+        present = self.present_leads()
+        if md.get("missing_leads") and len(present) < FEW_LEADS:  # a 1- or 2-lead recorder: nothing is amiss
+            text += f"  ·  {len(present)}-lead recording: {', '.join(present)}"
+        elif md.get("missing_leads"):
             text += f"  ·  <span style='color:#e5534b'>missing: {', '.join(md['missing_leads'])}</span>"
         notes = [n for n in s.notes if "Missing lead" not in n]
         if notes:
