@@ -279,3 +279,114 @@ def test_viewer_pages_through_long_real_record(qtbot, store):
     qtbot.waitUntil(lambda: v.measure is not None, timeout=30000)
     assert 80 < v.measure["heart_rate_bpm"] < 84
     ctx.jobs.wait(10000)
+
+
+# -- rhythm strips: recordings with few leads ---------------------------------------------------------
+def test_rhythm_strip_geometry():
+    from app.ecg.paper import STRIPS, layout_panels, page_seconds, strip_panels
+
+    panels, (w, h, rows), blocks = strip_panels(["I"], gain=10, speed=25, t0=20.0)
+    assert [p[0] for p in panels] == ["I"] * 3 and len(rows) == 3  # 30 s of one lead: three 10-s rows
+    assert [(p[1], p[2]) for p in panels] == [(20.0, 30.0), (30.0, 40.0), (40.0, 50.0)]
+    assert [b[:2] for b in blocks] == [(20.0, 30.0), (30.0, 40.0), (40.0, 50.0)]
+    assert all(p[3] == panels[0][3] for p in panels)  # full width, same start
+    panels, _, blocks = strip_panels(["II", "V1"], gain=10, speed=25, t0=0.0)
+    assert [p[0] for p in panels] == ["II", "V1", "II", "V1"] and len(blocks) == 2
+    assert page_seconds(STRIPS, 1) == 30 and page_seconds(STRIPS, 2) == 20 and page_seconds(STRIPS, 12) == 10
+    assert page_seconds("3x4 + II", 1) == 10
+    panels, _ = layout_panels(STRIPS, 10, 25, 0.0, leads=list(E.LEADS))
+    assert len(panels) == 12
+
+
+def _viewer(qtbot, store):
+    from app.context import AppContext
+    from app.jobs import Jobs
+    from app.ecg.viewer import EcgViewer
+    from inference.registry import Registry
+
+    ctx = AppContext(store, Registry(), Jobs())
+    v = EcgViewer(ctx)
+    qtbot.addWidget(v)
+    v.resize(1200, 800)
+    return v, ctx
+
+
+def _texts(v):
+    return [t.textItem.toPlainText() for t in v._labels]
+
+
+def test_one_lead_recording_opens_as_rhythm_strips(qtbot, tmp_path, store):
+    from inference.ecg.rhythm_synth import synth_lead
+
+    p = tmp_path / "alivecor.csv"
+    x = synth_lead(45, 300.0, seed=5)
+    p.write_text("# fs=300\nI\n" + "\n".join(f"{val:.4f}" for val in x) + "\n")
+    s = R.read(p)
+    v, ctx = _viewer(qtbot, store)
+    v.set_study(s, store.add_study(s))
+    assert v.layout_name == "Rhythm strips" and v.layout_box.currentText() == "Rhythm strips"
+    assert not any("missing" in t for t in _texts(v))
+    assert "missing:" not in v.info.text() and "1-lead recording: I" in v.info.text()
+    assert v.page_s == 30.0
+    _, y = v.traces.getData()
+    assert np.isfinite(y).sum() == 3 * 3000  # three 10-s rows of lead I at 300 Hz
+    assert "showing 0–30 s" in v.info.text()
+    v.page(+1)  # 45 s: the last page shows 15–45 s
+    assert v.t0 == pytest.approx(15.0) and not v.next_btn.isEnabled()
+    # speed, gain, calipers and the other layouts still work
+    v.set_speed(50.0)
+    v.set_gain(20.0)
+    assert v._geometry[0] > 500
+    v.caliper_btn.setChecked(True)
+    v.cal_x[0].setValue(10.0)
+    v.cal_x[1].setValue(60.0)
+    assert "1000 ms" in v.readout.text()
+    v.baseline_chk.setChecked(True)
+    assert np.isfinite(v.traces.getData()[1]).sum() == 3 * 3000
+    v.set_layout("3x4 + II")
+    assert "V1 missing" in _texts(v) and v.page_s == 10.0
+    qtbot.waitUntil(lambda: v.measure is not None, timeout=30000)
+    ctx.jobs.wait(10000)
+
+
+def test_two_lead_holter_opens_as_rhythm_strips(qtbot, tmp_path, store):
+    import wfdb
+
+    from inference.ecg.rhythm_synth import synth_episode
+
+    x = synth_episode(60, 360.0, 20, 40, seed=1, leads=2)
+    wfdb.wrsamp("mit", fs=360, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=x.T.astype(np.float64),
+                fmt=["16", "16"], adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(tmp_path))
+    s = R.read(tmp_path / "mit.hea")
+    v, ctx = _viewer(qtbot, store)
+    v.set_study(s, store.add_study(s))
+    assert v.layout_name == "Rhythm strips" and v.present_leads() == ["II", "V1"]
+    texts = _texts(v)
+    assert not any("missing" in t for t in texts)
+    assert sum(t.startswith("II ") for t in texts) == 2 and sum(t.startswith("V1 ") for t in texts) == 2
+    assert np.isfinite(v.traces.getData()[1]).sum() == 4 * 3600  # 2 leads × two 10-s rows at 360 Hz
+    qtbot.waitUntil(lambda: v.measure is not None, timeout=30000)
+    px, _ = v.peaks.getData()
+    assert len(px) > 20  # R peaks on both 10-s rows of the measured lead
+    ctx.jobs.wait(10000)
+
+
+def test_twelve_lead_stays_3x4_after_a_one_lead_recording(qtbot, tmp_path, demo_path, store):
+    from inference.ecg.rhythm_synth import synth_lead
+
+    v, ctx = _viewer(qtbot, store)
+    p = tmp_path / "one.csv"
+    p.write_text("# fs=300\nI\n" + "\n".join(f"{val:.4f}" for val in synth_lead(20, 300.0, seed=1)) + "\n")
+    s1 = R.read(p)
+    v.set_study(s1, store.add_study(s1))
+    assert v.layout_name == "Rhythm strips"
+    s = R.read(demo_path)
+    v.set_study(s, store.add_study(s))
+    assert v.layout_name == "3x4 + II" and v.page_s == 10.0
+    assert len([t for t in _texts(v) if t in E.LEADS]) == 13
+    v.set_layout("12x1", chosen=True)  # the user's pick sticks for the next full ECG, not for a one-lead one
+    v.set_study(s1, store.add_study(s1))
+    assert v.layout_name == "Rhythm strips"
+    v.set_study(s, store.add_study(s))
+    assert v.layout_name == "12x1"
+    ctx.jobs.wait(10000)

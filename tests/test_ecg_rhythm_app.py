@@ -41,10 +41,17 @@ def test_viewer_runs_rhythm_on_open_and_draws_the_band(main_window, qtbot, tmp_p
     assert v.overview.isVisibleTo(v) and v.band.bars.isVisible()
     assert "Rhythm:" in v.info.text() and "NOT A CLINICAL" in v.info.text()
     assert "NOT A CLINICAL RESULT" in v._result_widget.rhythm.text()
+    # a 2-lead Holter opens as rhythm strips: MLII and V1 over two consecutive 10-s blocks per page
+    assert v.layout_name == "Rhythm strips" and v.page_s == 20.0
+    # N jumps to the AF episode (600-900 s in the synthetic record), Shift+N back; none after it
+    assert v.af_episodes()
+    assert v.jump_af(+1) and 580.0 <= v.t0 <= 660.0
+    assert any(w["label"] == "af" and w["start_s"] < v.t0 + v.page_s and w["end_s"] > v.t0
+               for w in r.outputs["_windows"])
     v.go_to(905.0)  # page through the 30 min: the page holding 15:05
     assert v.t0 == pytest.approx(900.0)
     lo, hi = v.overview.page.getRegion()
-    assert lo == pytest.approx(900.0) and hi == pytest.approx(910.0)
+    assert lo == pytest.approx(900.0) and hi == pytest.approx(920.0)
     # the user picks lead V1: a new result on that lead
     i = v.rhythm_box.findData("V1")
     assert i > 0
@@ -95,3 +102,62 @@ def test_batch_csv_and_pdf_carry_the_rhythm(tmp_path, registry, store, rhythm_re
 
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
     assert "Rhythm — Lightbox model" in text and "NOT A CLINICAL RESULT" in text and "AF in" in text
+
+
+def _af_result(windows):
+    from inference.results import Result
+
+    wins = [{"start_s": a, "end_s": a + 30.0, "label": lab, "probabilities": {lab: 0.9}} for a, lab in windows]
+    return Result("ecg-rhythm", "", "numpy", "cpu", 0.0,
+                  {"lead": "II", "rhythm": "af", "rhythm_label": "Atrial fibrillation", "probability": 0.9,
+                   "windows": len(wins), "af_burden": 0.2, "_windows": wins}, clinical=False)
+
+
+def test_af_jump_keys_move_the_page_to_the_next_episode(qtbot, tmp_path, store):
+    """N / Shift+N on a long record with a band (two AF episodes; the band is given, no model needed)."""
+    from PySide6.QtCore import Qt
+
+    from app.context import AppContext
+    from app.jobs import Jobs
+    from app.ecg.viewer import EcgViewer
+    from inference.ecg import reader as R
+    from inference.registry import Registry
+
+    path = _holter(tmp_path, minutes=10)  # synthetic AF from 200 to 300 s
+    s = R.read(path)
+    ctx = AppContext(store, Registry(), Jobs())
+    v = EcgViewer(ctx)
+    qtbot.addWidget(v)
+    v.resize(1200, 800)
+    v.show()
+    v.set_study(s, store.add_study(s))
+    messages = []
+    v.status_message.connect(messages.append)
+    assert not v.jump_af(+1) and "No rhythm band" in messages[-1]
+    # 30-s windows: one AF episode 180-300 s (covering the synthetic one), a second at 480-540 s
+    labels = ["af" if 180 <= t < 300 or 480 <= t < 540 else "normal" for t in range(0, 600, 30)]
+    v._set_rhythm(_af_result([(30.0 * i, lab) for i, lab in enumerate(labels)]))
+    assert v.af_episodes() == [(180.0, 300.0), (480.0, 540.0)]
+    assert v.layout_name == "Rhythm strips" and v.band.bars.isVisible()
+    v.activateWindow()
+    qtbot.waitUntil(v.isActiveWindow, timeout=5000)
+    v.view.setFocus()
+    qtbot.keyClick(v.view, Qt.Key_N)
+    assert v.t0 == pytest.approx(180.0) and "AF episode 1 of 2" in messages[-1]
+    assert "showing 180–200 s" in v.info.text()
+    x0, x1 = v.overview.page.getRegion()
+    assert (x0, x1) == (pytest.approx(180.0), pytest.approx(200.0))
+    qtbot.keyClick(v.view, Qt.Key_N)
+    assert v.t0 == pytest.approx(480.0) and "AF episode 2 of 2" in messages[-1]
+    qtbot.keyClick(v.view, Qt.Key_N)
+    assert v.t0 == pytest.approx(480.0) and "No later AF episode" in messages[-1]
+    qtbot.keyClick(v.view, Qt.Key_N, Qt.ShiftModifier)
+    assert v.t0 == pytest.approx(180.0)
+    qtbot.keyClick(v.view, Qt.Key_N, Qt.ShiftModifier)
+    assert v.t0 == pytest.approx(180.0) and "No earlier AF episode" in messages[-1]
+    v.set_layout("3x4 + II")  # the jump works on any layout
+    v.t0 = 0.0
+    assert v.jump_af(+1) and v.t0 == pytest.approx(180.0)
+    v._set_rhythm(_af_result([(30.0 * i, "normal") for i in range(20)]))
+    assert not v.jump_af(+1) and "No AF episode in this recording" in messages[-1]
+    ctx.jobs.wait(10000)
