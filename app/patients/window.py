@@ -21,6 +21,7 @@ class PatientsWindowMixin:
     # -- construction -------------------------------------------------------------------------------
     def _make_study_list(self) -> StudyBrowser:
         b = StudyBrowser(self.ctx.store)
+        b.blind = self.blind_map  # teaching loops in blinded practice: neutral labels, not file names
         b.setMinimumWidth(220)
         b.study_activated.connect(self.open_study_id)
         b.timeline_requested.connect(self.show_timeline)
