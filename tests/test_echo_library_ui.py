@@ -141,11 +141,13 @@ def test_pdf_withholds_the_expert_until_the_lock(main_window, qtbot, teaching_se
         build_report(main_window.study, store, main_window.study_id, tmp_path / name, extra=v.report_extra())
         return subprocess.run(["pdftotext", str(tmp_path / name), "-"], capture_output=True, text=True).stdout
 
-    assert "28.7" not in pdf_text("before.pdf")
+    before = pdf_text("before.pdf")
+    assert "28.7" not in before
+    assert "loopB" not in before and f"Teaching case #{main_window.study_id}" in before  # nor the file's name
     v.panel.estimate.setValue(35)
     v.lock_estimate()
     after = pdf_text("after.pdf").replace("\n", " ")
-    assert "expert 28.7 %" in after and "+6.3" in after
+    assert "expert 28.7 %" in after and "+6.3" in after and "loopB.avi" in after
 
 
 # -- blinding: a loop's file name may tell the answer ---------------------------------------------------------

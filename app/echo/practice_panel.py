@@ -192,7 +192,8 @@ class PracticeMixin:
 
     def report_extra(self) -> dict:
         if self.hides_results():  # a PDF must not reveal what the screen hides
-            return {"blinded": True}
+            label = self.blind_map().get(self.study_id)
+            return {"blinded": True, **({"label": label} if label else {})}
         extra: dict = {}
         if self.result is not None and self.result.arrays.get("masks") is not None:
             extra["masks"] = self.result.arrays["masks"]

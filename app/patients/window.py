@@ -145,7 +145,7 @@ class PatientsWindowMixin:
             return
         study, sid, store = self.study, self.study_id, self.ctx.store
         if not path:
-            stem = Path(study.name).stem
+            stem = Path(self.blind_map().get(sid) or study.name).stem.replace(" ", "_").replace("#", "")
             if anonymise:
                 from app.patients.export import anonymiser
 
