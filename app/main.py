@@ -251,9 +251,41 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         self.ctx.jobs.start("Opening demo studies", load, on_result=done,
                             on_error=lambda msg: self.message(msg, error=True))
 
+    def blind_map(self) -> dict[int, str]:
+        """{study id: neutral label} for studies whose names stay hidden now (an echo teaching loop in
+        blinded practice before the estimate is locked: its file name may tell the answer)."""
+        out: dict[int, str] = {}
+        for v in getattr(self, "viewers", {}).values():
+            if hasattr(v, "blind_map"):
+                out.update(v.blind_map())
+        return out
+
+    def _path_label(self, path: str) -> str:
+        masks = self.blind_map()
+        if masks:
+            row = self.ctx.store.conn.execute("SELECT id FROM studies WHERE source_path=? ORDER BY id DESC",
+                                              (path,)).fetchone()
+            if row and int(row[0]) in masks:
+                return masks[int(row[0])]
+        return Path(path).name
+
+    def _title(self) -> None:
+        """The window title: the study's name (a neutral case label while it is blinded), modality, patient."""
+        if self.study is None or self.study_id is None:
+            return
+        label = self.blind_map().get(self.study_id)
+        who = "" if label else self.patient_title(self.study_id)
+        self.setWindowTitle(f"{label or self.study.name} — {MODALITY_TITLES[self.study.modality]}"
+                            f"{' — ' + who if who else ''} — Lightbox {__version__}")
+
+    def _blinding_changed(self) -> None:
+        if self.current_viewer() is self.sender():
+            self._title()
+        self.refresh_studies()
+
     def open_path(self, path: str | Path, modality: str | None = None) -> None:
         path = str(path)
-        self.ctx.jobs.start(f"Opening {Path(path).name}", lambda ctx: open_study(path, modality),
+        self.ctx.jobs.start(f"Opening {self._path_label(path)}", lambda ctx: open_study(path, modality),
                             on_result=self._study_loaded,
                             on_error=lambda msg: self.message(msg, error=True))
 
@@ -272,6 +304,8 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
             v.status_message.connect(lambda t: self.statusBar().showMessage(t, 8000))
             if hasattr(v, "request_open"):  # e.g. the echo practice session's next loop
                 v.request_open.connect(lambda path, modality: self.open_path(path, modality or None))
+            if hasattr(v, "blinding_changed"):  # teaching loops' names hidden or shown
+                v.blinding_changed.connect(self._blinding_changed)
             self.viewers[modality] = v
             self.stack.addWidget(v)
         return self.viewers[modality]
@@ -287,9 +321,7 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
             w.setSizePolicy(pol, pol)
         self.stack.setCurrentWidget(v)
         QTimer.singleShot(0, self._keep_viewer_wide)  # after the new panels have laid themselves out
-        who = self.patient_title(study_id)
-        self.setWindowTitle(f"{study.name} — {MODALITY_TITLES[study.modality]}{' — ' + who if who else ''}"
-                            f" — Lightbox {__version__}")
+        self._title()
         self.study_list.set_current(study_id)
         self.results.set_models(models_for(study.modality) or v.model_ids())
         self.results.set_extra(v.result_widget())

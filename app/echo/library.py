@@ -6,9 +6,12 @@
   minutes) and its expert value is stored beside it in ``case_library`` — never in the study's metadata,
   which the app shows, so nothing reveals it before the trainee locks an estimate.
 - ``expert_for``: the expert reference of a study (for the reveal, after the lock only).
-- Sessions: ``start_session`` draws N random loops of a set; each locked estimate carries the session and
+- Sessions: ``start_session`` draws N random loops of a set (``draw``: loops the trainee has not yet done
+  first, then the least recently done); each locked estimate carries the session and
   the seconds from loop shown to lock; ``session_summary`` gives MAE, bias, limits of agreement and category
   agreement against the expert (and the AI where it ran), ``export_session_pdf`` prints it.
+- ``blind_labels``: neutral names ("Case 3 of 10", "Teaching case #12") for the loops whose file names
+  must stay hidden until the lock.
 
 No Qt here: the viewer, the report and the tests use the same functions.
 """
@@ -135,20 +138,55 @@ def record_expert(store, estimate_id: int, expert: dict) -> dict[str, Any]:
 
 
 # -- sessions -----------------------------------------------------------------------------------------
-def start_session(store, trainee_id: int, set_name: str, n: int, seed: int | None = None) -> dict[str, Any]:
-    cases = set_cases(store, set_name)
-    if not cases:
+def last_done(store, trainee_id: int | None, set_name: str) -> dict[int, str | None]:
+    """{study id: when this trainee last locked an estimate on it (None: never)} for a set's loops."""
+    out: dict[int, str | None] = {c["study_id"]: None for c in set_cases(store, set_name)}
+    if trainee_id is not None and out:
+        for sid, at in store.conn.execute(
+                "SELECT e.study_id, MAX(e.locked_at) FROM estimates e JOIN case_library c ON c.study_id = e.study_id "
+                "WHERE c.set_name=? AND e.trainee_id=? AND e.locked_at IS NOT NULL GROUP BY e.study_id",
+                (set_name, trainee_id)):
+            out[int(sid)] = at
+    return out
+
+
+def draw(store, trainee_id: int | None, set_name: str, n: int, seed: int | None = None) -> dict[str, Any]:
+    """Pick N loops of a set for a session: loops this trainee has never locked an estimate on first, then
+    (when fewer unseen remain) the least recently done ones; shown in random order, so a repeat is not told
+    by its place. Returns {"study_ids", "n_new", "n_repeated", "n_unseen"}."""
+    done = last_done(store, trainee_id, set_name)
+    if not done:
         raise ValueError(f"the teaching set {set_name!r} has no loops")
     rng = random.Random(seed)
-    ids = [c["study_id"] for c in cases]
+    n = max(1, int(n))
+    unseen = [sid for sid, at in done.items() if at is None]
+    seen = [sid for sid, at in done.items() if at is not None]
+    rng.shuffle(unseen)
+    rng.shuffle(seen)  # ties in time keep a random order (the sort is stable)
+    seen.sort(key=lambda sid: done[sid])
+    new = unseen[:n]
+    repeated = seen[:n - len(new)]
+    ids = new + repeated
     rng.shuffle(ids)
-    ids = ids[:max(1, int(n))]
+    return {"study_ids": ids, "n_new": len(new), "n_repeated": len(repeated), "n_unseen": len(unseen)}
+
+
+def draw_text(d: dict[str, Any]) -> str:
+    if not d["n_repeated"]:
+        return f"{d['n_new']} new"
+    return (f"{d['n_new']} new, {d['n_repeated']} repeated (the least recently done"
+            + (": every loop of this set has been done" if not d["n_unseen"] else "") + ")")
+
+
+def start_session(store, trainee_id: int, set_name: str, n: int, seed: int | None = None) -> dict[str, Any]:
+    d = draw(store, trainee_id, set_name, n, seed=seed)
+    ids = d["study_ids"]
     with store.transaction():
         cur = store.conn.execute(
             "INSERT INTO practice_sessions (trainee_id, set_name, n_planned, study_ids, started_at) "
             "VALUES (?,?,?,?,?)", (trainee_id, set_name, len(ids), json.dumps(ids), now_iso()))
         sid = int(cur.lastrowid)
-    return session(store, sid)
+    return dict(session(store, sid), n_new=d["n_new"], n_repeated=d["n_repeated"])
 
 
 def session(store, session_id: int) -> dict[str, Any]:
@@ -158,6 +196,34 @@ def session(store, session_id: int) -> dict[str, Any]:
     s = rows[0]
     s["study_ids"] = json.loads(s["study_ids"] or "[]")
     return s
+
+
+# -- blinding -----------------------------------------------------------------------------------------
+def blind_labels(store, trainee_id: int | None, session: dict | None = None) -> dict[int, str]:
+    """Neutral labels for the library loops whose names must stay hidden (a file name like
+    ``EF35_dilated.avi`` tells the answer): {study id: label}. Called while blinded practice is on.
+
+    In a session every library loop is hidden except the session's loops locked in this session, and a
+    session loop is "Case k of N"; outside one, a loop stays hidden until this trainee has locked an
+    estimate on it. Other loops are "Teaching case #id"."""
+    ids = [int(r[0]) for r in store.conn.execute("SELECT DISTINCT study_id FROM case_library")]
+    if not ids:
+        return {}
+    if session is not None:
+        opened = {int(r[0]) for r in store.conn.execute(
+            "SELECT DISTINCT study_id FROM estimates WHERE session_id=? AND locked_at IS NOT NULL", (session["id"],))}
+    elif trainee_id is not None:
+        opened = {int(r[0]) for r in store.conn.execute(
+            "SELECT DISTINCT study_id FROM estimates WHERE trainee_id=? AND locked_at IS NOT NULL", (trainee_id,))}
+    else:
+        opened = set()
+    order = {sid: i for i, sid in enumerate(session["study_ids"])} if session is not None else {}
+    out = {}
+    for sid in ids:
+        if sid in opened:
+            continue
+        out[sid] = (f"Case {order[sid] + 1} of {len(order)}" if sid in order else f"Teaching case #{sid}")
+    return out
 
 
 def lock_in_session(store, estimate_id: int, session_id: int, seconds: float) -> None:

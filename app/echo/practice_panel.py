@@ -65,7 +65,7 @@ class PracticeMixin:
     def set_trainee(self, name: str) -> int:
         tid = self.ctx.store.trainee(name)
         self._reload_trainees(select=name)
-        self._practice_state_changed()
+        self._blinding_changed()
         return tid
 
     def trainee_id(self) -> int | None:
@@ -131,6 +131,7 @@ class PracticeMixin:
         self._session_locked(self.estimate_id)  # a timed session notes the seconds (app.echo.session)
         self._reveal()
         self._update_visibility()
+        self._names_changed()  # the loop's real name may be shown now
         if practice.ai_ef(self.result) is None and self._ai_installed():
             self.request_analysis.emit(pipe.MODELS[0])  # the AI's EF as a second reference, after the lock
         return self.estimate_id
@@ -191,7 +192,8 @@ class PracticeMixin:
 
     def report_extra(self) -> dict:
         if self.hides_results():  # a PDF must not reveal what the screen hides
-            return {"blinded": True}
+            label = self.blind_map().get(self.study_id)
+            return {"blinded": True, **({"label": label} if label else {})}
         extra: dict = {}
         if self.result is not None and self.result.arrays.get("masks") is not None:
             extra["masks"] = self.result.arrays["masks"]

@@ -132,8 +132,13 @@ class StartSessionDialog(QDialog):
         self.n.setValue(10)
         form.addRow("Loops", self.n)
         lay.addLayout(form)
-        note = QLabel("The loops come in random order, one after another; each is timed from when it shows to "
-                      "when you lock your estimate. The expert's EF is shown only after the lock.")
+        self.draw_label = QLabel("")  # "7 new, 3 repeated": loops this trainee has not done come first
+        self.draw_label.setObjectName("draw")
+        self.draw_label.setWordWrap(True)
+        lay.addWidget(self.draw_label)
+        note = QLabel("The loops come in random order, one after another, loops you have not done before first; "
+                      "each is timed from when it shows to when you lock your estimate and is named only "
+                      "\"Case k of N\" until then. The expert's EF is shown only after the lock.")
         note.setWordWrap(True)
         lay.addWidget(note)
         bb = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
@@ -142,7 +147,22 @@ class StartSessionDialog(QDialog):
         bb.rejected.connect(self.reject)
         self.ok = bb.button(QDialogButtonBox.Ok)
         lay.addWidget(bb)
+        self.trainee.currentTextChanged.connect(lambda _t: self._update_draw())
+        self.set_box.currentIndexChanged.connect(lambda _i: self._update_draw())
+        self.n.valueChanged.connect(lambda _v: self._update_draw())
         self._reload()
+        self._update_draw()
+
+    def _update_draw(self) -> None:
+        """How many of the loops to be drawn are new to this trainee and how many repeats."""
+        set_name = self.set_box.currentData()
+        if not set_name:
+            self.draw_label.setText("")
+            return
+        name = self.trainee.currentText().strip()
+        tid = next((t["id"] for t in self.ctx.store.trainees() if t["name"] == name), None)
+        d = lib.draw(self.ctx.store, tid, set_name, int(self.n.value()), seed=0)
+        self.draw_label.setText(f"This session: {lib.draw_text(d)}.")
 
     def _reload(self, select: str | None = None) -> None:
         self.set_box.clear()
@@ -289,6 +309,7 @@ class SessionMixin:
         self.panel.session_box.show()
         self.panel.session_btn.setEnabled(False)
         self.session_timer.start()
+        self._names_changed()  # the session's loops are "Case k of N" until locked
         self._session_open()
         return self.session
 
@@ -347,6 +368,7 @@ class SessionMixin:
         self.session_timer.stop()
         self.panel.session_box.hide()
         self.panel.session_btn.setEnabled(True)
+        self._names_changed()
         if show_summary:
             self.session_summary_dialog = SessionSummaryDialog(self, self.ctx.store, sid,
                                                                self.panel.trainee.currentText())

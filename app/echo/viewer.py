@@ -37,6 +37,8 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
     modality = "echo"
     #: ask the main window to open a file (a practice session's next loop): path, modality
     request_open = Signal(str, str)
+    #: the set of loops whose names are hidden changed (practice toggled, trainee, lock, session start/end)
+    blinding_changed = Signal()
 
     def __init__(self, ctx, parent=None):
         super().__init__(ctx, parent)
@@ -126,9 +128,13 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         self.plot_note.setObjectName("muted")
         self.plot_note.setWordWrap(True)
 
+        # the header line: the loop's name, or a neutral case label while a teaching loop is blinded
+        self.header = QLabel("")
+        self.header.setObjectName("headline")
         top = QWidget()
         tl = QVBoxLayout(top)
         tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(self.header)
         tl.addWidget(self.canvas, 1)
         tl.addLayout(tr)
         tl.addLayout(lr)
@@ -158,8 +164,8 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         self.panel.setStyleSheet(CHECKBOX_CSS)
         p = self.panel
         p.new_trainee.clicked.connect(self._new_trainee)
-        p.trainee.currentIndexChanged.connect(lambda _i: self._practice_state_changed())
-        p.practice.toggled.connect(lambda _on: self._practice_state_changed())
+        p.trainee.currentIndexChanged.connect(lambda _i: self._blinding_changed())
+        p.practice.toggled.connect(lambda _on: self._blinding_changed())
         p.lock.clicked.connect(self.lock_estimate)
         p.history_btn.clicked.connect(self.show_history)
         p.set_btn.toggled.connect(self._toggle_practice_set)
@@ -214,6 +220,7 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         self.panel.set_btn.blockSignals(False)
         self._practice_state_changed(refresh=False)
         self._session_study_shown(study_id)
+        self._update_header()
         self.show_frame(0)
         self.setFocus()
 
@@ -246,6 +253,36 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
             self._reveal()
         self._update_visibility()
         self.show_frame(self.canvas.index)
+
+    # -- blinded names ---------------------------------------------------------------------------------
+    def blind_map(self) -> dict[int, str]:
+        """{study id: neutral label} for the teaching loops whose file names stay hidden now (blinded
+        practice on, or a session running, and no estimate locked yet): see ``library.blind_labels``."""
+        if getattr(self, "session", None) is None and not self.panel.practice.isChecked():
+            return {}
+        from app.echo import library
+
+        return library.blind_labels(self.ctx.store, self.trainee_id(), getattr(self, "session", None))
+
+    def display_name(self, study_id: int | None, name: str) -> str:
+        return self.blind_map().get(study_id, name) if study_id is not None else name
+
+    def _update_header(self) -> None:
+        if self.study is None or self.frames is None:
+            self.header.setText("")
+            return
+        self.header.setText(f"<b>{self.display_name(self.study_id, self.study.name)}</b> · "
+                            f"{len(self.frames)} frames · {self.fps:g} fps")
+
+    def _blinding_changed(self, refresh: bool = True) -> None:
+        """Practice toggled or trainee changed: the estimate state, the header, and the window's title and
+        study list (through ``blinding_changed``)."""
+        self._practice_state_changed(refresh)
+        self._names_changed()
+
+    def _names_changed(self) -> None:
+        self._update_header()
+        self.blinding_changed.emit()
 
     # -- frames and playback ---------------------------------------------------------------------
     def show_frame(self, i: int, playing: bool = False) -> None:

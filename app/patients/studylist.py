@@ -61,6 +61,9 @@ class StudyBrowser(QWidget):
         self.store = store
         self.current_study: int | None = None
         self.rows: list[dict] = []
+        #: () -> {study id: neutral label}: studies shown under a label instead of their name, path and key
+        #: result (an echo teaching loop before the trainee's estimate is locked: the main window's blind_map)
+        self.blind = None
         self._keys: dict[int, tuple] = {}  # study id -> (results signature, key result text)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -155,10 +158,20 @@ class StudyBrowser(QWidget):
         date = day if r.get("study_date") else (r.get("opened_at") or "")[:16].replace("T", " ")
         return f"{r['name']}\n{date} · {ai}"
 
+    def _blinded(self, r: dict, label: str) -> dict:
+        """A row as the list may show it while blinded: the label for the name, no path, no result."""
+        return dict(r, name=label, source_path="", accession="", key_text="",
+                    last_model="result hidden until the estimate is locked" if r.get("last_model") else None,
+                    _blinded=True)
+
     def _study_item(self, r: dict) -> QTreeWidgetItem:
         it = QTreeWidgetItem([self._study_text(r)])
         it.setIcon(0, modality_icon(r["modality"]))
         it.setData(0, ROLE_STUDY, r["id"])
+        if r.get("_blinded"):
+            it.setToolTip(0, f"{r['name']}\nTeaching loop: its name, file and results are shown once your "
+                             "estimate is locked (blinded practice)")
+            return it
         tip = [r.get("source_path") or ""]
         if r.get("key_text"):
             tip.append(r["key_text"])
@@ -177,7 +190,9 @@ class StudyBrowser(QWidget):
 
     def apply(self, *_) -> None:
         f = self.filter()
-        rows = [r for r in self.rows if f.matches(r)]
+        masks = self.blind() if self.blind is not None else {}
+        rows = [self._blinded(r, masks[r["id"]]) if r["id"] in masks else r for r in self.rows]
+        rows = [r for r in rows if f.matches(r)]
         self.tree.clear()
         self._items: list[QTreeWidgetItem] = []
         selected = None

@@ -21,6 +21,7 @@ class PatientsWindowMixin:
     # -- construction -------------------------------------------------------------------------------
     def _make_study_list(self) -> StudyBrowser:
         b = StudyBrowser(self.ctx.store)
+        b.blind = self.blind_map  # teaching loops in blinded practice: neutral labels, not file names
         b.setMinimumWidth(220)
         b.study_activated.connect(self.open_study_id)
         b.timeline_requested.connect(self.show_timeline)
@@ -144,7 +145,7 @@ class PatientsWindowMixin:
             return
         study, sid, store = self.study, self.study_id, self.ctx.store
         if not path:
-            stem = Path(study.name).stem
+            stem = Path(self.blind_map().get(sid) or study.name).stem.replace(" ", "_").replace("#", "")
             if anonymise:
                 from app.patients.export import anonymiser
 

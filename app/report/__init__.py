@@ -23,6 +23,11 @@ def build_report(study, store, study_id: int, path: str | Path, extra: dict[str,
     from app.patients.export import ANON_NOTE, patient_line
 
     results = store.results(study_id)
+    if extra and extra.get("label"):  # blinded practice: a teaching loop's file name may tell the answer
+        import dataclasses
+
+        study = dataclasses.replace(study, name=extra["label"], source=f"{extra['label']} (file withheld until "
+                                                                        "the estimate is locked)")
     from app.modalities import report_module
 
     mod = report_module(study.modality)
