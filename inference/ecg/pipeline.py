@@ -37,6 +37,16 @@ RHYTHM_LEAD_ORDER = ("II", "I", "V5", "V2", "aVF", "III", "V1", "V6", "V3", "V4"
 
 _cache: dict[tuple[str, str], Any] = {}
 _cache_lock = threading.Lock()
+_neurokit_lock = threading.Lock()
+
+
+def _neurokit():
+    """neurokit2, imported by one thread at a time: two viewers measuring at once (compare with prior)
+    imported it concurrently on two workers, and the concurrent first import of its scipy/sklearn
+    extensions crashed the process."""
+    with _neurokit_lock:
+        import neurokit2 as nk
+    return nk
 
 
 # -- model-free measurements --------------------------------------------------------------------
@@ -46,8 +56,7 @@ def measure(signal_mv: np.ndarray, fs: float, lead: str | None = None) -> dict[s
     Uses lead II unless it is missing or flat, then the next usable lead. Returns JSON-able values;
     ``r_peaks`` are sample indices at ``fs``.
     """
-    import neurokit2 as nk
-
+    nk = _neurokit()
     sig = np.asarray(signal_mv)  # rows are converted one at a time: a long recording is not copied whole
     order = ([lead] if lead else []) + [ld for ld in RHYTHM_LEAD_ORDER if ld != lead]
     chosen = None
