@@ -35,7 +35,10 @@ class _Runnable(QRunnable):
     def __init__(self, job_id: int, fn: Callable[[JobContext], Any], ctx: JobContext, signals: _Signals):
         super().__init__()
         self.job_id, self.fn, self.ctx, self.signals = job_id, fn, ctx, signals
-        self.setAutoDelete(True)
+        # Python owns the runnable (Jobs keeps it until the pool is idle): with auto-delete, Qt destroyed
+        # the C++ half on the worker thread while Python still held the wrapper, and a later garbage
+        # collection on the UI thread crashed the process now and then
+        self.setAutoDelete(False)
 
     @Slot()
     def run(self) -> None:
@@ -85,6 +88,7 @@ class Jobs(QObject):
         self.signals.cancelled.connect(self._on_cancelled)
         self.signals.finished.connect(self._on_finished)
         self.running: dict[int, Job] = {}
+        self._runnables: list[_Runnable] = []  # released once no worker thread is inside one
         self._ids = itertools.count(1)
 
     def start(self, title: str, fn: Callable[[JobContext], Any], *,
@@ -98,7 +102,9 @@ class Jobs(QObject):
         job = Job(job_id, title, ctx, callbacks={
             "result": on_result, "error": on_error, "progress": on_progress, "cancelled": on_cancelled})
         self.running[job_id] = job
-        self.pool.start(_Runnable(job_id, fn, ctx, self.signals))
+        runnable = _Runnable(job_id, fn, ctx, self.signals)
+        self._runnables.append(runnable)
+        self.pool.start(runnable)
         self.changed.emit()
         return job
 
@@ -107,7 +113,10 @@ class Jobs(QObject):
             j.cancel()
 
     def wait(self, msecs: int = -1) -> bool:
-        return self.pool.waitForDone(msecs)
+        done = self.pool.waitForDone(msecs)
+        if done:
+            self._runnables.clear()
+        return done
 
     # -- signal handlers (UI thread) ------------------------------------------------------
     def _cb(self, job_id: int, name: str, *args) -> None:
@@ -137,4 +146,6 @@ class Jobs(QObject):
 
     def _on_finished(self, job_id: int) -> None:
         self.running.pop(job_id, None)
+        if not self.running and self.pool.activeThreadCount() == 0:
+            self._runnables.clear()
         self.changed.emit()

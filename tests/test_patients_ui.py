@@ -258,8 +258,9 @@ def test_compare_ecg_aligns_the_two_papers(qtbot, store, tmp_path):
     assert a.view.vb.viewRange()[0] == pytest.approx([30, 130], abs=1)
     a.speed_box.setCurrentIndex((a.speed_box.currentIndex() + 1) % a.speed_box.count())
     assert b.speed == a.speed
-    cw.close()
     ctx.jobs.wait(10000)
+    qtbot.wait(50)
+    cw.close()
 
 
 def test_assign_merge_and_correct_through_the_list(qtbot, filled, monkeypatch):

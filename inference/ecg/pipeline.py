@@ -37,16 +37,26 @@ RHYTHM_LEAD_ORDER = ("II", "I", "V5", "V2", "aVF", "III", "V1", "V6", "V3", "V4"
 
 _cache: dict[tuple[str, str], Any] = {}
 _cache_lock = threading.Lock()
-_neurokit_lock = threading.Lock()
+_import_lock = threading.Lock()
+
+
+def _import_serialised(name: str):
+    """Import a heavy module by one thread at a time. Opening an ECG starts the measurements (neurokit2,
+    which pulls in scipy and scikit-learn) and the rhythm model (ONNX Runtime, scipy.signal) on two
+    workers at once, and two viewers do so together in compare-with-prior; the concurrent first imports
+    of those C extensions in two threads corrupted memory and crashed the process now and then."""
+    import importlib
+    import sys
+
+    mod = sys.modules.get(name)
+    if mod is not None:
+        return mod
+    with _import_lock:
+        return importlib.import_module(name)
 
 
 def _neurokit():
-    """neurokit2, imported by one thread at a time: two viewers measuring at once (compare with prior)
-    imported it concurrently on two workers, and the concurrent first import of its scipy/sklearn
-    extensions crashed the process."""
-    with _neurokit_lock:
-        import neurokit2 as nk
-    return nk
+    return _import_serialised("neurokit2")
 
 
 # -- model-free measurements --------------------------------------------------------------------
@@ -265,7 +275,9 @@ def rhythm_lead(study: Study, lead: str | None = None) -> str:
 
 def rhythm_model(registry: Registry, model_id: str = RHYTHM_ID):
     """(RhythmModel, weights state), the ONNX session cached per file and hash."""
-    from inference.ecg.rhythm import RhythmModel
+    for name in ("scipy.signal", "onnxruntime"):
+        _import_serialised(name)
+    RhythmModel = _import_serialised("inference.ecg.rhythm").RhythmModel
 
     st = registry.require(model_id)
     path = registry.path_of(st.entry)
