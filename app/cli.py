@@ -89,10 +89,13 @@ def _analyse(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     sid = store.save(study, [result])
+    filed = store.file_proposed_findings(sid, result)
     for k, v in result.outputs.items():
         if not k.startswith("_"):  # "_" keys are machine payload (grids, curves), not readouts
             print(f"{k}: {v}")
     print(result.provenance() + (f"  [{result.stamp}]" if result.stamp else ""))
+    if filed:
+        print(f"{filed} proposed finding(s) filed for review")
     if args.pdf:
         from app.patients.export import export_pdf
 

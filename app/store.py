@@ -252,6 +252,26 @@ class Store(PatientsMixin):
         with self.transaction():
             return _insert(self.conn, "findings", dict(study_id=study_id, **f))
 
+    def file_proposed_findings(self, study_id: int, result: Result) -> int:
+        """File a model result's proposed findings (its ``_findings`` output) for review, once per result:
+        the viewer, ``lightbox analyse`` and the PDF then list the same findings. Returns how many were
+        filed now (0 when the result proposes none or they were filed before)."""
+        props = result.outputs.get("_findings") or []
+        if not props or result.id is None:
+            return 0
+        tag = f"{result.model_id} · result #{result.id}"
+        if any(f.get("source") == tag for f in self.findings(study_id)):
+            return 0
+        with self.transaction():
+            for f in props:
+                box = f.get("box")
+                _insert(self.conn, "findings", dict(
+                    study_id=study_id, time_s=f["time_s"], frame_index=f["frame_index"], label=f["label"],
+                    confidence=f.get("confidence"), source=tag, note=f.get("note") or "",
+                    box=json.dumps(box) if isinstance(box, (list, tuple, dict)) else box,
+                    status="proposed", created_at=now_iso()))
+        return len(props)
+
     def update_finding(self, finding_id: int, **f: Any) -> None:
         with self.transaction():
             _update(self.conn, "findings", finding_id, f)

@@ -317,3 +317,24 @@ def test_live_mode_uses_the_bundled_model_and_draws_its_mask(main_window, qtbot,
         v.shutdown()
     q = mask_to_qimage(masks[0])
     assert q is not None and q.width() == 64 and mask_to_qimage(np.zeros((8, 8), np.uint8)) is None
+
+
+def test_analyse_command_files_the_proposed_findings_like_the_viewer(tmp_path, capsys):
+    """`lightbox analyse` stores the model's proposed findings in the findings table (once per result), so
+    the PDF lists what the result counts; before, the PDF said 'Findings (0)' beside findings_count 4."""
+    from app.cli import main
+    from app.store import Store
+    from inference.endo import demo
+
+    video = demo.make(tmp_path)
+    db = tmp_path / "a.sqlite"
+    assert main(["analyse", str(video), "--db", str(db), "--pdf", str(tmp_path / "r.pdf")]) == 0
+    out = capsys.readouterr().out
+    store = Store(db)
+    (sid,) = [s["id"] for s in store.studies()]
+    (res,) = store.results(sid)
+    n = res.outputs["findings_count"]
+    found = store.findings(sid)
+    assert n >= 1 and len(found) == n and f"{n} proposed finding(s) filed" in out
+    assert {f["status"] for f in found} == {"proposed"} and all(f["source"].startswith(res.model_id) for f in found)
+    assert store.file_proposed_findings(sid, res) == 0  # filed once per result

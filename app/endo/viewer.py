@@ -267,15 +267,10 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
         bands = result.outputs.get("_bands")
         if bands:
             self.timeline.set_bands(bands)
-        props = result.outputs.get("_findings") or []
-        if props and result.id is not None and self.study_id is not None:
-            tag = f"{result.model_id} · result #{result.id}"
-            if not any(f.get("source") == tag for f in self.ctx.store.findings(self.study_id)):
-                for f in props:
-                    self.ctx.store.add_finding(self.study_id, time_s=f["time_s"], frame_index=f["frame_index"],
-                                               label=f["label"], confidence=f.get("confidence"), source=tag,
-                                               note=f.get("note") or "", box=f.get("box"), status="proposed")
-                self.status_message.emit(f"{len(props)} proposed finding(s) from {result.model_id} added for review"
+        if self.study_id is not None:
+            n = self.ctx.store.file_proposed_findings(self.study_id, result)
+            if n:
+                self.status_message.emit(f"{n} proposed finding(s) from {result.model_id} added for review"
                                          + ("" if result.clinical else f" — {NOT_CLINICAL}"))
         self.reload_findings()
         self.show_frame(self.pos)
