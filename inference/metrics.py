@@ -52,17 +52,33 @@ def roc_curve(y, score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def bootstrap_ci(stat: Callable[..., float], *arrays, n: int = 2000, seed: int = 0,
-                 alpha: float = 0.05, stratify=None) -> tuple[float, float]:
+                 alpha: float = 0.05, stratify=None, clusters=None) -> tuple[float, float]:
     """Percentile bootstrap interval of ``stat(*arrays)``, resampling cases with replacement.
 
     ``stratify`` (e.g. the binary labels) resamples within each stratum so every replicate keeps both
-    classes. Replicates where the statistic is undefined (nan) are skipped.
+    classes. ``clusters`` (e.g. a patient id per image) resamples whole clusters instead of cases, so
+    several images of one patient do not count as independent evidence. Replicates where the statistic
+    is undefined (nan) are skipped.
     """
     arrays = [np.asarray(a) for a in arrays]
     m = len(arrays[0])
     if m == 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
+    if clusters is not None:
+        _, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+        members = [np.flatnonzero(inverse == c) for c in range(inverse.max() + 1)]
+        vals = []
+        for _ in range(n):
+            pick = rng.integers(0, len(members), len(members))
+            idx = np.concatenate([members[c] for c in pick])
+            v = stat(*[a[idx] for a in arrays])
+            if v == v:
+                vals.append(v)
+        if not vals:
+            return float("nan"), float("nan")
+        lo, hi = np.percentile(vals, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+        return float(lo), float(hi)
     groups = None
     if stratify is not None:
         st = np.asarray(stratify)
@@ -113,11 +129,12 @@ def _ratio(a: int, b: int) -> float:
 
 
 def binary_summary(y, score, threshold: float = 0.5, *, n_boot: int = 2000, seed: int = 0,
-                   probabilities: bool = True) -> dict:
+                   probabilities: bool = True, clusters=None) -> dict:
     """Everything a card or a local validation says about a binary classifier at its threshold.
 
     ``score >= threshold`` is called positive. Confusion is [[tn, fp], [fn, tp]] (rows = truth).
-    AUROC carries a stratified 95 % bootstrap interval; sensitivity and specificity carry Wilson intervals.
+    AUROC carries a stratified 95 % bootstrap interval (over ``clusters``, e.g. patients, when given);
+    sensitivity and specificity carry Wilson intervals.
     Calibration and Brier score only when ``probabilities`` (scores are probabilities in [0, 1]).
     """
     y = np.asarray(y).astype(int).ravel()
@@ -133,7 +150,10 @@ def binary_summary(y, score, threshold: float = 0.5, *, n_boot: int = 2000, seed
         "prevalence": _ratio(int(y.sum()), len(y)),
         "threshold": float(threshold),
         "auroc": auc,
-        "auroc_ci": list(bootstrap_ci(roc_auc, y, s, n=n_boot, seed=seed, stratify=y)) if auc == auc else [auc, auc],
+        "auroc_ci": (list(bootstrap_ci(roc_auc, y, s, n=n_boot, seed=seed,
+                                       **({"clusters": clusters} if clusters is not None else {"stratify": y})))
+                     if auc == auc else [auc, auc]),
+        "auroc_ci_resampled": "clusters" if clusters is not None else "cases",
         "sensitivity": _ratio(tp, tp + fn), "sensitivity_ci": list(wilson_ci(tp, tp + fn)),
         "specificity": _ratio(tn, tn + fp), "specificity_ci": list(wilson_ci(tn, tn + fp)),
         "ppv": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn),

@@ -50,3 +50,17 @@ def test_multiclass_and_segmentation_and_agreement():
     g = M.agreement(ref, ref + 5)
     assert g["bias"] == pytest.approx(5) and g["mae"] == pytest.approx(5) and g["sd_diff"] == pytest.approx(0)
     assert g["loa_low"] == pytest.approx(5) and g["loa_high"] == pytest.approx(5)
+
+
+def test_cluster_bootstrap_resamples_whole_patients():
+    # ten patients, each with five identical images: by image the interval is as narrow as 50 independent
+    # cases would give; by patient it is as wide as 10 cases give
+    rng = np.random.default_rng(1)
+    y10 = np.array([0, 1] * 5)
+    s10 = np.clip(y10 * 0.3 + rng.random(10) * 0.8, 0, 1)
+    y, s, pid = np.repeat(y10, 5), np.repeat(s10, 5), np.repeat(np.arange(10), 5)
+    by_image = M.bootstrap_ci(M.roc_auc, y, s, n=400, stratify=y)
+    by_patient = M.bootstrap_ci(M.roc_auc, y, s, n=400, clusters=pid)
+    assert (by_patient[1] - by_patient[0]) > 1.5 * (by_image[1] - by_image[0])
+    r = M.binary_summary(y, s, 0.5, n_boot=200, clusters=pid)
+    assert r["auroc_ci_resampled"] == "clusters" and r["auroc_ci"][0] <= r["auroc"] <= r["auroc_ci"][1]
