@@ -42,3 +42,13 @@ def test_viewers_stay_readable():
     for py in (ROOT / "app").rglob("*.py"):
         n = len(py.read_text().splitlines())
         assert n <= 650, f"{py.relative_to(ROOT)} has {n} lines: split it into cohesive parts"
+
+
+def test_every_torch_load_is_weights_only():
+    """A checkpoint must not run code: every torch.load in the product passes weights_only=True."""
+    import re
+
+    call = re.compile(r"torch\.load\((?:[^()]|\([^()]*\))*\)", re.S)
+    for py in list((ROOT / "inference").rglob("*.py")) + list((ROOT / "app").rglob("*.py")):
+        for m in call.finditer(py.read_text()):
+            assert "weights_only=True" in m.group(0), f"{py.relative_to(ROOT)}: {m.group(0)}"

@@ -200,7 +200,7 @@ def train(data: dict, out_dir: str | Path, name: str = NAME, *, size: int = 160,
         if max_minutes and time.time() - t_start > 60 * max_minutes:
             stopped = f"time limit of {max_minutes:g} min"
             break
-    net.load_state_dict(torch.load(ckpt))
+    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     net.eval()
     onnx_path = export_onnx(net, out_dir / f"{name}.onnx", size)
     # torch vs ONNX on validation frames

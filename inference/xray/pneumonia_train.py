@@ -249,7 +249,7 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
     best_auc, best_epoch, bad, history, stopped = -1.0, 0, 0, [], f"ran all {epochs} epochs"
     best_state = None
     if from_checkpoint:
-        best_state = torch.load(str(from_checkpoint), map_location="cpu")
+        best_state = torch.load(str(from_checkpoint), map_location="cpu", weights_only=True)
         history = list(resumed_history or [])
         if history:
             best = max(history, key=lambda h: (h["val_auroc"], h["epoch"]))
