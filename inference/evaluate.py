@@ -121,6 +121,14 @@ def _hs(model_id: str) -> Adapter:
                         "(the argmax of two classes)")
 
 
+def _polyp(model_id: str) -> Adapter:
+    return Adapter(model_id, ("binary", "segmentation"), positive="polyp", negative="no polyp",
+                   score_fn=_max_finding_confidence, mask=("mask", "masks"),
+                   aliases={"1": "polyp", "0": "no polyp", "yes": "polyp", "no": "no polyp", "none": "no polyp",
+                            "normal": "no polyp"},
+                   says="score = the highest polyp confidence in the study (0 when none); mask = the model's mask")
+
+
 ADAPTERS: dict[str, Adapter] = {a.model_id: a for a in [
     _hs("heart-sound"), _hs("heart-sound-local"), _hs("heart-sound-keras"),
     Adapter("ecg-rhythm", ("multiclass", "binary"), positive="af", negative="normal",
@@ -134,18 +142,14 @@ ADAPTERS: dict[str, Adapter] = {a.model_id: a for a in [
             says="score = af_in_read_probability (ECG2AF's AF-in-this-read head); called AF at ≥ 0.5"),
     Adapter("xray-pneumonia", ("binary",), positive="pneumonia", negative="normal",
             classes=("normal", "pneumonia"),
-            score=(("probabilities", "pneumonia"), ("pneumonia_probability",), ("probability",)),
+            score=(("p_pneumonia",),),
             aliases={"1": "pneumonia", "0": "normal", "pneumonia": "pneumonia", "normal": "normal",
                      "bacteria": "pneumonia", "virus": "pneumonia"},
             says="score = p(pneumonia); called pneumonia at the model's threshold"),
     Adapter("xray-anomaly", ("binary",), positive="abnormal", negative="normal", score=(("anomaly_score",),),
             probabilistic=False, aliases={"1": "abnormal", "0": "normal", "pneumonia": "abnormal"},
             says="score = anomaly_score (fused 0..1, not a probability); flagged at the calibrated threshold"),
-    Adapter("endo-polyp", ("binary", "segmentation"), positive="polyp", negative="no polyp",
-            score_fn=_max_finding_confidence, mask=("mask", "masks"),
-            aliases={"1": "polyp", "0": "no polyp", "yes": "polyp", "no": "no polyp", "none": "no polyp",
-                     "normal": "no polyp"},
-            says="score = the highest polyp confidence in the study (0 when none); mask = the model's mask"),
+    _polyp("endo-polyp"), _polyp("endo-polyp-lightbox"),
     Adapter("echonet-ef", ("ef",), value="LVEF_whole_video_%",
             says="EF = LVEF_whole_video_% (mean over the clips EchoNet-Dynamic ran on)"),
 ]}

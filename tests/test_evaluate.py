@@ -337,3 +337,22 @@ def test_cli_writes_files_stores_the_validation_and_never_imports_qt(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "app.cli", "evaluate", "heart-sound", str(tmp_path / "none.csv")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "label file not found" in bad.stderr
+
+
+def test_bundled_models_have_a_score_the_adapter_can_read(tmp_path):
+    """Each bundled model's real result carries the output its adapter reads (the X-ray adapter read keys
+    the pneumonia pipeline never writes, so every case failed with 'no score')."""
+    from inference.detect import open_study
+    from inference.pipeline import analyse
+    from inference.registry import Registry
+    from inference.xray import demo as xdemo
+
+    reg = Registry()
+    for which, expect in (("pneumonia", "pneumonia"), ("normal", "normal")):
+        r = analyse(open_study(xdemo.make(tmp_path, which)), "xray-pneumonia", reg)
+        ad = E.adapter_for("xray-pneumonia", reg)
+        p = E.score_of(ad, r.outputs)
+        assert p is not None and p == r.outputs["p_pneumonia"]
+        assert (p >= E.model_threshold(ad, r.outputs, reg)[0]) == (expect == "pneumonia")
+    for mid in ("endo-polyp", "endo-polyp-lightbox"):
+        assert E.adapter_for(mid, reg).score_fn is not None
