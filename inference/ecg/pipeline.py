@@ -43,8 +43,9 @@ _import_lock = threading.Lock()
 def _import_serialised(name: str):
     """Import a heavy module by one thread at a time. Opening an ECG starts the measurements (neurokit2,
     which pulls in scipy and scikit-learn) and the rhythm model (ONNX Runtime, scipy.signal) on two
-    workers at once, and two viewers do so together in compare-with-prior; the concurrent first imports
-    of those C extensions in two threads corrupted memory and crashed the process now and then."""
+    workers at once, and two viewers do so together in compare-with-prior. A rare crash there had those
+    first imports in flight on two threads; serialising them is a mitigation, not a proven fix (the
+    crash still occurred in 1 of 4 runs of one test combination with this in place)."""
     import importlib
     import sys
 
