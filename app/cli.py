@@ -19,7 +19,6 @@ import importlib
 import logging
 import os
 import sys
-from pathlib import Path
 
 # modality-specific commands: name -> "module:function" taking argv (the module owns its parser)
 EXTRA_COMMANDS: dict[str, str] = {

@@ -29,8 +29,8 @@ import numpy as np
 from ..training import (cache_dir, embed_onnx_metadata, event_printer, file_facts, max_abs_diff, onnx_session,
                         pct as _pct, report_error, seed_everything, state_snapshot)
 from ..training import write_card as write_card_files
-from .rhythm import (CHALLENGE_CODES, CLASSES, MODEL_NAME, ONNX_META_KEY, RhythmSpec, aggregate, make_windows,
-                     normalise, preprocess)
+from .rhythm import (CHALLENGE_CODES, CLASSES, MODEL_NAME, ONNX_META_KEY, RhythmSpec, make_windows, normalise,
+                     preprocess)
 
 RAW_FS = 300.0
 ADC_GAIN = 1000.0  # units per mV in the challenge's .mat files

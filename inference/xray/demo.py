@@ -155,7 +155,6 @@ def render(size: int = SIZE) -> np.ndarray:
 
 def make_dicom(folder) -> Path:
     """The synthetic 16-bit CR DICOM (drawn here, no patient data) in ``folder``; its path."""
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 

@@ -51,7 +51,6 @@ ATTRIBUTION = ("Kermany DS, Zhang K, Goldbaum M, et al. Identifying medical diag
 
 # -- network ------------------------------------------------------------------------------------------
 def build_net(width: int = 16, dropout: float = 0.2):
-    import torch
     from torch import nn
 
     def cbr(i, o, stride=1):
