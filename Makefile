@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.installed
 
 SYSDEPS = libegl1 libgl1 libxkbcommon-x11-0 libxcb-cursor0 libportaudio2 libsndfile1 poppler-utils
 
-.PHONY: setup sysdeps run test bench fuzz gpu clean
+.PHONY: setup sysdeps run test bench fuzz gpu clean lock upgrade
 
 # Installs the system libraries when running as root on Debian/Ubuntu and any is missing; otherwise says what to run.
 sysdeps:
@@ -19,10 +19,28 @@ sysdeps:
 	  else echo "please install: sudo apt-get install -y $$missing"; fi; \
 	fi
 
-$(STAMP): pyproject.toml
+# Installs exactly the versions in requirements.lock (resolved from pyproject.toml by `make lock`), then
+# Lightbox itself without touching them: a new upstream release cannot change an install silently.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip check
 	@touch $(STAMP)
+
+# Re-resolve requirements.lock from pyproject.toml, keeping every pin that still satisfies it (after an
+# edit to pyproject.toml). `make upgrade` moves every package to its newest allowed version; commit
+# the new lock only after `make test` and `make soak` pass on it.
+LOCK_FLAGS = -q --no-emit-index-url --no-emit-find-links --strip-extras --allow-unsafe \
+	--extra test --extra batch --extra train -o requirements.lock pyproject.toml
+lock:
+	@test -x $(VENV)/bin/pip-compile || $(PY) -m pip install -q 'pip-tools>=7.4'
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS)
+
+upgrade:
+	@test -x $(VENV)/bin/pip-compile || $(PY) -m pip install -q 'pip-tools>=7.4'
+	$(VENV)/bin/pip-compile --upgrade $(LOCK_FLAGS)
+	@echo "requirements.lock re-resolved: run 'make test' and 'make soak' before committing it"
 
 setup: sysdeps $(STAMP)
 
@@ -35,7 +53,7 @@ test: setup
 # on a machine with a CUDA GPU: ONNX models on CUDA too (torch already is a CUDA build)
 gpu: setup
 	$(PY) -m pip uninstall -y -q onnxruntime
-	$(PY) -m pip install -q -e '.[gpu]'
+	$(PY) -m pip install -q -c requirements.lock "onnxruntime-gpu==$$(sed -n 's/^onnxruntime==//p' requirements.lock)"
 
 bench: setup
 	$(VENV)/bin/lightbox bench

@@ -133,3 +133,146 @@ def report_error(e: Exception, jsonl: bool) -> int:
         print(json.dumps({"event": "error", "message": str(e)}), flush=True)
     print(f"error: {e}", file=sys.stderr)
     return 1
+
+
+# -- the one training loop ---------------------------------------------------------------------------
+class FitResult:
+    """What :func:`fit` returns: the best weights (already loaded into the net), when and why it stopped."""
+
+    def __init__(self, best_state: dict, best_epoch: int, best_score: float, history: list[dict],
+                 stopped: str, seconds: float):
+        self.best_state, self.best_epoch, self.best_score = best_state, best_epoch, best_score
+        self.history, self.stopped, self.seconds = history, stopped, seconds
+
+    def as_dict(self) -> dict:
+        """The card's ``training`` facts (no weights)."""
+        return {"epochs_run": len(self.history), "best_epoch": self.best_epoch, "best_val": self.best_score,
+                "stopped": self.stopped, "seconds": round(self.seconds, 1), "history": self.history}
+
+
+def fit(net, batches: Callable[[int], Any], step: Callable[[Any, Any], Any], validate: Callable[[Any], dict], *,
+        epochs: int, patience: int, lr: float, weight_decay: float = 1e-4, params=None,
+        schedule: str = "cosine", warmup_epochs: int = 0, monitor: str = "score",
+        time_budget_s: float | None = None, emit: Callable[[dict], None] = lambda e: None,
+        checkpoint: str | Path | None = None, on_epoch: Callable[[int, dict], None] | None = None,
+        grad_clip: float | None = None) -> FitResult:
+    """Train ``net`` with AdamW and early stopping on a validation score (higher is better).
+
+    - ``batches(epoch)`` yields the epoch's training batches (anything ``step`` understands), so a model
+      brings its own sampling and augmentation;
+    - ``step(net, batch)`` returns the loss tensor of one batch (the loop does zero_grad/backward/step);
+    - ``validate(net)`` returns a dict of validation metrics with ``monitor`` among them (the net is in
+      eval mode and under ``torch.no_grad`` while it runs);
+    - ``params`` limits the optimised parameters (frozen blocks stay out); default: those requiring grad;
+    - the schedule is cosine decay to 1 % of ``lr`` over ``epochs`` (after ``warmup_epochs`` of linear
+      warm-up), or ``"constant"``;
+    - ``time_budget_s`` stops between epochs once the next epoch would not fit; ``checkpoint`` saves the
+      best state dict (plain tensors, so it reloads with ``weights_only=True``) after each improvement.
+
+    Emits ``{"event": "epoch", ...}`` per epoch. The best weights are loaded back into ``net`` at the end.
+    """
+    import math
+    import time
+
+    import torch
+
+    params = [p for p in (params if params is not None else net.parameters()) if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+    def lr_at(epoch: int) -> float:
+        if warmup_epochs and epoch < warmup_epochs:
+            return lr * (epoch + 1) / (warmup_epochs + 1)
+        if schedule == "constant":
+            return lr
+        t = (epoch - warmup_epochs) / max(1, epochs - warmup_epochs)
+        return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+    t0 = time.time()
+    best_state, best_epoch, best_score = state_snapshot(net), -1, -math.inf
+    history: list[dict] = []
+    stopped, stale = f"ran all {epochs} epochs", 0
+    for epoch in range(epochs):
+        te = time.time()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(epoch)
+        net.train()
+        total, n = 0.0, 0
+        for batch in batches(epoch):
+            loss = step(net, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            opt.step()
+            total, n = total + float(loss.detach()), n + 1
+        net.eval()
+        with torch.no_grad():
+            val = dict(validate(net))
+        score = float(val[monitor])
+        improved = score > best_score
+        if improved:
+            best_state, best_epoch, best_score, stale = state_snapshot(net), epoch, score, 0
+            if checkpoint is not None:
+                torch.save(best_state, str(checkpoint))
+        else:
+            stale += 1
+        row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": total / max(1, n),
+               **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))},
+               "best": improved, "seconds": round(time.time() - te, 1)}
+        history.append(row)
+        emit({"event": "epoch", **row})
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+        if stale >= patience:
+            stopped = f"early stop: no validation {monitor} improvement for {patience} epochs"
+            break
+        spent = time.time() - t0
+        if time_budget_s is not None and epoch + 1 < epochs and spent + spent / (epoch + 1) > time_budget_s:
+            stopped = f"time budget {time_budget_s:.0f} s reached after {epoch + 1} epochs"
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    return FitResult(best_state, best_epoch, best_score, history, stopped, time.time() - t0)
+
+
+def export_onnx(module, example, path: str | Path, *, input_names: list[str], output_names: list[str],
+                dynamic_batch: bool = True, opset: int = 17, meta_key: str | None = None,
+                meta: dict | None = None, producer: str | None = None) -> dict:
+    """Export ``module`` (in eval mode) to ONNX at ``path`` with a dynamic batch axis, embed ``meta`` under
+    ``meta_key``, and return :func:`file_facts` of the file."""
+    import torch
+
+    module.eval()
+    path = Path(path)
+    axes = {n: {0: "batch"} for n in input_names + output_names} if dynamic_batch else None
+    with torch.no_grad():
+        torch.onnx.export(module, example, str(path), input_names=input_names, output_names=output_names,
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+    if meta_key is not None:
+        embed_onnx_metadata(path, meta_key, meta or {}, producer)
+    return file_facts(path)
+
+
+def agreement_check(module, path: str | Path, inputs: dict[str, Any], *, tol: float = 1e-4,
+                    threads: int = 1) -> dict:
+    """Run the torch ``module`` and the exported ONNX file on the same ``inputs`` (name -> numpy array)
+    and compare every output. Returns ``{"max_abs_diff": ..., "per_output": {...}, "tol": tol, "ok": ...}``;
+    raises ``AssertionError`` when any output differs by more than ``tol`` (a broken export never ships)."""
+    import numpy as np
+    import torch
+
+    sess = onnx_session(path, threads)
+    names = [o.name for o in sess.get_outputs()]
+    got = sess.run(None, inputs)
+    module.eval()
+    with torch.no_grad():
+        ref = module(*[torch.from_numpy(v) for v in inputs.values()])
+    if not isinstance(ref, (tuple, list)):
+        ref = (ref,)
+    per = {n: float(np.max(np.abs(r.detach().cpu().numpy() - g))) for n, r, g in zip(names, ref, got)}
+    worst = max(per.values()) if per else 0.0
+    out = {"max_abs_diff": worst, "per_output": per, "tol": tol, "ok": worst <= tol, "n": int(
+        next(iter(inputs.values())).shape[0])}
+    if worst > tol:
+        raise AssertionError(f"torch and ONNX disagree by {worst:.3g} (> {tol:g}) on {path}")
+    return out
