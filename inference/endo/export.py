@@ -72,7 +72,7 @@ def _area(note: str) -> float | None:
     """The lesion's area as a fraction of the frame when the note states it ("area 4.2 % of the frame")."""
     import re
 
-    m = re.search(r"area ([0-9.]+) % of the frame", note or "")
+    m = re.search(r"area ([0-9.]+) % of the (?:frame|image)", note or "")
     return round(float(m.group(1)) / 100, 5) if m else None
 
 

@@ -168,7 +168,7 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     recs = sel.records
     counts = skipped_counts(recs)
     analysed = sum(r.ok for r in recs)
-    findings = run.findings()
+    findings = run.findings(getattr(src, "files", None))
     to_model = run.to_model
     still_quality = mode == "sequence" or model is None  # a still given to the model is analysed whatever its quality
     if model is not None and to_model and run.out_of_domain > to_model / 2:
@@ -298,13 +298,22 @@ class _Run:
         self.events.clear()
         self.pending_frames = 0
 
-    def findings(self) -> list[dict[str, Any]]:
+    def findings(self, files: list | None = None) -> list[dict[str, Any]]:
         if self.model is None:
             return []
         if self.persist is not None:
-            return [dict(f) for f in self.persist.findings]
-        return merge_detections(self.per_frame, self.fps, self.model_id,
-                                gap_s=0.0 if self.mode != "sequence" else MERGE_GAP_S, cuts=self.cut_frames)
+            out = [dict(f) for f in self.persist.findings]
+        else:
+            out = merge_detections(self.per_frame, self.fps, self.model_id,
+                                   gap_s=0.0 if self.mode != "sequence" else MERGE_GAP_S, cuts=self.cut_frames)
+        if self.mode != "sequence":  # a still has no time: say which image, not which frames
+            for f in out:
+                i = int(f["frame_index"])
+                name = files[i].name if files is not None and i < len(files) else f"image {i + 1}"
+                area = f.get("area")
+                f["note"] = (f"{'image ' + str(i + 1) + ': ' if self.mode == 'set' else ''}{name}"
+                             + (f"; area {100 * area:.1f} % of the image" if area else ""))
+        return out
 
     def still_outputs(self, mode: str, src) -> dict[str, Any]:
         """A still: its verdict as plain outputs (columns of a batch table); a set: one entry per image."""

@@ -15,7 +15,7 @@ not compared: they change the look of a frame without changing the view):
            round. Pan, small zoom and rotation between two frames keep it high; another view drops it.
 ``score``  ``hist / 0.30 + max(0, 1 - corr) / 0.60``; a cut when ``score > 1``.
 
-Calibrated (``CUT_CALIBRATION``, ``python -m inference.endo.scenes_calibrate DATA_DIR``) on real frames: 1320 pairs of consecutive frames of simulated
+Calibrated (``CUT_CALIBRATION``, ``python -m inference.endo.calibrate DATA_DIR``) on real frames: 1320 pairs of consecutive frames of simulated
 camera motion over 40 Kvasir-SEG / CVC-ClinicDB images (pan 2, 5 and 10 % of the frame per frame,
 rotation 2 deg/frame, zoom, exposure jitter 5 %, motion blur in 20 % of frames) against 800 pairs of
 different images (Kvasir-SEG x Kvasir-SEG, Kvasir-SEG x CVC-ClinicDB, polyp-free x polyp-free): no
@@ -33,7 +33,7 @@ CORR_SCALE = 0.60
 CUT_SCORE = 1.0
 THUMB = 32
 SHIFT = 6
-# measured by ``python -m inference.endo.scenes_calibrate DATA_DIR`` (the data sets of DATA.md)
+# measured by ``python -m inference.endo.calibrate DATA_DIR`` (the data sets of DATA.md)
 CUT_CALIBRATION = {
     "motion pairs": 1320, "false cuts on motion": 0, "highest motion score": 0.92,
     "different-image pairs": 800, "cuts found between different images": 0.9975,

@@ -71,14 +71,14 @@ def evidence(rgb: np.ndarray) -> dict[str, float]:
     border[:, -bw:] = True
     dark = cv2.dilate((v < 30).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     region = border & dark
-    marks = region & (v > 150) & (s < 80)
+    marks = region & (v > 110) & (s < 80)
     text = 0.0
     if region.sum() > 0.03 * H * W:
-        frac = marks.sum() / region.sum()
-        text = 1.0 if 0.002 <= frac <= 0.15 else 0.0
+        frac = marks.sum() / region.sum()  # a few per mille of the border: characters (not a lit area)
+        text = float(min(frac / 0.002, 1.0)) if frac <= 0.15 else 0.0
     return {"saturated": round(sat.sum() / n_lit, 4), "reddish": round(red.sum() / n_sat, 4),
             "lit": round(n_lit / (H * W), 4), "colour_spread": round(spread, 2),
-            "vignette": round(vignette, 4), "text": text}
+            "vignette": round(vignette, 4), "text": round(text, 3)}
 
 
 def endo_still_score(rgb: np.ndarray) -> float:

@@ -1,6 +1,8 @@
-"""Measure the scene-cut rule on real frames (the figures in ``inference.endo.scenes``).
+"""Measure the scene-cut rule and the still-image score on real images (the figures in
+``inference.endo.scenes`` and ``inference.endo.stills``).
 
-    python -m inference.endo.scenes_calibrate DATA_DIR     (DATA_DIR: Kvasir-SEG, CVC-ClinicDB, Children_NoPolip)
+    python -m inference.endo.calibrate DATA_DIR [XRAY_DIR ...]
+        DATA_DIR: Kvasir-SEG, CVC-ClinicDB, Children_NoPolip; XRAY_DIR: folders of chest radiographs
 
 No-cut pairs: consecutive frames of simulated camera motion over 40 real images (Kvasir-SEG and
 CVC-ClinicDB; the data sets hold stills, and CVC-ClinicDB's "sequences" are frames seconds apart, not
@@ -84,7 +86,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"all motion: {len(allm)} pairs, false-cut rate {np.mean([d['score'] > CUT_SCORE for d in allm]):.4f}")
     print(f"different images: {len(cuts)} pairs, cuts found {np.mean([d['score'] > CUT_SCORE for d in cuts]):.4f}, "
           f"median score {np.median([d['score'] for d in cuts]):.2f}")
+    stills(kv, cvc, neg, [Path(a) for a in argv[1:]])
     return 0
+
+
+def stills(kv, cvc, neg, xray_dirs: list[Path]) -> None:
+    """The endoscopy still score on endoscopy images (should be >= AMBIGUOUS) and radiographs (0)."""
+    from inference.endo.polyp_data import load_pair
+    from inference.endo.polyp_eval import outdoor_scene
+    from inference.endo.stills import AMBIGUOUS, endo_still_score, read_image
+
+    r = random.Random(0)
+    groups = {"Kvasir-SEG": [load_pair(i)[0] for i in r.sample(kv, min(300, len(kv)))],
+              "CVC-ClinicDB": [load_pair(i)[0] for i in cvc[::3]],
+              "polyp-free close-ups": [load_pair(i)[0] for i in r.sample(neg, min(200, len(neg)))],
+              "synthetic outdoor photos": [outdoor_scene(s) for s in range(50)]}
+    for d in xray_dirs:
+        files = sorted(p for p in d.rglob("*") if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+        groups[f"radiographs {d}"] = [im for im in (read_image(p) for p in r.sample(files, min(200, len(files))))
+                                      if im is not None]
+    for name, imgs in groups.items():
+        sc = np.array([endo_still_score(im) for im in imgs])
+        if len(sc):
+            print(f"still score, {name}: n={len(sc)}, min {sc.min():.2f}, median {np.median(sc):.2f}, "
+                  f"max {sc.max():.2f}, under {AMBIGUOUS}: {(sc < AMBIGUOUS).sum()}")
 
 
 if __name__ == "__main__":
