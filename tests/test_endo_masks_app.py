@@ -59,7 +59,7 @@ def test_review_masks_on_playback_held_frames_toggle_and_opacity(main_window, qt
         v.seek(75)
         assert v.view.has_mask
         # the key frame of each finding in the timeline's findings row: a bar over the frames it was seen on
-        from app.endo.timeline import finding_span
+        from inference.endo.export import finding_span
 
         assert [finding_span(f) for f in fs] == [(0, 24), (25, 49), (50, 74), (75, 99), (100, 124)]
         assert v.timeline.cuts == [25, 50, 75, 100]

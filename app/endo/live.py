@@ -20,49 +20,11 @@ class LiveMixin:
     # -- live mode ----------------------------------------------------------------------------------
     @staticmethod
     def _live_analyser(registry, fps: float):
-        """Quality of every frame taken (duplicates against the last analysed one), a scene-cut check
-        against the last usable one, plus the polyp model on usable frames: the bundled Lightbox
-        segmenter (default) or a user-installed one. Built on the live worker: checking the model's hash
-        and opening its ONNX session must not hold up the UI thread. Returns a dict per frame: status,
-        dets, mask (bool, kept regions; None when no polyp), domain note, cut, res (a PolypFrame)."""
-        from inference.endo.models import default_polyp_id, load_quality_config, polyp_model
-        from inference.endo.polyp import PolypFrame
-        from inference.endo.quality import FrameSelector
-        from inference.endo.scenes import CutDetector
+        """Built on the live worker (checking the model's hash and opening its ONNX session must not hold
+        up the UI thread): inference.endo.playback.make_live_analyser."""
+        from inference.endo.playback import make_live_analyser
 
-        cfg, _ = load_quality_config(registry)
-        sel = FrameSelector(cfg, fps)
-        cuts = CutDetector()
-        model, st = None, None
-        mid = default_polyp_id(registry)
-        if mid is not None:
-            st = registry.state(mid)
-            model = polyp_model(registry, mid, threads=1)
-        last = {"index": -1}
-
-        def analyse_frame(i: int, rgb: np.ndarray):
-            if i < last["index"]:  # stepped back: the selector's and cut detector's references are stale
-                sel.reset()
-                cuts.reset()
-            last["index"] = i
-            rec = sel.measure(i, rgb)
-            out = {"status": rec.status, "dets": [], "mask": None, "domain": "", "cut": False, "res": None}
-            if rec.ok:
-                out["cut"] = cuts.update(i, rgb)
-            if model is None or not rec.ok:
-                return out
-            if hasattr(model, "analyse"):
-                r = model.analyse([rgb])[0]
-                out.update(dets=r.detections(), mask=r.mask if r.polyp else None, domain=r.domain_note, res=r)
-            else:
-                dets, mask = model.detect_with_masks([rgb])[0]
-                top = dets[0] if dets else None
-                out.update(dets=dets, mask=mask if dets else None,
-                           res=PolypFrame(True, polyp=bool(dets), confidence=top.confidence if top else 0.0,
-                                          box=top.box if top else None, mask=mask if dets else None))
-            return out
-
-        return analyse_frame, st
+        return make_live_analyser(registry, fps)
 
     def set_live(self, on: bool) -> None:
         if self.live_box.isChecked() != on:

@@ -21,6 +21,7 @@ class MaskMixin:
         lay = QHBoxLayout(w)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(4)
+        lay.addStretch(1)  # right-aligned, also when the legend beside it is hidden (a still image)
         self.mask_box = QCheckBox("Mask")
         self.mask_box.setChecked(True)
         self.mask_box.setToolTip("Show the polyp mask the model drew on this frame (M)")

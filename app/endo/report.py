@@ -12,7 +12,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Image, KeepTogether, Paragraph, Spacer, Table, TableStyle
 
 from app.report.base import BODY, H2, SMALL, figure, latest, table
-from inference.endo.export import fmt_time
+from inference.endo.export import finding_span, fmt_time
 from inference.results import NOT_CLINICAL
 
 QUALITY_COLOURS = {"ok": "#4c9a6a", "blur": "#d29922", "dark": "#3b4a8a", "overexposed": "#c9c9c9",
@@ -31,7 +31,7 @@ def _box(v) -> list[float] | None:
     return v if isinstance(v, list) and len(v) == 4 else None
 
 
-def _timeline_fig(n: int, fps: float, bands: list[dict], findings: list[dict]):
+def _timeline_fig(n: int, fps: float, bands: list[dict], findings: list[dict], cuts: list[int] = ()):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,9 +42,14 @@ def _timeline_fig(n: int, fps: float, bands: list[dict], findings: list[dict]):
     for b in bands:
         ax.broken_barh([(b["start"] / fps, (b["end"] - b["start"]) / fps)], (1.1, 0.8),
                        facecolors=QUALITY_COLOURS.get(b["status"], "#999999"))
+    for c in cuts:  # scene cuts: a finding never spans one
+        ax.plot([c / fps, c / fps], [1.05, 1.95], color="white", lw=1.2)
     for f in findings:
         t = (f.get("frame_index") or 0) / fps
         c = STATUS_COLOURS.get(f.get("status") or "proposed", "#d29922")
+        span = finding_span(f)
+        if span:  # the frames the finding was seen on
+            ax.broken_barh([(span[0] / fps, (span[1] + 1 - span[0]) / fps)], (0.05, 0.18), facecolors=c, alpha=0.45)
         ax.plot([t, t], [0.1, 0.9], color=c, lw=1.5)
         ax.plot([t], [0.5], marker="D", color=c, ms=4)
     ax.set_xlim(0, max(dur, 1e-3))
@@ -158,7 +163,8 @@ def sections(study, results, store, study_id, extra: dict[str, Any]) -> list:
         bands = _selection_section(q, flow)
     flow.append(Spacer(1, 2 * mm))
     if n and not still:
-        flow.append(figure(_timeline_fig(n, fps, bands, findings), 180))
+        cuts = (q.outputs.get("_scene_cuts") or []) if q is not None else []
+        flow.append(figure(_timeline_fig(n, fps, bands, findings, cuts), 180))
 
     flow.append(Paragraph(f"Findings ({len(findings)})", H2))
     if not findings:
@@ -175,7 +181,11 @@ def sections(study, results, store, study_id, extra: dict[str, Any]) -> list:
                          f"{c:.2f}" if isinstance(c, (int, float)) else "—", f.get("source") or "",
                          Paragraph(f"<font color='{STATUS_COLOURS.get(st, '#000000')}'><b>{st}</b></font>", BODY),
                          f.get("note") or ""])
-        flow.append(table(rows, col_widths=[7 * mm, 16 * mm, 12 * mm, 26 * mm, 11 * mm, 34 * mm, 20 * mm, 60 * mm]))
+        widths = [7 * mm, 16 * mm, 12 * mm, 26 * mm, 11 * mm, 34 * mm, 20 * mm, 60 * mm]
+        if still:  # no time column: a still has none
+            rows = [r[:1] + r[2:] for r in rows]
+            widths = [7 * mm, 14 * mm, 26 * mm, 11 * mm, 34 * mm, 20 * mm, 74 * mm]
+        flow.append(table(rows, col_widths=widths))
         if any("live" in (f.get("source") or "") or "result #" in (f.get("source") or "") for f in findings):
             flow.append(Paragraph("Model findings stay 'proposed' until a clinician confirms or rejects them.", SMALL))
 

@@ -1,14 +1,12 @@
 """The endoscopy timeline: frame-quality bands, findings and the playhead; click or drag to seek."""
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QWidget
 
-from inference.endo.export import fmt_time
+from inference.endo.export import finding_span, fmt_time
 from inference.endo.quality import STATUSES
 
 QUALITY_COLOURS = {
@@ -16,15 +14,6 @@ QUALITY_COLOURS = {
     "glare": "#39c5cf", "duplicate": "#6e7681", "live": "#2f6f4f",
 }
 STATUS_COLOURS = {"proposed": "#d29922", "confirmed": "#3fb950", "rejected": "#8b949e"}
-
-
-_SPAN = re.compile(r"frames (\d+)-(\d+)")
-
-
-def finding_span(f: dict) -> tuple[int, int] | None:
-    """(first, last) frame a model's finding was seen on, from its note ("... frames 81-119 ...")."""
-    m = _SPAN.search(f.get("note") or "")
-    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 class Timeline(QWidget):
@@ -153,7 +142,7 @@ class Timeline(QWidget):
             if span:
                 c = QColor(STATUS_COLOURS.get(fd.get("status") or "proposed", "#d29922"))
                 c.setAlpha(90)
-                x0, x1 = self.x_of(span[0]), self.x_of(span[1] + 1)
+                x0, x1 = self.x_of(span[0]) + 1, self.x_of(span[1] + 1) - 1  # a gap between findings that touch
                 p.fillRect(QRectF(x0, f_y + f_h - 7, max(x1 - x0, 2.0), 5), c)
         p.setRenderHint(QPainter.Antialiasing)
         for fd in self.findings:

@@ -275,14 +275,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
             return
         o = result.outputs
         if "frames_total" in o:
-            sk = ", ".join(f"{k} {v}" for k, v in (o.get("skipped") or {}).items())
-            self.selection_label.setText(f"Frame selection ({result.model_id}, result #{result.id}): "
-                                         f"<b>{o.get('frames_analysed')}</b> of {o.get('frames_total')} frames "
-                                         f"analysed · skipped {o.get('frames_skipped')} ({sk})"
-                                         + (f" · <b>{o.get('findings_count')}</b> finding(s) proposed"
-                                            if result.model_id != "endo-quality" else "")
-                                         + ("" if result.clinical else
-                                            f" · <span style='color:#e5534b'><b>{NOT_CLINICAL}</b></span>"))
+            self.selection_label.setText(self._selection_text(result))
         bands = result.outputs.get("_bands")
         if bands:
             self.timeline.set_bands(bands)
@@ -404,6 +397,25 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         self.show_frame(nxt)
         self._drain_live()
 
+    def _selection_text(self, result: Result) -> str:
+        o = result.outputs
+        stamp = "" if result.clinical else f" · <span style='color:#e5534b'><b>{NOT_CLINICAL}</b></span>"
+        head = f"({result.model_id}, result #{result.id})"
+        if self.kind == "still" and "polyp" in o:
+            verdict = ("<b>polyp</b>" if o["polyp"] else "no polyp") if o.get("in_domain", True) else \
+                "<b>outside what this model was trained on</b>"
+            return (f"Image {head}: {verdict} · confidence {o.get('confidence', 0):.2f}"
+                    + (f" · area {100 * o['area_fraction']:.1f} % of the image" if o.get("area_fraction") else "")
+                    + stamp)
+        if self.kind == "set" and "images_with_polyp" in o:
+            return (f"Images {head}: <b>{o['images_with_polyp']}</b> of {o.get('frames_total')} with a polyp"
+                    f" · {o.get('frames_out_of_domain', 0)} outside the model's domain" + stamp)
+        sk = ", ".join(f"{k} {v}" for k, v in (o.get("skipped") or {}).items())
+        return (f"Frame selection {head}: <b>{o.get('frames_analysed')}</b> of {o.get('frames_total')} frames "
+                f"analysed · skipped {o.get('frames_skipped')} ({sk})"
+                + (f" · <b>{o.get('findings_count')}</b> finding(s) proposed" if result.model_id != "endo-quality" else "")
+                + (f" · {o['scene_cuts']} scene cut(s)" if o.get("scene_cuts") else "") + stamp)
+
     def _apply_kind(self) -> None:
         """Stills have no playback: a single image hides the transport and timeline, a set keeps the
         image steps; the review button says what it analyses."""
@@ -414,6 +426,8 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
             w.setVisible(not still)
         self.timeline.setVisible(not still)
         self.legend.setVisible(not still)
+        self.table.setColumnHidden(0, not video)  # a still has no time
+        self.table.horizontalHeaderItem(1).setText("Frame" if video else "Image")
         self.review_btn.setText({"video": "Analyse video", "still": "Analyse image", "set": "Analyse images"}[self.kind])
         self.review_btn.setToolTip("Review mode: every frame on a worker, with progress and cancel (Ctrl+R)" if video
                                    else "Every image to the polyp model on its own, whatever its quality (Ctrl+R)")

@@ -46,6 +46,14 @@ def fmt_time(t: float | None) -> str:
     return f"{int(h)}:{int(m):02d}:{s:05.2f}" if h else f"{int(m):02d}:{s:05.2f}"
 
 
+def finding_span(f: dict) -> tuple[int, int] | None:
+    """(first, last) frame a model's finding was seen on, from its note ("... frames 81-119 ...")."""
+    import re
+
+    m = re.search(r"frames (\d+)-(\d+)", f.get("note") or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def _box(v: Any) -> list[float] | None:
     if v in (None, "", "null"):
         return None
@@ -126,8 +134,9 @@ def build_bundle_files(study_meta: dict[str, Any], findings: list[dict[str, Any]
     skipped = qo.get("skipped", {})
     overall = []
     if qo:
-        overall.append(f"{qo.get('frames_total')} frames ({fmt_time(qo.get('duration_s'))}); "
-                       f"{qo.get('frames_analysed')} analysed, {qo.get('frames_skipped')} skipped"
+        overall.append((f"{qo.get('frames_total')} frames ({fmt_time(qo.get('duration_s'))}); "
+                        if qo.get("duration_s") is not None else f"{qo.get('frames_total')} still image(s); ")
+                       + f"{qo.get('frames_analysed')} analysed, {qo.get('frames_skipped')} skipped"
                        + (" (" + ", ".join(f"{k} {v}" for k, v in skipped.items() if v) + ")" if skipped else "")
                        + ".")
     else:

@@ -184,7 +184,9 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
         "_bands": bands([r.status for r in recs], fps),
         "_findings": findings,
     }
-    if mode != "sequence":
+    if mode != "sequence":  # stills have no time
+        outputs.pop("fps")
+        outputs.pop("duration_s")
         outputs["images"] = n
         poor = {k: v for k, v in counts.items() if v and k != "duplicate"}
         if poor:
