@@ -18,8 +18,8 @@ FOLDER_CHOICES = (
 
 
 def choices_for(path: str | Path, candidates: list[tuple[str, float]] | None = None) -> list[tuple[str, dict, str]]:
-    """What a file can be opened as: the detected candidates first (with how sure detection was), then
-    every other modality whose reader takes its extension."""
+    """What a file can be opened as: detection's candidates (with how sure it was) when it could not
+    tell; otherwise (File > Open as…) every modality whose reader takes the extension, then the rest."""
     from inference.detect import all_extensions
 
     p = Path(path)
@@ -31,6 +31,8 @@ def choices_for(path: str | Path, candidates: list[tuple[str, float]] | None = N
     for m, s in candidates or []:
         out.append((m, {}, f"{TITLES.get(m, m)}  (content score {s:.2f})"))
         seen.add(m)
+    if candidates:
+        return out
     for m, exts in all_extensions().items():
         if m not in seen and ext in exts:
             out.append((m, {}, TITLES.get(m, m)))

@@ -141,7 +141,7 @@ def test_a_folder_of_stills_as_a_set_and_as_a_sequence(stills, tmp_path, capsys)
     from inference.detect import open_study
 
     st = open_study(stills)
-    assert st.metadata["folder_as"] == "set" and "decided by content" in st.notes[0]
+    assert st.metadata["folder_as"] == "set" and "scene cuts" in st.notes[0]
     seq = open_study(stills, "endo", folder_as="sequence")
     assert seq.metadata["folder_as"] == "sequence" and seq.sha256 != st.sha256
     db = str(tmp_path / "s.sqlite")

@@ -256,7 +256,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         elif self.kind == "still":
             facts = f"still image · {m.get('width')}×{m.get('height')} · {str(m.get('file_type', '')).upper()}"
         else:
-            facts = f"{self.n} still images, each analysed on its own"
+            facts = f"{self.n} still images"
         self.header.setText(f"{study.name} · {facts}" + ("  — " + "; ".join(study.notes) if study.notes else ""))
         self.display_late = 0
         longest = f"{fmt_time(self.n / self.fps)} / {fmt_time(self.n / self.fps)} · frame {self.n}/{self.n}"
@@ -306,7 +306,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
             self.pause()
             return
         boxes = []
-        near = max(1, int(round(self.fps / 4)))
+        near = max(1, int(round(self.fps / 4))) if self.kind == "video" else 0  # a still's own findings only
         for f in self.findings:
             fi = f.get("frame_index")
             if fi is None or abs(fi - i) > near or not f.get("box"):
@@ -329,8 +329,6 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
                               + " · live", "#39c5cf", True))
         status = self.timeline.status_at(i)
         warn = status if status and status not in ("ok", "live") else ""
-        if self.kind != "video" and warn:
-            warn = f"{warn} (analysed all the same)"
         if near_live and self.live_last.get("domain"):
             warn = "outside what this model was trained on"
         mask, note = self.mask_at(i, near_live)
@@ -340,7 +338,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         else:
             files = getattr(self.src, "files", None) or []
             name = files[i].name if i < len(files) else ""
-            osd = name if self.kind == "still" else f"image {i + 1} of {self.n}  ·  {name}"
+            osd = name if self.kind == "still" else f"{i + 1}/{self.n}  ·  {name}"
             self.time_label.setText(f"image {i + 1} of {self.n}")
         self.view.set_frame(rgb_to_qimage(rgb), boxes, osd, warn, mask=mask, mask_note=note)
         self.timeline.pos = i

@@ -318,15 +318,15 @@ def read_folder(path: Path, folder_as: str = "auto") -> Study:
 
         is_set, frac = folder_is_set(files, _imread)
         folder_as = "set" if is_set else "sequence"
-        how = (f" (decided by content: {100 * frac:.0f} % of its first consecutive images are scene cuts; "
-               "File > Open as… reads it the other way)")
+        how = (f" ({100 * frac:.0f} % of its first consecutive images are scene cuts; File > Open folder as… "
+               "reads it the other way)")
     sha = folder_sha256(path, files)
     if folder_as == "set":
         src = FolderSource(path, files, FOLDER_FPS, w, h, keep_size=True)
         meta = {"format": "frames", "folder_as": "set", "fps": FOLDER_FPS, "frame_count": len(files),
                 "duration_s": src.duration_s, "width": w, "height": h, "first_file": files[0].name,
                 "last_file": files[-1].name}
-        notes = [f"folder of {len(files)} still images, read as a set: each image is analysed on its own{how}"]
+        notes = [f"read as a set of stills, each analysed on its own{how}"]
         return Study("endo", str(path), hashlib.sha256(f"set:{sha}".encode()).hexdigest(),
                      f"{path.name} ({len(files)} stills)", meta, {"source": src}, notes)
     src = FolderSource(path, files, FOLDER_FPS, w, h)
