@@ -189,3 +189,25 @@ def test_schema_step_adds_result_blobs_to_a_version_4_database(tmp_path):
     _m_blobs(s.db)  # idempotent (another branch's numbering, a re-run)
     assert s.result_blob(new.id, "polyp_masks") == b"x" * 10
     s.close()
+
+
+def test_evaluate_scores_the_polyp_model_on_still_images_with_masks(tmp_path):
+    """lightbox evaluate on this site's labelled stills (file,mask): the JPEGs are read as endoscopy (they
+    were read as X-rays and failed before) and the still's mask is scored against the reference."""
+    import shutil
+
+    from app.cli import main
+
+    from tests.endo_clips import FIXTURES
+
+    rows = ["file,mask"]
+    for p in sorted(FIXTURES.glob("kvasir_*.jpg")):
+        shutil.copy(p, tmp_path / p.name)
+        shutil.copy(p.with_name(p.stem + "_mask.png"), tmp_path / (p.stem + "_mask.png"))
+        rows.append(f"{p.name},{p.stem}_mask.png")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert main(["evaluate", "endo-polyp-lightbox", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "out")]) == 0
+    ev = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert ev["n_cases"] == 5 and not ev["failures"]
+    seg = ev["metrics"]["segmentation"]
+    assert seg["n"] == 5 and seg["dice_mean"] > 0.6, seg

@@ -217,6 +217,9 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
         "mean_luma": np.array([r.mean_luma for r in recs], np.float32),
         "glare_fraction": np.array([r.glare_fraction for r in recs], np.float32),
     }
+    if model is not None and mode == "still":  # the image's mask (lightbox evaluate scores it against a label)
+        m = run.track.mask(0)
+        arrays["mask"] = m if m is not None else np.zeros((run.track.side or 128,) * 2, bool)
     blobs = {BLOB_NAME: run.track.to_bytes()} if model is not None else {}
     return Result(model_id=model_id, weights_sha256=weights_sha, runtime=runtime, device=device,
                   seconds=time.perf_counter() - t0, outputs=jsonable(outputs), clinical=clinical,
