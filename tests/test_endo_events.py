@@ -220,3 +220,14 @@ def test_demo_video_gets_no_false_finding(tmp_path, registry):
         assert any(a <= f["frame_index"] < b and a - 10 <= f["first_frame"] and f["last_frame"] < b + 3
                    for a, b in demo.BLOB_FRAMES), f
     assert {next(k for k, (a, b) in enumerate(demo.BLOB_FRAMES) if a <= f["frame_index"] < b) for f in fs} == {0, 1}
+
+
+def test_a_user_installed_models_detections_are_split_at_scene_cuts():
+    from inference.endo.models import Detection
+    from inference.endo.pipeline import merge_detections
+
+    d = [Detection("polyp", 0.9, [0.1, 0.1, 0.2, 0.2])]
+    per_frame = [(i, i / 25, d) for i in range(10)]
+    assert len(merge_detections(per_frame, 25.0, "endo-polyp")) == 1
+    fs = merge_detections(per_frame, 25.0, "endo-polyp", cuts=[5])
+    assert [(f["first_frame"], f["last_frame"]) for f in fs] == [(0, 4), (5, 9)]

@@ -240,6 +240,7 @@ class _Run:
         self.cut_frames: list[int] = []
         self.per_image: list[dict[str, Any]] = []
         self._last: int | None = None
+        self._last_dets: list[Detection] = []
         self.persist: Persistence | None = None
         if isinstance(model, PolypSegmenter):
             o = st.entry.outputs or {}
@@ -279,8 +280,8 @@ class _Run:
                 self.track.hold(i, self._last)
                 if self.persist is not None:
                     self.persist.hold(i)
-                elif self.per_frame and self.per_frame[-1][0] == self._last:
-                    self.per_frame.append((i, i / self.fps, self.per_frame[-1][2]))
+                else:  # the user's model: the held frame repeats the last analysed frame's detections
+                    self.per_frame.append((i, i / self.fps, self._last_dets))
             elif isinstance(self.model, PolypSegmenter):
                 r = next(outs)
                 self._last = i
@@ -293,7 +294,7 @@ class _Run:
                                            **({"note": r.domain_note} if r.domain_note else {})})
             else:
                 dets, mask = next(outs)
-                self._last = i
+                self._last, self._last_dets = i, dets
                 self.track.add(i, mask if dets else None)
                 self.per_frame.append((i, i / self.fps, dets))
                 if self.mode != "sequence":
