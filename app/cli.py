@@ -2,8 +2,10 @@
 
     lightbox [FILE ...] [--demo] [--db PATH]     start the workstation (optionally opening files)
     lightbox weights list | verify | install FILE [--model ID --unofficial] | export MODEL
-    lightbox analyse FILE [--model ID] [--pdf OUT.pdf]   headless: read, run, store, report
-    lightbox batch MODEL INPUT ... --out results.csv     a folder of studies to one CSV
+    lightbox analyse FILE [--model ID] [--modality M] [--folder-as set|sequence] [--pdf OUT.pdf]
+                                                         headless: read, run, store, report
+    lightbox batch MODEL INPUT ... --out results.csv     a folder of studies to one CSV (each file read
+                                                         as the model's modality)
     lightbox evaluate MODEL LABELS.csv [--out DIR]       validate a model on this site's labelled cases
     lightbox bench [--only ecg,pcg,...]                  timing and memory figures
     lightbox demo [--out DIR]                            write the synthetic demo studies
@@ -82,7 +84,16 @@ def _analyse(args) -> int:
     reg = Registry()
     store = Store(args.db)
     try:
-        study = open_study(args.file)
+        modality = args.modality
+        if args.model:  # a model named: the file is read as that model's modality
+            from inference.batch import resolve_model
+
+            want, _ = resolve_model(reg, args.model)
+            if modality is not None and modality != want:
+                print(f"error: {args.model} analyses {want} studies, not {modality}", file=sys.stderr)
+                return 2
+            modality = want
+        study = open_study(args.file, modality, **({"folder_as": args.folder_as} if args.folder_as else {}))
         result = analyse(study, args.model, reg)
     except (ReadError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -92,6 +103,9 @@ def _analyse(args) -> int:
     for k, v in result.outputs.items():
         if not k.startswith("_"):  # "_" keys are machine payload (grids, curves), not readouts
             print(f"{k}: {v}")
+    for p in result.outputs.get("_per_image") or []:  # a folder of stills read as a set: one line per image
+        print(f"  {p.get('file', p['index'])}: " + ("polyp" if p["polyp"] else "no polyp")
+              + f" (confidence {p['confidence']:.2f})" + (f" — {p['note']}" if p.get("note") else ""))
     print(result.provenance() + (f"  [{result.stamp}]" if result.stamp else ""))
     if filed:
         print(f"{filed} proposed finding(s) filed for review")
@@ -100,6 +114,12 @@ def _analyse(args) -> int:
 
         print("report:", export_pdf(study, store, sid, args.pdf, anonymise=args.anonymise))
     return 0
+
+
+def _modality_keys() -> list[str]:
+    from inference.modalities import KEYS
+
+    return list(KEYS)
 
 
 def _demo(args) -> int:
@@ -137,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         a = sub.add_parser("analyse", help="read a study, run a model, store the result, optional PDF")
         a.add_argument("file")
         a.add_argument("--model")
+        a.add_argument("--modality", choices=_modality_keys(),
+                       help="read the file as this modality (default: detected from its content)")
+        a.add_argument("--folder-as", choices=["auto", "set", "sequence"],
+                       help="endoscopy: a folder of images as a set of stills (one verdict per image) or as "
+                            "the frames of one video (default: decided by its content)")
         a.add_argument("--pdf")
         a.add_argument("--anonymise", action="store_true",
                        help="the PDF without name, ID, birth date or accession (the study is named by its code)")

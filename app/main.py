@@ -135,6 +135,8 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         mb = self.menuBar()
         m = mb.addMenu("&File")
         self._act(m, "&Open…", QKeySequence.Open, self.open_dialog)
+        self._act(m, "Open &as…", "Ctrl+Shift+O", lambda: self.open_as_dialog(folder=False))
+        self._act(m, "Open &folder as…", None, lambda: self.open_as_dialog(folder=True))
         self._act(m, "Open &demo studies", "Ctrl+D", self.open_demo)
         self._act(m, "Export &PDF report…", "Ctrl+P", self.export_pdf)
         m.addSeparator()
@@ -283,13 +285,45 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
             self._title()
         self.refresh_studies()
 
-    def open_path(self, path: str | Path, modality: str | None = None) -> None:
+    def open_as_dialog(self, folder: bool = False) -> None:
+        """File > Open as…: the user says what the file (or folder of images) is."""
+        from app import open_as
+
+        if folder:
+            f = QFileDialog.getExistingDirectory(self, "Open folder as", str(Path.home()))
+        else:
+            f, _ = QFileDialog.getOpenFileName(self, "Open as", str(Path.home()), "All files (*)")
+        picked = open_as.ask(self, f) if f else None
+        if picked:
+            self.open_path(f, picked[0], **picked[1])
+
+    def open_path(self, path: str | Path, modality: str | None = None, **options) -> None:
+        from inference.detect import AmbiguousModality
+
         path = str(path)
-        self.ctx.jobs.start(f"Opening {self._path_label(path)}", lambda ctx: open_study(path, modality),
-                            on_result=self._study_loaded,
+
+        def load(ctx):
+            try:
+                return open_study(path, modality, **options)
+            except AmbiguousModality as e:  # the content does not say: ask (on the UI thread)
+                return e
+
+        self.ctx.jobs.start(f"Opening {self._path_label(path)}", load, on_result=self._study_loaded,
                             on_error=lambda msg: self.message(msg, error=True))
 
-    def _study_loaded(self, study: Study) -> None:
+    def _study_loaded(self, study) -> None:
+        from inference.detect import AmbiguousModality
+
+        if isinstance(study, AmbiguousModality):
+            from app import open_as
+
+            picked = None if getattr(self, "quiet_errors", False) else open_as.ask(
+                self, study.path, study.candidates, "Its content does not say which modality it is.")
+            if picked:
+                self.open_path(study.path, picked[0], **picked[1])
+            else:
+                self.message(str(study))
+            return
         sid = self.ctx.store.add_study(study)
         self.show_study(study, sid)
         self.refresh_studies()

@@ -11,6 +11,8 @@ Tables
               expert EF, timed practice sessions (app.validation.schema: schema step)
 - patients    who studies belong to (identity from the files, or assigned by hand); studies carry
               patient_id, study_date, accession (app.patients.store: schema step and methods)
+- result_blobs  compact binary payloads of a result (an endoscopy analysis's per-frame polyp masks),
+              read on demand by name (schema 5)
 - meta        schema_version, export_salt
 
 A save of a study with its results is one transaction: after a crash the database holds the
@@ -33,7 +35,7 @@ from inference.patients import identity_from_metadata
 from inference.results import NOT_CLINICAL, Result, now_iso
 from inference.study import Study
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -70,7 +72,13 @@ def _m2(db: sqlite_utils.Database) -> None:
                                foreign_keys=[("study_id", "studies", "id")])
 
 
-MIGRATIONS = {1: _m1, 2: _m2, 3: _m_patients, 4: _m_validation}
+def _m_blobs(db: sqlite_utils.Database) -> None:
+    """Schema 5: result_blobs (idempotent: a database that already has the table keeps it)."""
+    db.conn.execute("CREATE TABLE IF NOT EXISTS result_blobs (result_id INTEGER NOT NULL REFERENCES results(id), "
+                    "name TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (result_id, name))")
+
+
+MIGRATIONS = {1: _m1, 2: _m2, 3: _m_patients, 4: _m_validation, 5: _m_blobs}
 
 
 class StoreError(Exception):
@@ -168,7 +176,18 @@ class Store(PatientsMixin):
              json.dumps(r.outputs), int(bool(r.clinical)), "" if r.clinical else NOT_CLINICAL,
              json.dumps(r.notes), r.created))
         r.id = int(cur.lastrowid)
+        for name, data in (r.blobs or {}).items():
+            self.conn.execute("INSERT INTO result_blobs (result_id, name, data) VALUES (?,?,?)",
+                              (r.id, name, sqlite3.Binary(bytes(data))))
         return r.id
+
+    def result_blob(self, result_id: int | None, name: str) -> bytes | None:
+        """A stored result's binary payload by name (None when it has none: an older result, another model)."""
+        if result_id is None:
+            return None
+        row = self.conn.execute("SELECT data FROM result_blobs WHERE result_id=? AND name=?",
+                                (int(result_id), name)).fetchone()
+        return bytes(row[0]) if row else None
 
     def save(self, study: Study, results: Iterable[Result] = ()) -> int:
         """Store a study and its results in one transaction; returns the study id."""

@@ -66,7 +66,9 @@ class FindingsMixin:
         self.table.setRowCount(len(self.findings))
         for r, f in enumerate(self.findings):
             conf = f.get("confidence")
-            vals = [fmt_time(f.get("time_s")), str(f.get("frame_index")), f.get("label") or "",
+            fi = f.get("frame_index")
+            still = getattr(self, "kind", "video") != "video"
+            vals = [fmt_time(f.get("time_s")), str(fi + 1 if still and isinstance(fi, int) else fi), f.get("label") or "",
                     f"{conf:.2f}" if isinstance(conf, (int, float)) else "—", f.get("source") or "",
                     f.get("status") or "", f.get("note") or ""]
             for c, v in enumerate(vals):

@@ -1,13 +1,12 @@
 """The endoscopy timeline: frame-quality bands, findings and the playhead; click or drag to seek."""
 from __future__ import annotations
 
-
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QWidget
 
-from inference.endo.export import fmt_time
+from inference.endo.export import finding_span, fmt_time
 from inference.endo.quality import STATUSES
 
 QUALITY_COLOURS = {
@@ -36,12 +35,14 @@ class Timeline(QWidget):
         self.live_count = 0
         self._row: QPixmap | None = None  # the quality row, rendered once per change (hour-long videos)
         self.findings: list[dict] = []
+        self.cuts: list[int] = []  # scene cuts of the review result: a finding never spans one
         self.selected_id: int | None = None
-        self.setToolTip("Click or drag to seek. Upper row: frame quality; lower row: findings.")
+        self.setToolTip("Click or drag to seek. Upper row: frame quality (white ticks: scene cuts); lower row: "
+                        "findings (diamond: key frame; bar: the frames it was seen on).")
 
     def set_video(self, n: int, fps: float) -> None:
         self.n, self.fps, self.pos = n, fps, 0
-        self.bands, self.findings = [], []
+        self.bands, self.findings, self.cuts = [], [], []
         self.codes = np.zeros(n, np.uint8)
         self.live_count = 0
         self._row = None
@@ -129,8 +130,20 @@ class Timeline(QWidget):
             t += step
         # quality bands
         p.drawPixmap(int(self.LABEL_W), q_y, self._quality_row(int(w), q_h))
-        # findings
+        # scene cuts: thin white ticks across the quality row
+        p.setPen(QPen(QColor(255, 255, 255, 200), 1))
+        for c in self.cuts:
+            x = self.x_of(c)
+            p.drawLine(QPointF(x, q_y - 2), QPointF(x, q_y + q_h + 2))
+        # findings: the frames each was seen on (a bar), its key frame (a diamond)
         p.fillRect(QRectF(self.LABEL_W, f_y, w, f_h), QColor("#22272e"))
+        for fd in self.findings:
+            span = finding_span(fd)
+            if span:
+                c = QColor(STATUS_COLOURS.get(fd.get("status") or "proposed", "#d29922"))
+                c.setAlpha(90)
+                x0, x1 = self.x_of(span[0]) + 1, self.x_of(span[1] + 1) - 1  # a gap between findings that touch
+                p.fillRect(QRectF(x0, f_y + f_h - 7, max(x1 - x0, 2.0), 5), c)
         p.setRenderHint(QPainter.Antialiasing)
         for fd in self.findings:
             x = self.x_of(fd.get("frame_index") or 0)

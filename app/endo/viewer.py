@@ -7,6 +7,11 @@
   and findings (proposed / confirmed / rejected); click or drag to seek.
 - Live mode: the frame on screen is offered to an analyser running through app.jobs; when it is
   slower than playback, frames are dropped from the analysis queue (counted), never from the display.
+- Polyp masks (app.endo.masks_ui): the mask of every analysed frame of a review result (stored with
+  the result, no model run) and of every frame live mode analysed, on playback and stepping; M or the
+  Mask box shows/hides it, the slider sets its fill's opacity.
+- Still images: one image (a photograph from the endoscopy processor) or a folder read as a set of
+  stills: no playback or live mode; Analyse image(s) gives each image its own verdict.
 - Review mode: the whole video through the pipeline on a worker (main window's Analyse, with
   progress and cancel); the model's proposed findings are filed in the store's findings table.
 - Findings table: add at the current frame, edit, confirm, reject, delete, double-click to jump.
@@ -44,10 +49,11 @@ SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
 from app.endo.findings import FindingsMixin
 from app.endo.live import LiveMixin
 from app.endo.frames import FrameView, rgb_to_qimage
+from app.endo.masks_ui import MaskMixin
 from app.endo.timeline import Timeline
 
 
-class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
+class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
     modality = "endo"
     COLS = ["Time", "Frame", "Finding", "Conf.", "Source", "Status", "Note"]
 
@@ -144,7 +150,11 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
                         + "  ".join(f"<span style='color:{c}'>◆</span> {k}" for k, c in STATUS_COLOURS.items()))
         legend.setObjectName("muted")
         legend.setWordWrap(True)
-        tl.addWidget(legend)
+        self.legend = legend
+        lg = QHBoxLayout()
+        lg.addWidget(legend, 1)
+        lg.addWidget(self._make_mask_controls())
+        tl.addLayout(lg)
         tl.addLayout(tr)
 
         # findings
@@ -211,6 +221,7 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
                         (Qt.Key_Right, lambda: self.step(1)), (Qt.Key_PageUp, lambda: self.jump_finding(-1)),
                         (Qt.Key_PageDown, lambda: self.jump_finding(1)), (Qt.Key_Insert, self.add_dialog),
                         (Qt.Key_C, lambda: self.set_status_selected("confirmed")),
+                        (Qt.Key_M, self.mask_box.toggle),
                         (Qt.Key_X, lambda: self.set_status_selected("rejected"))):
             sc = QShortcut(QKeySequence(key), self)
             sc.setContext(Qt.WidgetWithChildrenShortcut)
@@ -231,21 +242,29 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
             self.prefetch.close()
             self.prefetch = None
         super().set_study(study, study_id)
+        self.review_track = self.live_track = None
+        self.kind = ("still" if study.metadata.get("format") == "image" else
+                     "set" if study.metadata.get("folder_as") == "set" else "video")
         self.src = study.data["source"]
         self.n, self.fps = len(self.src), float(self.src.fps)
         self.prefetch = Prefetcher(self.src)
         self.timeline.set_video(self.n, self.fps)
         m = study.metadata
-        self.header.setText(f"{study.name} · {m.get('width')}×{m.get('height')} · {m.get('fps')} fps · "
-                            f"{self.n} frames · {fmt_time(self.n / self.fps)}"
-                            + (f" · {m.get('codec')}" if m.get("codec") else "")
-                            + ("  — " + "; ".join(study.notes) if study.notes else ""))
+        if self.kind == "video":
+            facts = (f"{m.get('width')}×{m.get('height')} · {m.get('fps')} fps · {self.n} frames · "
+                     f"{fmt_time(self.n / self.fps)}" + (f" · {m.get('codec')}" if m.get("codec") else ""))
+        elif self.kind == "still":
+            facts = f"still image · {m.get('width')}×{m.get('height')} · {str(m.get('file_type', '')).upper()}"
+        else:
+            facts = f"{self.n} still images"
+        self.header.setText(f"{study.name} · {facts}" + ("  — " + "; ".join(study.notes) if study.notes else ""))
         self.display_late = 0
         longest = f"{fmt_time(self.n / self.fps)} / {fmt_time(self.n / self.fps)} · frame {self.n}/{self.n}"
         self.time_label.setFixedWidth(self.time_label.fontMetrics().horizontalAdvance(longest) + 12)
         self.selection_label.setText("Frame selection: not analysed yet (Analyse video, or tick Live and play).")
         self.live_last = {}
         self._enable(self.n > 0)
+        self._apply_kind()
         self._update_vlm()
         self.reload_findings()
         self.show_frame(0)
@@ -256,17 +275,12 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
             return
         o = result.outputs
         if "frames_total" in o:
-            sk = ", ".join(f"{k} {v}" for k, v in (o.get("skipped") or {}).items())
-            self.selection_label.setText(f"Frame selection ({result.model_id}, result #{result.id}): "
-                                         f"<b>{o.get('frames_analysed')}</b> of {o.get('frames_total')} frames "
-                                         f"analysed · skipped {o.get('frames_skipped')} ({sk})"
-                                         + (f" · <b>{o.get('findings_count')}</b> finding(s) proposed"
-                                            if result.model_id != "endo-quality" else "")
-                                         + ("" if result.clinical else
-                                            f" · <span style='color:#e5534b'><b>{NOT_CLINICAL}</b></span>"))
+            self.selection_label.setText(self._selection_text(result))
         bands = result.outputs.get("_bands")
         if bands:
             self.timeline.set_bands(bands)
+        self.load_review_track(result)
+        self.timeline.cuts = list(result.outputs.get("_scene_cuts") or [])
         if self.study_id is not None:
             n = self.ctx.store.file_proposed_findings(self.study_id, result)
             if n:
@@ -292,7 +306,7 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
             self.pause()
             return
         boxes = []
-        near = max(1, int(round(self.fps / 4)))
+        near = max(1, int(round(self.fps / 4))) if self.kind == "video" else 0  # a still's own findings only
         for f in self.findings:
             fi = f.get("frame_index")
             if fi is None or abs(fi - i) > near or not f.get("box"):
@@ -317,11 +331,18 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
         warn = status if status and status not in ("ok", "live") else ""
         if near_live and self.live_last.get("domain"):
             warn = "outside what this model was trained on"
-        self.view.set_frame(rgb_to_qimage(rgb), boxes, f"{fmt_time(i / self.fps)}  ·  frame {i}", warn,
-                            mask=self.live_last.get("mask") if near_live else None)
+        mask, note = self.mask_at(i, near_live)
+        if self.kind == "video":
+            osd = f"{fmt_time(i / self.fps)}  ·  frame {i}"
+            self.time_label.setText(f"{fmt_time(i / self.fps)} / {fmt_time(self.n / self.fps)} · frame {i + 1}/{self.n}")
+        else:
+            files = getattr(self.src, "files", None) or []
+            name = files[i].name if i < len(files) else ""
+            osd = name if self.kind == "still" else f"{i + 1}/{self.n}  ·  {name}"
+            self.time_label.setText(f"image {i + 1} of {self.n}")
+        self.view.set_frame(rgb_to_qimage(rgb), boxes, osd, warn, mask=mask, mask_note=note)
         self.timeline.pos = i
         self.timeline.update()
-        self.time_label.setText(f"{fmt_time(i / self.fps)} / {fmt_time(self.n / self.fps)} · frame {i + 1}/{self.n}")
         if self.live_slot is not None:
             self.live_slot.put(i)
 
@@ -341,7 +362,7 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
         self.pause() if self.playing else self.play()
 
     def play(self) -> None:
-        if not self.n:
+        if not self.n or getattr(self, "kind", "video") != "video":  # stills are stepped, not played
             return
         if self.pos >= self.n - 1:
             self.seek(0)
@@ -373,6 +394,43 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
             return
         self.show_frame(nxt)
         self._drain_live()
+
+    def _selection_text(self, result: Result) -> str:
+        o = result.outputs
+        stamp = "" if result.clinical else f" · <span style='color:#e5534b'><b>{NOT_CLINICAL}</b></span>"
+        head = f"({result.model_id}, result #{result.id})"
+        if self.kind == "still" and "polyp" in o:
+            verdict = ("<b>polyp</b>" if o["polyp"] else "no polyp") if o.get("in_domain", True) else \
+                "<b>outside what this model was trained on</b>"
+            return (f"Image {head}: {verdict} · confidence {o.get('confidence', 0):.2f}"
+                    + (f" · area {100 * o['area_fraction']:.1f} % of the image" if o.get("area_fraction") else "")
+                    + stamp)
+        if self.kind == "set" and "images_with_polyp" in o:
+            return (f"Images {head}: <b>{o['images_with_polyp']}</b> of {o.get('frames_total')} with a polyp"
+                    f" · {o.get('frames_out_of_domain', 0)} outside the model's domain" + stamp)
+        sk = ", ".join(f"{k} {v}" for k, v in (o.get("skipped") or {}).items())
+        return (f"Frame selection {head}: <b>{o.get('frames_analysed')}</b> of {o.get('frames_total')} frames "
+                f"analysed · skipped {o.get('frames_skipped')} ({sk})"
+                + (f" · <b>{o.get('findings_count')}</b> finding(s) proposed" if result.model_id != "endo-quality" else "")
+                + (f" · {o['scene_cuts']} scene cut(s)" if o.get("scene_cuts") else "") + stamp)
+
+    def _apply_kind(self) -> None:
+        """Stills have no playback: a single image hides the transport and timeline, a set keeps the
+        image steps; the review button says what it analyses."""
+        video, still = self.kind == "video", self.kind == "still"
+        for w in (self.play_btn, self.speed_box, self.live_box):
+            w.setVisible(video)
+        for w in (self.back, self.fwd, self.prev_f, self.next_f, self.time_label):
+            w.setVisible(not still)
+        self.timeline.setVisible(not still)
+        self.legend.setVisible(not still)
+        self.table.setColumnHidden(0, not video)  # a still has no time
+        self.table.horizontalHeaderItem(1).setText("Frame" if video else "Image")
+        self.review_btn.setText({"video": "Analyse video", "still": "Analyse image", "set": "Analyse images"}[self.kind])
+        self.review_btn.setToolTip("Review mode: every frame on a worker, with progress and cancel (Ctrl+R)" if video
+                                   else "Every image to the polyp model on its own, whatever its quality (Ctrl+R)")
+        self.back.setToolTip("Previous image (Left)" if not video else "One frame back (Left)")
+        self.fwd.setToolTip("Next image (Right)" if not video else "One frame forward (Right)")
 
     # -- export ---------------------------------------------------------------------------------------
     def export_bundle(self, path: str | None = None, on_done=None):
