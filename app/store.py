@@ -77,6 +77,19 @@ class StoreError(Exception):
     pass
 
 
+def _private_db(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would use 0644 under umask 022), and fix the
+    mode of an existing one and its WAL/SHM companions (a database written by an older Lightbox)."""
+    import os
+
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, paths.PRIVATE_FILE))
+    except OSError:
+        return  # sqlite3 says what is wrong with the path
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        paths.make_private(p)
+
+
 # sqlite-utils' insert/update wrap themselves in ``with conn:``, which would COMMIT an enclosing
 # transaction half-way; writes inside transactions therefore use these two plain helpers.
 def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> int:
@@ -99,6 +112,8 @@ class Store(PatientsMixin):
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10,
                                    check_same_thread=False)
         else:
+            paths.data_home()  # on start: an older install's open data folder is made private (once)
+            _private_db(self.path)  # patient data: 0600 (SQLite gives its -wal/-shm the same mode)
             conn = sqlite3.connect(str(self.path), timeout=10, check_same_thread=False,
                                    isolation_level=None)  # explicit BEGIN/COMMIT below
         try:
