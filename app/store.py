@@ -11,6 +11,8 @@ Tables
               expert EF, timed practice sessions (app.validation.schema: schema step)
 - patients    who studies belong to (identity from the files, or assigned by hand); studies carry
               patient_id, study_date, accession (app.patients.store: schema step and methods)
+- dicom_instances  received DICOM instances: UIDs, file, sender, the study each became or why it could
+              not be read (app.dicomnet.store: schema step and methods)
 - meta        schema_version, export_salt
 
 A save of a study with its results is one transaction: after a crash the database holds the
@@ -26,6 +28,8 @@ from typing import Any, Iterable
 import sqlite_utils
 
 from app.validation.schema import migrate as _m_validation
+from app.dicomnet.store import DicomMixin
+from app.dicomnet.store import migrate as _m_dicom
 from app.patients.store import PatientsMixin, link_identity
 from app.patients.store import migrate as _m_patients
 from inference import paths
@@ -33,7 +37,7 @@ from inference.patients import identity_from_metadata
 from inference.results import NOT_CLINICAL, Result, now_iso
 from inference.study import Study
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -70,7 +74,7 @@ def _m2(db: sqlite_utils.Database) -> None:
                                foreign_keys=[("study_id", "studies", "id")])
 
 
-MIGRATIONS = {1: _m1, 2: _m2, 3: _m_patients, 4: _m_validation}
+MIGRATIONS = {1: _m1, 2: _m2, 3: _m_patients, 4: _m_validation, 5: _m_dicom}
 
 
 class StoreError(Exception):
@@ -103,7 +107,7 @@ def _update(conn: sqlite3.Connection, table: str, pk: int, row: dict[str, Any]) 
     conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [*row.values(), pk])
 
 
-class Store(PatientsMixin):
+class Store(PatientsMixin, DicomMixin):
     def __init__(self, path: str | Path | None = None, readonly: bool = False):
         self.path = Path(path) if path else paths.db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
