@@ -408,7 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", help="Ray cluster: auto | ray://host:port (default: start a local one)")
     p.add_argument("--db", help="store results in this database (default: the app's)")
     p.add_argument("--no-store", action="store_true", help="do not write results to the app's database")
+    p.add_argument("--send", metavar="PACS", help="then send each DICOM study's PDF report, AI results (SR) and "
+                                                  "overlays to this PACS (a configured name or AE@host:port)")
     args = p.parse_args(argv)
+    if args.send and args.no_store:
+        print("error: --send sends what the store holds; it cannot be used with --no-store", file=sys.stderr)
+        return 2
     try:
         s = run_batch(args.model, args.inputs, args.out, engine=args.engine, workers=args.workers,
                       chunk=args.chunk, address=args.address, db=args.db, store=not args.no_store)
@@ -421,4 +426,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     print(f"{s.total} studies: {s.done} run now, {s.skipped} already done, {s.errors} errors; "
           f"{s.seconds:.1f} s ({s.per_minute:.0f} studies/min) -> {args.out}")
+    if args.send:
+        from inference.dicomnet.sendback import send_inputs
+
+        return send_inputs(collect_inputs(args.inputs, s.modality), s.modality, args.send, args.db)
     return 0

@@ -121,7 +121,7 @@ class Node:
         ae.add_supported_context(Verification)
         handlers = [(evt.EVT_REQUESTED, self._requested), (evt.EVT_ACCEPTED, self._accepted),
                     (evt.EVT_C_ECHO, self._echo), (evt.EVT_C_STORE, self.receiver.handle_store),
-                    (evt.EVT_CONN_CLOSE, self._closed)]
+                    (evt.EVT_ABORTED, self._aborted), (evt.EVT_CONN_CLOSE, self._closed)]
         try:
             self.server = ae.start_server((self.cfg.bind, self.cfg.port), block=False, evt_handlers=handlers,
                                           ae_title=self.cfg.ae_title)
@@ -192,6 +192,11 @@ class Node:
     def _echo(self, event) -> int:
         log.info("C-ECHO from %s", event.assoc.requestor.ae_title)
         return 0x0000
+
+    def _aborted(self, event) -> None:
+        r = event.assoc.requestor
+        log.warning("association from %s (%s) was aborted (the peer aborted or the connection dropped); only "
+                    "instances received in full were kept", r.ae_title, r.address)
 
     def _closed(self, event) -> None:
         self.receiver.association_closed(event.assoc)

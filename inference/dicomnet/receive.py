@@ -263,9 +263,6 @@ class Receiver:
         its instances, which are ahead in the queue)."""
         with self._lock:
             keys = self._assoc_series.pop(id(assoc), set())
-        if getattr(assoc, "is_aborted", False):
-            log.warning("association from %s was aborted; only instances received in full were kept",
-                        getattr(assoc.requestor, "ae_title", "?"))
         if keys:
             self._ensure_worker()
             self._q.put(("series", sorted(keys)))
