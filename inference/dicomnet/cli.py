@@ -64,6 +64,9 @@ def node_main(argv: list[str] | None = None) -> int:
         if sid is not None:
             print(f"study #{sid} ({info.get('modality')}) from {info.get('calling_ae') or 'disk'}", flush=True)
 
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     node = Node(cfg, db=args.db, on_ingested=ingested)
     try:
         node.start()
@@ -74,13 +77,12 @@ def node_main(argv: list[str] | None = None) -> int:
     if not cfg.callers and not cfg.pacs:
         print("warning: no allowed callers and no PACS configured: every association will be refused "
               "(--allow AE[@HOST], or Settings ▸ DICOM node in the app)", file=sys.stderr, flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(0.5):
         pass
+    node.receiver.wait_idle(30)
+    final = node.state()
     node.stop()
-    print(node.state().summary(), flush=True)
+    print(f"stopped; {final.summary()}", flush=True)
     return 0
 
 
@@ -116,64 +118,8 @@ def query_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def retrieve(cfg, peer, study_uids: list[str], method: str | None = None, db=None, ctx=None,
-             timeout: float = 300.0) -> list:
-    """Fetch studies into the store by C-MOVE (this node receives: started for the retrieval unless one is
-    already listening on the port) or C-GET. Returns one RetrieveOutcome per study; waits until they are read."""
-    from inference.dicomnet.node import Node, NodeError
-    from inference.dicomnet.receive import Receiver
-    from inference.dicomnet.scu import get_study, move_study
-
-    method = method or peer.retrieve
-    outcomes = []
-    if method == "get":
-        rec = Receiver(db=db)
-        try:
-            for uid in study_uids:
-                outcomes.append(get_study(cfg, peer, uid, rec, ctx))
-            rec.wait_idle(timeout)
-        finally:
-            rec.close()
-        return outcomes
-    node = Node(cfg, db=db)
-    try:
-        node.start()
-        own = True
-    except NodeError:
-        own = False  # the app's or `lightbox node`'s node is listening on the port and receives it
-        log.info("retrieve: a node is already listening on %s:%d; it receives the studies", cfg.bind, cfg.port)
-    try:
-        for uid in study_uids:
-            outcomes.append(move_study(cfg, peer, uid, ctx))
-        if own:
-            node.receiver.wait_idle(timeout)
-        else:
-            _wait_stored(db, study_uids, outcomes, timeout)
-    finally:
-        if own:
-            node.stop()
-    return outcomes
-
-
-def _wait_stored(db, study_uids, outcomes, timeout: float) -> None:
-    """Another process's node receives: wait until the store lists as many instances as were moved."""
-    from app.store import Store
-
-    want = {o.study_uid: o.completed for o in outcomes}
-    st = Store(db)
-    try:
-        t_end = time.time() + timeout
-        while time.time() < t_end:
-            have = {u: st.conn.execute("SELECT COUNT(*) FROM dicom_instances WHERE study_uid = ?", (u,)).fetchone()[0]
-                    for u in study_uids}
-            if all(have[u] >= want.get(u, 0) for u in study_uids):
-                return
-            time.sleep(0.2)
-    finally:
-        st.close()
-
-
 def retrieve_main(argv: list[str] | None = None) -> int:
+    from inference.dicomnet.fetch import retrieve
     from inference.dicomnet.scu import DicomNetError
 
     p = argparse.ArgumentParser(prog="lightbox retrieve", description="Fetch studies from a PACS into Lightbox.")

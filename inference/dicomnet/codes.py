@@ -56,15 +56,13 @@ def measurement_name(key: str):
         return _cc("18043-0", "LN", "Left Ventricular Ejection Fraction by US"), _cc("%", "UCUM", "percent")
     if k == "heart_rate_bpm":
         return _cc("8867-4", "LN", "Heart rate"), _cc("/min", "UCUM", "per minute")
-    if k in ("p_pneumonia", "probability"):
+    if k == "p_pneumonia":
+        return _cc("p_pneumonia", LOCAL_SCHEME, "Probability of pneumonia (model output)"), _cc("1", "UCUM", "no units")
+    if k == "probability":
         return _cc("122157", "DCM", "Probability"), _cc("1", "UCUM", "no units")
     return local(k), unit(k)
 
 
-FINDING_TYPE = {  # model id prefix -> the finding its probability is about
-    "xray-pneumonia": ("233604007", "SCT", "Pneumonia"),
-    "endo-polyp": ("68496003", "SCT", "Polyp of colon"),
-}
 PROCEDURE = {
     "xray": ("399208008", "SCT", "Plain chest X-ray"),
     "echo": ("40701008", "SCT", "Echocardiography"),
@@ -73,13 +71,6 @@ PROCEDURE = {
     "pcg": ("LBX-PCG", LOCAL_SCHEME, "Heart sound recording"),
 }
 RHYTHM_VALUE = {"AF": ("49436004", "SCT", "Atrial fibrillation"), "N": ("64730000", "SCT", "Normal sinus rhythm")}
-
-
-def finding_type(model_id: str):
-    for prefix, c in FINDING_TYPE.items():
-        if model_id.startswith(prefix):
-            return _cc(*c)
-    return None
 
 
 def procedure(modality: str):

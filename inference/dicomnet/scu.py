@@ -279,7 +279,11 @@ def _follow(responses, outcome: RetrieveOutcome, peer: Peer, ctx, what: str, des
         raise DicomNetError(f"{peer.label()}: it does not know '{dest}' as a move destination: add "
                             "Lightbox (AE title, host, port) to the PACS's modalities, or retrieve with C-GET")
     if code not in (0x0000, 0xB000):
-        raise DicomNetError(f"{peer.label()}: {what} failed ({_status(final)})")
+        hint = ""
+        if dest and (code & 0xF000) == 0xC000 and outcome.completed == 0:
+            hint = (f"; it could not send the study to '{dest}': check that it knows '{dest}' (AE title, host, port) "
+                    "as a destination and that the node is running, or retrieve with C-GET")
+        raise DicomNetError(f"{peer.label()}: {what} failed ({_status(final)}){hint}")
     return outcome
 
 

@@ -215,7 +215,7 @@ def _group(result, sources, uid: UidFactory, findings=()):
             if f is not None:
                 cname, cunit = codes.measurement_name(name)
                 measurements.append(hd.sr.Measurement(name=cname, value=f, unit=cunit))
-            elif isinstance(val, (str, bool)) and str(val) != "":
+            elif isinstance(val, bool) or isinstance(val, str) and 0 < len(val) <= 64:  # labels, not prose
                 evaluations.append(hd.sr.QualitativeEvaluation(name=codes.local(name),
                                                                value=codes.qualitative_value(name, val)))
     for fd in findings:
@@ -237,7 +237,7 @@ def _group(result, sources, uid: UidFactory, findings=()):
                 pass
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uid(), identifier=f"{result.model_id} result"[:64]),
-        finding_type=codes.finding_type(result.model_id), algorithm_id=algo,
+        algorithm_id=algo,
         measurements=measurements or None, qualitative_evaluations=evaluations or None,
         source_images=images or None)
 
