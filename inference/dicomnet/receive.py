@@ -167,9 +167,13 @@ def encode_file(raw: bytes, file_meta, calling_ae: str) -> bytes:
     return buf.getvalue() + raw
 
 
-def write_atomic(dest: Path, data: bytes) -> None:
-    """Write-then-rename, fsynced, 0600; the temporary file is removed on any failure (ENOSPC included)."""
-    paths.private_dir(dest.parent)
+def write_atomic(dest: Path, data: bytes, made: set | None = None) -> None:
+    """Write-then-rename, fsynced, 0600; the temporary file is removed on any failure (ENOSPC included).
+    ``made``: folders known to exist already (saves a mkdir per instance of a series)."""
+    if made is None or dest.parent not in made:
+        paths.private_dir(dest.parent)
+        if made is not None:
+            made.add(dest.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -199,6 +203,7 @@ class Receiver:
         self._assoc_series: dict[int, set[tuple[str, str]]] = {}
         self._worker: threading.Thread | None = None
         self._store = None
+        self._made: set[Path] = set()
 
     # -- association side ------------------------------------------------------------------------------
     def handle_store(self, event) -> int:
@@ -256,7 +261,11 @@ class Receiver:
                         _int(ds.get("SeriesNumber")), _int(ds.get("InstanceNumber")))
 
     def write(self, dest: Path, data: bytes) -> None:  # one seam for tests (a full disk)
-        write_atomic(dest, data)
+        try:
+            write_atomic(dest, data, self._made)
+        except FileNotFoundError:  # the folder went away under us (deleted by hand): make it again
+            self._made.discard(dest.parent)
+            write_atomic(dest, data, self._made)
 
     def association_closed(self, assoc) -> None:
         """EVT_CONN_CLOSE: the endoscopy series that association delivered are complete; read them (after
