@@ -286,6 +286,7 @@ def test_endoscopy_series_becomes_one_study_and_orphans_are_read_on_start(node, 
     (d / "CT-1-1-orphan.dcm").write_bytes(Path(ct).read_bytes())
     (d / ".x.dcm.123.part").write_bytes(b"half")
     os.utime(d / ".x.dcm.123.part", (time.time() - 7200, time.time() - 7200))
+    os.utime(d / "CT-1-1-orphan.dcm", (time.time() - 60, time.time() - 60))  # it was there before the start
     node.receiver.__init__(node.receiver.root, node.receiver.db)
     node.start()
     assert node.receiver.wait_idle(30)

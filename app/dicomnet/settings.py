@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
-                               QGroupBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QSpinBox,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QSpinBox, QTableWidget,
+                               QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
 
 from inference.dicomnet import config as C
 
@@ -24,7 +24,7 @@ class _Table(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.table.verticalHeader().hide()
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setMinimumHeight(96)
+        self.table.setMinimumHeight(150)
         lay.addWidget(self.table)
         row = QHBoxLayout()
         self.add_btn, self.del_btn = QPushButton("Add"), QPushButton("Remove")
@@ -74,10 +74,12 @@ class DicomSettingsDialog(QDialog):
         self.ctx = controller.ctx
         cfg = controller.cfg
         self.setWindowTitle("DICOM node settings")
-        self.setMinimumWidth(560)
+        self.setMinimumWidth(600)
         lay = QVBoxLayout(self)
+        tabs = QTabWidget()
+        lay.addWidget(tabs)
 
-        node = QGroupBox("This node (receives from modalities and PACS)")
+        node = QWidget()
         f = QFormLayout(node)
         self.ae = QLineEdit(cfg.ae_title)
         self.ae.setMaxLength(16)
@@ -93,15 +95,33 @@ class DicomSettingsDialog(QDialog):
         f.addRow("Port", self.port)
         f.addRow("Listen on", self.bind)
         f.addRow("", self.autostart)
-        lay.addWidget(node)
+        self.priors = QCheckBox("When a study is opened, fetch its patient's other studies of the same kind")
+        self.priors.setChecked(cfg.fetch_priors)
+        self.priors_max = QSpinBox()
+        self.priors_max.setRange(1, 50)
+        self.priors_max.setValue(max(1, cfg.priors_max))
+        f.addRow("Priors", self.priors)
+        f.addRow("at most", self.priors_max)
+        uid = QLabel(f"UID root of this installation: {cfg.uid_root}<br><small>New series and instances Lightbox "
+                     "sends back are numbered under it; they join the source study.</small>")
+        uid.setObjectName("muted")
+        uid.setWordWrap(True)
+        uid.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        f.addRow(uid)
+        tabs.addTab(node, "This node")
 
-        box = QGroupBox("Allowed callers (everyone else is refused and logged; every PACS below may call too)")
+        box = QWidget()
         v = QVBoxLayout(box)
+        note = QLabel("Modalities and workstations that may send to this node. Everyone else is refused and "
+                      "logged; every PACS on the next tab may send too (it delivers what a C-MOVE asks for).")
+        note.setObjectName("muted")
+        note.setWordWrap(True)
+        v.addWidget(note)
         self.callers = _Table(["Calling AE title", "Host (empty: any)"], [[c.ae_title, c.host] for c in cfg.callers])
         v.addWidget(self.callers)
-        lay.addWidget(box)
+        tabs.addTab(box, "Allowed callers")
 
-        box = QGroupBox("PACS")
+        box = QWidget()
         v = QVBoxLayout(box)
         self.pacs = _Table(["Name", "AE title", "Host", "Port", "Retrieve"],
                            [[p.name, p.ae_title, p.host, str(p.port), p.retrieve] for p in cfg.pacs],
@@ -116,25 +136,8 @@ class DicomSettingsDialog(QDialog):
         note.setObjectName("muted")
         note.setWordWrap(True)
         v.addWidget(note)
-        lay.addWidget(box)
-
-        box = QGroupBox("Priors")
-        f = QFormLayout(box)
-        self.priors = QCheckBox("When a study is opened, fetch its patient's other studies of the same kind")
-        self.priors.setChecked(cfg.fetch_priors)
-        self.priors_max = QSpinBox()
-        self.priors_max.setRange(1, 50)
-        self.priors_max.setValue(max(1, cfg.priors_max))
-        f.addRow(self.priors)
-        f.addRow("At most", self.priors_max)
-        lay.addWidget(box)
-
-        uid = QLabel(f"UID root of this installation: {cfg.uid_root}<br><small>New series and instances Lightbox "
-                     "sends back are numbered under it; they join the source study.</small>")
-        uid.setObjectName("muted")
-        uid.setWordWrap(True)
-        uid.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        lay.addWidget(uid)
+        tabs.addTab(box, "PACS")
+        self.tabs = tabs
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)

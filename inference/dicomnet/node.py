@@ -134,10 +134,7 @@ class Node:
         log.info("DICOM node %s listening on %s:%d; %d allowed caller(s), %d PACS; transfer syntaxes: %s",
                  self.cfg.ae_title, self.cfg.bind, self.port, len(self.cfg.callers), len(self.cfg.pacs),
                  ", ".join(transfer_syntax_name(t) for t in ts))
-        try:
-            self.receiver.rescan()
-        except Exception:
-            log.exception("rescanning the received folder failed")
+        self.receiver.start_rescan()  # instances a crash left unread, on the reader's thread
         return self
 
     @property

@@ -42,7 +42,8 @@ def _resolve(host: str) -> set[str]:
     try:
         return {_norm_ip(ai[4][0]) for ai in socket.getaddrinfo(host, None)}
     except OSError as e:
-        log.warning("allowed caller host '%s' does not resolve (%s): nobody matches it", host, e)
+        log.warning("host '%s' of an allowed caller or PACS does not resolve (%s): no association from it "
+                    "is accepted", host, e)
         return set()
 
 

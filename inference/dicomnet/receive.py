@@ -204,6 +204,7 @@ class Receiver:
         self._worker: threading.Thread | None = None
         self._store = None
         self._made: set[Path] = set()
+        self._since = time.time()  # files written after this are the live path's, never the rescan's
 
     # -- association side ------------------------------------------------------------------------------
     def handle_store(self, event) -> int:
@@ -326,6 +327,8 @@ class Receiver:
                     return
                 if kind == "mark":
                     item.set()
+                elif kind == "rescan":
+                    self.rescan(inline=True)
                 elif kind == "instance":
                     self._ingest(item)
                 elif kind == "series":
@@ -429,9 +432,15 @@ class Receiver:
         self._done(sid, recs[0], "", "endo")
 
     # -- start-up ----------------------------------------------------------------------------------------
-    def rescan(self, stale_part_s: float = 3600.0) -> int:
-        """Queue instances on disk the store does not list (written, then the process died); remove
-        temporary files of writes that never completed. Returns how many were queued."""
+    def start_rescan(self) -> None:
+        """Rescan on the worker thread (a large received folder must not hold up the node's start)."""
+        self._ensure_worker()
+        self._q.put(("rescan", None))
+
+    def rescan(self, stale_part_s: float = 3600.0, inline: bool = False) -> int:
+        """Read instances on disk the store does not list (written, then the process died); remove
+        temporary files of writes that never completed. ``inline`` (on the worker): read them now, so a
+        ``wait_idle`` queued after the rescan waits for them. Returns how many were found."""
         import pydicom
 
         if not self.root.exists():
@@ -446,7 +455,7 @@ class Receiver:
                 if now - p.stat().st_mtime > stale_part_s:
                     p.unlink(missing_ok=True)
                 continue
-            if p.suffix != ".dcm" or str(p) in known:
+            if p.suffix != ".dcm" or str(p) in known or p.stat().st_mtime >= self._since:
                 continue
             try:
                 ds = pydicom.dcmread(str(p), stop_before_pixels=True)
@@ -457,10 +466,19 @@ class Receiver:
             except Exception as e:
                 log.warning("%s in the received folder is not readable DICOM (%s); left as it is", p.name, e)
                 continue
-            self.submit(rec)
+            if inline:
+                self._ingest(rec)
+            else:
+                self.submit(rec)
             n += 1
-        if n:
+        if n and inline:
+            with self._lock:
+                keys = list(self._endo)
+            for k in keys:
+                self._ingest_series(k)
+        elif n:
             self.flush()
+        if n:
             log.info("%d received instance(s) found on disk without a store row: reading them again", n)
         return n
 
@@ -500,8 +518,10 @@ def frames_folder(rows: list[dict[str, Any]]):
                 if a.dtype != np.uint8:
                     a = np.clip(a / max(1, a.max()) * 255, 0, 255).astype(np.uint8)
                 n += 1
-                if not cv2.imwrite(str(tmp / f"frame_{n:06d}.png"), cv2.cvtColor(a[..., :3], cv2.COLOR_RGB2BGR)):
+                png = tmp / f"frame_{n:06d}.png"
+                if not cv2.imwrite(str(png), cv2.cvtColor(a[..., :3], cv2.COLOR_RGB2BGR)):
                     raise OSError(errno.EIO, f"cannot write frame {n}")
+                os.chmod(png, paths.PRIVATE_FILE)  # derived patient images: the user's alone, like the instances
         if n == 0:
             raise ValueError("the series holds no frames")
         old = dest.with_name(dest.name + ".old")
