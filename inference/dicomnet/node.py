@@ -112,7 +112,7 @@ class Node:
         ae = AE(ae_title=self.cfg.ae_title)
         ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
         ae.implementation_version_name = IMPLEMENTATION_VERSION
-        ae.maximum_pdu_size = 0  # accept any PDU size the peer sends (fewer, larger reads)
+        ae.maximum_pdu_size = 4 << 20  # large PDUs (fewer reads), still a bound on what one read may hold
         ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = 30, 60, 60
         ae.maximum_associations = 16
         ts = list(receivable_transfer_syntaxes())
