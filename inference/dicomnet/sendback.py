@@ -8,7 +8,7 @@
   source images referenced; the evidence (study, series, instances) in the header; a TEXT item saying
   NOT A CLINICAL RESULT for every result so stamped, and the disclaimer. Unverified (VerificationFlag).
 - **Secondary Capture** overlays where a result has one: the X-ray heatmap over the radiograph; each
-  endoscopy finding's key frame with its box.
+  endoscopy finding's key frame with the polyp segmenter's mask (recomputed on that frame) and its box.
 
 Every object joins the source study (its Study Instance UID, patient and accession copied from the source
 header) in new series with UIDs under this installation's root (``uids``). A study opened from a file
@@ -337,8 +337,44 @@ def _xray_overlays(study, results) -> list[tuple[np.ndarray, str]]:
     return out
 
 
-def _endo_keyframes(study, findings, results) -> list[tuple[np.ndarray, str]]:
+def _segmenter(findings):
+    """The bundled polyp segmenter when a finding came from it (its mask is drawn on the key frame), else None."""
+    from inference.endo.models import LIGHTBOX_POLYP_ID
+
+    if not any(str(f.get("source") or "").startswith(LIGHTBOX_POLYP_ID) for f in findings):
+        return None
+    try:
+        from inference.endo.models import polyp_model
+        from inference.registry import Registry
+
+        return polyp_model(Registry(), LIGHTBOX_POLYP_ID, threads=1)
+    except Exception as e:  # weights refused or missing: the box alone
+        log.info("polyp masks not drawn on key frames: %s", e)
+        return None
+
+
+def polyp_overlay(rgb: np.ndarray, box, status: str, mask: np.ndarray | None = None) -> np.ndarray:
+    """The frame with the finding drawn: its mask (tinted, outlined) when known, and its box."""
     import cv2
+
+    out = np.ascontiguousarray(rgb[..., :3]).copy()
+    h, w = out.shape[:2]
+    colour = (46, 125, 50) if status == "confirmed" else (210, 153, 34)
+    if mask is not None and mask.any():
+        m = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        tint = np.array(colour, np.float32)
+        out[m] = (0.6 * out[m] + 0.4 * tint).astype(np.uint8)
+        contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, colour, max(1, w // 320))
+    if isinstance(box, list) and len(box) == 4:
+        x0, y0, x1, y1 = (int(round(box[0] * w)), int(round(box[1] * h)), int(round(box[2] * w)),
+                          int(round(box[3] * h)))
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, max(2, w // 200))
+    return out
+
+
+def _endo_keyframes(study, findings, results) -> list[tuple[np.ndarray, str]]:
+    import json
 
     src = study.data.get("source")
     keep = [f for f in findings if (f.get("status") or "proposed") != "rejected" and f.get("frame_index") is not None]
@@ -347,6 +383,7 @@ def _endo_keyframes(study, findings, results) -> list[tuple[np.ndarray, str]]:
     order = {"confirmed": 0, "proposed": 1}
     keep = sorted(keep, key=lambda f: (order.get(f.get("status"), 2), f.get("time_s") or 0))[:MAX_KEY_FRAMES]
     stamped = any(not r.clinical for r in results if r.model_id.startswith("endo-polyp"))
+    seg = _segmenter(keep)
     out = []
     rd = src.reopen()
     try:
@@ -358,22 +395,25 @@ def _endo_keyframes(study, findings, results) -> list[tuple[np.ndarray, str]]:
                 continue
             box = f.get("box")
             if isinstance(box, str):
-                import json
-
                 try:
                     box = json.loads(box)
                 except ValueError:
                     box = None
-            if isinstance(box, list) and len(box) == 4:
-                h, w = rgb.shape[:2]
-                x0, y0, x1, y1 = (int(round(box[0] * w)), int(round(box[1] * h)), int(round(box[2] * w)),
-                                  int(round(box[3] * h)))
-                colour = (46, 125, 50) if f.get("status") == "confirmed" else (210, 153, 34)
-                cv2.rectangle(rgb, (x0, y0), (x1, y1), colour, max(2, w // 200))
+            mask = None
+            if seg is not None and str(f.get("source") or "").startswith("endo-polyp-lightbox"):
+                try:
+                    r = seg.analyse([rgb])[0]
+                    if r.prob is not None:
+                        mask = r.prob >= int(round(255 * seg.threshold))
+                except Exception as e:
+                    log.info("polyp mask for frame %s not drawn: %s", f.get("frame_index"), e)
             c = f.get("confidence")
-            out.append((rgb, f"Lightbox key frame: {f.get('label') or 'finding'} ({f.get('status') or 'proposed'}) "
-                             f"at frame {f.get('frame_index')}" + (f", confidence {float(c):.2f}" if isinstance(c, (int, float)) else "")
-                             + f", from {f.get('source') or 'a reader'}; box drawn.{' ' + NOT_CLINICAL + '.' if stamped else ''} {DISCLAIMER}"))
+            out.append((polyp_overlay(rgb, box, f.get("status") or "proposed", mask),
+                        f"Lightbox key frame: {f.get('label') or 'finding'} ({f.get('status') or 'proposed'}) "
+                        f"at frame {f.get('frame_index')}" + (f", confidence {float(c):.2f}" if isinstance(c, (int, float)) else "")
+                        + f", from {f.get('source') or 'a reader'}; "
+                        + ("the model's mask (tinted, outlined) and box drawn." if mask is not None and mask.any() else "box drawn.")
+                        + (f" {NOT_CLINICAL}." if stamped else "") + f" {DISCLAIMER}"))
     finally:
         rd.close()
     return out
