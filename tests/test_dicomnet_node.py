@@ -318,3 +318,55 @@ def test_migration_from_a_schema_4_database_keeps_every_row(tmp_path):
     assert s.patient(s.study(1)["patient_id"])["external_id"] == "PID-4711"
     s.close()
     assert Store(p).schema_version() == 5  # opening again changes nothing
+
+
+def test_a_study_not_opened_from_dicom_is_not_sent(store, tmp_path):
+    from inference.detect import open_study
+    from inference.dicomnet import sendback
+    from inference.ecg.demo import make
+
+    sid = store.save(open_study(make(tmp_path)))
+    with pytest.raises(sendback.SendError, match="was not opened from DICOM: there is no PACS study"):
+        sendback.build(store, sid, UidFactory(new_root()))
+
+
+def test_sr_codes_units_and_stamp_without_a_network(store, xray_file):
+    """The SR on its own: parsed back by highdicom, the measurement's code and unit, the stamp."""
+    import highdicom as hd
+
+    from inference.detect import open_study
+    from inference.dicomnet import sendback
+    from inference.results import Result
+
+    st = open_study(xray_file)
+    r = Result("xray-pneumonia", "ab" * 32, "onnxruntime", "CPU", 0.1,
+               {"p_pneumonia": 0.83, "label": "PNEUMONIA", "threshold": 0.55, "in_distribution": True,
+                "hottest_regions_px": [[1, 2, 3, 4]], "population": "x" * 100, "_gradcam_grid": [[0.0]]}, False)
+    sid = store.save(st, [r])
+    objs = sendback.build(store, sid, UidFactory(new_root()), kinds=("sr",))
+    sr = objs[0].dataset
+    parsed = hd.sr.ComprehensiveSR.from_dataset(sr)  # highdicom reads it back as a Comprehensive SR
+    assert parsed.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33" and parsed.VerificationFlag == "UNVERIFIED"
+    items = {}
+
+    def walk(seq):
+        for it in seq:
+            name = it.ConceptNameCodeSequence[0]
+            if "MeasuredValueSequence" in it:
+                mv = it.MeasuredValueSequence[0]
+                items[name.CodeMeaning] = (float(mv.NumericValue), mv.MeasurementUnitsCodeSequence[0].CodeValue)
+            elif "ConceptCodeSequence" in it:
+                c = it.ConceptCodeSequence[0]
+                items[name.CodeMeaning] = (c.CodeValue, c.CodingSchemeDesignator)
+            elif "TextValue" in it:
+                items.setdefault("texts", []).append(it.TextValue)
+            if "ContentSequence" in it:
+                walk(it.ContentSequence)
+
+    walk(sr.ContentSequence)
+    assert items["Probability of pneumonia (model output)"] == (0.83, "1")
+    assert items["label"] == ("233604007", "SCT")  # PNEUMONIA -> SNOMED CT pneumonia
+    assert items["in_distribution"] == ("373066001", "SCT")
+    assert "population" not in items and "hottest_regions_px" not in items  # prose and lists stay in the PDF
+    assert any(t.startswith("NOT A CLINICAL RESULT: xray-pneumonia") for t in items["texts"])
+    assert sr.CodingSchemeIdentificationSequence[0].CodingSchemeDesignator == "99LBX"

@@ -211,6 +211,17 @@ def test_push_query_retrieve_analyse_and_send_back(demo, pushed, orthanc, cfg, t
                 assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and ds.pixel_array.ndim == 3
                 sources = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in demo[m]}
                 assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID in sources
+                if m == "endo":
+                    assert "the model's mask (tinted, outlined) and box drawn" in ds.ImageComments
+    # what left the workstation is kept beside the exports, the user's alone
+    import os
+    import stat
+
+    from inference import paths
+
+    kept = list((paths.exports_dir() / "dicom-sent").rglob("*.dcm"))
+    assert len(kept) == sum(len(r.sent) for r in reports.values())
+    assert all(stat.S_IMODE(os.stat(k).st_mode) == 0o600 for k in kept)
     st.close()
 
 
