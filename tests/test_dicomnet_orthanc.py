@@ -1,4 +1,4 @@
-"""Lightbox against a real PACS: Orthanc started by the tests on loopback ports (tests/orthanc.py).
+"""Lightbox against a real PACS: Orthanc started by the tests on loopback ports (tests/orthanc_pacs.py).
 
 The demo studies (X-ray CR, 12-lead ECG waveform, VL endoscopic stills; an ultrasound cine from pydicom's
 test data under the same patient; an older X-ray as the prior) are pushed into Orthanc, found with C-FIND,
@@ -24,7 +24,7 @@ from inference.dicomnet.node import Node
 from inference.dicomnet.receive import Receiver
 from inference.dicomnet.scu import StudyQuery, find_studies
 from inference.dicomnet.uids import new_root
-from orthanc import Orthanc, free_port, listening_addresses
+from orthanc_pacs import Orthanc, free_port, listening_addresses
 
 ROOT = Path(__file__).resolve().parents[1]
 MODALITY = "MODALITY"

@@ -9,7 +9,7 @@ from inference.dicomnet import config as C
 from inference.dicomnet import scu
 from inference.dicomnet.node import Node
 from inference.dicomnet.uids import new_root
-from orthanc import free_port
+from orthanc_pacs import free_port
 
 
 @pytest.fixture(scope="module")
