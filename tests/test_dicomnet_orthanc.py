@@ -134,6 +134,7 @@ def test_push_query_retrieve_analyse_and_send_back(demo, pushed, orthanc, cfg, t
         rec = Receiver(db=db)
         got = scu.get_study(cfg, pacs, pushed["ecg"], rec)
         assert got.completed == 1 and rec.wait_idle(60)
+        assert rec.counters.last_from == orthanc.aet  # C-GET: the sender is the PACS
         rec.close()
         assert node.receiver.wait_idle(60)
         st = Store(db)
@@ -213,6 +214,9 @@ def test_push_query_retrieve_analyse_and_send_back(demo, pushed, orthanc, cfg, t
                 assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID in sources
                 if m == "endo":
                     assert "the model's mask (tinted, outlined) and box drawn" in ds.ImageComments
+                    k = int(ds.ImageComments.split(" at frame ")[1].split(",")[0])  # the key frame's index
+                    own = pydicom.dcmread(demo["endo"][k], stop_before_pixels=True).SOPInstanceUID
+                    assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == own  # the still it came from
     # what left the workstation is kept beside the exports, the user's alone
     import os
     import stat

@@ -210,8 +210,9 @@ class Receiver:
     def handle_store(self, event) -> int:
         """pynetdicom EVT_C_STORE handler: the status to answer."""
         assoc = event.assoc
-        calling = str(assoc.requestor.ae_title or "").strip()
-        peer = f"{assoc.requestor.address}:{assoc.requestor.port}"
+        sender = assoc.acceptor if getattr(assoc, "is_requestor", False) else assoc.requestor  # C-GET: the PACS
+        calling = str(sender.ae_title or "").strip()
+        peer = f"{sender.address}:{sender.port}"
         try:
             rec = self.accept(event, calling, peer)
         except Refused as e:
@@ -403,7 +404,6 @@ class Receiver:
         for old in before.values():
             if old["sop_instance_uid"] not in {r["sop_instance_uid"] for r in rows} and Path(old["path"]).exists():
                 rows.append({k: old[k] for k in rows[0]})
-        rows.sort(key=lambda r: Path(r["path"]).name)
         try:
             folder, header = frames_folder(rows)
             study = open_study(folder, "endo")
@@ -495,16 +495,43 @@ def _series_fps(ds) -> float | None:
     return None
 
 
+def series_order(headers: list) -> list[tuple[Any, int]]:
+    """A series' instances in frame order -- Instance Number, then acquisition time, then SOP Instance UID --
+    each with its number of frames: frame k of the frame folder is found by walking this list (the frame
+    folder and the overlays sent back use the same order)."""
+    def key(h):
+        return (_int(h.get("InstanceNumber")), str(h.get("AcquisitionDateTime", "") or h.get("ContentTime", "") or ""),
+                str(h.get("SOPInstanceUID", "")))
+
+    return [(h, max(1, _int(h.get("NumberOfFrames")) or 1)) for h in sorted(headers, key=key)]
+
+
+def frame_source(headers: list, frame_index: int) -> tuple[Any, int]:
+    """(the instance header, 1-based frame number in it) that frame ``frame_index`` of a series came from."""
+    k = max(0, int(frame_index))
+    order = series_order(headers)
+    for h, n in order:
+        if k < n:
+            return h, k + 1
+        k -= n
+    return order[-1][0], order[-1][1]
+
+
 def frames_folder(rows: list[dict[str, Any]]):
-    """Decode an endoscopy series (single-frame instances in order, or multi-frame ones) frame by frame into
-    PNGs in a folder beside the instances, swapped in whole. Returns (folder, first header)."""
+    """Decode an endoscopy series (single-frame instances, or multi-frame ones) frame by frame, in
+    ``series_order``, into PNGs in a folder beside the instances, swapped in whole. Returns (folder, first
+    header)."""
     import cv2
     import numpy as np
     import pydicom
     from pydicom.pixels import iter_pixels
 
+    heads = {r["path"]: pydicom.dcmread(str(r["path"]), stop_before_pixels=True) for r in rows}
+    by_head = {id(h): p for p, h in heads.items()}
+    ordered = [by_head[id(h)] for h, _n in series_order(list(heads.values()))]
+    rows = sorted(rows, key=lambda r: ordered.index(r["path"]))
     first = Path(rows[0]["path"])
-    header = pydicom.dcmread(str(first), stop_before_pixels=True)
+    header = heads[rows[0]["path"]]
     mod = "".join(c for c in str(header.get("Modality", "ES")).upper() if c.isalnum())[:8] or "ES"
     dest = first.parent / f"{mod}-{_int(header.get('SeriesNumber'))}-{_short(rows[0]['series_uid'])}.frames"
     tmp = Path(tempfile.mkdtemp(prefix=".frames.", dir=first.parent))

@@ -283,7 +283,7 @@ def results_sr(sources, modality: str, results, uid: UidFactory, findings=(), su
 
 # -- Secondary Capture overlays ------------------------------------------------------------------------------
 def overlay_sc(src, rgb: np.ndarray, uid: UidFactory, series_uid: str, number: int, description: str,
-               comment: str) -> Any:
+               comment: str, frame_no: int | None = None) -> Any:
     import highdicom as hd
     from pydicom.dataset import Dataset
 
@@ -298,6 +298,8 @@ def overlay_sc(src, rgb: np.ndarray, uid: UidFactory, series_uid: str, number: i
     sc.DerivationDescription = comment[:1024]
     si = Dataset()
     si.ReferencedSOPClassUID, si.ReferencedSOPInstanceUID = src.SOPClassUID, src.SOPInstanceUID
+    if frame_no is not None and int(src.get("NumberOfFrames", 1) or 1) > 1:
+        si.ReferencedFrameNumber = int(frame_no)
     sc.SourceImageSequence = [si]
     sc.SoftwareVersions = _software()
     assert sc.SOPClassUID == SECONDARY_CAPTURE
@@ -373,7 +375,7 @@ def polyp_overlay(rgb: np.ndarray, box, status: str, mask: np.ndarray | None = N
     return out
 
 
-def _endo_keyframes(study, findings, results) -> list[tuple[np.ndarray, str]]:
+def _endo_keyframes(study, findings, results) -> list[tuple[int, np.ndarray, str]]:
     import json
 
     src = study.data.get("source")
@@ -408,7 +410,7 @@ def _endo_keyframes(study, findings, results) -> list[tuple[np.ndarray, str]]:
                 except Exception as e:
                     log.info("polyp mask for frame %s not drawn: %s", f.get("frame_index"), e)
             c = f.get("confidence")
-            out.append((polyp_overlay(rgb, box, f.get("status") or "proposed", mask),
+            out.append((int(f["frame_index"]), polyp_overlay(rgb, box, f.get("status") or "proposed", mask),
                         f"Lightbox key frame: {f.get('label') or 'finding'} ({f.get('status') or 'proposed'}) "
                         f"at frame {f.get('frame_index')}" + (f", confidence {float(c):.2f}" if isinstance(c, (int, float)) else "")
                         + f", from {f.get('source') or 'a reader'}; "
@@ -457,12 +459,18 @@ def build(store, study_id: int, uid: UidFactory, kinds=("pdf", "sr", "sc"), ctx=
         out.append(Outgoing("sr", results_sr(sources, row["modality"], results, uid, findings, k.text if k else ""),
                             "AI results (Comprehensive SR)"))
     if "sc" in kinds and study is not None:
-        imgs = (_xray_overlays(study, results) if row["modality"] == "xray" else
-                _endo_keyframes(study, findings, results) if row["modality"] == "endo" else [])
+        from inference.dicomnet.receive import frame_source
+
+        if row["modality"] == "xray":
+            imgs = [(sources[0], None, rgb, comment) for rgb, comment in _xray_overlays(study, results)]
+        elif row["modality"] == "endo":  # each key frame references the instance (and frame) it came from
+            imgs = [(*frame_source(sources, k), rgb, comment) for k, rgb, comment in _endo_keyframes(study, findings, results)]
+        else:
+            imgs = []
         series = uid()
-        for i, (rgb, comment) in enumerate(imgs, 1):
+        for i, (src, frame_no, rgb, comment) in enumerate(imgs, 1):
             desc = "Lightbox AI heatmap" if row["modality"] == "xray" else "Lightbox key frames"
-            out.append(Outgoing("sc", overlay_sc(sources[0], rgb, uid, series, i, desc, comment), desc))
+            out.append(Outgoing("sc", overlay_sc(src, rgb, uid, series, i, desc, comment, frame_no), desc))
     if not out:
         raise SendError("nothing to send: no report requested and no AI result stored for this study")
     return out
