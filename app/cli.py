@@ -8,7 +8,8 @@
                                                          as the model's modality)
     lightbox evaluate MODEL LABELS.csv [--out DIR]       validate a model on this site's labelled cases
     lightbox bench [--only ecg,pcg,...]                  timing and memory figures
-    lightbox demo [--out DIR]                            write the synthetic demo studies
+    lightbox demo [--out DIR] [--dicom]                  write the synthetic demo studies (--dicom: as DICOM)
+    lightbox node | query PACS | retrieve PACS UID | received   the DICOM node (inference/dicomnet/cli.py)
     lightbox ecg-rhythm-train DATA_DIR --out DIR          train the ECG rhythm model (PhysioNet/CinC 2017 layout)
     lightbox polyp-train DATA_DIR --out DIR               train the polyp segmenter (Kvasir-SEG + CVC-ClinicDB layout)
 
@@ -31,6 +32,10 @@ EXTRA_COMMANDS: dict[str, str] = {
     "endo-export": "inference.endo.cli:main",
     "xray-demo-weights": "inference.xray.synthetic_weights:main",
     "xray-train": "inference.xray.pneumonia_train:main",
+    "node": "inference.dicomnet.cli:node_main",
+    "query": "inference.dicomnet.cli:query_main",
+    "retrieve": "inference.dicomnet.cli:retrieve_main",
+    "received": "inference.dicomnet.cli:received_main",
 }
 
 
@@ -125,6 +130,13 @@ def _modality_keys() -> list[str]:
 def _demo(args) -> int:
     from inference.demo import ensure_demo_studies
 
+    if args.dicom:  # the same studies as a modality would send them (to push into a PACS or the node)
+        from inference.dicomnet.demo import make_all
+
+        for files in make_all(args.out or "lightbox-demo-dicom").values():
+            for p in files:
+                print(p)
+        return 0
     for p in ensure_demo_studies(args.out):
         print(p)
     return 0
@@ -168,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         a.add_argument("--db")
         d = sub.add_parser("demo", help="write the synthetic demo studies")
         d.add_argument("--out")
+        d.add_argument("--dicom", action="store_true", help="write them as DICOM (CR, ECG waveform, US, VL endoscopic)")
         args = p.parse_args(argv)
         return {"weights": _weights, "analyse": _analyse, "demo": _demo}[args.cmd](args)
 

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, Q
                                QProgressBar, QPushButton, QSizePolicy, QStackedWidget)
 
 from app.context import AppContext
+from app.dicomnet.window import DicomWindowMixin
 from app.jobs import Jobs
 from app.patients.window import PatientsWindowMixin
 from app.store import Store
@@ -30,7 +31,7 @@ from inference.study import MODALITY_TITLES, Study
 log = logging.getLogger(__name__)
 
 
-class MainWindow(PatientsWindowMixin, QMainWindow):
+class MainWindow(PatientsWindowMixin, DicomWindowMixin, QMainWindow):
     def __init__(self, store: Store, registry: Registry | None = None):
         super().__init__()
         self.setWindowTitle(f"Lightbox {__version__}")
@@ -74,6 +75,7 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
 
         self._make_status_bar()
         self._make_menus()
+        self._init_dicom()  # Network menu, node state in the status bar (app/dicomnet/window.py)
         self._restore_layout()
         self._fit_to_screen()
         self.refresh_studies()
@@ -188,6 +190,7 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         self.settings.sync()
         for v in self.viewers.values():
             v.shutdown()
+        self._shutdown_dicom()
         self.ctx.jobs.cancel_all()
         self.ctx.jobs.wait(5000)
         super().closeEvent(ev)
@@ -327,6 +330,7 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         sid = self.ctx.store.add_study(study)
         self.show_study(study, sid)
         self.refresh_studies()
+        self.dicom_study_opened(sid)  # the patient's priors from PACS, in the background when configured
         for n in study.notes:
             self.statusBar().showMessage(n, 8000)
 

@@ -13,6 +13,8 @@ Tables
               patient_id, study_date, accession (app.patients.store: schema step and methods)
 - result_blobs  compact binary payloads of a result (an endoscopy analysis's per-frame polyp masks),
               read on demand by name (schema 5)
+- dicom_instances  received DICOM instances: UIDs, file, sender, the study each became or why it could
+              not be read (app.dicomnet.store: schema 6 and methods)
 - meta        schema_version, export_salt
 
 A save of a study with its results is one transaction: after a crash the database holds the
@@ -28,6 +30,8 @@ from typing import Any, Iterable
 import sqlite_utils
 
 from app.validation.schema import migrate as _m_validation
+from app.dicomnet.store import DicomMixin
+from app.dicomnet.store import migrate as _m_dicom
 from app.patients.store import PatientsMixin, link_identity
 from app.patients.store import migrate as _m_patients
 from inference import paths
@@ -35,7 +39,7 @@ from inference.patients import identity_from_metadata
 from inference.results import NOT_CLINICAL, Result, now_iso
 from inference.study import Study
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -78,11 +82,24 @@ def _m_blobs(db: sqlite_utils.Database) -> None:
                     "name TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (result_id, name))")
 
 
-MIGRATIONS = {1: _m1, 2: _m2, 3: _m_patients, 4: _m_validation, 5: _m_blobs}
+MIGRATIONS = {1: _m1, 2: _m2, 3: _m_patients, 4: _m_validation, 5: _m_blobs, 6: _m_dicom}
 
 
 class StoreError(Exception):
     pass
+
+
+def _private_db(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would use 0644 under umask 022), and fix the
+    mode of an existing one and its WAL/SHM companions (a database written by an older Lightbox)."""
+    import os
+
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, paths.PRIVATE_FILE))
+    except OSError:
+        return  # sqlite3 says what is wrong with the path
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        paths.make_private(p)
 
 
 # sqlite-utils' insert/update wrap themselves in ``with conn:``, which would COMMIT an enclosing
@@ -98,7 +115,7 @@ def _update(conn: sqlite3.Connection, table: str, pk: int, row: dict[str, Any]) 
     conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [*row.values(), pk])
 
 
-class Store(PatientsMixin):
+class Store(PatientsMixin, DicomMixin):
     def __init__(self, path: str | Path | None = None, readonly: bool = False):
         self.path = Path(path) if path else paths.db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +124,8 @@ class Store(PatientsMixin):
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10,
                                    check_same_thread=False)
         else:
+            paths.data_home()  # on start: an older install's open data folder is made private (once)
+            _private_db(self.path)  # patient data: 0600 (SQLite gives its -wal/-shm the same mode)
             conn = sqlite3.connect(str(self.path), timeout=10, check_same_thread=False,
                                    isolation_level=None)  # explicit BEGIN/COMMIT below
         try:

@@ -431,7 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folder-as", choices=["auto", "set", "sequence"], default="auto",
                    help="endoscopy: a folder of images as a set of stills (one row per image) or as one video's "
                         "frames (one row); default: decided by its content")
+    p.add_argument("--send", metavar="PACS", help="then send each DICOM study's PDF report, AI results (SR) and "
+                                                  "overlays to this PACS (a configured name or AE@host:port)")
     args = p.parse_args(argv)
+    if args.send and args.no_store:
+        print("error: --send sends what the store holds; it cannot be used with --no-store", file=sys.stderr)
+        return 2
     try:
         if args.modality:
             want, _ = resolve_model(Registry(), args.model)
@@ -450,4 +455,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     print(f"{s.total} studies: {s.done} run now, {s.skipped} already done, {s.errors} errors; "
           f"{s.seconds:.1f} s ({s.per_minute:.0f} studies/min) -> {args.out}")
+    if args.send:
+        from inference.dicomnet.sendback import send_inputs
+
+        return send_inputs(collect_inputs(args.inputs, s.modality), s.modality, args.send, args.db)
     return 0
