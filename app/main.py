@@ -145,7 +145,7 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         self._act(m, "Open &demo studies", "Ctrl+D", self.open_demo)
         self._act(m, "Export &PDF report…", "Ctrl+P", self.export_pdf)
         m.addSeparator()
-        self._act(m, "&Quit", QKeySequence.Quit, self.close)
+        self._act(m, "&Quit", "Ctrl+Q", self.close)
         m = mb.addMenu("&Analysis")
         self._act(m, "&Run model", "Ctrl+R", lambda: self.run_analysis(self.results.current_model() or ""))
         self._act(m, "Choose &model", "Ctrl+M", self.results.choose_model)

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VIEWS = ("ecg", "pcg", "echo", "xray", "endo", "timeline", "compare", "validation", "shortcuts")
 #: the share of its viewer the image or tracing must cover (stated in README "Reading-room layout")
-MIN_IMAGE_SHARE = {"ecg": 0.55, "pcg": 0.55, "echo": 0.30, "xray": 0.45, "endo": 0.30, "compare": 0.45}
+MIN_IMAGE_SHARE = {"ecg": 0.5, "pcg": 0.5, "echo": 0.4, "xray": 0.6, "endo": 0.22, "compare": 0.45}
 
 
 # -- looking at widgets --------------------------------------------------------------------------------------
@@ -46,16 +46,21 @@ def _name(w) -> str:
     return f"{type(w).__name__}{'#' + w.objectName() if w.objectName() else ''}{' ' + repr(text) if text else ''}"
 
 
-def _in_scroll_content(w) -> bool:
+def _scroll_area(w):
+    """The scroll area whose content ``w`` is part of, or None."""
     from PySide6.QtWidgets import QAbstractScrollArea
 
     p = w.parentWidget()
     while p is not None and not p.isWindow():
         gp = p.parentWidget()
         if isinstance(gp, QAbstractScrollArea) and p is gp.viewport():
-            return True
+            return gp
         p = gp
-    return False
+    return None
+
+
+def _in_scroll_content(w) -> bool:
+    return _scroll_area(w) is not None
 
 
 def overflow(top) -> list[str]:
@@ -64,10 +69,20 @@ def overflow(top) -> list[str]:
     from PySide6.QtCore import QPoint, QRect
     from PySide6.QtWidgets import QWidget
 
+    from PySide6.QtCore import Qt
+
     out = []
     win = QRect(QPoint(0, 0), top.size())
     for w in top.findChildren(QWidget):
-        if not w.isVisible() or w.isWindow() or w.window() is not top or w.size().width() <= 0 or _in_scroll_content(w):
+        if not w.isVisible() or w.isWindow() or w.window() is not top or w.size().width() <= 0:
+            continue
+        area = _scroll_area(w)
+        if area is not None:  # content may scroll, except sideways where there is no horizontal scroll bar
+            if area.horizontalScrollBarPolicy() == Qt.ScrollBarAlwaysOff:
+                vp = area.viewport()
+                x0 = w.mapTo(vp, QPoint(0, 0)).x()
+                if x0 + w.size().width() > vp.width() + 1:
+                    out.append(f"{_name(w)} cut at the right of {_name(area)}: {x0 + w.size().width()} > {vp.width()}")
             continue
         r = QRect(w.mapTo(top, QPoint(0, 0)), w.size())
         p = w.parentWidget()
@@ -86,7 +101,7 @@ def clipped(top) -> list[str]:
 
     out = []
     for w in top.findChildren(QWidget):
-        if not w.isVisible() or w.window() is not top or _in_scroll_content(w) and not w.visibleRegion().boundingRect().width():
+        if not w.isVisible() or w.window() is not top:
             continue
         if isinstance(w, QLabel) and w.text() and w.pixmap().isNull():
             if w.wordWrap():
@@ -100,7 +115,8 @@ def clipped(top) -> list[str]:
                 out.append(f"{_name(w)}: needs {w.sizeHint().width()} px, has {w.width()}")
         elif isinstance(w, QComboBox) and w.currentText() and not w.isEditable():
             need = w.fontMetrics().horizontalAdvance(w.currentText()) + 28
-            if need > w.width() + 2:
+            # a picker that says its whole choice in its tooltip may be cut in a narrow panel
+            if need > w.width() + 2 and w.toolTip() != w.currentText():
                 out.append(f"{_name(w)}: shows {w.currentText()!r} in {w.width()} px, needs {need}")
         elif isinstance(w, QTreeWidget):
             out += _tree_clipped(w)
@@ -110,46 +126,64 @@ def clipped(top) -> list[str]:
 
 
 def _tree_clipped(t) -> list[str]:
+    """Tree rows whose text is cut: a custom delegate (wrapping) must get the height it asks for; the
+    default one draws one line per text line, elided at the column's edge."""
+    from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
+
     out = []
     fm = t.fontMetrics()
+    custom = type(t.itemDelegate()) is not QStyledItemDelegate
 
-    def walk(item, depth):
-        rect = t.visualItemRect(item)
+    def walk(item):
+        index = t.indexFromItem(item)
+        rect = t.visualRect(index)
         if rect.isValid() and rect.height() > 0:
             lines = item.text(0).split("\n")
-            room = t.viewport().width() - rect.x() - (t.iconSize().width() + 8 if not item.icon(0).isNull() else 4)
-            for line in lines:
-                if fm.horizontalAdvance(line) > room + 2:
-                    out.append(f"{_name(t)} item {line!r}: needs {fm.horizontalAdvance(line)} px, has {room}")
-            if len(lines) * fm.lineSpacing() > rect.height() + 2:
-                out.append(f"{_name(t)} item {lines[0]!r}: {len(lines)} lines in {rect.height()} px")
+            if custom:
+                opt = QStyleOptionViewItem()
+                opt.font = t.font()
+                need = t.itemDelegate().sizeHint(opt, index).height()
+                if need > rect.height() + 1:
+                    out.append(f"{_name(t)} item {lines[0]!r}: needs {need} px height, has {rect.height()}")
+            else:
+                room = t.viewport().width() - rect.x() - (t.iconSize().width() + 8 if not item.icon(0).isNull() else 4)
+                for line in lines:
+                    if fm.horizontalAdvance(line) > room + 2:
+                        out.append(f"{_name(t)} item {line!r}: needs {fm.horizontalAdvance(line)} px, has {room}")
+                if len(lines) * fm.lineSpacing() > rect.height() + 2:
+                    out.append(f"{_name(t)} item {lines[0]!r}: {len(lines)} lines in {rect.height()} px")
         for i in range(item.childCount()):
-            walk(item.child(i), depth + 1)
+            walk(item.child(i))
 
     for i in range(t.topLevelItemCount()):
-        walk(t.topLevelItem(i), 0)
+        walk(t.topLevelItem(i))
     return out
 
 
 def _table_clipped(t) -> list[str]:
+    """Table cells whose text is cut: wrapped rows lower than their text needs, or one-line cells (and
+    single words of wrapped ones) wider than their column."""
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
     out = []
     fm = t.fontMetrics()
     for r in range(t.rowCount()):
         if t.isRowHidden(r):
             continue
+        if t.wordWrap() and t.sizeHintForRow(r) > t.rowHeight(r) + 1:
+            out.append(f"{_name(t)} row {r}: needs {t.sizeHintForRow(r)} px height, has {t.rowHeight(r)}")
         for c in range(t.columnCount()):
             it = t.item(r, c)
             if it is None or not it.text() or t.isColumnHidden(c):
                 continue
-            room = t.columnWidth(c) - 12
-            need = fm.horizontalAdvance(it.text())
-            if t.wordWrap():
-                lines = fm.boundingRect(0, 0, max(room, 1), 10000, 0x1000 | 0x0001, it.text()).height()  # WordWrap
-                if lines > t.rowHeight(r) + 2:
-                    out.append(f"{_name(t)} cell {it.text()!r}: needs {lines} px height, has {t.rowHeight(r)}")
-            elif need > room + 2:
+            opt = QStyleOptionViewItem()
+            opt.font = t.font()
+            margin = t.itemDelegate().sizeHint(opt, t.model().index(r, c)).width() - fm.horizontalAdvance(it.text())
+            words = it.text().split() if t.wordWrap() else [it.text()]
+            need = max(fm.horizontalAdvance(w) for w in words) + max(margin, 0)
+            room = sum(t.columnWidth(c + k) for k in range(t.columnSpan(r, c)))
+            if need > room + 1:
                 out.append(f"{_name(t)} cell {it.text()!r}: needs {need} px, has {room}")
-    # rows behind a scroll bar while the table could have been taller is reported by the view (see fits_rows)
     return out
 
 
@@ -214,7 +248,9 @@ class Scenes:
 
     def viewer_facts(self, v) -> dict:
         w = self.win
-        facts = {"results_rows_all_shown": fits_rows(w.results.table) if w.results.table.isVisible() else True}
+        facts = {"results_rows_all_shown": fits_rows(w.results.table) if w.results.table.isVisible() else True,
+                 "min_sizes": {"viewer": v.minimumSizeHint().toTuple(), "results": w.results.minimumSizeHint().toTuple(),
+                                "studies": w.study_list.minimumSizeHint().toTuple(), "window": w.minimumSizeHint().toTuple()}}
         return facts
 
     def ecg(self):
@@ -240,7 +276,8 @@ class Scenes:
         v = self.open(self.demo["xray"], "xray-pneumonia")
         shown = [b for b in v.boxes if b in v.glw.ci.items]
         img = graphics_rect(v.glw, v.items[0] if v.boxes[0] in shown else v.items[2], shown[0])
-        return self.win, v, share(v, v.glw, img), {"panels": len(shown), "heatmap": v.heat is not None}
+        return self.win, v, share(v, v.glw, img), {"panels": len(shown), "heatmap": v.heat is not None,
+                                                   "heatmap_shown": v.heat_layers[0].isVisible()}
 
     def endo(self):
         v = self.open(self.demo["endo"], None)
@@ -309,7 +346,7 @@ class Scenes:
         shown = [b for b in v.boxes if b in v.glw.ci.items]
         img = graphics_rect(v.glw, v.items[0] if v.boxes[0] in shown else v.items[2], shown[0])
         # the share of one side: the image over its half of the window
-        return cw, v, share(v, v.glw, img), {}
+        return cw, v, share(v, v.glw, img), {"panels": len(shown)}
 
     def validation(self):
         from app.validation.dialog import ValidateDialog
