@@ -484,7 +484,7 @@ def _readme_copies(src: Path, dest: Path, views=("ecg", "echo", "xray", "timelin
         im = Image.open(p).convert("RGB")
         if im.width > 1280:
             im = im.resize((1280, round(im.height * 1280 / im.width)), Image.LANCZOS)
-        im.quantize(colors=128, method=Image.MEDIANCUT, dither=Image.NONE).save(dest / f"{v}.png", optimize=True)
+        im.quantize(colors=256, method=Image.FASTOCTREE, dither=Image.NONE).save(dest / f"{v}.png", optimize=True)
 
 
 def main(argv: list[str] | None = None) -> int:
