@@ -472,7 +472,7 @@ def run(args) -> dict:
     return report
 
 
-def _readme_copies(src: Path, dest: Path, views=("ecg", "echo", "xray", "timeline", "compare")) -> None:
+def _readme_copies(src: Path, dest: Path, views=("echo", "xray", "timeline", "compare")) -> None:
     """Small PNG copies for README (palette, max 1280 px wide, < 300 KB each)."""
     from PIL import Image
 
