@@ -26,8 +26,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWS = ("ecg", "pcg", "echo", "xray", "endo", "timeline", "compare", "validation", "shortcuts")
+EXTRA_VIEWS = ("compare_ecg", "compare_echo")  # compare with prior of the other modalities (``--views``)
 #: the share of its viewer the image or tracing must cover (stated in README "Reading-room layout")
-MIN_IMAGE_SHARE = {"ecg": 0.5, "pcg": 0.5, "echo": 0.4, "xray": 0.6, "endo": 0.22, "compare": 0.45}
+MIN_IMAGE_SHARE = {"ecg": 0.5, "pcg": 0.5, "echo": 0.4, "xray": 0.6, "endo": 0.22, "compare": 0.45,
+                   "compare_ecg": 0.5, "compare_echo": 0.4}
 
 
 # -- looking at widgets --------------------------------------------------------------------------------------
@@ -322,31 +324,58 @@ class Scenes:
         return self.win, t, None, facts
 
     def compare(self):
+        """Two chest films of one patient (the demo radiograph and a brighter copy, as DICOM with dates)."""
         import cv2
         import numpy as np
 
-        store = self.win.ctx.store
         img = cv2.imread(str(self.demo["xray"]), cv2.IMREAD_GRAYSCALE)
         paths = [_dicom(self.tmp / f"cxr_{d}.dcm", d, img if i else np.clip(img * 0.9 + 12, 0, 255).astype(np.uint8))
                  for i, d in enumerate(("20230920", "20240105"))]
-        from inference.detect import open_study
-        from inference.pipeline import analyse
-
-        ids = []
-        for p in paths:
-            st = open_study(p)
-            ids.append(store.save(st, [analyse(st, "xray-pneumonia", self.win.ctx.registry)]))
-        self.win.compare_with_prior(ids[1])
-        cw = self.win.compare_window
-        end = time.monotonic() + 30
-        while any(s is None for s in cw.studies) and time.monotonic() < end:
-            self.settle(timeout=1, extra_ms=50)
-        self.settle(extra_ms=600)
-        v = cw.viewers[1]
+        cw, v = self._compare(paths, "xray-pneumonia")
         shown = [b for b in v.boxes if b in v.glw.ci.items]
         img = graphics_rect(v.glw, v.items[0] if v.boxes[0] in shown else v.items[2], shown[0])
         # the share of one side: the image over its half of the window
         return cw, v, share(v, v.glw, img), {"panels": len(shown)}
+
+    def compare_ecg(self):
+        """Two ECGs of the demo patient (70 and 95 /min): the papers one above the other."""
+        from inference.ecg.demo import DEMO_PATIENT, synth_ecg
+        from inference.ecg.reader import write_ml4h_hd5
+
+        p = self.tmp / "ecg_95bpm.hd5"
+        write_ml4h_hd5(p, synth_ecg(hr=95.0, seed=3), 500, text="Synthetic ECG (Lightbox), 95 bpm", attrs=DEMO_PATIENT)
+        cw, v = self._compare([self.demo["ecg"], p], None)
+        img = graphics_rect(v.view, v.major, v.view.getPlotItem().vb)
+        return cw, v, share(v, v.view, img), {}
+
+    def compare_echo(self):
+        """Two loops of one patient side by side, playing together."""
+        from inference.echo.demo import frames, write
+
+        p = write(self.tmp / "echo_followup.avi", frames()[:, ::-1].copy())
+        cw, v = self._compare([self.demo["echo"], p], None, patient=True)
+        return cw, v, share(v, v.canvas, v.canvas._target().toRect()), {"playing": all(x.timer.isActive() for x in cw.viewers)}
+
+    def _compare(self, paths, model, patient: bool = False):
+        from inference.detect import open_study
+        from inference.pipeline import analyse
+
+        store = self.win.ctx.store
+        ids = []
+        for p in paths:
+            st = open_study(p)
+            ids.append(store.save(st, [analyse(st, model, self.win.ctx.registry)] if model else []))
+        if patient:
+            pid = store.add_patient(name="ROE, RICHARD", external_id="P-2002")
+            for sid in ids:
+                store.assign_study(sid, pid)
+        self.win.compare_with_prior(ids[1])
+        cw = self.win.compare_window
+        end = time.monotonic() + 60
+        while any(s is None for s in cw.studies) and time.monotonic() < end:
+            self.settle(timeout=1, extra_ms=50)
+        self.settle(extra_ms=600)
+        return cw, cw.viewers[1]
 
     def validation(self):
         from app.validation.dialog import ValidateDialog
@@ -492,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="1366x768")
     p.add_argument("--scale", type=float, default=1.0, help="device pixel ratio (offscreen)")
     p.add_argument("--out", default=str(ROOT / "out" / "screens"))
-    p.add_argument("--views", default="", help=f"comma-separated subset of {','.join(VIEWS)}")
+    p.add_argument("--views", default="", help=f"comma-separated, of {','.join(VIEWS + EXTRA_VIEWS)}")
     p.add_argument("--platform", choices=("offscreen", "current"), default="offscreen")
     p.add_argument("--home", help="data folder (default: a fresh temporary one)")
     p.add_argument("--demo-dir", help="folder for the demo studies (reused between runs)")

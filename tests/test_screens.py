@@ -20,10 +20,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "out" / "screens"
 sys.path.insert(0, str(ROOT / "tests"))
-from screens import MIN_IMAGE_SHARE, VIEWS  # noqa: E402
+from screens import EXTRA_VIEWS, MIN_IMAGE_SHARE, VIEWS  # noqa: E402
 
-#: (size, scale, views): both reading-room sizes in full; the high-DPI screen on the views most drawn by hand
-RUNS = (("1366x768", 1, VIEWS), ("1920x1080", 1, VIEWS), ("1366x768", 2, ("xray", "timeline", "compare")))
+#: (size, scale, views): both reading-room sizes in full (compare with prior of every kind on the smaller,
+#: where it is tight); the high-DPI screen on the views most drawn by hand
+RUNS = (("1366x768", 1, VIEWS + EXTRA_VIEWS), ("1920x1080", 1, VIEWS),
+        ("1366x768", 2, ("xray", "timeline", "compare")))
 MAIN_VIEWS = ("ecg", "pcg", "echo", "xray", "endo", "timeline")
 
 
@@ -95,6 +97,8 @@ def test_viewers_show_what_they_are_for(reports, run):
     v = reports[run]["views"]
     assert v["echo"]["playing"], "the echo loop plays as it opens"
     assert not v["ecg"]["ecg2af_table_visible"], "no empty ECG2AF table when there is no ECG2AF result"
+    if "compare_echo" in v:
+        assert v["compare_echo"]["playing"], "compare with prior plays both loops as they open"
     for name in ("ecg", "pcg", "xray", "endo"):
         assert v[name]["results_rows_all_shown"], f"{name}: the outputs table hides rows behind a scroll bar"
 

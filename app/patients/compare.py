@@ -82,7 +82,8 @@ class CompareWindow(QWidget):
         self.status.setObjectName("muted")
         lay.addWidget(self.status)
         self.key = f"compare_{self.modality}"
-        user_state.restore(self, self.key, (1600, 1000))  # never wider than the screen it opens on
+        # never larger than the screen it opens on; two 12-lead papers one above the other need all its height
+        user_state.restore(self, self.key, None if self.modality == "ecg" else (1600, 1000))
         user_state.restore_splitters(self, self.key)
         from inference.detect import open_study
 
