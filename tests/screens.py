@@ -450,8 +450,6 @@ def run(args) -> dict:
 
     demo_dir = Path(args.demo_dir) if args.demo_dir else tmp / "demo"
     demo = dict(zip(("ecg", "pcg", "echo", "xray", "endo"), ensure_demo_studies(demo_dir)))
-    from PySide6.QtWidgets import QApplication
-
     from app.main import MainWindow, create_app
     from app.store import Store
 
