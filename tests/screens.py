@@ -439,6 +439,7 @@ def _setup_env(args) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     os.environ["LIGHTBOX_HOME"] = str(home)
     os.environ["LIGHTBOX_DB"] = str(home / "lightbox.sqlite")
+    os.environ["LIGHTBOX_WEIGHTS"] = str(home / "weights")  # the bundled models only: the same screens everywhere
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     return tmp
 
