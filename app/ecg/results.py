@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QHeaderView, QLabel, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QHeaderView, QLabel, QSizePolicy, QTableWidgetItem, QVBoxLayout, QWidget
 
+from app.widgets.results import FitTable
 from inference.results import Result
 
 
 class EcgResultWidget(QWidget):
-    """The four ECG2AF outputs as a table, and the AF risk with its cumulative-incidence curve over 5 years."""
+    """The rhythm model's result; the four ECG2AF outputs as a table and the AF risk with its cumulative-
+    incidence curve over 5 years (table and curve only while there is an ECG2AF result to show)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -27,16 +27,10 @@ class EcgResultWidget(QWidget):
         self.title = QLabel("ECG2AF")
         self.title.setStyleSheet("font-weight: bold;")
         lay.addWidget(self.title)
-        self.table = QTableWidget(0, 2)
+        self.table = FitTable(0, 2)
         self.table.setHorizontalHeaderLabels(["ECG2AF output", "Value"])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.setFixedHeight(4 * 22 + 28)
         lay.addWidget(self.table)
         self.plot = pg.PlotWidget(background="#181c20")
         self.plot.setMinimumHeight(170)
@@ -60,6 +54,7 @@ class EcgResultWidget(QWidget):
         self.hint.setObjectName("muted")
         self.hint.setWordWrap(True)
         lay.addWidget(self.hint)
+        lay.addStretch(0)  # without the curve, the texts stay together at the top
         self.show_result(None)
 
     @staticmethod
@@ -99,7 +94,10 @@ class EcgResultWidget(QWidget):
         return result_rows(outputs)
 
     def show_result(self, result: Result | None) -> None:
-        if result is None or result.model_id != "ecg2af":
+        shown = result is not None and result.model_id == "ecg2af"
+        for w in (self.title, self.table, self.plot):  # no empty table or axes while there is nothing to show
+            w.setVisible(shown)
+        if not shown:
             self.table.setRowCount(0)
             self.curve.setData([], [])
             self.marker.setData([], [])
@@ -112,10 +110,8 @@ class EcgResultWidget(QWidget):
         self.table.setRowCount(len(rows))
         for i, (k, v) in enumerate(rows):
             self.table.setItem(i, 0, QTableWidgetItem(k))
-            it = QTableWidgetItem(v)
-            if not result.clinical:
-                it.setForeground(QColor("#e5534b"))
-            self.table.setItem(i, 1, it)
+            self.table.setItem(i, 1, QTableWidgetItem(v))  # the stamp and hint say when it is not clinical
+        self.table.fit()
         years = np.concatenate([[0.0], np.asarray(o["survival_days"], dtype=float) / 365.0])
         risk = np.concatenate([[0.0], 100 * (1 - np.asarray(o["af_free_survival"], dtype=float))])
         self.curve.setData(years, risk)

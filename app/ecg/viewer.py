@@ -15,10 +15,11 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QFont, QKeySequence, QShortcut
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QLabel, QPushButton, QToolButton, QVBoxLayout,
                                QWidget)
 
+from app.widgets.keys import add_keys
 from app.widgets.viewer_base import ViewerBase
 from app.widgets.flow import FlowLayout
 from inference.results import Result
@@ -138,15 +139,15 @@ class EcgViewer(RhythmMixin, ViewerBase):
         self.prev_btn.clicked.connect(lambda: self.page(-1))
         self.next_btn.clicked.connect(lambda: self.page(+1))
         self.view.vb.sigRangeChanged.connect(lambda *_: self._update_scale_label())
-        for key, fn in (("L", self._cycle_layout), ("C", lambda: self.caliper_btn.toggle()), ("0", self.true_scale),
-                        ("F", self.fit), ("PgDown", lambda: self.page(+1)), ("PgUp", lambda: self.page(-1)),
-                        ("+", lambda: self.zoom(1.25)), ("=", lambda: self.zoom(1.25)), ("-", lambda: self.zoom(0.8)),
-                        ("Left", lambda: self.pan(-10, 0)), ("Right", lambda: self.pan(10, 0)),
-                        ("Up", lambda: self.pan(0, 10)), ("Down", lambda: self.pan(0, -10)),
-                        ("N", lambda: self.jump_af(+1)), ("Shift+N", lambda: self.jump_af(-1))):
-            sc = QShortcut(QKeySequence(key), self)
-            sc.setContext(Qt.WidgetWithChildrenShortcut)
-            sc.activated.connect(fn)
+        add_keys(self, (("L", "Next layout", self._cycle_layout), ("C", "Calipers on / off", lambda: self.caliper_btn.toggle()),
+                        ("0", "True scale (1 mm of paper = 1 mm on screen)", self.true_scale),
+                        ("F", "Fit the page", self.fit), ("PgDown", "Next 10 s page", lambda: self.page(+1)),
+                        ("PgUp", "Previous 10 s page", lambda: self.page(-1)), ("+", "Zoom in", lambda: self.zoom(1.25)),
+                        ("=", "Zoom in", lambda: self.zoom(1.25)), ("-", "Zoom out", lambda: self.zoom(0.8)),
+                        ("Left", "Pan left", lambda: self.pan(-10, 0)), ("Right", "Pan right", lambda: self.pan(10, 0)),
+                        ("Up", "Pan up", lambda: self.pan(0, 10)), ("Down", "Pan down", lambda: self.pan(0, -10)),
+                        ("N", "Next AF episode", lambda: self.jump_af(+1)),
+                        ("Shift+N", "Previous AF episode", lambda: self.jump_af(-1))))
 
     def _combo(self, items, index, tip):
         b = QComboBox()

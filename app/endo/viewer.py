@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDia
 
 from app.endo.timeline import QUALITY_COLOURS, STATUS_COLOURS
 from app.context import AppContext
+from app.widgets.flow import FlowLayout
 from app.widgets.viewer_base import ViewerBase
 from inference import paths
 from inference.endo.export import fmt_time
@@ -51,6 +52,12 @@ from app.endo.live import LiveMixin
 from app.endo.frames import FrameView, rgb_to_qimage
 from app.endo.masks_ui import MaskMixin
 from app.endo.timeline import Timeline
+
+
+KEY_HELP = {Qt.Key_Space: "Play / pause", Qt.Key_Left: "Previous frame", Qt.Key_Right: "Next frame",
+            Qt.Key_PageUp: "Previous finding", Qt.Key_PageDown: "Next finding", Qt.Key_Insert: "Add a finding here",
+            Qt.Key_C: "Confirm the selected finding", Qt.Key_X: "Reject the selected finding",
+            Qt.Key_M: "Show / hide the polyp mask"}
 
 
 class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
@@ -118,7 +125,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         self.review_btn.setObjectName("primary")
         self.review_btn.setToolTip("Review mode: every frame on a worker, with progress and cancel (Ctrl+R)")
         self.review_btn.clicked.connect(lambda: self.request_analysis.emit(""))
-        tr = QHBoxLayout()
+        tr = FlowLayout()  # wraps onto a second line in a narrow window rather than widening it
         for w in (self.prev_f, self.back, self.fwd, self.next_f):
             w.setFixedWidth(40)
         self.play_btn.setFixedWidth(84)
@@ -190,6 +197,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         self.export_btn.clicked.connect(lambda: self.export_bundle())
         self.count_label = QLabel("")
         self.count_label.setObjectName("muted")
+        self.count_label.setWordWrap(True)
         for w in (self.add_btn, self.edit_btn, self.confirm_btn, self.reject_btn, self.delete_btn):
             fb.addWidget(w)
         fb.addWidget(self.count_label, 1)
@@ -201,11 +209,12 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         bl.addLayout(fb)
 
         split = QSplitter(Qt.Vertical)
+        split.setObjectName("endoSplit")  # remembered per user (app.widgets.user_state)
         split.addWidget(top)
         split.addWidget(bottom)
-        split.setStretchFactor(0, 4)
+        split.setStretchFactor(0, 5)
         split.setStretchFactor(1, 1)
-        split.setSizes([640, 200])
+        split.setSizes([700, 140])  # the video gets the room; the findings table grows on demand
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
@@ -225,6 +234,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
                         (Qt.Key_X, lambda: self.set_status_selected("rejected"))):
             sc = QShortcut(QKeySequence(key), self)
             sc.setContext(Qt.WidgetWithChildrenShortcut)
+            sc.setWhatsThis(KEY_HELP.get(key, ""))  # Help ▸ Keyboard shortcuts reads it
             sc.activated.connect(fn)
         self._enable(False)
 

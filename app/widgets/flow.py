@@ -16,6 +16,9 @@ class FlowLayout(QLayout):
     def addItem(self, item):
         self._items.append(item)
 
+    def addStretch(self, _stretch: int = 0) -> None:
+        """A flow packs its items from the left: no stretch (so it can stand in for a QHBoxLayout)."""
+
     def count(self):
         return len(self._items)
 

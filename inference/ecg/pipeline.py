@@ -47,11 +47,10 @@ def _import_serialised(name: str):
     first imports in flight on two threads; serialising them is a mitigation, not a proven fix (the
     crash still occurred in 1 of 4 runs of one test combination with this in place)."""
     import importlib
-    import sys
 
-    mod = sys.modules.get(name)
-    if mod is not None:
-        return mod
+    # always under the lock: while one thread imports, sys.modules already holds the half-built module, and
+    # a second thread handed that ("partially initialized module 'neurokit2' has no attribute 'ecg_clean'",
+    # seen with two ECG viewers in compare-with-prior) fails; a finished import is a dictionary look-up
     with _import_lock:
         return importlib.import_module(name)
 
