@@ -145,7 +145,7 @@ class MainWindow(PatientsWindowMixin, DicomWindowMixin, QMainWindow):
         m = mb.addMenu("&File")
         self._act(m, "&Open…", QKeySequence.Open, self.open_dialog)
         self._act(m, "Open &as…", "Ctrl+Shift+O", lambda: self.open_as_dialog(folder=False))
-        self._act(m, "Open &folder as…", None, lambda: self.open_as_dialog(folder=True))
+        self._act(m, "Open &folder as…", "Ctrl+Alt+O", lambda: self.open_as_dialog(folder=True))
         self._act(m, "Open &demo studies", "Ctrl+D", self.open_demo)
         self._act(m, "Export &PDF report…", "Ctrl+P", self.export_pdf)
         m.addSeparator()

@@ -33,12 +33,12 @@ class DicomWindowMixin:
 
             m = QMenu("&Network", self)
             mb.insertMenu(help_menu, m)
-        self._act(m, "DICOM node &settings…", None, self.dicom_settings)
-        self.dicom_toggle = self._act(m, "&Start DICOM node", None, self.toggle_node)
+        self._act(m, "DICOM node &settings…", "Ctrl+Alt+N", self.dicom_settings)
+        self.dicom_toggle = self._act(m, "&Start DICOM node", "Ctrl+Alt+D", self.toggle_node)
         m.addSeparator()
         self._act(m, "&Query / retrieve…", "Ctrl+Shift+F", self.query_retrieve)
         self._act(m, "Send study to &PACS…", "Ctrl+Shift+S", lambda: self.send_to_pacs())
-        self._act(m, "&Received objects…", None, self.received_objects)
+        self._act(m, "&Received objects…", "Ctrl+Alt+R", self.received_objects)
         if self.dicom.cfg.autostart:
             self.dicom.start()
         else:
