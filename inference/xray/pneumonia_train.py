@@ -37,6 +37,16 @@ ATTRIBUTION = ("Kermany DS, Zhang K, Goldbaum M, et al. Identifying medical diag
                "Mendeley Data 2018, v2, doi 10.17632/rscbjbr9sj.2. Licence CC BY 4.0.")
 
 
+def aug_subset(ytr: np.ndarray, seed: int, copy: int) -> np.ndarray:
+    """Training images that get augmented copy ``copy``: every normal film and as many pneumonia films
+    (seeded), i.e. what a class-balanced epoch needs (sorted indices into the training split)."""
+    neg, pos = np.flatnonzero(ytr == 0), np.flatnonzero(ytr == 1)
+    r = np.random.RandomState(seed * 100 + copy)
+    n = min(len(neg), len(pos))
+    return np.sort(np.concatenate([neg, r.choice(pos, n, replace=False)] if len(neg) <= len(pos) else
+                                  [r.choice(neg, n, replace=False), pos]))
+
+
 def prepare(data_dir, *, size: int = SIZE, seed: int = 2018, n_aug: int = 3, val_frac: float = 0.15,
             test_frac: float = 0.15, emit: Callable[[dict], None] | None = None, items=None, classes=None,
             pretrained: bool = True, cache: bool = True) -> dict:
@@ -68,10 +78,14 @@ def prepare(data_dir, *, size: int = SIZE, seed: int = 2018, n_aug: int = 3, val
     for p in ("val", "test", "train"):
         if len(idx[p]):
             feats[(p, 0)] = pfeat.ensure(low, cdir, k, p, 0, lambda p=p: pfeat.resized(x_all[idx[p]], size), emit)
+    ytr = y_all[idx["train"]]
     for c in range(1, n_aug + 1):
-        feats[("train", c)] = pfeat.ensure(low, cdir, k, "train", c,
-                                           lambda c=c: pfeat.augmented_copy(x_all[idx["train"]], size, seed, c), emit)
-        emit({"event": "copy_done", "copy": c})
+        sub = aug_subset(ytr, seed, c)
+        feats[("train", c)] = pfeat.ensure(
+            low, cdir, k, "train-sub", c,
+            lambda c=c, sub=sub: pfeat.augmented_copy(x_all[idx["train"]][sub], size, seed, c), emit)
+        feats[("train_sub", c)] = sub
+        emit({"event": "copy_done", "copy": c, "images": len(sub)})
     return {"items": items, "classes": classes, "parts": parts, "idx": idx, "y": y_all, "x": x_all,
             "shapes": shapes, "split_info": split_info, "low": low, "high": high, "feats": feats, "key": k,
             "cache": cdir, "size": size}
@@ -155,7 +169,8 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
           test_frac: float = 0.15, sens_target: float = 0.96, external: str | Path | None = None,
           emit: Callable[[dict], None] | None = None, cache: bool = True, items=None, classes=None,
           pretrained: bool = True, data_description: str = "", evaluate_test: bool = True,
-          gate_extra=(), full_checks: bool = True) -> dict:
+          gate_extra=(), full_checks: bool = True, from_checkpoint: str | Path | None = None,
+          resumed_history: list[dict] | None = None) -> dict:
     """Fine-tune, calibrate, choose the threshold and the gate limits on validation, export, evaluate."""
     import torch
 
@@ -172,6 +187,11 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
     ytr, yva = y_all[idx["train"]], y_all[idx["val"]]
     copies = [c for c in range(n_aug + 1) if ("train", c) in d["feats"]]
     ftr = [np.asarray(d["feats"][("train", c)]) for c in copies]
+    # where image i's copy c sits in ftr[c] (-1: no such copy); copy 0 holds every training image
+    pos_of = np.full((len(copies), len(ytr)), -1, np.int64)
+    pos_of[0] = np.arange(len(ytr))
+    for j, c in enumerate(copies[1:], start=1):
+        pos_of[j, d["feats"][("train_sub", c)]] = np.arange(len(d["feats"][("train_sub", c)]))
     fva = np.asarray(d["feats"][("val", 0)])
     n_pos, n_neg = int(ytr.sum()), int(len(ytr) - ytr.sum())
     # balanced epochs: every normal image and as many pneumonia images (drawn anew each epoch), so both
@@ -190,12 +210,13 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
         sel = np.concatenate([r.choice(neg_i, per_class, replace=per_class > len(neg_i)),
                               r.choice(pos_i, per_class, replace=per_class > len(pos_i))])
         r.shuffle(sel)
-        cp = r.randint(0, len(ftr), len(sel))
+        have = pos_of[:, sel] >= 0  # (copies, n): which copies each drawn image has
+        cp = np.array([r.choice(np.flatnonzero(h)) for h in have.T], np.int64)
         for b in range(0, len(sel) - 1, batch):
             ii, cc = sel[b:b + batch], cp[b:b + batch]
             if len(ii) < 2:
                 continue
-            a = np.stack([ftr[c][i] for i, c in zip(ii, cc)]).astype(np.float32)
+            a = np.stack([ftr[c][pos_of[c, i]] for i, c in zip(ii, cc)]).astype(np.float32)
             yield torch.from_numpy(a), torch.from_numpy(ytr[ii].astype(np.float32))
 
     def step(net, b):
@@ -209,9 +230,20 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
                 "loss": float(loss_fn(torch.from_numpy(o["logit"]), torch.from_numpy(yva.astype(np.float32))))}
 
     ckpt = pdata.cache_dir() / f"{name}-seed{seed}-best.pt"
-    res = fit(high, batches, step, validate, epochs=epochs, patience=patience, lr=lr, weight_decay=1e-4,
-              params=trainable, warmup_epochs=1, monitor="auroc", emit=emit, checkpoint=ckpt,
-              time_budget_s=max_minutes * 60 if max_minutes else None, grad_clip=5.0)
+    if from_checkpoint:  # finish a run whose best weights were saved (its epoch log gives the history)
+        from ..training import FitResult
+
+        high.load_state_dict(torch.load(str(from_checkpoint), map_location="cpu", weights_only=True))
+        high.eval()
+        hist = list(resumed_history or [])
+        best = max(hist, key=lambda h: h.get("val_auroc", -1)) if hist else {"epoch": -1, "val_auroc": float("nan")}
+        res = FitResult({}, best["epoch"], best["val_auroc"], hist,
+                        f"{len(hist)} epochs logged; finished from the saved best checkpoint (--from-checkpoint)",
+                        sum(float(h.get("seconds", 0)) for h in hist))
+    else:
+        res = fit(high, batches, step, validate, epochs=epochs, patience=patience, lr=lr, weight_decay=1e-4,
+                  params=trainable, warmup_epochs=1, monitor="auroc", emit=emit, checkpoint=ckpt,
+                  time_budget_s=max_minutes * 60 if max_minutes else None, grad_clip=5.0)
     emit({"event": "trained", "best_epoch": res.best_epoch, "val_auroc": res.best_score, "stopped": res.stopped,
           "minutes": round(res.seconds / 60, 1)})
     return finish(d, res.as_dict(), out_dir, name, seed=seed, sens_target=sens_target, external=external,
@@ -280,8 +312,9 @@ def finish(d: dict, training: dict, out_dir: Path, name: str, *, seed: int, sens
     neg_pooled = _full_pooled(low, high, neg_imgs, size)
     aug_pos = []
     for c in range(1, hyper.get("copies", 1)):
-        sub = rng.permutation(len(ytr))[:400]
-        aug_pos.append(predict_high(high, np.asarray(d["feats"][("train", c)])[np.sort(sub)])["pooled"])
+        f = d["feats"][("train", c)]
+        sub = np.sort(rng.permutation(len(f))[:400])
+        aug_pos.append(predict_high(high, np.asarray(f)[sub])["pooled"])
     pos_pooled = np.concatenate([o_tr["pooled"]] + aug_pos)
     gX = np.concatenate([pos_pooled, neg_pooled])
     gy = np.concatenate([np.zeros(len(pos_pooled), np.int64), np.asarray(neg_lab, np.int64)])
@@ -385,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--card-only", action="store_true", help="rewrite the card in --out from its JSON")
     ap.add_argument("--jsonl", action="store_true", help="one JSON event per line")
     ap.add_argument("--prepare-only", action="store_true", help="only decode and cache the frozen features")
+    ap.add_argument("--from-checkpoint", help="skip training: finish from this saved best-weights file")
+    ap.add_argument("--history-log", help="with --from-checkpoint: the run's --jsonl log, for the card's history")
     a = ap.parse_args(argv)
     if a.card_only:
         from .pneumonia_card import write_card
@@ -404,10 +439,16 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(a.threads)
             prepare(a.data, size=a.size, seed=a.seed, n_aug=a.aug_copies, emit=emit, cache=not a.no_cache)
             return 0
+        hist = None
+        if a.history_log:
+            hist = [{k: v for k, v in e.items() if k != "event"}
+                    for e in (json.loads(ln) for ln in open(a.history_log) if ln.startswith("{"))
+                    if e.get("event") == "epoch"]
         train(a.data, a.out, a.name, size=a.size, seed=a.seed, epochs=a.epochs, patience=a.patience,
               batch=a.batch, lr=a.lr, threads=a.threads, n_aug=a.aug_copies, epoch_images=a.epoch_images,
               max_minutes=a.max_minutes, sens_target=a.sens_target, external=a.external, emit=emit,
-              cache=not a.no_cache, evaluate_test=not a.no_test, gate_extra=a.gate_negatives)
+              cache=not a.no_cache, evaluate_test=not a.no_test, gate_extra=a.gate_negatives,
+              from_checkpoint=a.from_checkpoint, resumed_history=hist)
     except pdata.DatasetError as e:
         print(f"lightbox xray-train: {e}", file=sys.stderr)
         return 2
