@@ -144,7 +144,9 @@ last block (6 x 6), at no run-time cost.
 `inference.training.fit`: AdamW (lr {tr['lr']}, weight decay 1e-4, one warm-up epoch, cosine decay), gradient
 clipping 5, binary cross-entropy on **class-balanced epochs** (every normal training film and as many
 pneumonia films, drawn anew each epoch: {tr['epoch_images']} images per epoch), dropout 0.3, stochastic depth 0.1.
-Each training film has {tr['copies'] - 1} augmented copies plus the clean one (an epoch draws one at random): rotation
+Every normal training film and as many pneumonia films (seeded; what a balanced epoch draws) have
+{tr['copies'] - 1} augmented cop{'y' if tr['copies'] == 2 else 'ies'} beside the clean one, computed once (an epoch draws one of an image's
+copies at random): rotation
 ±10°, scale 0.85–1.1 with aspect ±10 %, shift ±6 %, gamma 0.7–1.45, contrast 0.75–1.25, brightness ±20,
 blur or sharpening, resolution loss (down to 35–90 % and back up), JPEG quality 25–95, L/R/AP/PA text
 markers, black/white collimation bands (flat ones then cropped as at run time; noisy ones kept), no flips.
@@ -210,7 +212,7 @@ stretched to full width) only shows that the gate wants the frontal two-lung lay
 is untested. An adult frontal chest film is a chest film: the gate will usually accept it (wrong population).
 
 ## Speed
-`lightbox bench` (2 CPU threads): one radiograph end to end with heatmap — see README's bench table.
+{c.get('speed') or "`lightbox bench --only xray` (2 CPU threads): one radiograph end to end with heatmap; bar < 0.5 s."}
 
 ## Reproduce
     lightbox xray-train /work/data/kermany/train --out resources/models --seed {sp['seed']} --size {pre['size']} \\
