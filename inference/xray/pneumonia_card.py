@@ -184,6 +184,8 @@ Every look at a test set:
 ## Heatmap on the lungs
 {lung}
 
+{c.get('heatmap_review', '')}
+
 Lung fields (no masks exist in the data) are estimated by `inference/xray/lung_fields.py`, on the model
 input: smoothed film; darker than the 55th percentile of the thorax box; from the brightest central column
 (mediastinum) outward along each row up to the chest wall; per side the largest such region centred in the
@@ -195,7 +197,7 @@ most, too lateral or too small on hazy films; it misses lung behind the heart an
 Refusal, in order: colour image or non-radiograph DICOM modality; the learned gate (a logistic layer on the
 network's pooled features: chest / rotated / inverted / not a chest film; trained on training-split films
 turned 90/180/270°, inverted films, Kvasir-SEG colonoscopy frames in grey and generated non-images) with
-P(chest) below **{pre['gate_chest_limit']:.3f}** (its 0.5th percentile on validation films); image statistics
+P(chest) below **{pre['gate_chest_limit']:.3f}** (the lower of 0.5 and its 0.5th percentile on validation films); image statistics
 (Mahalanobis, limit {pre['image_gate']['limit']:.0f}); feature distance (limit {pre['ood_feature_limit']:.1f}). The app then
 says "outside what this model was trained on" and gives no label and no heatmap.
 
