@@ -101,12 +101,15 @@ def pneumonia_section(r) -> list:
         flow.append(Paragraph(
             f"P(pneumonia) <font size='14'><b>{p:.3f}</b></font> · threshold {thr:.3f} → "
             f"<font color='{col}'><b>{'PNEUMONIA' if pos else 'normal'}</b></font> ·{stamp}", SCORE))
-        flow.append(Paragraph("Threshold chosen on the validation split (Youden). Heatmap: class activation map "
-                              "(= Grad-CAM) of the pneumonia unit on the last conv block, upsampled; it shows where "
-                              "the network's evidence lies, not a lesion outline.", SMALL))
-    flow.append(Paragraph(f"Population: {o.get('population', '')}. Model card: resources/models/xray_pneumonia_cnn.md. "
+        flow.append(Paragraph("Threshold chosen on the validation split (high sensitivity; see the model card). "
+                              "Heatmap: class activation map of the decision (the network's stride-16 logit map), "
+                              "upsampled; it shows where the network's evidence lies, not a lesion outline.", SMALL))
+    flow.append(Paragraph(f"Population: {o.get('population', '')}. Model card: resources/models/{CARD}. "
                           f"Weights sha256 {r.weights_sha256}.", SMALL))
     return flow
+
+
+CARD = "xray_pneumonia_effnet.md"
 
 
 def sections(study, results, store, study_id, extra):
