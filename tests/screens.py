@@ -26,7 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWS = ("ecg", "pcg", "echo", "xray", "endo", "timeline", "compare", "validation", "shortcuts")
-EXTRA_VIEWS = ("compare_ecg", "compare_echo")  # compare with prior of the other modalities (``--views``)
+EXTRA_VIEWS = ("compare_ecg", "compare_echo",  # compare with prior of the other modalities (``--views``)
+               "endo_still", "endo_set")  # endoscopy: one photograph, a folder of them as a set
+ENDO_FIXTURES = ROOT / "tests" / "fixtures" / "endo"
 #: the share of its viewer the image or tracing must cover (stated in README "Reading-room layout")
 MIN_IMAGE_SHARE = {"ecg": 0.5, "pcg": 0.5, "echo": 0.4, "xray": 0.6, "endo": 0.22, "compare": 0.45,
                    "compare_ecg": 0.5, "compare_echo": 0.4}
@@ -282,8 +284,52 @@ class Scenes:
                                                    "heatmap_shown": v.heat_layers[0].isVisible()}
 
     def endo(self):
-        v = self.open(self.demo["endo"], None)
-        return self.win, v, share(v, v.view, v.view.image_rect().toRect()), {}
+        """The demo withdrawal analysed by the bundled polyp model, on its first finding's key frame."""
+        v = self.open(self.demo["endo"], "endo-polyp-lightbox")
+        return self._endo_facts(v)
+
+    def endo_still(self):
+        """One colonoscopy photograph (a Kvasir-SEG fixture), analysed."""
+        return self._endo_facts(self.open(sorted(ENDO_FIXTURES.glob("kvasir_*.jpg"))[0], "endo-polyp-lightbox"))
+
+    def endo_set(self):
+        """A folder of stills read as a set (one verdict per image), analysed, on its second image."""
+        import shutil
+
+        d = self.tmp / "endo_stills"
+        d.mkdir(exist_ok=True)
+        for p in sorted(ENDO_FIXTURES.glob("kvasir_*.jpg")):
+            shutil.copy(p, d / p.name)
+        from inference.detect import open_study
+        from inference.pipeline import analyse
+
+        w = self.win
+        study = open_study(d, "endo", folder_as="set")
+        sid = w.ctx.store.add_study(study)
+        w.show_study(study, sid)
+        w.refresh_studies()
+        self.settle()
+        w.results.select_model("endo-polyp-lightbox")
+        w._analysis_done(sid, analyse(study, "endo-polyp-lightbox", w.ctx.registry))
+        self.settle()
+        v = w.current_viewer()
+        v.step(1)
+        return self._endo_facts(v)
+
+    def _endo_facts(self, v):
+        keyed = [f for f in v.findings if f.get("frame_index") is not None]
+        if keyed and v.kind == "video":
+            v.jump_finding(1)  # the first finding: its key frame, box and mask, its row selected
+        elif keyed:
+            v.select_finding(next((f["id"] for f in keyed if f["frame_index"] == v.pos), keyed[0]["id"]))
+        self.settle(timeout=5, extra_ms=200)
+        hidden = [v.table.horizontalHeaderItem(c).text() for c in range(v.table.columnCount())
+                  if v.table.isColumnHidden(c)]
+        facts = {"kind": v.kind, "mask_shown": v.view.has_mask, "boxes": len(v.view.boxes),
+                 "findings_rows": v.table.rowCount(), "findings_rows_all_shown": fits_rows(v.table),
+                 "findings_no_sideways_scroll": v.table.horizontalScrollBar().maximum() == 0,
+                 "findings_columns_hidden": hidden, "side_width": v.side.width()}
+        return self.win, v, share(v, v.view, v.view.image_rect().toRect()), facts
 
     def _patient(self):
         """A patient with years of studies: echo EF falling, ECG rhythm and AF risk, two chest films on one

@@ -30,8 +30,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QHBoxLayout,
-                               QHeaderView, QLabel, QPushButton, QSplitter, QTableWidget, QVBoxLayout,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QLabel, QPushButton, QSplitter, QVBoxLayout,
                                QWidget)
 
 from app.endo.timeline import QUALITY_COLOURS, STATUS_COLOURS
@@ -45,6 +44,7 @@ from inference.results import NOT_CLINICAL, Result
 from inference.study import Study
 
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
+SIDE_WIDTH = 270  # the side column's first width; the frame column takes the rest of the viewer
 
 
 from app.endo.findings import FindingsMixin
@@ -57,12 +57,11 @@ from app.endo.timeline import Timeline
 KEY_HELP = {Qt.Key_Space: "Play / pause", Qt.Key_Left: "Previous frame", Qt.Key_Right: "Next frame",
             Qt.Key_PageUp: "Previous finding", Qt.Key_PageDown: "Next finding", Qt.Key_Insert: "Add a finding here",
             Qt.Key_C: "Confirm the selected finding", Qt.Key_X: "Reject the selected finding",
-            Qt.Key_M: "Show / hide the polyp mask"}
+            Qt.Key_M: "Show / hide the polyp mask", Qt.Key_F: "Show / hide the findings column"}
 
 
 class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
     modality = "endo"
-    COLS = ["Time", "Frame", "Finding", "Conf.", "Source", "Status", "Note"]
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None):
         super().__init__(ctx, parent)
@@ -125,96 +124,68 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         self.review_btn.setObjectName("primary")
         self.review_btn.setToolTip("Review mode: every frame on a worker, with progress and cancel (Ctrl+R)")
         self.review_btn.clicked.connect(lambda: self.request_analysis.emit(""))
-        tr = FlowLayout()  # wraps onto a second line in a narrow window rather than widening it
+        self.panel_btn = QPushButton("Findings")
+        self.panel_btn.setCheckable(True)
+        self.panel_btn.setChecked(True)
+        self.panel_btn.setToolTip("Show / hide the side column: analysis, mask and findings (F)")
+        self.panel_btn.toggled.connect(self.show_panel)
         for w in (self.prev_f, self.back, self.fwd, self.next_f):
             w.setFixedWidth(40)
         self.play_btn.setFixedWidth(84)
-        for w in (self.prev_f, self.back, self.play_btn, self.fwd, self.next_f, self.speed_box):
+        tr = FlowLayout()  # wraps onto a second line in a narrow column rather than widening it
+        for w in (self.prev_f, self.back, self.play_btn, self.fwd, self.next_f, self.speed_box, self.time_label,
+                  self.panel_btn):
             tr.addWidget(w)
-        tr.addWidget(self.time_label)
-        tr.addStretch(1)
-        tr.addWidget(self.live_box)
-        tr.addWidget(self.vlm_btn)
-        tr.addWidget(self.review_btn)
 
-        top = QWidget()
-        tl = QVBoxLayout(top)
+        # the frame column: what the endoscopist looks at, as large as the viewer allows
+        left = QWidget()
+        tl = QVBoxLayout(left)
         tl.setContentsMargins(0, 0, 0, 0)
+        tl.setSpacing(4)
         self.header = QLabel("")
         self.header.setObjectName("muted")
         self.header.setWordWrap(True)
         tl.addWidget(self.header)
         tl.addWidget(self.view, 1)
         tl.addWidget(self.timeline)
-        self.selection_label = QLabel("")
-        self.selection_label.setWordWrap(True)  # long text must not widen the viewer
-        sl = QHBoxLayout()
-        sl.addWidget(self.selection_label, 1)
-        sl.addWidget(self.live_label)
-        tl.addLayout(sl)
-        legend = QLabel("  ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in QUALITY_COLOURS.items()
-                                  if k != "live") + "  &nbsp;&nbsp; findings: "
-                        + "  ".join(f"<span style='color:{c}'>◆</span> {k}" for k, c in STATUS_COLOURS.items()))
-        legend.setObjectName("muted")
-        legend.setWordWrap(True)
-        self.legend = legend
-        lg = QHBoxLayout()
-        lg.addWidget(legend, 1)
-        lg.addWidget(self._make_mask_controls())
-        tl.addLayout(lg)
         tl.addLayout(tr)
 
-        # findings
-        self.table = QTableWidget(0, len(self.COLS))
-        self.table.setHorizontalHeaderLabels(self.COLS)
-        self.table.verticalHeader().hide()
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        hh = self.table.horizontalHeader()
-        for i in range(len(self.COLS) - 1):
-            hh.setSectionResizeMode(i, QHeaderView.ResizeToContents)
-        hh.setSectionResizeMode(len(self.COLS) - 1, QHeaderView.Stretch)
-        self.table.cellDoubleClicked.connect(lambda r, _c: self._jump_row(r))
-        self.table.itemSelectionChanged.connect(self._selection_changed)
-        fb = QHBoxLayout()
-        self.add_btn = QPushButton("Add at frame")
-        self.add_btn.setToolTip("Add a finding at the frame on screen (Ins)")
-        self.add_btn.clicked.connect(self.add_dialog)
-        self.edit_btn = QPushButton("Edit…")
-        self.edit_btn.clicked.connect(self.edit_dialog)
-        self.confirm_btn = QPushButton("Confirm")
-        self.confirm_btn.setToolTip("Confirm the selected finding (C)")
-        self.confirm_btn.clicked.connect(lambda: self.set_status_selected("confirmed"))
-        self.reject_btn = QPushButton("Reject")
-        self.reject_btn.setToolTip("Reject the selected finding (X)")
-        self.reject_btn.clicked.connect(lambda: self.set_status_selected("rejected"))
-        self.delete_btn = QPushButton("Delete")
-        self.delete_btn.clicked.connect(self.delete_selected)
-        self.export_btn = QPushButton("Export bundle…")
-        self.export_btn.setToolTip("metadata.json, summary.json, findings.csv, findings.json, report.txt (zip) "
-                                   "+ PDF report with key frames")
-        self.export_btn.clicked.connect(lambda: self.export_bundle())
-        self.count_label = QLabel("")
-        self.count_label.setObjectName("muted")
-        self.count_label.setWordWrap(True)
-        for w in (self.add_btn, self.edit_btn, self.confirm_btn, self.reject_btn, self.delete_btn):
-            fb.addWidget(w)
-        fb.addWidget(self.count_label, 1)
-        fb.addWidget(self.export_btn)
-        bottom = QWidget()
-        bl = QVBoxLayout(bottom)
-        bl.setContentsMargins(0, 0, 0, 0)
-        bl.addWidget(self.table, 1)
-        bl.addLayout(fb)
+        # the side column: analysis, mask, findings
+        an = FlowLayout()
+        for w in (self.review_btn, self.live_box, self.vlm_btn):
+            an.addWidget(w)
+        self.selection_label = QLabel("")
+        self.selection_label.setWordWrap(True)  # long text must not widen the viewer
+        self.live_label.setWordWrap(True)
+        legend = QLabel("  ".join(f"<span style='color:{c}'>■</span>&nbsp;{k}" for k, c in QUALITY_COLOURS.items()
+                                  if k != "live") + "<br>findings: "
+                        + "  ".join(f"<span style='color:{c}'>◆</span>&nbsp;{k}" for k, c in STATUS_COLOURS.items()))
+        legend.setObjectName("muted")
+        legend.setWordWrap(True)
+        legend.setToolTip("Timeline colours: frame quality (upper row) and findings (lower row)")
+        self.legend = legend
+        self.side = QWidget()
+        self.side.setObjectName("endoSide")
+        sl = QVBoxLayout(self.side)
+        sl.setContentsMargins(4, 0, 0, 0)
+        sl.setSpacing(4)
+        sl.addLayout(an)
+        sl.addWidget(self.selection_label)
+        sl.addWidget(self.live_label)
+        sl.addWidget(legend)
+        sl.addWidget(self._make_mask_controls())
+        sl.addWidget(self._make_findings_pane(), 1)
 
-        split = QSplitter(Qt.Vertical)
-        split.setObjectName("endoSplit")  # remembered per user (app.widgets.user_state)
-        split.addWidget(top)
-        split.addWidget(bottom)
-        split.setStretchFactor(0, 5)
-        split.setStretchFactor(1, 1)
-        split.setSizes([700, 140])  # the video gets the room; the findings table grows on demand
+        split = QSplitter(Qt.Horizontal)
+        split.setObjectName("endoPanes")  # remembered per user (app.widgets.user_state)
+        split.addWidget(left)
+        split.addWidget(self.side)
+        split.setStretchFactor(0, 1)  # a wider window widens the frame, not the findings
+        split.setStretchFactor(1, 0)
+        split.setCollapsible(0, False)
+        split.setSizes([100000, SIDE_WIDTH])
+        split.splitterMoved.connect(lambda *_: self.panel_btn.setChecked(self.side.width() > 0))
+        self.split = split
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
@@ -230,13 +201,29 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
                         (Qt.Key_Right, lambda: self.step(1)), (Qt.Key_PageUp, lambda: self.jump_finding(-1)),
                         (Qt.Key_PageDown, lambda: self.jump_finding(1)), (Qt.Key_Insert, self.add_dialog),
                         (Qt.Key_C, lambda: self.set_status_selected("confirmed")),
-                        (Qt.Key_M, self.mask_box.toggle),
+                        (Qt.Key_M, self.mask_box.toggle), (Qt.Key_F, self.panel_btn.toggle),
                         (Qt.Key_X, lambda: self.set_status_selected("rejected"))):
             sc = QShortcut(QKeySequence(key), self)
             sc.setContext(Qt.WidgetWithChildrenShortcut)
             sc.setWhatsThis(KEY_HELP.get(key, ""))  # Help ▸ Keyboard shortcuts reads it
             sc.activated.connect(fn)
         self._enable(False)
+
+    def show_panel(self, on: bool) -> None:
+        """The side column on (at its last width, else SIDE_WIDTH) or off (the frame takes the viewer)."""
+        sizes = self.split.sizes()
+        if on == (sizes[1] > 0):
+            return
+        total = sum(sizes)
+        if on:
+            w = min(max(getattr(self, "_side_last", 0), self.side.minimumSizeHint().width(), SIDE_WIDTH),
+                    total // 2)
+            self.split.setSizes([total - w, w])
+        else:
+            self._side_last = sizes[1]
+            self.split.setSizes([total, 0])
+        if self.panel_btn.isChecked() != on:
+            self.panel_btn.setChecked(on)
 
     # -- study ------------------------------------------------------------------------------------
     def _enable(self, on: bool) -> None:
@@ -434,7 +421,8 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
             w.setVisible(not still)
         self.timeline.setVisible(not still)
         self.legend.setVisible(not still)
-        self.table.setColumnHidden(0, not video)  # a still has no time
+        self.table.always_hidden = set() if video else {0}  # a still has no time
+        self.table.fit_columns()
         self.table.horizontalHeaderItem(1).setText("Frame" if video else "Image")
         self.review_btn.setText({"video": "Analyse video", "still": "Analyse image", "set": "Analyse images"}[self.kind])
         self.review_btn.setToolTip("Review mode: every frame on a worker, with progress and cancel (Ctrl+R)" if video
