@@ -52,12 +52,12 @@ class FindingDialog(QDialog):
 
 class FindingsTable(QTableWidget):
     """The findings table in the viewer's side column: it shows the columns its width allows. When the
-    column is narrow, Source, then Note, then (for a video, whose Time says where) Frame are hidden rather
-    than cut or scrolled sideways; what they hold stays in each row's tooltip and in the line under the
+    column is narrow, Source, then Note, then (for a video, whose Time says where) Frame, and last Conf. are
+    hidden rather than cut or scrolled sideways; what they hold stays in each row's tooltip and in the line under the
     table for the selected finding. Widening the column (its splitter) brings them back."""
 
     COLS = ["Time", "Frame", "Finding", "Conf.", "Source", "Status", "Note"]
-    OPTIONAL = (4, 6, 1)  # hidden first to last when the room runs out
+    OPTIONAL = (4, 6, 1, 3)  # hidden first to last when the room runs out (Conf. only beside a scroll bar)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(0, len(self.COLS), parent)
@@ -77,7 +77,10 @@ class FindingsTable(QTableWidget):
         return max(self.sizeHintForColumn(c), self.horizontalHeader().sectionSizeFromContents(c).width())
 
     def fit_columns(self) -> None:
-        room = self.viewport().width()
+        room = self.width() - 2 * self.frameWidth()
+        rows = sum(self.rowHeight(r) for r in range(self.rowCount()))
+        if rows > self.height() - 2 * self.frameWidth() - self.horizontalHeader().height():
+            room -= self.verticalScrollBar().sizeHint().width()  # the rows scroll: their bar takes its room
         for c in range(self.columnCount()):
             self.setColumnHidden(c, c in self.always_hidden)
         shown = [c for c in range(self.columnCount()) if c not in self.always_hidden]

@@ -44,7 +44,7 @@ from inference.results import NOT_CLINICAL, Result
 from inference.study import Study
 
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
-SIDE_WIDTH = 270  # the side column's first width; the frame column takes the rest of the viewer
+SIDE_WIDTH = 264  # the side column's first width; the frame column takes the rest of the viewer
 
 
 from app.endo.findings import FindingsMixin
@@ -157,6 +157,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         self.selection_label = QLabel("")
         self.selection_label.setWordWrap(True)  # long text must not widen the viewer
         self.live_label.setWordWrap(True)
+        self.live_label.hide()  # until live mode runs
         legend = QLabel("  ".join(f"<span style='color:{c}'>■</span>&nbsp;{k}" for k, c in QUALITY_COLOURS.items()
                                   if k != "live") + "<br>findings: "
                         + "  ".join(f"<span style='color:{c}'>◆</span>&nbsp;{k}" for k, c in STATUS_COLOURS.items()))
@@ -167,7 +168,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         self.side = QWidget()
         self.side.setObjectName("endoSide")
         sl = QVBoxLayout(self.side)
-        sl.setContentsMargins(4, 0, 0, 0)
+        sl.setContentsMargins(0, 0, 0, 0)  # the splitter's handle sets it apart
         sl.setSpacing(4)
         sl.addLayout(an)
         sl.addWidget(self.selection_label)
@@ -245,7 +246,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         self.src = study.data["source"]
         self.n, self.fps = len(self.src), float(self.src.fps)
         self.prefetch = Prefetcher(self.src)
-        self.timeline.set_video(self.n, self.fps)
+        self.timeline.set_video(self.n, self.fps, images=self.kind != "video")
         m = study.metadata
         if self.kind == "video":
             facts = (f"{m.get('width')}×{m.get('height')} · {m.get('fps')} fps · {self.n} frames · "
@@ -256,7 +257,8 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
             facts = f"{self.n} still images"
         self.header.setText(f"{study.name} · {facts}" + ("  — " + "; ".join(study.notes) if study.notes else ""))
         self.display_late = 0
-        longest = f"{fmt_time(self.n / self.fps)} / {fmt_time(self.n / self.fps)} · frame {self.n}/{self.n}"
+        longest = (f"{fmt_time(self.n / self.fps)} / {fmt_time(self.n / self.fps)} · frame {self.n}/{self.n}"
+                   if self.kind == "video" else f"image {self.n} of {self.n}")
         self.time_label.setFixedWidth(self.time_label.fontMetrics().horizontalAdvance(longest) + 12)
         self.selection_label.setText("Frame selection: not analysed yet (Analyse video, or tick Live and play).")
         self.live_last = {}
