@@ -210,8 +210,8 @@ class ResultsPanel(QWidget):
             self.table.setItem(i, 0, QTableWidgetItem(k.replace("_", " ")))
             text = format_value(v)
             item = QTableWidgetItem(text)
-            if k.endswith("sha256") and len(text) > 12:  # a digest, one unbreakable word: its start, as for weights
-                item.setText(text[:12])
+            if k.endswith("sha256") and len(text) > 8:  # a digest, one unbreakable word: its start (as git does)
+                item.setText(text[:8])
                 item.setToolTip(text)
             self.table.setItem(i, 1, item)
         self.table.setVisible(bool(rows))
