@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -208,7 +209,9 @@ class FindingsMixin:
     def _selection_changed(self) -> None:
         f = self.selected_finding()
         self.timeline.selected_id = f["id"] if f else None
-        self.detail_label.setText(self._detail_text(f))
+        # a long word (a file name in a note) may break after _ . - / rather than widen the column
+        self.detail_label.setText(re.sub(r"\S{20,}", lambda m: re.sub(r"([_.\-/])(?=\S)", "\\1\u200b", m.group()),
+                                         self._detail_text(f)))
         self.detail_label.setVisible(f is not None)
         self.timeline.update()
 
