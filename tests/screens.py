@@ -30,8 +30,8 @@ EXTRA_VIEWS = ("compare_ecg", "compare_echo",  # compare with prior of the other
                "endo_still", "endo_set")  # endoscopy: one photograph, a folder of them as a set
 ENDO_FIXTURES = ROOT / "tests" / "fixtures" / "endo"
 #: the share of its viewer the image or tracing must cover (stated in README "Reading-room layout")
-MIN_IMAGE_SHARE = {"ecg": 0.5, "pcg": 0.5, "echo": 0.4, "xray": 0.6, "endo": 0.22, "compare": 0.45,
-                   "compare_ecg": 0.5, "compare_echo": 0.4}
+MIN_IMAGE_SHARE = {"ecg": 0.5, "pcg": 0.5, "echo": 0.4, "xray": 0.6, "endo": 0.45, "compare": 0.45,
+                   "compare_ecg": 0.5, "compare_echo": 0.4, "endo_still": 0.35, "endo_set": 0.35}
 
 
 # -- looking at widgets --------------------------------------------------------------------------------------

@@ -151,3 +151,48 @@ def test_live_mode_with_model_files_merged_proposed_findings(endo_window, qtbot,
     assert "NOT A CLINICAL RESULT" in fs[0]["note"]
     assert len(fs) <= 3  # a run of detections is one finding, not one per frame
     v.set_live(False)
+
+
+def test_the_frame_gets_the_room_and_the_findings_column_folds_away(endo_window, qtbot, tmp_path):
+    """The frame column takes what the side column (analysis, mask, findings) leaves; the narrow findings
+    table hides columns instead of scrolling sideways, the selected finding is shown whole under it; F folds
+    the side column away and back; its width is remembered per user like the other viewers' splitters."""
+    from PySide6.QtCore import QSettings
+    from PySide6.QtTest import QTest
+
+    from app.widgets import user_state
+
+    win, v = endo_window
+    win.showNormal()
+    win.resize(1366, 768)
+    qtbot.waitUntil(lambda: v.view.width() > 2 * v.side.width(), timeout=5000)
+    assert v.split.objectName() == "endoPanes" and v.side.width() > 200
+    v.seek(100)
+    fid = v.add_finding("polyp", 0.8, "sessile, 6 mm, lifted and removed by cold snare", box=[0.1, 0.3, 0.3, 0.5],
+                        status="proposed")
+    t = v.table
+    qtbot.waitUntil(lambda: t.isColumnHidden(6), timeout=2000)  # the note is not cut, it is left out...
+    assert not any(t.isColumnHidden(c) for c in (0, 2, 5)) and t.horizontalScrollBar().maximum() == 0
+    v.select_finding(fid)
+    assert "cold snare" in v.detail_label.text() and "clinician" in v.detail_label.text()  # ...and shown here
+    assert "cold snare" in t.item(0, 2).toolTip()
+    v.split.setSizes([400, 900])  # a wider column brings the columns back
+    qtbot.waitUntil(lambda: not t.isColumnHidden(4) and not t.isColumnHidden(6), timeout=2000)
+
+    v.split.setSizes([10000, 264])
+    qtbot.wait(50)
+    wide = v.view.width()
+    v.setFocus()
+    QTest.keyClick(v, Qt.Key_F)
+    assert v.split.sizes()[1] == 0 and not v.panel_btn.isChecked()
+    qtbot.waitUntil(lambda: v.view.width() > wide + 200, timeout=2000)
+    QTest.keyClick(v, Qt.Key_F)
+    assert v.split.sizes()[1] >= 264 and v.panel_btn.isChecked()
+
+    s = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    v.split.setSizes([700, 380])
+    saved = v.split.sizes()
+    user_state.save_splitters(v, "main", s)
+    v.split.setSizes([900, 180])
+    user_state.restore_splitters(v, "main", s)
+    assert v.split.sizes() == saved

@@ -1,5 +1,8 @@
 """Endoscopy viewer: video player, quality/findings timeline, live and review analysis, findings.
 
+- Layout: the frame, the timeline and the transport in a wide column that takes what the side column
+  (analysis, mask controls, findings) leaves; the splitter between them (``endoPanes``) is remembered per
+  user, F or the Findings button folds the side column away.
 - Playback: a QTimer at the file's frame rate x speed; frames come from a decode-ahead thread
   (inference.endo.playback.Prefetcher) with a synchronous fallback, so a seek is frame-accurate.
   Space plays/pauses, Left/Right step a frame, PgUp/PgDn jump to the previous/next finding.
