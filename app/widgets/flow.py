@@ -42,8 +42,9 @@ class FlowLayout(QLayout):
         self._do_layout(rect, False)
 
     def sizeHint(self):
-        w = sum(i.sizeHint().width() + self.spacing() for i in self._items)
-        h = max((i.sizeHint().height() for i in self._items), default=0)
+        shown = [i for i in self._items if not i.isEmpty()]
+        w = sum(i.sizeHint().width() + self.spacing() for i in shown)
+        h = max((i.sizeHint().height() for i in shown), default=0)
         return QSize(w, h)
 
     def minimumSize(self):
@@ -59,6 +60,8 @@ class FlowLayout(QLayout):
         sp = self.spacing()
         placed, lines = [], []  # (item, x, y of its line, hint); the height of each line
         for item in self._items:
+            if item.isEmpty():  # a hidden widget takes no room, not even its spacing
+                continue
             wid = item.widget()
             space_x = sp if sp >= 0 else wid.style().layoutSpacing(QSizePolicy.PushButton, QSizePolicy.PushButton, Qt.Horizontal)
             hint = item.sizeHint()
