@@ -196,3 +196,17 @@ def test_the_frame_gets_the_room_and_the_findings_column_folds_away(endo_window,
     v.split.setSizes([900, 180])
     user_state.restore_splitters(v, "main", s)
     assert v.split.sizes() == saved
+
+    # PgDn/PgUp to a finding in a long list shows its row (the table scrolls to it)
+    v.split.setSizes([10000, 264])
+    for i in range(30):
+        v.seek(5 + 7 * i)
+        v.add_finding("polyp", 0.9, status="proposed")
+    v.seek(0)
+    t.clearSelection()  # the selected finding's line is hidden: it comes back as the jump selects a row
+    qtbot.wait(50)
+    v.jump_finding(-1)  # wraps round to the last finding
+    row = t.selectionModel().selectedRows()[0]
+    assert t.item(row.row(), 1).text() == str(v.pos)
+    qtbot.waitUntil(lambda: t.viewport().rect().contains(t.visualRect(row)), timeout=2000)
+    assert not t.isColumnHidden(3), "Conf. beside the scroll bar at the first width"

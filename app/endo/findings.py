@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
                                QFormLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QTableWidget,
@@ -72,6 +72,7 @@ class FindingsTable(QTableWidget):
         hh.setSectionResizeMode(QHeaderView.ResizeToContents)
         hh.setStretchLastSection(True)  # the last column on show takes what is left
         hh.setMinimumSectionSize(24)
+        hh.setStyleSheet("QHeaderView::section { padding: 3px 3px; }")  # narrow headers: room for Conf.
         self.always_hidden: set[int] = set()  # a still has no time
 
     def _need(self, c: int) -> int:
@@ -111,6 +112,9 @@ class FindingsMixin:
         self.table = FindingsTable()
         self.table.cellDoubleClicked.connect(lambda r, _c: self._jump_row(r))
         self.table.itemSelectionChanged.connect(self._selection_changed)
+        self._scroll_timer = QTimer(self.table, singleShot=True, interval=0)  # dies with the table
+        self._scroll_timer.timeout.connect(lambda: [self.table.scrollTo(i) for i in
+                                                    self.table.selectionModel().selectedRows()[:1]])
         self.count_label = QLabel("")
         self.count_label.setObjectName("muted")
         self.count_label.setWordWrap(True)
@@ -213,6 +217,8 @@ class FindingsMixin:
         self.detail_label.setText(re.sub(r"\S{20,}", lambda m: re.sub(r"([_.\-/])(?=\S)", "\\1\u200b", m.group()),
                                          self._detail_text(f)))
         self.detail_label.setVisible(f is not None)
+        if f is not None:  # PgDn to a finding shows its row, once the line above has taken its room
+            self._scroll_timer.start()
         self.timeline.update()
 
     def _jump_row(self, row: int) -> None:
