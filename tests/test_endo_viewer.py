@@ -196,6 +196,16 @@ def test_the_frame_gets_the_room_and_the_findings_column_folds_away(endo_window,
     v.split.setSizes([900, 180])
     user_state.restore_splitters(v, "main", s)
     assert v.split.sizes() == saved
+    v.split.setSizes([1080, 0])  # folded away, remembered so, shown again: the button says so
+    user_state.save_splitters(v, "main", s)
+    v.split.setSizes([700, 380])
+    v.hide()
+    user_state.restore_splitters(v, "main", s)
+    v.show()
+    assert v.split.sizes()[1] == 0 and not v.panel_btn.isChecked()
+    v.setFocus()
+    QTest.keyClick(v, Qt.Key_F)
+    assert v.split.sizes()[1] >= 264 and v.panel_btn.isChecked()
 
     # PgDn/PgUp to a finding in a long list shows its row (the table scrolls to it)
     v.split.setSizes([10000, 264])

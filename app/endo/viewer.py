@@ -229,6 +229,12 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         if self.panel_btn.isChecked() != on:
             self.panel_btn.setChecked(on)
 
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        self.panel_btn.blockSignals(True)  # a remembered split may have the column folded away
+        self.panel_btn.setChecked(self.split.sizes()[1] > 0)
+        self.panel_btn.blockSignals(False)
+
     # -- study ------------------------------------------------------------------------------------
     def _enable(self, on: bool) -> None:
         for w in (self.play_btn, self.back, self.fwd, self.prev_f, self.next_f, self.speed_box, self.live_box,
