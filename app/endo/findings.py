@@ -52,7 +52,7 @@ class FindingDialog(QDialog):
 
 
 class FindingsTable(QTableWidget):
-    """The findings table in the viewer's side column: it shows the columns its width allows. When the
+    """The findings table in the viewer's panel: it shows the columns its width allows. When the
     column is narrow, Source, then Note, then (for a video, whose Time says where) Frame, and last Conf. are
     hidden rather than cut or scrolled sideways; what they hold stays in each row's tooltip and in the line under the
     table for the selected finding. Widening the column (its splitter) brings them back."""
@@ -105,8 +105,8 @@ class FindingsTable(QTableWidget):
 class FindingsMixin:
     """The findings table of EndoViewer: reload, add, edit, confirm, reject, delete, jump."""
 
-    def _make_findings_pane(self) -> QWidget:
-        """Count, table, the selected finding in full, and the finding and export buttons (wrapping)."""
+    def _make_findings_pane(self) -> tuple[QWidget, QWidget]:
+        """(count and table, the selected finding in full with the finding and export buttons)."""
         from app.widgets.flow import FlowLayout
 
         self.table = FindingsTable()
@@ -142,16 +142,20 @@ class FindingsMixin:
         for w in (self.add_btn, self.edit_btn, self.confirm_btn, self.reject_btn, self.delete_btn, self.export_btn):
             fb.addWidget(w)
         title = QLabel("<b>Findings</b>")
-        pane = QWidget()
-        lay = QVBoxLayout(pane)
+        listing, actions = QWidget(), QWidget()
+        lay = QVBoxLayout(listing)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(4)
         lay.addWidget(title)
         lay.addWidget(self.count_label)
         lay.addWidget(self.table, 1)
+        lay = QVBoxLayout(actions)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
         lay.addWidget(self.detail_label)
         lay.addLayout(fb)
-        return pane
+        lay.addStretch(1)
+        return listing, actions
 
     def _detail_text(self, f: dict | None) -> str:
         if f is None:

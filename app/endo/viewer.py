@@ -1,8 +1,8 @@
 """Endoscopy viewer: video player, quality/findings timeline, live and review analysis, findings.
 
-- Layout: the frame, the timeline and the transport in a wide column that takes what the side column
-  (analysis, mask controls, findings) leaves; the splitter between them (``endoPanes``) is remembered per
-  user, F or the Findings button folds the side column away.
+- Layout (app.endo.panes): the frame, the timeline and the transport take what the panel (analysis, mask
+  controls, findings) leaves; the panel sits beside the frame, or below it when the frame is wide (16:9);
+  F or the Findings button folds it away; its sizes are remembered per user.
 - Playback: a QTimer at the file's frame rate x speed; frames come from a decode-ahead thread
   (inference.endo.playback.Prefetcher) with a synchronous fallback, so a seek is frame-accurate.
   Space plays/pauses, Left/Right step a frame, PgUp/PgDn jump to the previous/next finding.
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QLabel, QPushButton, QSplitter, QVBoxLayout,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QLabel, QPushButton, QVBoxLayout,
                                QWidget)
 
 from app.endo.timeline import QUALITY_COLOURS, STATUS_COLOURS
@@ -47,23 +47,23 @@ from inference.results import NOT_CLINICAL, Result
 from inference.study import Study
 
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
-SIDE_WIDTH = 264  # the side column's first width; the frame column takes the rest of the viewer
 
 
 from app.endo.findings import FindingsMixin
 from app.endo.live import LiveMixin
 from app.endo.frames import FrameView, rgb_to_qimage
 from app.endo.masks_ui import MaskMixin
+from app.endo.panes import PanesMixin
 from app.endo.timeline import Timeline
 
 
 KEY_HELP = {Qt.Key_Space: "Play / pause", Qt.Key_Left: "Previous frame", Qt.Key_Right: "Next frame",
             Qt.Key_PageUp: "Previous finding", Qt.Key_PageDown: "Next finding", Qt.Key_Insert: "Add a finding here",
             Qt.Key_C: "Confirm the selected finding", Qt.Key_X: "Reject the selected finding",
-            Qt.Key_M: "Show / hide the polyp mask", Qt.Key_F: "Show / hide the findings column"}
+            Qt.Key_M: "Show / hide the polyp mask", Qt.Key_F: "Show / hide the findings panel"}
 
 
-class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
+class EndoViewer(PanesMixin, MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
     modality = "endo"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None):
@@ -130,7 +130,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         self.panel_btn = QPushButton("Findings")
         self.panel_btn.setCheckable(True)
         self.panel_btn.setChecked(True)
-        self.panel_btn.setToolTip("Show / hide the side column: analysis, mask and findings (F)")
+        self.panel_btn.setToolTip("Show / hide the panel: analysis, mask and findings (F)")
         self.panel_btn.toggled.connect(self.show_panel)
         for w in (self.prev_f, self.back, self.fwd, self.next_f):
             w.setFixedWidth(40)
@@ -153,7 +153,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         tl.addWidget(self.timeline)
         tl.addLayout(tr)
 
-        # the side column: analysis, mask, findings
+        # the panel (beside or below the frame): analysis, mask, findings
         an = FlowLayout()
         for w in (self.review_btn, self.live_box, self.vlm_btn):
             an.addWidget(w)
@@ -162,34 +162,24 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         self.live_label.setWordWrap(True)
         self.live_label.hide()  # until live mode runs
         legend = QLabel("  ".join(f"<span style='color:{c}'>■</span>&nbsp;{k}" for k, c in QUALITY_COLOURS.items()
-                                  if k != "live") + "<br>findings: "
+                                  if k != "live") + " · findings: "
                         + "  ".join(f"<span style='color:{c}'>◆</span>&nbsp;{k}" for k, c in STATUS_COLOURS.items()))
         legend.setObjectName("muted")
         legend.setWordWrap(True)
         legend.setToolTip("Timeline colours: frame quality (upper row) and findings (lower row)")
         self.legend = legend
-        self.side = QWidget()
-        self.side.setObjectName("endoSide")
-        sl = QVBoxLayout(self.side)
-        sl.setContentsMargins(0, 0, 0, 0)  # the splitter's handle sets it apart
-        sl.setSpacing(4)
-        sl.addLayout(an)
-        sl.addWidget(self.selection_label)
-        sl.addWidget(self.live_label)
-        sl.addWidget(legend)
-        sl.addWidget(self._make_mask_controls())
-        sl.addWidget(self._make_findings_pane(), 1)
-
-        split = QSplitter(Qt.Horizontal)
-        split.setObjectName("endoPanes")  # remembered per user (app.widgets.user_state)
-        split.addWidget(left)
-        split.addWidget(self.side)
-        split.setStretchFactor(0, 1)  # a wider window widens the frame, not the findings
-        split.setStretchFactor(1, 0)
-        split.setCollapsible(0, False)
-        split.setSizes([100000, SIDE_WIDTH])
-        split.splitterMoved.connect(lambda *_: self.panel_btn.setChecked(self.side.width() > 0))
-        self.split = split
+        info = QWidget()
+        il = QVBoxLayout(info)
+        il.setContentsMargins(0, 0, 0, 0)
+        il.setSpacing(4)
+        il.addLayout(an)
+        il.addWidget(self.selection_label)
+        il.addWidget(self.live_label)
+        il.addWidget(legend)
+        il.addWidget(self._make_mask_controls())
+        il.addStretch(1)
+        split = self._make_panes(left, info, *self._make_findings_pane())  # app.endo.panes: beside or below
+        self.legend_homes = ((il, 3), (tl, 3))  # in the panel beside the frame; under the timeline when below
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
@@ -213,28 +203,6 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
             sc.activated.connect(fn)
         self._enable(False)
 
-    def show_panel(self, on: bool) -> None:
-        """The side column on (at its last width, else SIDE_WIDTH) or off (the frame takes the viewer)."""
-        sizes = self.split.sizes()
-        if on == (sizes[1] > 0):
-            return
-        total = sum(sizes)
-        if on:
-            w = min(max(getattr(self, "_side_last", 0), self.side.minimumSizeHint().width(), SIDE_WIDTH),
-                    total // 2)
-            self.split.setSizes([total - w, w])
-        else:
-            self._side_last = sizes[1]
-            self.split.setSizes([total, 0])
-        if self.panel_btn.isChecked() != on:
-            self.panel_btn.setChecked(on)
-
-    def showEvent(self, ev) -> None:
-        super().showEvent(ev)
-        self.panel_btn.blockSignals(True)  # a remembered split may have the column folded away
-        self.panel_btn.setChecked(self.split.sizes()[1] > 0)
-        self.panel_btn.blockSignals(False)
-
     # -- study ------------------------------------------------------------------------------------
     def _enable(self, on: bool) -> None:
         for w in (self.play_btn, self.back, self.fwd, self.prev_f, self.next_f, self.speed_box, self.live_box,
@@ -256,6 +224,12 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         self.n, self.fps = len(self.src), float(self.src.fps)
         self.prefetch = Prefetcher(self.src)
         self.timeline.set_video(self.n, self.fps, images=self.kind != "video")
+        try:
+            first = self.frame_rgb(0) if self.n else None
+        except Exception:  # noqa: BLE001 - a damaged first frame: show_frame says so
+            first = None
+        if first is not None:
+            self.set_frame_aspect(first.shape[1] / max(first.shape[0], 1))
         m = study.metadata
         if self.kind == "video":
             facts = (f"{m.get('width')}×{m.get('height')} · {m.get('fps')} fps · {self.n} frames · "
@@ -478,6 +452,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         return {"frame_index": self.pos}
 
     def shutdown(self) -> None:
+        self.save_panes()
         self.pause()
         self.set_live(False)
         if self.prefetch is not None:
