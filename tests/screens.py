@@ -26,10 +26,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWS = ("ecg", "pcg", "echo", "xray", "endo", "timeline", "compare", "validation", "shortcuts")
-EXTRA_VIEWS = ("compare_ecg", "compare_echo")  # compare with prior of the other modalities (``--views``)
+EXTRA_VIEWS = ("compare_ecg", "compare_echo",  # compare with prior of the other modalities (``--views``)
+               "endo_still", "endo_set", "endo_wide")  # endoscopy: a photograph, a set of them, 16:9 video
+ENDO_FIXTURES = ROOT / "tests" / "fixtures" / "endo"
 #: the share of its viewer the image or tracing must cover (stated in README "Reading-room layout")
-MIN_IMAGE_SHARE = {"ecg": 0.5, "pcg": 0.5, "echo": 0.4, "xray": 0.6, "endo": 0.22, "compare": 0.45,
-                   "compare_ecg": 0.5, "compare_echo": 0.4}
+MIN_IMAGE_SHARE = {"ecg": 0.5, "pcg": 0.5, "echo": 0.4, "xray": 0.6, "endo": 0.45, "compare": 0.45,
+                   "compare_ecg": 0.5, "compare_echo": 0.4, "endo_still": 0.35, "endo_set": 0.35, "endo_wide": 0.35}
 
 
 # -- looking at widgets --------------------------------------------------------------------------------------
@@ -282,8 +284,69 @@ class Scenes:
                                                    "heatmap_shown": v.heat_layers[0].isVisible()}
 
     def endo(self):
-        v = self.open(self.demo["endo"], None)
-        return self.win, v, share(v, v.view, v.view.image_rect().toRect()), {}
+        """The demo withdrawal analysed by the bundled polyp model, on its first finding's key frame."""
+        v = self.open(self.demo["endo"], "endo-polyp-lightbox")
+        return self._endo_facts(v)
+
+    def endo_wide(self):
+        """A 16:9 720p recording as HD video processors write it: the scope's image in the middle of a black
+        1280x720 frame with text beside it (the demo's polyp passage), analysed."""
+        import cv2
+        import numpy as np
+
+        from inference.endo.demo import frames, write_video
+
+        out = []
+        for f in frames()[84:116]:
+            c = np.zeros((720, 1280, 3), np.uint8)
+            c[40:680, 320:960] = cv2.resize(f, (640, 640), interpolation=cv2.INTER_LINEAR)
+            cv2.putText(c, "ID 0001  CVP:9  Z:1.0", (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+            out.append(c)
+        path = write_video(self.tmp / "endo_720p.mp4", out)
+        return self._endo_facts(self.open(path, "endo-polyp-lightbox"))
+
+    def endo_still(self):
+        """One colonoscopy photograph (a Kvasir-SEG fixture), analysed."""
+        return self._endo_facts(self.open(sorted(ENDO_FIXTURES.glob("kvasir_*.jpg"))[0], "endo-polyp-lightbox"))
+
+    def endo_set(self):
+        """A folder of stills read as a set (one verdict per image), analysed, on its second image."""
+        import shutil
+
+        d = self.tmp / "endo_stills"
+        d.mkdir(exist_ok=True)
+        for p in sorted(ENDO_FIXTURES.glob("kvasir_*.jpg")):
+            shutil.copy(p, d / p.name)
+        from inference.detect import open_study
+        from inference.pipeline import analyse
+
+        w = self.win
+        study = open_study(d, "endo", folder_as="set")
+        sid = w.ctx.store.add_study(study)
+        w.show_study(study, sid)
+        w.refresh_studies()
+        self.settle()
+        w.results.select_model("endo-polyp-lightbox")
+        w._analysis_done(sid, analyse(study, "endo-polyp-lightbox", w.ctx.registry))
+        self.settle()
+        v = w.current_viewer()
+        v.step(1)
+        return self._endo_facts(v)
+
+    def _endo_facts(self, v):
+        keyed = [f for f in v.findings if f.get("frame_index") is not None]
+        if keyed and v.kind == "video":
+            v.jump_finding(1)  # the first finding: its key frame, box and mask, its row selected
+        elif keyed:
+            v.select_finding(next((f["id"] for f in keyed if f["frame_index"] == v.pos), keyed[0]["id"]))
+        self.settle(timeout=5, extra_ms=200)
+        hidden = [v.table.horizontalHeaderItem(c).text() for c in range(v.table.columnCount())
+                  if v.table.isColumnHidden(c)]
+        facts = {"kind": v.kind, "mask_shown": v.view.has_mask, "boxes": len(v.view.boxes),
+                 "findings_rows": v.table.rowCount(), "findings_rows_all_shown": fits_rows(v.table),
+                 "findings_no_sideways_scroll": v.table.horizontalScrollBar().maximum() == 0,
+                 "findings_columns_hidden": hidden, "panel": v.panel_place, "panel_size": v.split.sizes()[1]}
+        return self.win, v, share(v, v.view, v.view.image_rect().toRect()), facts
 
     def _patient(self):
         """A patient with years of studies: echo EF falling, ECG rhythm and AF risk, two chest films on one

@@ -5,7 +5,8 @@ reader would judge it (``tests/screens.py`` shows and measures them; its PNGs ar
 - no label, button, list row or table cell is cut or elided where it is shown;
 - the image or tracing covers at least its stated share of the viewer (MIN_IMAGE_SHARE);
 - what each view is for is on show: X-ray one large image with the heatmap over it, the echo loop playing,
-  the ECG2AF table not shown empty, result tables with all their rows, the timeline's points apart.
+  the ECG2AF table not shown empty, result tables with all their rows, the timeline's points apart, the
+  endoscopy key frame with its polyp mask and box beside every finding's row.
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from screens import EXTRA_VIEWS, MIN_IMAGE_SHARE, VIEWS  # noqa: E402
 
 #: (size, scale, views): both reading-room sizes in full (compare with prior of every kind on the smaller,
 #: where it is tight); the high-DPI screen on the views most drawn by hand
-RUNS = (("1366x768", 1, VIEWS + EXTRA_VIEWS), ("1920x1080", 1, VIEWS),
-        ("1366x768", 2, ("xray", "timeline", "compare")))
+RUNS = (("1366x768", 1, VIEWS + EXTRA_VIEWS), ("1920x1080", 1, VIEWS + ("endo_still", "endo_set", "endo_wide")),
+        ("1366x768", 2, ("xray", "timeline", "compare", "endo", "endo_wide")))
 MAIN_VIEWS = ("ecg", "pcg", "echo", "xray", "endo", "timeline")
 
 
@@ -101,6 +102,23 @@ def test_viewers_show_what_they_are_for(reports, run):
         assert v["compare_echo"]["playing"], "compare with prior plays both loops as they open"
     for name in ("ecg", "pcg", "xray", "endo"):
         assert v[name]["results_rows_all_shown"], f"{name}: the outputs table hides rows behind a scroll bar"
+
+
+@pytest.mark.parametrize("run", ["1366x768", "1920x1080", "1366x768@2x"])
+def test_endoscopy_frame_with_its_mask_and_findings_on_show(reports, run):
+    """An analysed withdrawal (square and 16:9 720p), a photograph and a set of them: the key frame with the
+    polyp's mask and box, every finding's row on show without sideways scrolling; the panel beside a square
+    frame, below a wide one."""
+    for view in ("endo", "endo_still", "endo_set", "endo_wide"):
+        e = reports[run]["views"].get(view)
+        if e is None:
+            continue
+        assert e["panel"] == ("below" if view == "endo_wide" else "beside") and e["panel_size"] > 0, view
+        assert e["mask_shown"] and e["boxes"] >= 1, f"{view}: the polyp mask and box are on the frame"
+        assert e["findings_rows"] >= 1 and e["findings_rows_all_shown"], f"{view}: every finding row on show"
+        assert e["findings_no_sideways_scroll"], f"{view}: {e['findings_columns_hidden']} hidden, still too wide"
+        for col in ("Finding", "Status"):
+            assert col not in e["findings_columns_hidden"], f"{view}: the findings table without {col}"
 
 
 @pytest.mark.parametrize("run", ["1366x768", "1920x1080", "1366x768@2x"])

@@ -107,7 +107,14 @@ class FrameView(QWidget):
             p.setPen(pen)
             p.setBrush(Qt.NoBrush)
             p.drawRect(rr)
-            p.drawText(QPointF(rr.x(), max(rr.y() - 4, r.y() + 12)), text)
+            # the label on a dark plate (readable on pink mucosa), kept inside the image
+            fm = p.fontMetrics()
+            tw, th = fm.horizontalAdvance(text) + 8, fm.height() + 2
+            tx = min(max(rr.x() - 1, r.x()), r.right() - tw)
+            ty = rr.y() - th - 1 if rr.y() - th - 1 >= r.y() + 24 else rr.bottom() + 1  # under the box near the top
+            ty = min(ty, r.bottom() - th)
+            p.fillRect(QRectF(tx, ty, tw, th), QColor(0, 0, 0, 160))
+            p.drawText(QRectF(tx, ty, tw, th), Qt.AlignCenter, text)
         # OSD: time / frame top-left, quality warning top-right
         p.setPen(QColor("#ffffff"))
         p.fillRect(QRectF(r.x() + 4, r.y() + 4, p.fontMetrics().horizontalAdvance(self.osd) + 10, 18),

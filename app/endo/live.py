@@ -37,6 +37,7 @@ class LiveMixin:
             self.live_job, self.live_slot = None, None
             self.live_timer.stop()
             self.live_label.setText("")
+            self.live_label.hide()
             return
         if self.src is None or self.live_job is not None:
             return
@@ -76,6 +77,7 @@ class LiveMixin:
             self._live_event(idx, out)
         s = self.live_slot
         model = f"{self.live_model.entry.id} · " if self.live_model is not None else "quality only · "
+        self.live_label.show()
         self.live_label.setText(f"live: {model}{s.taken} analysed · {s.dropped} dropped from queue"
                                 + (f" · {1000 * self.live_last['secs']:.1f} ms/frame" if self.live_last.get("secs") else ""))
         if changed:

@@ -21,7 +21,6 @@ class MaskMixin:
         lay = QHBoxLayout(w)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(4)
-        lay.addStretch(1)  # right-aligned, also when the legend beside it is hidden (a still image)
         self.mask_box = QCheckBox("Mask")
         self.mask_box.setChecked(True)
         self.mask_box.setToolTip("Show the polyp mask the model drew on this frame (M)")
@@ -29,7 +28,8 @@ class MaskMixin:
         self.mask_opacity = QSlider(Qt.Horizontal)
         self.mask_opacity.setRange(0, 100)
         self.mask_opacity.setValue(35)
-        self.mask_opacity.setFixedWidth(80)
+        self.mask_opacity.setMinimumWidth(60)
+        self.mask_opacity.setMaximumWidth(160)
         self.mask_opacity.setToolTip("Opacity of the mask's fill (its outline stays)")
         self.mask_opacity.valueChanged.connect(lambda v: self.view.set_mask_opacity(v / 100))
         self.mask_box.toggled.connect(self.mask_opacity.setEnabled)
@@ -37,6 +37,7 @@ class MaskMixin:
         lab.setObjectName("muted")
         for x in (self.mask_box, lab, self.mask_opacity):
             lay.addWidget(x)
+        lay.addStretch(1)
         self.view.set_mask_opacity(0.35)
         return w
 

@@ -1,5 +1,8 @@
 """Endoscopy viewer: video player, quality/findings timeline, live and review analysis, findings.
 
+- Layout (app.endo.panes): the frame, the timeline and the transport take what the panel (analysis, mask
+  controls, findings) leaves; the panel sits beside the frame, or below it when the frame is wide (16:9);
+  F or the Findings button folds it away; its sizes are remembered per user.
 - Playback: a QTimer at the file's frame rate x speed; frames come from a decode-ahead thread
   (inference.endo.playback.Prefetcher) with a synchronous fallback, so a seek is frame-accurate.
   Space plays/pauses, Left/Right step a frame, PgUp/PgDn jump to the previous/next finding.
@@ -30,8 +33,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QHBoxLayout,
-                               QHeaderView, QLabel, QPushButton, QSplitter, QTableWidget, QVBoxLayout,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QLabel, QPushButton, QVBoxLayout,
                                QWidget)
 
 from app.endo.timeline import QUALITY_COLOURS, STATUS_COLOURS
@@ -51,18 +53,18 @@ from app.endo.findings import FindingsMixin
 from app.endo.live import LiveMixin
 from app.endo.frames import FrameView, rgb_to_qimage
 from app.endo.masks_ui import MaskMixin
+from app.endo.panes import PanesMixin
 from app.endo.timeline import Timeline
 
 
 KEY_HELP = {Qt.Key_Space: "Play / pause", Qt.Key_Left: "Previous frame", Qt.Key_Right: "Next frame",
             Qt.Key_PageUp: "Previous finding", Qt.Key_PageDown: "Next finding", Qt.Key_Insert: "Add a finding here",
             Qt.Key_C: "Confirm the selected finding", Qt.Key_X: "Reject the selected finding",
-            Qt.Key_M: "Show / hide the polyp mask"}
+            Qt.Key_M: "Show / hide the polyp mask", Qt.Key_F: "Show / hide the findings panel"}
 
 
-class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
+class EndoViewer(PanesMixin, MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
     modality = "endo"
-    COLS = ["Time", "Frame", "Finding", "Conf.", "Source", "Status", "Note"]
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None):
         super().__init__(ctx, parent)
@@ -125,96 +127,59 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         self.review_btn.setObjectName("primary")
         self.review_btn.setToolTip("Review mode: every frame on a worker, with progress and cancel (Ctrl+R)")
         self.review_btn.clicked.connect(lambda: self.request_analysis.emit(""))
-        tr = FlowLayout()  # wraps onto a second line in a narrow window rather than widening it
+        self.panel_btn = QPushButton("Findings")
+        self.panel_btn.setCheckable(True)
+        self.panel_btn.setChecked(True)
+        self.panel_btn.setToolTip("Show / hide the panel: analysis, mask and findings (F)")
+        self.panel_btn.toggled.connect(self.show_panel)
         for w in (self.prev_f, self.back, self.fwd, self.next_f):
             w.setFixedWidth(40)
         self.play_btn.setFixedWidth(84)
-        for w in (self.prev_f, self.back, self.play_btn, self.fwd, self.next_f, self.speed_box):
+        tr = FlowLayout()  # wraps onto a second line in a narrow column rather than widening it
+        for w in (self.prev_f, self.back, self.play_btn, self.fwd, self.next_f, self.speed_box, self.time_label,
+                  self.panel_btn):
             tr.addWidget(w)
-        tr.addWidget(self.time_label)
-        tr.addStretch(1)
-        tr.addWidget(self.live_box)
-        tr.addWidget(self.vlm_btn)
-        tr.addWidget(self.review_btn)
 
-        top = QWidget()
-        tl = QVBoxLayout(top)
+        # the frame column: what the endoscopist looks at, as large as the viewer allows
+        left = QWidget()
+        tl = QVBoxLayout(left)
         tl.setContentsMargins(0, 0, 0, 0)
+        tl.setSpacing(4)
         self.header = QLabel("")
         self.header.setObjectName("muted")
         self.header.setWordWrap(True)
         tl.addWidget(self.header)
         tl.addWidget(self.view, 1)
         tl.addWidget(self.timeline)
-        self.selection_label = QLabel("")
-        self.selection_label.setWordWrap(True)  # long text must not widen the viewer
-        sl = QHBoxLayout()
-        sl.addWidget(self.selection_label, 1)
-        sl.addWidget(self.live_label)
-        tl.addLayout(sl)
-        legend = QLabel("  ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in QUALITY_COLOURS.items()
-                                  if k != "live") + "  &nbsp;&nbsp; findings: "
-                        + "  ".join(f"<span style='color:{c}'>◆</span> {k}" for k, c in STATUS_COLOURS.items()))
-        legend.setObjectName("muted")
-        legend.setWordWrap(True)
-        self.legend = legend
-        lg = QHBoxLayout()
-        lg.addWidget(legend, 1)
-        lg.addWidget(self._make_mask_controls())
-        tl.addLayout(lg)
         tl.addLayout(tr)
 
-        # findings
-        self.table = QTableWidget(0, len(self.COLS))
-        self.table.setHorizontalHeaderLabels(self.COLS)
-        self.table.verticalHeader().hide()
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        hh = self.table.horizontalHeader()
-        for i in range(len(self.COLS) - 1):
-            hh.setSectionResizeMode(i, QHeaderView.ResizeToContents)
-        hh.setSectionResizeMode(len(self.COLS) - 1, QHeaderView.Stretch)
-        self.table.cellDoubleClicked.connect(lambda r, _c: self._jump_row(r))
-        self.table.itemSelectionChanged.connect(self._selection_changed)
-        fb = QHBoxLayout()
-        self.add_btn = QPushButton("Add at frame")
-        self.add_btn.setToolTip("Add a finding at the frame on screen (Ins)")
-        self.add_btn.clicked.connect(self.add_dialog)
-        self.edit_btn = QPushButton("Edit…")
-        self.edit_btn.clicked.connect(self.edit_dialog)
-        self.confirm_btn = QPushButton("Confirm")
-        self.confirm_btn.setToolTip("Confirm the selected finding (C)")
-        self.confirm_btn.clicked.connect(lambda: self.set_status_selected("confirmed"))
-        self.reject_btn = QPushButton("Reject")
-        self.reject_btn.setToolTip("Reject the selected finding (X)")
-        self.reject_btn.clicked.connect(lambda: self.set_status_selected("rejected"))
-        self.delete_btn = QPushButton("Delete")
-        self.delete_btn.clicked.connect(self.delete_selected)
-        self.export_btn = QPushButton("Export bundle…")
-        self.export_btn.setToolTip("metadata.json, summary.json, findings.csv, findings.json, report.txt (zip) "
-                                   "+ PDF report with key frames")
-        self.export_btn.clicked.connect(lambda: self.export_bundle())
-        self.count_label = QLabel("")
-        self.count_label.setObjectName("muted")
-        self.count_label.setWordWrap(True)
-        for w in (self.add_btn, self.edit_btn, self.confirm_btn, self.reject_btn, self.delete_btn):
-            fb.addWidget(w)
-        fb.addWidget(self.count_label, 1)
-        fb.addWidget(self.export_btn)
-        bottom = QWidget()
-        bl = QVBoxLayout(bottom)
-        bl.setContentsMargins(0, 0, 0, 0)
-        bl.addWidget(self.table, 1)
-        bl.addLayout(fb)
-
-        split = QSplitter(Qt.Vertical)
-        split.setObjectName("endoSplit")  # remembered per user (app.widgets.user_state)
-        split.addWidget(top)
-        split.addWidget(bottom)
-        split.setStretchFactor(0, 5)
-        split.setStretchFactor(1, 1)
-        split.setSizes([700, 140])  # the video gets the room; the findings table grows on demand
+        # the panel (beside or below the frame): analysis, mask, findings
+        an = FlowLayout()
+        for w in (self.review_btn, self.live_box, self.vlm_btn):
+            an.addWidget(w)
+        self.selection_label = QLabel("")
+        self.selection_label.setWordWrap(True)  # long text must not widen the viewer
+        self.live_label.setWordWrap(True)
+        self.live_label.hide()  # until live mode runs
+        legend = QLabel("  ".join(f"<span style='color:{c}'>■</span>&nbsp;{k}" for k, c in QUALITY_COLOURS.items()
+                                  if k != "live") + " · findings: "
+                        + "  ".join(f"<span style='color:{c}'>◆</span>&nbsp;{k}" for k, c in STATUS_COLOURS.items()))
+        legend.setObjectName("muted")
+        legend.setWordWrap(True)
+        legend.setToolTip("Timeline colours: frame quality (upper row) and findings (lower row)")
+        self.legend = legend
+        info = QWidget()
+        il = QVBoxLayout(info)
+        il.setContentsMargins(0, 0, 0, 0)
+        il.setSpacing(4)
+        il.addLayout(an)
+        il.addWidget(self.selection_label)
+        il.addWidget(self.live_label)
+        il.addWidget(legend)
+        il.addWidget(self._make_mask_controls())
+        il.addStretch(1)
+        split = self._make_panes(left, info, *self._make_findings_pane())  # app.endo.panes: beside or below
+        self.legend_homes = ((il, 3), (tl, 3))  # in the panel beside the frame; under the timeline when below
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
@@ -230,7 +195,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
                         (Qt.Key_Right, lambda: self.step(1)), (Qt.Key_PageUp, lambda: self.jump_finding(-1)),
                         (Qt.Key_PageDown, lambda: self.jump_finding(1)), (Qt.Key_Insert, self.add_dialog),
                         (Qt.Key_C, lambda: self.set_status_selected("confirmed")),
-                        (Qt.Key_M, self.mask_box.toggle),
+                        (Qt.Key_M, self.mask_box.toggle), (Qt.Key_F, self.panel_btn.toggle),
                         (Qt.Key_X, lambda: self.set_status_selected("rejected"))):
             sc = QShortcut(QKeySequence(key), self)
             sc.setContext(Qt.WidgetWithChildrenShortcut)
@@ -258,7 +223,13 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         self.src = study.data["source"]
         self.n, self.fps = len(self.src), float(self.src.fps)
         self.prefetch = Prefetcher(self.src)
-        self.timeline.set_video(self.n, self.fps)
+        self.timeline.set_video(self.n, self.fps, images=self.kind != "video")
+        try:
+            first = self.frame_rgb(0) if self.n else None
+        except Exception:  # noqa: BLE001 - a damaged first frame: show_frame says so
+            first = None
+        if first is not None:
+            self.set_frame_aspect(first.shape[1] / max(first.shape[0], 1))
         m = study.metadata
         if self.kind == "video":
             facts = (f"{m.get('width')}×{m.get('height')} · {m.get('fps')} fps · {self.n} frames · "
@@ -269,7 +240,8 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
             facts = f"{self.n} still images"
         self.header.setText(f"{study.name} · {facts}" + ("  — " + "; ".join(study.notes) if study.notes else ""))
         self.display_late = 0
-        longest = f"{fmt_time(self.n / self.fps)} / {fmt_time(self.n / self.fps)} · frame {self.n}/{self.n}"
+        longest = (f"{fmt_time(self.n / self.fps)} / {fmt_time(self.n / self.fps)} · frame {self.n}/{self.n}"
+                   if self.kind == "video" else f"image {self.n} of {self.n}")
         self.time_label.setFixedWidth(self.time_label.fontMetrics().horizontalAdvance(longest) + 12)
         self.selection_label.setText("Frame selection: not analysed yet (Analyse video, or tick Live and play).")
         self.live_last = {}
@@ -434,7 +406,8 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
             w.setVisible(not still)
         self.timeline.setVisible(not still)
         self.legend.setVisible(not still)
-        self.table.setColumnHidden(0, not video)  # a still has no time
+        self.table.always_hidden = set() if video else {0}  # a still has no time
+        self.table.fit_columns()
         self.table.horizontalHeaderItem(1).setText("Frame" if video else "Image")
         self.review_btn.setText({"video": "Analyse video", "still": "Analyse image", "set": "Analyse images"}[self.kind])
         self.review_btn.setToolTip("Review mode: every frame on a worker, with progress and cancel (Ctrl+R)" if video
@@ -479,6 +452,7 @@ class EndoViewer(MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         return {"frame_index": self.pos}
 
     def shutdown(self) -> None:
+        self.save_panes()
         self.pause()
         self.set_live(False)
         if self.prefetch is not None:

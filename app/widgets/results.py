@@ -208,7 +208,12 @@ class ResultsPanel(QWidget):
         self.table.setRowCount(len(rows))
         for i, (k, v) in enumerate(rows):
             self.table.setItem(i, 0, QTableWidgetItem(k.replace("_", " ")))
-            self.table.setItem(i, 1, QTableWidgetItem(format_value(v)))
+            text = format_value(v)
+            item = QTableWidgetItem(text)
+            if k.endswith("sha256") and len(text) > 8:  # a digest, one unbreakable word: its start (as git does)
+                item.setText(text[:8])
+                item.setToolTip(text)
+            self.table.setItem(i, 1, item)
         self.table.setVisible(bool(rows))
         self.table.fit()
         rid = f"result #{result.id} · " if result.id else ""
