@@ -209,7 +209,9 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         if error:
             log.warning(text)
             if not getattr(self, "quiet_errors", False):
-                QMessageBox.warning(self, "Lightbox", text)
+                from app.reliability.notices import error_box
+
+                error_box(self, text)  # not modal: playback, workers and results carry on
 
     # -- studies ------------------------------------------------------------------------------
     def refresh_studies(self) -> None:
@@ -458,6 +460,7 @@ def run_gui(files: list[str], db: str | None = None, demo: bool = False, quit_af
     win = MainWindow(store)
     startup.show(win, notices)
     win.show()
+    startup.settle()  # cyclic garbage collected on this thread only; start-up objects frozen
     log.info("window shown after %.2f s", time.perf_counter() - t0)
     if demo:
         win.open_demo()

@@ -15,7 +15,7 @@ from app.store import Store
 session = startup.begin()
 app = create_app()
 notices = startup.checks(session)
-w = MainWindow(Store(os.environ['LIGHTBOX_DB'])); startup.show(w, notices); w.show(); app.processEvents()
+w = MainWindow(Store(os.environ['LIGHTBOX_DB'])); startup.show(w, notices); w.show(); startup.settle(); app.processEvents()
 print(time.perf_counter() - t0)
 """
 

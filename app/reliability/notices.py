@@ -1,10 +1,16 @@
-"""Start-up notices in the main window: a bar above the viewer that says what needs the user's attention
-(the last session crashed, the Qt binding is unsafe) without a modal box and without stopping anything.
-Each notice has its own Dismiss; the text can be selected and copied (a trace path for support)."""
+"""Telling the user without a modal loop.
+
+- Start-up notices in the main window: a bar above the viewer that says what needs the user's attention
+  (the last session crashed, the Qt binding is unsafe) without stopping anything. Each notice has its own
+  Dismiss; the text can be selected and copied (a trace path for support).
+- ``error_box``: a non-modal message box for errors (a model that cannot run, a file that cannot be read).
+"""
 from __future__ import annotations
 
+import shiboken6
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QPushButton, QToolBar, QWidget
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QToolBar,
+                               QWidget)
 
 STYLE = ("QWidget#noticeRow { background: #3b2e0a; border: 1px solid #d29922; border-radius: 3px; }"
          " QLabel { color: #f0d58a; }")
@@ -64,3 +70,22 @@ def post(win: QMainWindow, text: str, error: bool = False) -> None:
     """Show a notice in the window's bar and in the status bar for a moment."""
     notice_bar(win).add(text, error=error)
     win.statusBar().showMessage(text, 15000)
+
+
+def error_box(parent: QWidget, text: str) -> QMessageBox:
+    """An error the user must see, in a window that does not block: no nested event loop, so playback
+    timers, workers and their results carry on (and cannot fire into a view torn down meanwhile). One
+    box per window; a new error while it is open is added to it (the last few are kept)."""
+    box = getattr(parent, "_error_box", None)
+    if box is None or not shiboken6.isValid(box):
+        box = QMessageBox(QMessageBox.Warning, "Lightbox", "", QMessageBox.Ok, parent)
+        box.setWindowModality(Qt.NonModal)
+        box.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        box.finished.connect(lambda _r: setattr(box, "lines", []))
+        box.lines = []
+        parent._error_box = box
+    box.lines = (box.lines + [text])[-5:]
+    box.setText("\n\n".join(box.lines))
+    box.show()
+    box.raise_()
+    return box

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from app.reliability import binding
+from app.reliability import binding, gcguard
 from app.reliability.crashlog import Session
 
 log = logging.getLogger(__name__)
@@ -36,3 +36,10 @@ def show(win, notices: list[str]) -> None:
 
     for text in notices:
         post(win, text, error=True)
+
+
+def settle() -> None:
+    """Once the window is up: garbage collection on the UI thread only (``Jobs`` has installed it), and
+    what start-up created (modules, classes) frozen out of the collector's sight, so full collections
+    stay short during playback."""
+    gcguard.install(freeze=True)

@@ -1,0 +1,99 @@
+"""Cyclic garbage is collected on the UI thread only.
+
+CPython runs its cyclic garbage collector on whichever thread happens to allocate when a generation's
+count passes its threshold: in Lightbox that is usually a worker (neurokit2, pandas, ONNX pre-processing
+allocate a lot). When the garbage includes a Qt object that Python owns (a window, a timer, a pyqtgraph
+item removed from its plot, a widget kept in a cycle by a lambda) its C++ destructor then runs on that
+worker, while the UI thread may be painting it or firing its timers. Qt prints "Timers cannot be stopped
+from another thread" and the process segfaults later (reproduced: ``tests/test_gc_guard.py``'s subprocess
+crashes 3 runs of 3 without the guard).
+
+``install()`` turns automatic collection off and collects from a timer on the UI thread instead, by the
+same thresholds CPython uses for the young generations. Full collections (hundreds of ms with torch and
+ONNX Runtime loaded) run at most every ``FULL_EVERY_S`` seconds, which is what CPython's own heuristic
+amounts to in a long session. ``Jobs`` installs it (whoever starts workers needs it); ``run_gui`` also
+freezes what start-up created (modules, classes: never garbage), which keeps full collections short.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+
+from PySide6.QtCore import QCoreApplication, QObject, QTimer
+
+log = logging.getLogger(__name__)
+
+INTERVAL_MS = 100
+FULL_EVERY_S = 120.0
+
+
+class _Guard(QObject):
+    def __init__(self, app: QObject):
+        super().__init__(app)
+        self.thresholds = gc.get_threshold()
+        self.last_full = time.monotonic()
+        self.collections = [0, 0, 0]
+        self.timer = QTimer(self)
+        self.timer.setInterval(INTERVAL_MS)
+        self.timer.timeout.connect(self.collect)
+        self.timer.start()
+        gc.disable()
+
+    def collect(self) -> None:
+        """What CPython would have done by now (called on the UI thread; cheap when nothing is due)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        t0, t1, t2 = self.thresholds
+        c0, c1, c2 = gc.get_count()
+        gen = -1
+        if c0 > t0:
+            gen = 0
+            if c1 >= t1:
+                gen = 1
+                if c2 >= t2 and time.monotonic() - self.last_full >= FULL_EVERY_S:
+                    gen = 2
+        if gen < 0:
+            return
+        gc.collect(gen)
+        self.collections[gen] += 1
+        if gen == 2:
+            self.last_full = time.monotonic()
+
+
+_guard: list[_Guard] = []
+
+
+def install(freeze: bool = False) -> bool:
+    """Collect on the UI thread from now on (idempotent). Call on the UI thread once the QApplication
+    exists. ``freeze``: move everything alive now out of the collector's sight (start-up objects: modules,
+    classes, the window; the little garbage among them is never freed, once)."""
+    app = QCoreApplication.instance()
+    if app is None or threading.current_thread() is not threading.main_thread():
+        return False
+    if not _guard:
+        _guard.append(_Guard(app))
+        app.aboutToQuit.connect(uninstall)
+    if freeze:  # no collection first: that is a full pass over start-up's objects (a second on 2 busy cores)
+        gc.freeze()
+    return True
+
+
+def collect_due() -> None:
+    """Collect now if a generation is due (the UI thread calls this at natural points, e.g. when a job
+    ends, so garbage does not wait for the next timer tick while the event loop is busy)."""
+    if _guard:
+        _guard[0].collect()
+
+
+def uninstall() -> None:
+    """Back to automatic collection (the app is quitting; workers have been waited for)."""
+    while _guard:
+        g = _guard.pop()
+        g.timer.stop()
+    gc.enable()
+
+
+def installed() -> bool:
+    return bool(_guard)

@@ -1,0 +1,195 @@
+"""One soak session in this process: the app started the way ``run_gui`` starts it (crash evidence,
+binding check, UI-thread garbage collection), then N rounds of ``actions.ROUND`` in a seeded order, one
+metrics row per round (RSS, open file handles, threads, widgets, Python objects, None's count).
+
+    python -m tests.soak.session --rounds 5 --seed 1 --out DIR [--quick]
+
+``python -m tests.soak`` runs this in a child process and judges the figures (a crash is the child's exit
+status and its faulthandler trace)."""
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import json
+import os
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+
+FIELDS = ("round", "seconds", "rss_mb", "fds", "threads", "widgets", "py_objects", "none_refs", "jobs_dropped",
+          "opened", "notes")
+
+
+def _status(key: str) -> int:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def widget_classes() -> dict[str, int]:
+    from collections import Counter
+
+    from PySide6.QtWidgets import QApplication
+
+    return dict(Counter(type(w).__name__ for w in QApplication.allWidgets()))
+
+
+def grew(before: dict[str, int], after: dict[str, int], top: int = 6) -> str:
+    d = sorted(((after.get(k, 0) - before.get(k, 0), k) for k in set(after) | set(before)), reverse=True)
+    return ", ".join(f"{k} +{n}" for n, k in d[:top] if n > 0)
+
+
+def metrics() -> dict:
+    from PySide6.QtWidgets import QApplication
+
+    try:
+        fds = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        fds = -1
+    return {"rss_mb": round(_status("VmRSS") / 1024, 1), "fds": fds, "threads": _status("Threads"),
+            "widgets": len(QApplication.allWidgets()), "py_objects": len(gc.get_objects()),
+            "none_refs": sys.getrefcount(None)}
+
+
+class Session:
+    def __init__(self, files: dict[str, list[Path]], seed: int, out: Path, quick: bool = False):
+        self.files, self.out, self.quick = files, out, quick
+        self.rng = random.Random(seed)
+        self.round = 0
+        self.opened = 0
+        self.notes: list[str] = []
+        self.win = None
+        self.jobs_dropped = 0
+        (out / "exports").mkdir(parents=True, exist_ok=True)
+
+    def ms(self, x: int) -> int:
+        return x // 3 if self.quick else x
+
+    def note(self, msg: str) -> None:
+        self.notes.append(f"r{self.round}: {msg}")
+
+    def out_file(self, name: str) -> Path:
+        return self.out / "exports" / name
+
+    def ecg_pair_ids(self) -> list[int]:
+        """The two DICOM ECGs of patient SOAK (filed under one patient by their identity)."""
+        store = self.win.ctx.store
+        rows = [r for r in store.studies() if r["modality"] == "ecg" and Path(r["source_path"]).name.startswith("ecg_20")]
+        rows.sort(key=lambda r: Path(r["source_path"]).name)
+        if len(rows) < 2:
+            return []
+        ids = [int(r["id"]) for r in rows[:2]]
+        pids = {store.study(i)["patient_id"] for i in ids}
+        if len(pids) != 1 or None in pids:
+            pid = store.add_patient(name="SOAK, TEST", external_id="SOAK")
+            for i in ids:
+                store.assign_study(i, pid)
+        return ids
+
+    # -- the window -------------------------------------------------------------------------------------
+    def new_window(self) -> None:
+        from app.main import MainWindow
+        from app.store import Store
+
+        self.win = MainWindow(Store())
+        self.win.show()
+
+    def close_window(self) -> None:
+        """Close the window as the user does (playback, live analysis or jobs may be running)."""
+        from tests.soak.actions import pump
+
+        w, self.win = self.win, None
+        self.jobs_dropped += w.ctx.jobs.dropped
+        w.close()
+        w.ctx.store.close()
+        w.deleteLater()
+        pump(50)
+
+
+def run(rounds: int, seed: int, out: Path, quick: bool = False, recycle_every: int = 10,
+        playback_frames: int = 6000) -> dict:
+    from app.main import create_app
+    from app.reliability import gcguard, startup
+    from tests.soak import actions, files as soak_files
+    from tests.soak.playback import echo_refcounts
+
+    out.mkdir(parents=True, exist_ok=True)
+    crash_session = startup.begin()
+    app = create_app()
+    app.setQuitOnLastWindowClosed(False)
+    notices = startup.checks(crash_session)
+    files = soak_files.build(out / "files", quick=quick)
+    s = Session(files, seed, out, quick)
+    s.new_window()
+    startup.show(s.win, notices)
+    gcguard.install(freeze=True)
+    summary: dict = {"seed": seed, "rounds": rounds, "quick": quick, "files": {m: [p.name for p in ps] for m, ps in files.items()},
+                     "startup_notices": notices}
+    with open(out / "rounds.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, FIELDS)
+        w.writeheader()
+        w.writerow({"round": 0, "seconds": 0, **metrics(), "jobs_dropped": 0, "opened": 0, "notes": ""})
+        classes = widget_classes()
+        for r in range(1, rounds + 1):
+            s.round = r
+            t0 = time.perf_counter()
+            rest = list(actions.ROUND[1:])
+            s.rng.shuffle(rest)
+            for act in (actions.ROUND[0], *rest):
+                try:
+                    act(s)
+                except Exception as e:  # a failed step is a finding, not the end of the soak
+                    s.note(f"{act.__name__}: {type(e).__name__}: {e}")
+            actions.idle(s)
+            if recycle_every and r % recycle_every == 0 and r < rounds:
+                s.close_window()
+                s.new_window()
+            actions.pump(100)
+            gcguard.collect_due()
+            now = widget_classes()
+            if r > 1 and grew(classes, now):
+                s.note(f"widgets grew: {grew(classes, now)}")
+            classes = now
+            row = {"round": r, "seconds": round(time.perf_counter() - t0, 1), **metrics(),
+                   "jobs_dropped": s.jobs_dropped + (s.win.ctx.jobs.dropped if s.win else 0), "opened": s.opened,
+                   "notes": " | ".join(n for n in s.notes if n.startswith(f"r{r}:"))[:500]}
+            w.writerow(row)
+            fh.flush()
+            print(f"round {r}: {row['seconds']} s, RSS {row['rss_mb']} MB, fds {row['fds']}, threads {row['threads']}, "
+                  f"widgets {row['widgets']}", flush=True)
+    if playback_frames and files.get("echo"):
+        actions.open_file(s, files["echo"][-1], "echo")
+        summary["echo_playback"] = echo_refcounts(s.win.current_viewer(), playback_frames)
+        summary["echo_playback"]["file"] = files["echo"][-1].name
+    s.close_window()
+    summary["notes"] = s.notes
+    summary["threads_left"] = [t.name for t in threading.enumerate()]
+    (out / "session.json").write_text(json.dumps(summary, indent=2))
+    app.processEvents()
+    if crash_session:
+        crash_session.end()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.soak.session")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--recycle-every", type=int, default=10)
+    p.add_argument("--playback-frames", type=int, default=6000)
+    a = p.parse_args(argv)
+    run(a.rounds, a.seed, a.out, a.quick, a.recycle_every, a.playback_frames)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
