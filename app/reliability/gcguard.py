@@ -3,16 +3,17 @@
 CPython runs its cyclic garbage collector on whichever thread happens to allocate when a generation's
 count passes its threshold: in Lightbox that is usually a worker (neurokit2, pandas, ONNX pre-processing
 allocate a lot). When the garbage includes a Qt object that Python owns (a window, a timer, a pyqtgraph
-item removed from its plot, a widget kept in a cycle by a lambda) its C++ destructor then runs on that
-worker, while the UI thread may be painting it or firing its timers. Qt prints "Timers cannot be stopped
-from another thread" and the process segfaults later (reproduced: ``tests/test_gc_guard.py``'s subprocess
-crashes 3 runs of 3 without the guard).
+item or menu, a widget kept in a cycle by a lambda) shiboken frees the Python wrapper there and leaves the
+C++ object for the main thread to delete later; the UI thread may meanwhile paint it or fire its timers
+through the freed wrapper. Qt prints "Timers cannot be stopped from another thread" and the process
+segfaults (reproduced by ``tests/soak/gc_repro.py``: every run without the guard).
 
-``install()`` turns automatic collection off and collects from a timer on the UI thread instead, by the
-same thresholds CPython uses for the young generations. Full collections (hundreds of ms with torch and
-ONNX Runtime loaded) run at most every ``FULL_EVERY_S`` seconds, which is what CPython's own heuristic
-amounts to in a long session. ``Jobs`` installs it (whoever starts workers needs it); ``run_gui`` also
-freezes what start-up created (modules, classes: never garbage), which keeps full collections short.
+``install()`` turns automatic collection off and collects from a timer on the UI thread instead: the young
+generations by CPython's own thresholds, and a full collection every ``FULL_EVERY_S`` seconds once
+anything has aged into the old generation (CPython waits for 100 young collections, which in a quiet
+session is hours, and a closed window's cycles are freed only by a full one). ``Jobs`` installs it
+(whoever starts workers needs it); ``run_gui`` also freezes what start-up created (modules, classes: never
+garbage), which keeps full collections short.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class _Guard(QObject):
         self.thresholds = gc.get_threshold()
         self.last_full = time.monotonic()
         self.collections = [0, 0, 0]
+        self.full_ms: list[float] = []  # the last full collections' durations (the soak reports them)
         self.timer = QTimer(self)
         self.timer.setInterval(INTERVAL_MS)
         self.timer.timeout.connect(self.collect)
@@ -42,24 +44,30 @@ class _Guard(QObject):
         gc.disable()
 
     def collect(self) -> None:
-        """What CPython would have done by now (called on the UI thread; cheap when nothing is due)."""
+        """What is due (called on the UI thread; cheap when nothing is): the young generations by CPython's
+        thresholds, and a full collection every ``FULL_EVERY_S`` once anything has aged into the old
+        generation. CPython would wait for 100 young collections (hours in a quiet session), while a
+        closed compare window or viewer is freed only by a full one."""
         if threading.current_thread() is not threading.main_thread():
             return
-        t0, t1, t2 = self.thresholds
+        t0, t1, _t2 = self.thresholds
         c0, c1, c2 = gc.get_count()
         gen = -1
         if c0 > t0:
             gen = 0
             if c1 >= t1:
                 gen = 1
-                if c2 >= t2 and time.monotonic() - self.last_full >= FULL_EVERY_S:
-                    gen = 2
+        if c2 > 0 and time.monotonic() - self.last_full >= FULL_EVERY_S:
+            gen = 2
         if gen < 0:
             return
+        t = time.perf_counter()
         gc.collect(gen)
         self.collections[gen] += 1
         if gen == 2:
             self.last_full = time.monotonic()
+            self.full_ms.append(round((time.perf_counter() - t) * 1000, 1))
+            del self.full_ms[:-20]
 
 
 _guard: list[_Guard] = []

@@ -1,6 +1,6 @@
 """``make soak``: scripted reading sessions against the real app, N rounds with a seed, judged.
 
-    python -m tests.soak [--rounds 200] [--seed 1] [--out DIR] [--quick]
+    python -m tests.soak [--rounds 200] [--seed 1] [--out DIR] [--level full|quick|tiny]
 
 Runs ``tests.soak.session`` in a child process (offscreen, its own data folder, faulthandler on through
 the app's own crash-evidence session), then judges what it recorded:
@@ -91,17 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path)
-    p.add_argument("--quick", action="store_true", help="demo studies only, shorter plays")
+    p.add_argument("--level", choices=("full", "quick", "tiny"), default="full",
+                   help="quick: the demo studies only, shorter plays; tiny: a few small files (the suite's smoke round)")
     p.add_argument("--playback-frames", type=int, default=6000)
     p.add_argument("--no-gc-repro", action="store_true")
+    p.add_argument("--actions", default="", help="a subset of tests.soak.actions.ROUND, comma-separated")
     a = p.parse_args(argv)
     out = (a.out or ROOT / "build" / f"soak-{a.seed}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     env = _child_env(out)
     args = [sys.executable, "-X", "faulthandler", "-m", "tests.soak.session", "--rounds", str(a.rounds),
             "--seed", str(a.seed), "--out", str(out), "--playback-frames", str(a.playback_frames)]
-    if a.quick:
-        args.append("--quick")
+    args += ["--level", a.level]
+    if a.actions:
+        args += ["--actions", a.actions]
     t0 = time.time()
     with open(out / "session.log", "w") as log:
         rc = subprocess.run(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = list(csv.DictReader(open(out / "rounds.csv"))) if (out / "rounds.csv").exists() else []
     session = json.loads((out / "session.json").read_text()) if (out / "session.json").exists() else {}
     goals = judge(rows, session, rc, traces, a.rounds)
-    verdict = {"rounds": a.rounds, "seed": a.seed, "quick": a.quick, "minutes": round((time.time() - t0) / 60, 1),
+    verdict = {"rounds": a.rounds, "seed": a.seed, "level": a.level, "minutes": round((time.time() - t0) / 60, 1),
                "goals": goals, "notes": session.get("notes", [])[-50:]}
     if not a.no_gc_repro:
         verdict["gc_reproduction"] = gc_reproduction(env)

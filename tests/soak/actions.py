@@ -70,7 +70,7 @@ def open_some(s) -> None:
 
 # -- playback with boxes and dialogs on top ------------------------------------------------------------
 def play_echo_with_boxes(s) -> None:
-    if not open_file(s, s.rng.choice(s.files["echo"]), "echo"):
+    if "echo" not in s.files or not open_file(s, s.rng.choice(s.files["echo"]), "echo"):
         return
     v = s.win.current_viewer()
     v.play()
@@ -89,7 +89,7 @@ def play_echo_with_boxes(s) -> None:
 
 
 def play_endo_live_and_export(s) -> None:
-    if not open_file(s, s.rng.choice(s.files["endo"]), "endo"):
+    if "endo" not in s.files or not open_file(s, s.rng.choice(s.files["endo"]), "endo"):
         return
     v = s.win.current_viewer()
     v.play()
@@ -114,7 +114,7 @@ QUICK_MODELS = {"ecg": "ecg-rhythm", "pcg": "heart-sound", "xray": "xray-pneumon
 
 
 def analyse_and_cancel(s) -> None:
-    m = s.rng.choice(sorted(QUICK_MODELS))
+    m = s.rng.choice([m for m in sorted(QUICK_MODELS) if m in s.files])
     if not open_file(s, s.rng.choice(s.files[m]), m):
         return
     s.win.run_analysis(QUICK_MODELS[m])

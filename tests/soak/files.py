@@ -2,7 +2,7 @@
 itself, and real recordings from the machine's reference folders when they are there (read in place,
 never copied into the project).
 
-``build(folder, quick)`` returns ``{modality: [paths]}``; the ECG list holds two DICOM waveforms of one
+``build(folder, level)`` returns ``{modality: [paths]}``; the ECG list holds two DICOM waveforms of one
 patient on two dates (compare with prior needs a prior).
 """
 from __future__ import annotations
@@ -85,15 +85,24 @@ def _first(pattern_dir: Path, glob: str, n: int = 1) -> list[Path]:
     return sorted(pattern_dir.glob(glob))[:n]
 
 
-def build(folder: Path, quick: bool = False) -> dict[str, list[Path]]:
+def build(folder: Path, level: str = "full") -> dict[str, list[Path]]:
+    """``full``: demos, real-format files and local real recordings; ``quick``: the demos and the ECG
+    pair; ``tiny`` (the default suite's smoke round): the ECG demo and pair, an echo GIF, the X-ray demo."""
+    from inference import modalities
     from inference.demo import ensure_demo_studies
     from inference.xray.demo import make_dicom
 
     folder.mkdir(parents=True, exist_ok=True)
+    if level == "tiny":
+        demo = {m: modalities.part(m, "demo").make(folder / "demo") for m in ("ecg", "xray")}
+        files: dict[str, list[Path]] = {m: [Path(p)] for m, p in demo.items()}
+        files["echo"] = [_echo_gif(folder)]
+        files["ecg"] += _ecg_pair(folder)
+        return files
     demo = dict(zip(("ecg", "pcg", "echo", "xray", "endo"), ensure_demo_studies(folder / "demo")))
-    files: dict[str, list[Path]] = {m: [p] for m, p in demo.items()}
+    files = {m: [p] for m, p in demo.items()}
     files["ecg"] += _ecg_pair(folder)
-    if quick:
+    if level == "quick":
         return files
     files["echo"] += [_echo_gif(folder)] + _echonet_avi(folder, 2)
     files["xray"] += [make_dicom(folder)] + _first(DATA / "kermany_test/dataset/test/PNEUMONIA", "*.jpeg")

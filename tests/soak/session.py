@@ -2,7 +2,7 @@
 binding check, UI-thread garbage collection), then N rounds of ``actions.ROUND`` in a seeded order, one
 metrics row per round (RSS, open file handles, threads, widgets, Python objects, None's count).
 
-    python -m tests.soak.session --rounds 5 --seed 1 --out DIR [--quick]
+    python -m tests.soak.session --rounds 5 --seed 1 --out DIR [--level full|quick|tiny]
 
 ``python -m tests.soak`` runs this in a child process and judges the figures (a crash is the child's exit
 status and its faulthandler trace)."""
@@ -19,8 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-FIELDS = ("round", "seconds", "rss_mb", "fds", "threads", "widgets", "py_objects", "none_refs", "jobs_dropped",
-          "opened", "notes")
+FIELDS = ("round", "seconds", "rss_mb", "fds", "threads", "widgets", "py_objects", "none_refs", "gc_full",
+          "gc_full_ms", "jobs_dropped", "opened", "notes")
 
 
 def _status(key: str) -> int:
@@ -41,6 +41,12 @@ def widget_classes() -> dict[str, int]:
     return dict(Counter(type(w).__name__ for w in QApplication.allWidgets()))
 
 
+def object_types() -> dict[str, int]:
+    from collections import Counter
+
+    return dict(Counter(type(o).__name__ for o in gc.get_objects()))
+
+
 def grew(before: dict[str, int], after: dict[str, int], top: int = 6) -> str:
     d = sorted(((after.get(k, 0) - before.get(k, 0), k) for k in set(after) | set(before)), reverse=True)
     return ", ".join(f"{k} +{n}" for n, k in d[:top] if n > 0)
@@ -53,14 +59,18 @@ def metrics() -> dict:
         fds = len(os.listdir("/proc/self/fd"))
     except OSError:
         fds = -1
+    from app.reliability import gcguard
+
+    g = gcguard._guard[0] if gcguard._guard else None
     return {"rss_mb": round(_status("VmRSS") / 1024, 1), "fds": fds, "threads": _status("Threads"),
+            "gc_full": g.collections[2] if g else 0, "gc_full_ms": max(g.full_ms[-3:], default=0) if g else 0,
             "widgets": len(QApplication.allWidgets()), "py_objects": len(gc.get_objects()),
             "none_refs": sys.getrefcount(None)}
 
 
 class Session:
     def __init__(self, files: dict[str, list[Path]], seed: int, out: Path, quick: bool = False):
-        self.files, self.out, self.quick = files, out, quick
+        self.files, self.out, self.quick = files, out, quick  # quick: shorter plays and waits
         self.rng = random.Random(seed)
         self.round = 0
         self.opened = 0
@@ -113,8 +123,8 @@ class Session:
         pump(50)
 
 
-def run(rounds: int, seed: int, out: Path, quick: bool = False, recycle_every: int = 10,
-        playback_frames: int = 6000) -> dict:
+def run(rounds: int, seed: int, out: Path, level: str = "full", recycle_every: int = 10,
+        playback_frames: int = 6000, only: tuple[str, ...] = ()) -> dict:
     from app.main import create_app
     from app.reliability import gcguard, startup
     from tests.soak import actions, files as soak_files
@@ -125,22 +135,22 @@ def run(rounds: int, seed: int, out: Path, quick: bool = False, recycle_every: i
     app = create_app()
     app.setQuitOnLastWindowClosed(False)
     notices = startup.checks(crash_session)
-    files = soak_files.build(out / "files", quick=quick)
-    s = Session(files, seed, out, quick)
+    files = soak_files.build(out / "files", level)
+    s = Session(files, seed, out, quick=level != "full")
     s.new_window()
     startup.show(s.win, notices)
     gcguard.install(freeze=True)
-    summary: dict = {"seed": seed, "rounds": rounds, "quick": quick, "files": {m: [p.name for p in ps] for m, ps in files.items()},
+    summary: dict = {"seed": seed, "rounds": rounds, "level": level, "files": {m: [p.name for p in ps] for m, ps in files.items()},
                      "startup_notices": notices}
     with open(out / "rounds.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, FIELDS)
         w.writeheader()
         w.writerow({"round": 0, "seconds": 0, **metrics(), "jobs_dropped": 0, "opened": 0, "notes": ""})
-        classes = widget_classes()
+        classes, types = widget_classes(), object_types()
         for r in range(1, rounds + 1):
             s.round = r
             t0 = time.perf_counter()
-            rest = list(actions.ROUND[1:])
+            rest = [a for a in actions.ROUND[1:] if not only or a.__name__ in only]
             s.rng.shuffle(rest)
             for act in (actions.ROUND[0], *rest):
                 try:
@@ -157,6 +167,10 @@ def run(rounds: int, seed: int, out: Path, quick: bool = False, recycle_every: i
             if r > 1 and grew(classes, now):
                 s.note(f"widgets grew: {grew(classes, now)}")
             classes = now
+            now = object_types()
+            if r > 1 and grew(types, now):
+                s.note(f"objects grew: {grew(types, now, 8)}")
+            types = now
             row = {"round": r, "seconds": round(time.perf_counter() - t0, 1), **metrics(),
                    "jobs_dropped": s.jobs_dropped + (s.win.ctx.jobs.dropped if s.win else 0), "opened": s.opened,
                    "notes": " | ".join(n for n in s.notes if n.startswith(f"r{r}:"))[:500]}
@@ -183,11 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--level", choices=("full", "quick", "tiny"), default="full")
     p.add_argument("--recycle-every", type=int, default=10)
     p.add_argument("--playback-frames", type=int, default=6000)
+    p.add_argument("--actions", default="", help="comma-separated subset of actions.ROUND (opening always runs)")
     a = p.parse_args(argv)
-    run(a.rounds, a.seed, a.out, a.quick, a.recycle_every, a.playback_frames)
+    run(a.rounds, a.seed, a.out, a.level, a.recycle_every, a.playback_frames,
+        tuple(x for x in a.actions.split(",") if x))
     return 0
 
 
