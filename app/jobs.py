@@ -18,7 +18,8 @@ Two rules keep Qt objects on their own thread:
 - **Cyclic garbage is collected on the UI thread** (``app.reliability.gcguard``, installed here): a
   collection triggered by a worker's allocations would otherwise destroy Qt objects on that worker.
 
-Workers are plain Python threads (at most ``max_threads``, each ending after a while without work).
+Workers are plain Python threads shared by every ``Jobs`` in the process (at most ``max_threads``,
+each ending after ten idle minutes).
 """
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ from inference.registry import WeightsError
 
 log = logging.getLogger(__name__)
 
-IDLE_EXIT_S = 20.0  # a worker without work for this long ends (a new one starts on demand)
+# a worker without work for this long ends (a new one starts on demand). Long: libraries keep per-thread
+# state (matplotlib caches its fonts, with open files, per thread id): new threads all the time grew the
+# open files in the soak
+IDLE_EXIT_S = 600.0
 
 
 class _Signals(QObject):
@@ -82,43 +86,51 @@ class Job:
 
 
 class _Pool:
-    """The worker threads and their queue. A plain Python object: the threads hold this and the signals
-    object, never the Jobs QObject (whose last reference must not be dropped on a worker)."""
+    """The worker threads and their queue, one set per process shared by every ``Jobs`` (a window and
+    its compare windows, or a second window): libraries keep per-thread state (matplotlib caches fonts
+    with open files per thread id), so threads that come and go grow the open files. A plain Python
+    object: the threads hold this and each job's signals object, never a Jobs QObject (whose last
+    reference must not be dropped on a worker)."""
 
-    def __init__(self, signals: _Signals, max_threads: int):
-        self.signals, self.max_threads = signals, max_threads
+    def __init__(self):
+        self.max_threads = 0
         self.cv = threading.Condition()
-        self.queue: collections.deque[tuple[int, Callable, JobContext]] = collections.deque()
+        self.queue: collections.deque[tuple[_Signals, int, Callable, JobContext]] = collections.deque()
         self.workers: list[threading.Thread] = []
         self.idle = 0
-        self.busy: dict[int, JobContext] = {}  # job id -> context, while a worker runs it
+        self.busy: dict[int, tuple[_Signals, JobContext]] = {}  # job id -> (its Jobs' signals, context)
 
-    def submit(self, job_id: int, fn: Callable, ctx: JobContext) -> None:
+    def submit(self, signals: _Signals, job_id: int, fn: Callable, ctx: JobContext) -> None:
         with self.cv:
-            self.queue.append((job_id, fn, ctx))
+            self.queue.append((signals, job_id, fn, ctx))
             if self.idle == 0 and len(self.workers) < self.max_threads:
-                t = threading.Thread(target=self._worker, name=f"lightbox-job-{job_id}", daemon=True)
+                t = threading.Thread(target=self._worker, name=f"lightbox-job-{len(self.workers) + 1}", daemon=True)
                 self.workers.append(t)
                 t.start()
             else:
                 self.cv.notify()
 
-    def wait(self, timeout: float | None) -> bool:
-        with self.cv:
-            return self.cv.wait_for(lambda: not self.queue and not self.busy, timeout)
+    def _mine(self, signals: _Signals) -> bool:
+        return any(q[0] is signals for q in self.queue) or any(b[0] is signals for b in self.busy.values())
 
-    def shutdown(self, timeout: float = 10.0) -> None:
-        """The Jobs object is being destroyed: cancel everything and let the workers finish emitting."""
+    def wait(self, signals: _Signals, timeout: float | None) -> bool:
+        """Until no job of this Jobs object is queued or on a worker."""
         with self.cv:
-            for _, _, ctx in self.queue:
-                ctx.cancel()
-            for ctx in self.busy.values():
-                ctx.cancel()
-        if not self.wait(timeout):
+            return self.cv.wait_for(lambda: not self._mine(signals), timeout)
+
+    def shutdown(self, signals: _Signals, timeout: float = 10.0) -> None:
+        """A Jobs object is being destroyed: cancel its jobs and let the workers finish emitting."""
+        with self.cv:
+            for sig, _, _, ctx in self.queue:
+                if sig is signals:
+                    ctx.cancel()
+            for sig, ctx in self.busy.values():
+                if sig is signals:
+                    ctx.cancel()
+        if not self.wait(signals, timeout):
             log.warning("jobs still running %.0f s after their window closed", timeout)
 
     def _worker(self) -> None:
-        signals = self.signals
         while True:
             with self.cv:
                 self.idle += 1
@@ -127,8 +139,8 @@ class _Pool:
                 if not ok:
                     self.workers.remove(threading.current_thread())
                     return
-                job_id, fn, ctx = self.queue.popleft()
-                self.busy[job_id] = ctx
+                signals, job_id, fn, ctx = self.queue.popleft()
+                self.busy[job_id] = (signals, ctx)
             try:
                 _run(signals, job_id, fn, ctx)
             finally:
@@ -140,6 +152,11 @@ class _Pool:
                     signals.finished.emit(job_id)
                 except RuntimeError:  # the Jobs object is gone: nothing to tell
                     pass
+                del signals
+
+
+_POOL = _Pool()
+_IDS = itertools.count(1)  # job ids are unique in the process (the pool is shared)
 
 
 def _run(signals: _Signals, job_id: int, fn: Callable, ctx: JobContext) -> None:
@@ -163,7 +180,7 @@ def _run(signals: _Signals, job_id: int, fn: Callable, ctx: JobContext) -> None:
 
 
 class Jobs(QObject):
-    """Owns the worker threads and the list of running jobs (the status bar shows them)."""
+    """The list of running jobs (the status bar shows them); the workers are the process's shared pool."""
 
     changed = Signal()  # a job started, progressed or ended
 
@@ -177,9 +194,9 @@ class Jobs(QObject):
         self.signals.finished.connect(self._on_finished)
         self.running: dict[int, Job] = {}
         self.dropped = 0  # callbacks skipped because their owner was gone
-        self._ids = itertools.count(1)
-        self._pool = _Pool(self.signals, max_threads)
-        self.destroyed.connect(self._pool.shutdown)  # before the signals object (a child) goes
+        _POOL.max_threads = max(_POOL.max_threads, max_threads)
+        signals = self.signals
+        self.destroyed.connect(lambda *_: _POOL.shutdown(signals))  # before the signals object (a child) goes
         gcguard.install()  # from now on cyclic garbage (Qt objects among it) is freed on this thread only
 
     def start(self, title: str, fn: Callable[[JobContext], Any], *,
@@ -190,7 +207,7 @@ class Jobs(QObject):
               owner: QObject | None = None) -> Job:
         """Run ``fn(ctx)`` on a worker. ``owner``: the view the callbacks update (default: each
         callback's own object); they are skipped once it has been deleted."""
-        job_id = next(self._ids)
+        job_id = next(_IDS)
         emit = self.signals.progress.emit
         ctx = JobContext(progress=lambda f, t, _id=job_id: emit(_id, f, t), cancel=threading.Event())
         callbacks = {"result": on_result, "error": on_error, "progress": on_progress, "cancelled": on_cancelled}
@@ -198,7 +215,7 @@ class Jobs(QObject):
         job = Job(job_id, title, ctx, callbacks=callbacks, fn=fn, owners={k: o for k, o in owners.items() if o})
         self.running[job_id] = job
         gcguard.collect_due()
-        self._pool.submit(job_id, fn, ctx)
+        _POOL.submit(self.signals, job_id, fn, ctx)
         self.changed.emit()
         return job
 
@@ -209,7 +226,7 @@ class Jobs(QObject):
     def wait(self, msecs: int = -1) -> bool:
         """Block until no job is queued or running on a worker (``msecs`` < 0: without limit). Their
         results and ``finished`` signals are delivered by the event loop afterwards, as always."""
-        return self._pool.wait(None if msecs < 0 else msecs / 1000)
+        return _POOL.wait(self.signals, None if msecs < 0 else msecs / 1000)
 
     # -- signal handlers (UI thread) ------------------------------------------------------
     def _cb(self, job_id: int, name: str, *args) -> None:

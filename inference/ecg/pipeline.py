@@ -50,7 +50,10 @@ def _import_serialised(name: str):
     import sys
 
     mod = sys.modules.get(name)
-    if mod is not None:
+    # a module is in sys.modules while its first import is still running on another thread: only a
+    # finished one may be returned without the lock ("partially initialized module 'neurokit2' has no
+    # attribute 'ecg_clean'" when two viewers measured at once)
+    if mod is not None and not getattr(getattr(mod, "__spec__", None), "_initializing", False):
         return mod
     with _import_lock:
         return importlib.import_module(name)

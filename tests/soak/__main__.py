@@ -65,7 +65,8 @@ def judge(rows: list[dict], session: dict, rc: int, traces: list[str], rounds: i
                                              "round20": int(ref["fds"]), "last": int(last["fds"]),
                                              "max_after_20": max(int(r["fds"]) for r in done[REF_ROUND - 1:])}
         goals["threads not growing"] = {"ok": int(last["threads"]) <= int(ref["threads"]) + 2,
-                                        "round20": int(ref["threads"]), "last": int(last["threads"])}
+                                        "round20": int(ref["threads"]), "last": int(last["threads"]),
+                                        "max_after_20": max(int(r["threads"]) for r in done[REF_ROUND - 1:])}
         goals["widgets not growing"] = {"ok": int(last["widgets"]) <= int(ref["widgets"]) + 20,
                                         "round20": int(ref["widgets"]), "last": int(last["widgets"])}
     pb = session.get("echo_playback")
