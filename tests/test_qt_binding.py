@@ -79,3 +79,19 @@ def test_startup_check_is_cheap(qapp):
     t0 = time.perf_counter()
     assert binding.startup_check() is None
     assert time.perf_counter() - t0 < 0.5  # measured ~0.01 s; start-up must stay under 3 s
+
+
+def test_qimage_over_a_numpy_buffer_keeps_the_buffer_alive(qapp):
+    """The echo cine wraps each frame of the study's array in a QImage without copying; that is safe only
+    because the binding holds a reference to the buffer for as long as the image (or a copy of it) lives."""
+    import numpy as np
+    from PySide6.QtGui import QImage
+
+    a = np.zeros((8, 8, 3), np.uint8)
+    a[2, 3] = (10, 20, 30)
+    before = sys.getrefcount(a)
+    img = QImage(a.data, 8, 8, 24, QImage.Format_RGB888)  # the memoryview is a temporary
+    assert sys.getrefcount(a) == before + 1  # held through the image
+    del a
+    gc.collect()
+    assert img.pixelColor(3, 2).getRgb()[:3] == (10, 20, 30)  # still the array's memory, still valid
