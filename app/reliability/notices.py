@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMainWindow, QMessageBox, QP
                                QWidget)
 
 STYLE = ("QWidget#noticeRow { background: #3b2e0a; border: 1px solid #d29922; border-radius: 3px; }"
-         " QLabel { color: #f0d58a; }")
+         " QLabel { color: #f0d58a; background: transparent; border: none; }")
 
 
 class NoticeBar(QToolBar):
@@ -32,12 +32,16 @@ class NoticeBar(QToolBar):
         row.setStyleSheet(STYLE)
         lay = QHBoxLayout(row)
         lay.setContentsMargins(8, 4, 4, 4)
+        row.setAttribute(Qt.WA_StyledBackground, True)
         label = QLabel(("⚠ " if error else "") + text)
         label.setWordWrap(True)
         label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        # a toolbar lays its widgets out at their size hint: give the text a sensible width to wrap at,
+        # or it is wrapped word by word into a tall box
+        label.setMinimumWidth(min(900, max(420, (self.parentWidget() or row).width() - 160)))
         lay.addWidget(label, 1)
         btn = QPushButton("Dismiss")
-        lay.addWidget(btn, 0, Qt.AlignTop)
+        lay.addWidget(btn, 0, Qt.AlignVCenter)
         action = self.addWidget(row)
         self.rows.append(row)
 
@@ -67,9 +71,8 @@ def notice_bar(win: QMainWindow) -> NoticeBar:
 
 
 def post(win: QMainWindow, text: str, error: bool = False) -> None:
-    """Show a notice in the window's bar and in the status bar for a moment."""
+    """Show a notice in the window's bar (it stays until dismissed)."""
     notice_bar(win).add(text, error=error)
-    win.statusBar().showMessage(text, 15000)
 
 
 def error_box(parent: QWidget, text: str) -> QMessageBox:
