@@ -5,7 +5,7 @@
 ``ctx.check()``). Progress, results and errors come back to the UI thread as Qt signals; an
 exception becomes a message, never a crash. GPU work is serialised in the runtimes (GPU_LOCK).
 
-Two rules keep Qt objects on their own thread:
+Three rules keep Qt objects on their own thread:
 - **The UI thread releases what the UI thread made.** A job's ``fn`` (and everything its closure holds:
   viewers, windows, studies) is referenced by the job's record on the UI thread until the UI thread has
   handled ``finished``. The worker drops its own references (function, context, result) *before* it
@@ -14,7 +14,6 @@ Two rules keep Qt objects on their own thread:
 - **Results for closed views are dropped.** A callback's owner (``owner=``, else the object of a bound
   method or the ``self`` a closure captured, when that is a QObject) is checked when the result comes
   back; when its C++ object is gone (a viewer or window closed and deleted) the callback is skipped.
-
 - **Cyclic garbage is collected on the UI thread** (``app.reliability.gcguard``, installed here): a
   collection triggered by a worker's allocations would otherwise destroy Qt objects on that worker.
 
