@@ -82,7 +82,9 @@ def install(freeze: bool = False) -> bool:
         return False
     if not _guard:
         _guard.append(_Guard(app))
-        app.aboutToQuit.connect(uninstall)
+        if not getattr(app, "_lightbox_gc_hooked", False):
+            app.aboutToQuit.connect(uninstall)
+            app._lightbox_gc_hooked = True
     if freeze:  # no collection first: that is a full pass over start-up's objects (a second on 2 busy cores)
         gc.freeze()
     return True
@@ -100,6 +102,7 @@ def uninstall() -> None:
     while _guard:
         g = _guard.pop()
         g.timer.stop()
+        g.deleteLater()
     gc.enable()
 
 
