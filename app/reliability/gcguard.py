@@ -8,10 +8,11 @@ C++ object for the main thread to delete later; the UI thread may meanwhile pain
 through the freed wrapper. Qt prints "Timers cannot be stopped from another thread" and the process
 segfaults (reproduced by ``tests/soak/gc_repro.py``: every run without the guard).
 
-``install()`` turns automatic collection off and collects from a timer on the UI thread instead: the young
-generations by CPython's own thresholds, and a full collection every ``FULL_EVERY_S`` seconds once
-anything has aged into the old generation (CPython waits for 100 young collections, which in a quiet
-session is hours, and a closed window's cycles are freed only by a full one). ``Jobs`` installs it
+``install()`` turns automatic collection off and collects from a timer on the UI thread instead, by
+CPython's own rules (young generations by their thresholds; a full pass when the old generation has grown
+by a quarter), plus a full pass at least every ``FULL_MAX_S`` seconds once anything has aged: in a quiet
+session CPython's rule can take hours, and a closed window's cycles are freed only by a full pass. A full
+pass costs a few hundred ms with torch and ONNX Runtime loaded, so never more than every ``FULL_MIN_S``. ``Jobs`` installs it
 (whoever starts workers needs it); ``run_gui`` also freezes what start-up created (modules, classes: never
 garbage), which keeps full collections short.
 """
@@ -27,7 +28,9 @@ from PySide6.QtCore import QCoreApplication, QObject, QTimer
 log = logging.getLogger(__name__)
 
 INTERVAL_MS = 100
-FULL_EVERY_S = 120.0
+FULL_MIN_S = 60.0    # full collections at most this often
+FULL_MAX_S = 600.0   # and at least this often once anything has aged into the old generation
+GROWTH = 0.25        # in between, when the old generation has grown by this fraction (CPython's own rule)
 
 
 class _Guard(QObject):
@@ -37,6 +40,8 @@ class _Guard(QObject):
         self.last_full = time.monotonic()
         self.collections = [0, 0, 0]
         self.full_ms: list[float] = []  # the last full collections' durations (the soak reports them)
+        self.old_after_full = len(gc.get_objects(2))
+        self.checks = 0
         self.timer = QTimer(self)
         self.timer.setInterval(INTERVAL_MS)
         self.timer.timeout.connect(self.collect)
@@ -45,19 +50,20 @@ class _Guard(QObject):
 
     def collect(self) -> None:
         """What is due (called on the UI thread; cheap when nothing is): the young generations by CPython's
-        thresholds, and a full collection every ``FULL_EVERY_S`` once anything has aged into the old
-        generation. CPython would wait for 100 young collections (hours in a quiet session), while a
-        closed compare window or viewer is freed only by a full one."""
+        thresholds; a full collection when the old generation has grown by a quarter since the last one
+        (CPython's rule, which keeps full passes rare as the session's long-lived objects grow), and in any
+        case every ``FULL_MAX_S`` once anything has aged, so a closed window's cycles do not wait for hours."""
         if threading.current_thread() is not threading.main_thread():
             return
-        t0, t1, _t2 = self.thresholds
+        t0, t1, t2 = self.thresholds
         c0, c1, c2 = gc.get_count()
         gen = -1
         if c0 > t0:
             gen = 0
             if c1 >= t1:
                 gen = 1
-        if c2 > 0 and time.monotonic() - self.last_full >= FULL_EVERY_S:
+        since = time.monotonic() - self.last_full
+        if c2 > 0 and since >= FULL_MIN_S and (since >= FULL_MAX_S or (c2 >= t2 and self._old_grown())):
             gen = 2
         if gen < 0:
             return
@@ -68,6 +74,11 @@ class _Guard(QObject):
             self.last_full = time.monotonic()
             self.full_ms.append(round((time.perf_counter() - t) * 1000, 1))
             del self.full_ms[:-20]
+            self.old_after_full = len(gc.get_objects(2))
+
+    def _old_grown(self) -> bool:
+        self.checks += 1
+        return len(gc.get_objects(2)) - self.old_after_full > GROWTH * self.old_after_full
 
 
 _guard: list[_Guard] = []
