@@ -253,7 +253,9 @@ class MainWindow(PatientsWindowMixin, DicomWindowMixin, QMainWindow):
         if error:
             log.warning(text)
             if not getattr(self, "quiet_errors", False):
-                QMessageBox.warning(self, "Lightbox", text)
+                from app.reliability.notices import error_box
+
+                error_box(self, text)  # not modal: playback, workers and results carry on
 
     # -- studies ------------------------------------------------------------------------------
     def refresh_studies(self) -> None:
@@ -527,11 +529,17 @@ def create_app(argv: list[str] | None = None) -> QApplication:
 def run_gui(files: list[str], db: str | None = None, demo: bool = False, quit_after: float | None = None) -> int:
     import time
 
+    from app.reliability import startup
+
     t0 = time.perf_counter()
+    session = startup.begin()  # crash traces to the data folder; finds a last session that did not end
     app = create_app()
+    notices = startup.checks(session)  # before any worker starts
     store = Store(db)
     win = MainWindow(store)
+    startup.show(win, notices)
     win.show()
+    startup.settle()  # cyclic garbage collected on this thread only; start-up objects frozen
     log.info("window shown after %.2f s", time.perf_counter() - t0)
     if demo:
         win.open_demo()
@@ -539,4 +547,7 @@ def run_gui(files: list[str], db: str | None = None, demo: bool = False, quit_af
         win.open_path(f)
     if quit_after:
         QTimer.singleShot(int(quit_after * 1000), win.close)
-    return app.exec()
+    rc = app.exec()
+    if session:
+        session.end()  # a clean end: the next start has nothing to report
+    return rc

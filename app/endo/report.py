@@ -35,10 +35,11 @@ def _timeline_fig(n: int, fps: float, bands: list[dict], findings: list[dict], c
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     dur = n / fps if fps else 0
-    fig, ax = plt.subplots(figsize=(7.2, 1.5))
+    fig = Figure(figsize=(7.2, 1.5))  # not pyplot: its global registry kept every report's figure
+    ax = fig.subplots()
     for b in bands:
         ax.broken_barh([(b["start"] / fps, (b["end"] - b["start"]) / fps)], (1.1, 0.8),
                        facecolors=QUALITY_COLOURS.get(b["status"], "#999999"))

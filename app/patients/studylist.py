@@ -313,9 +313,10 @@ class StudyBrowser(QWidget):
 
         d = PickPatientDialog(self.store.patients(), "Assign study to patient",
                               "Put this study under one of the patients below, or type a new patient.", parent=self)
-        if not d.exec():
+        ok, c = d.exec(), d.chosen()
+        d.deleteLater()  # each dialog would otherwise stay as a hidden child for the rest of the session
+        if not ok:
             return
-        c = d.chosen()
         if isinstance(c, tuple):
             from app.store import StoreError
 
@@ -336,8 +337,10 @@ class StudyBrowser(QWidget):
         if p is None:
             return
         d = EditPatientDialog(p, self)
-        if d.exec():
-            self._do(lambda: self.store.update_patient(patient_id, **d.form.values()))
+        ok, values = d.exec(), d.form.values()
+        d.deleteLater()
+        if ok:
+            self._do(lambda: self.store.update_patient(patient_id, **values))
 
     def merge_dialog(self, patient_id: int) -> None:
         from app.patients.dialogs import PickPatientDialog
@@ -347,5 +350,7 @@ class StudyBrowser(QWidget):
                               f"Merge {patient_label(p)} into which patient? Every study moves there; "
                               "files of either patient find the merged one from now on.",
                               exclude={patient_id}, allow_new=False, parent=self)
-        if d.exec() and d.chosen() is not None:
-            self._do(self.store.merge_patients, patient_id, int(d.chosen()))
+        ok, c = d.exec(), d.chosen()
+        d.deleteLater()
+        if ok and c is not None:
+            self._do(self.store.merge_patients, patient_id, int(c))

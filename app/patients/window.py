@@ -133,8 +133,9 @@ class PatientsWindowMixin:
             prior = cands[-1]["id"]
         from app.patients.compare import CompareWindow
 
-        if self.compare_window is not None:
+        if self.compare_window is not None:  # deleted, not only hidden: each holds two viewers and their plots
             self.compare_window.close()
+            self.compare_window.deleteLater()  # results still on their way to it are dropped (app.jobs)
         self.compare_window = CompareWindow(self.ctx, prior, sid, parent=self)
         self.compare_window.show()
 
