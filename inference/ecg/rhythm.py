@@ -193,7 +193,13 @@ def normalise(w: np.ndarray, spec: RhythmSpec, valid: int | None = None) -> np.n
     if v.shape[-1] == 0:
         return out
     med = np.median(v, axis=-1, keepdims=True)
-    scale = np.percentile(np.abs(v - med), spec.scale_percentile, axis=-1, keepdims=True)
+    # the scale_percentile-th percentile of |v - med| (numpy's linear interpolation), by partial sorting
+    n = v.shape[-1]
+    pos = spec.scale_percentile / 100.0 * (n - 1)
+    lo = int(np.floor(pos))
+    hi, frac = min(lo + 1, n - 1), np.float32(pos - lo)
+    part = np.partition(np.abs(v - med), (lo, hi) if hi != lo else lo, axis=-1)
+    scale = part[..., lo:lo + 1] * (1 - frac) + part[..., hi:hi + 1] * frac
     scale = np.where(np.isfinite(scale) & (scale >= 1e-6), scale, 1.0)  # a flat window stays (near) zero
     out[..., :v.shape[-1]] = np.clip((v - med) / scale, -spec.clip, spec.clip)
     return out
