@@ -26,10 +26,10 @@ def leads_used(outputs: dict) -> list[str]:
 
 
 def leads_text(outputs: dict) -> str:
-    """'lead II' or 'leads I, II, V1–V6 (mean)', for the info line, band caption and results panel."""
+    """'lead II' or 'mean of leads I, II, V1–V6', for the info line, band caption and results panel."""
     leads = leads_used(outputs)
     if len(leads) > 1:
-        return f"leads {outputs.get('lead') or ', '.join(leads)} (mean)"
+        return f"mean of leads {outputs.get('lead') or ', '.join(leads)}"
     return f"lead {leads[0] if leads else outputs.get('lead', '?')}"
 
 
