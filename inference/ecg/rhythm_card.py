@@ -84,14 +84,20 @@ Confusion at the shipped operating point, {main['label']} (PTB-XL has no "too no
 """)
     hl = ext.get("holter")
     if hl:
+        def per_lead(r):
+            d = r.get("normal_fraction_per_lead") or {}
+            return "; ".join(f"{ld} alone {_pct(v)}" for ld, v in d.items()) or "–"
+
         rows = "\n".join(f"| {r['label']} | {r['leads']} | {r['minutes']:.0f} min | {r['windows']} | "
-                         f"{_pct(r['normal_fraction'])} | {r['counts']} |" for r in hl["runs"])
+                         f"**{_pct(r['normal_fraction'])}** | "
+                         + " · ".join(f"{c} {n}" for c, n in r["counts"].items()) + f" | {per_lead(r)} |"
+                         for r in hl["runs"])
         out.append(f"""
 ## Holter check: sinus rhythm, 2 leads at 360 Hz
 {hl['description']}
 
-| recording | leads used | length | windows (30 s every 15 s) | windows labelled normal | labels |
-|---|---|---|---|---|---|
+| recording | leads used | length | windows (30 s every 15 s) | windows labelled normal | labels | each lead on its own |
+|---|---|---|---|---|---|---|
 {rows}
 """)
     return "".join(out)
