@@ -491,6 +491,9 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
         "test_records": sorted(records[i] for i in te),
         "data": data_description,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "looks": ([f"{time.strftime('%Y-%m-%d')}: CinC 2017 internal test split ({len(te)} records), once, on the "
+                   "exported ONNX file at the end of this training run, after early stopping and the AF threshold "
+                   "were fixed on validation."] if len(te) else []),
     }
     _embed_metadata(onnx_path, {k: meta[k] for k in ("name", "version", "classes", "preprocessing", "decision",
                                                      "aggregation")}
