@@ -19,8 +19,9 @@ Preprocessing (one definition, used by training and inference alike), per lead:
 Leads: the model runs on each lead of ``decision.leads`` the recording has (v2: I, II, V1-V6, the eight
 independent leads of a 12-lead ECG; a Holter's MLII (= II) and V5; an AliveCor's lead I) and a window's
 probabilities are the mean over those leads (``decision.combine``). A recording's probabilities are the mean
-of its windows'. The label is AF when p(AF) >= ``decision.af_threshold`` (chosen on the validation split,
-model card), else the most probable of the other classes; without a threshold (v1) the argmax. For
+of its windows'. The label is AF when p(AF) >= the decision's threshold for the window length (one for short
+windows -- a 10-s ECG -- and one for 30-s windows, chosen on the validation split, model card), else the most
+probable of the other classes; without a threshold the argmax (v1: always). For
 recordings longer than a window each window keeps its own label, which the viewer draws as a coloured band,
 and the AF burden is the fraction of time in windows labelled AF.
 """
@@ -87,23 +88,40 @@ class RhythmSpec:
 
 @dataclass(frozen=True)
 class Decision:
-    """How per-lead window probabilities become a label (embedded in the ONNX metadata as ``decision``)."""
+    """How per-lead window probabilities become a label (embedded in the ONNX metadata as ``decision``).
+
+    Two operating points, for the two uses the app makes of the model: windows up to ``short_window_s``
+    (a 10-s resting ECG) call AF when p(AF) >= ``af_threshold``; longer windows (30-s windows of an AliveCor
+    recording or a Holter) use ``af_threshold_long`` (None: the most probable class). Without thresholds
+    (v1): argmax everywhere."""
     leads: tuple[str, ...] = (TRAINED_LEAD,)  # leads the model runs on, when the recording has them
     combine: str = "mean"                     # per-window probabilities: mean over the leads used
-    af_threshold: float | None = None         # None: argmax; else AF when p(AF) >= threshold
-    source: str = ""                          # where the threshold was chosen (card)
+    af_threshold: float | None = None         # short windows: AF when p(AF) >= threshold (None: argmax)
+    source: str = ""                          # where the thresholds were chosen (card)
+    short_window_s: float = float("inf")      # windows up to this many seconds use af_threshold
+    af_threshold_long: float | None = None    # longer windows (None: argmax)
+
+    def threshold_for(self, window_s: float) -> float | None:
+        return self.af_threshold if window_s <= self.short_window_s + 1e-9 else self.af_threshold_long
 
     def to_dict(self) -> dict:
         return {"leads": list(self.leads), "combine": self.combine, "af_threshold": self.af_threshold,
-                "source": self.source}
+                "short_window_s": None if self.short_window_s == float("inf") else self.short_window_s,
+                "af_threshold_long": self.af_threshold_long, "source": self.source}
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Decision":
         if not d:
             return cls()
+        thr = None if d.get("af_threshold") is None else float(d["af_threshold"])
+        short = d.get("short_window_s")
+        if short is None:  # one threshold for every window length
+            short, long_ = float("inf"), thr
+        else:
+            long_ = None if d.get("af_threshold_long") is None else float(d["af_threshold_long"])
         return cls(leads=tuple(d.get("leads") or (TRAINED_LEAD,)), combine=str(d.get("combine") or "mean"),
-                   af_threshold=None if d.get("af_threshold") is None else float(d["af_threshold"]),
-                   source=str(d.get("source") or ""))
+                   af_threshold=thr, source=str(d.get("source") or ""), short_window_s=float(short),
+                   af_threshold_long=long_)
 
 
 def decide(probs: np.ndarray, classes=CLASSES, af_threshold: float | None = None) -> np.ndarray:
@@ -404,7 +422,7 @@ class RhythmModel:
         k = len(starts)
         per = np.asarray(probs, dtype=np.float64).reshape(len(leads), k, len(self.classes))
         win = per.mean(axis=0)  # decision.combine == "mean"
-        thr = self.decision.af_threshold
+        thr = self.decision.threshold_for(min(n, self.spec.window) / self.spec.fs)
         rec, wins, burden = aggregate(win, np.asarray(starts), n, self.spec, self.classes, thr)
         label = self.classes[int(decide(rec, self.classes, thr)[0])]
         per_lead = {}
