@@ -357,7 +357,8 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
                  data_description: str = "", write_card: bool = True, class_weight_power: float = 0.5,
                  stop_after: int | None = None, leads: tuple[str, ...] = INDEPENDENT_LEADS,
                  af_min_specificity: float = 0.95, crop_mix=CROP_MIX, checkpoint: str | Path | None = None,
-                 init_state: str | Path | None = None, short_window_s: float = 20.0) -> dict:
+                 init_state: str | Path | None = None, short_window_s: float = 20.0,
+                 previous_card: str | Path | None = None) -> dict:
     """Train on in-memory single-lead signals (mV at ``fs``) with :func:`inference.training.fit`, export ONNX
     (any window length), choose the AF threshold on validation 10-s crops, evaluate the ONNX once on test."""
     import torch
@@ -511,6 +512,13 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
                     | {"test": _short(test_m), "validation": _short(val_m)})
     meta.update(file_facts(onnx_path))
     meta["history"] = tr_facts["history"]
+    if previous_card:  # finalised from a checkpoint (epochs = 0): the run that trained it keeps its facts
+        prev = json.loads(Path(previous_card).read_text())
+        kept = {k: prev["training"][k] for k in ("epochs_run", "max_epochs", "patience", "best_epoch", "stopped",
+                                                 "seconds", "stop_after") if k in prev["training"]}
+        meta["training"].update(kept, finalised_from=str(init_state))
+        meta["history"] = prev.get("history") or []
+        meta["looks"] = list(prev.get("looks") or []) + meta["looks"]
     from .rhythm_card import model_card
 
     write_card_files(out_dir, name, meta, model_card(meta) if write_card else None)
@@ -582,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
                         "specificity")
     p.add_argument("--checkpoint", default=None, help="save the best state dict here after each improvement")
     p.add_argument("--init", default=None, help="start from this state dict (plain tensors) instead of random weights")
+    p.add_argument("--previous-card", default=None,
+                   help="with --init CKPT --epochs 0: finalise that run's checkpoint (export, operating points, one "
+                        "look at test) keeping the training facts, history and looks of its JSON")
     p.add_argument("--card", metavar="JSON", help="only rewrite <name>.md from <name>.json, adding measured speed")
     args = p.parse_args(argv)
     if args.card:
@@ -617,7 +628,8 @@ def main(argv: list[str] | None = None) -> int:
                      patience=args.patience, batch=args.batch, width=args.width, lr=args.lr, threads=args.threads,
                      val_frac=args.val, test_frac=args.test, max_minutes=args.max_minutes, emit=emit,
                      stop_after=args.max_epochs_run, af_min_specificity=args.af_min_specificity,
-                     checkpoint=args.checkpoint, init_state=args.init, records=names, data_description=desc)
+                     checkpoint=args.checkpoint, init_state=args.init, previous_card=args.previous_card,
+                     records=names, data_description=desc)
     except DatasetError as e:
         return report_error(e, args.jsonl)
     return 0
