@@ -361,6 +361,7 @@ def rhythm_outputs(r) -> dict[str, Any]:
         "duration_s": r.seconds,
         "windows": len(r.windows),
         "af_burden": r.af_burden,
+        "ectopic_windows": r.ectopic_windows,  # long recordings: 'other' windows with isolated premature beats only
         "_windows": r.windows,  # the per-window band (machine payload)
         "_leads": list(r.leads or [r.lead]),  # the leads used, in order
         "_per_lead": r.per_lead,  # each lead's own recording probabilities and label

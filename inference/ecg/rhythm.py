@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .ectopy import LONG_RECORDING_S, beats, isolated_ectopy
+
 CLASSES = ("normal", "af", "other", "noisy")
 CHALLENGE_CODES = ("N", "A", "O", "~")  # REFERENCE.csv labels, in CLASSES order
 LABELS = {"normal": "Normal sinus rhythm", "af": "Atrial fibrillation", "other": "Other rhythm",
@@ -254,6 +256,7 @@ class RhythmResult:
     leads: list[str] = field(default_factory=list)     # the leads used, in order
     per_lead: dict[str, dict] = field(default_factory=dict)  # lead -> {label, probabilities} (whole recording)
     af_threshold: float | None = None
+    ectopic_windows: int = 0         # long recordings: 'other' windows shown as normal (isolated premature beats)
 
     @property
     def display(self) -> str:
@@ -263,6 +266,7 @@ class RhythmResult:
         return {"label": self.label, "display": self.display, "probabilities": self.probabilities,
                 "seconds": self.seconds, "lead": self.lead, "leads": self.leads or [self.lead],
                 "per_lead": self.per_lead, "af_threshold": self.af_threshold, "af_burden": self.af_burden,
+                "ectopic_windows": self.ectopic_windows,
                 "windows": self.windows, "notes": self.notes}
 
     @classmethod
@@ -378,7 +382,7 @@ class RhythmModel:
         pre = preprocess(rows, fs, self.spec)
         windows, starts = make_windows(pre, self.spec)
         probs = self.predict_windows(windows)
-        return self.result(probs, starts, pre.shape[1], names, fs)
+        return self.result(probs, starts, pre.shape[1], names, fs, pre)
 
     def classify_many(self, items: list[tuple], batch: int = 64) -> list[RhythmResult | RhythmError]:
         """Batched: windows of many recordings go through the network together (for batch runs/bench).
@@ -401,7 +405,8 @@ class RhythmModel:
                 spans.append((k, W, counts.get(W, 0)))
                 counts[W] = counts.get(W, 0) + len(w)
                 pending.setdefault(W, []).append(w)
-                prepared.append((len(w), starts, pre.shape[1], names, fs))
+                keep = pre if pre.shape[1] / self.spec.fs > LONG_RECORDING_S else None  # for the ectopy check
+                prepared.append((len(w), starts, pre.shape[1], names, fs, keep))
             except RhythmError as e:
                 prepared.append(e)
         probs = {W: self.predict_windows(np.concatenate(ws), batch) for W, ws in pending.items()}
@@ -411,13 +416,14 @@ class RhythmModel:
             if isinstance(p, RhythmError):
                 out.append(p)
                 continue
-            m, starts, n, names, fs = p
+            m, starts, n, names, fs, keep = p
             W, off = where[k]
-            out.append(self.result(probs[W][off:off + m], starts, n, names, fs))
+            out.append(self.result(probs[W][off:off + m], starts, n, names, fs, keep))
         return out
 
-    def result(self, probs, starts, n, leads, fs) -> RhythmResult:
-        """``probs``: (len(leads) * k, C) lead-major window probabilities of one recording."""
+    def result(self, probs, starts, n, leads, fs, pre: np.ndarray | None = None) -> RhythmResult:
+        """``probs``: (len(leads) * k, C) lead-major window probabilities of one recording; ``pre``: its
+        preprocessed leads, for the isolated-ectopy check of long recordings (``inference.ecg.ectopy``)."""
         leads = [leads] if isinstance(leads, str) else list(leads)
         k = len(starts)
         per = np.asarray(probs, dtype=np.float64).reshape(len(leads), k, len(self.classes))
@@ -425,6 +431,17 @@ class RhythmModel:
         thr = self.decision.threshold_for(min(n, self.spec.window) / self.spec.fs)
         rec, wins, burden = aggregate(win, np.asarray(starts), n, self.spec, self.classes, thr)
         label = self.classes[int(decide(rec, self.classes, thr)[0])]
+        ectopic_windows = ectopic_beats = 0
+        if pre is not None and n / self.spec.fs > LONG_RECORDING_S and "other" in self.classes:
+            x0 = np.asarray(pre)[0] if np.asarray(pre).ndim == 2 else np.asarray(pre)
+            for w in wins:
+                if w["label"] != "other":
+                    continue
+                a, b = int(round(w["window_start_s"] * self.spec.fs)), int(round(w["window_end_s"] * self.spec.fs))
+                e = isolated_ectopy(beats(x0[a:b], self.spec.fs), self.spec.fs)
+                if e:
+                    w.update(label="normal", model_label="other", ectopic_beats=e)
+                    ectopic_windows, ectopic_beats = ectopic_windows + 1, ectopic_beats + e
         per_lead = {}
         for j, ld in enumerate(leads):
             pr = per[j].mean(axis=0)
@@ -447,7 +464,11 @@ class RhythmModel:
         if k > 1:
             notes.append(f"{k} windows of {self.spec.window_s:g} s every {self.spec.hop_s:g} s; "
                          "recording probabilities are their mean.")
+        if ectopic_windows:
+            notes.append(f"{ectopic_windows} window(s) the model called 'other rhythm' hold a regular rhythm with "
+                         f"isolated premature beats only ({ectopic_beats} in all, lead {leads[0]}): shown as normal, "
+                         "the premature beats counted (long recordings; rule in inference/ecg/ectopy.py).")
         return RhythmResult(label=label, probabilities={c: round(float(p), 4) for c, p in zip(self.classes, rec)},
                             seconds=round(secs, 3), lead=leads_display(leads), windows=wins,
                             af_burden=round(float(burden), 4), notes=notes, leads=leads, per_lead=per_lead,
-                            af_threshold=thr)
+                            af_threshold=thr, ectopic_windows=ectopic_windows)
