@@ -79,7 +79,12 @@ class EcgResultWidget(QWidget):
                         f"</span> {100 * p:.1f} %</td></tr>")
         lines.append("<table cellspacing='2'>" + "".join(rows) + "</table>")
         if (o.get("windows") or 0) > 1:
-            lines.append(f"{o['windows']} windows over {o.get('duration_s', 0) / 60:.1f} min; AF in "
+            wins = o.get("_windows") or []
+            n = {c: sum(1 for w in wins if w.get("label") == c) for c in LABELS}
+            counts = " · ".join(f"{LABELS[c].split()[0].lower()} {k}" for c, k in n.items() if k)
+            ect = (f"; {o['ectopic_windows']} called other by the model hold only isolated premature beats (shown "
+                   "normal)" if o.get("ectopic_windows") else "")
+            lines.append(f"{o['windows']} windows over {o.get('duration_s', 0) / 60:.1f} min ({counts}{ect}); AF in "
                          f"{100 * (o.get('af_burden') or 0):.0f} % of the time (band over the tracing).")
         if not result.clinical:
             lines.append("<span style='color:#e5534b'><b>NOT A CLINICAL RESULT</b></span> — Lightbox's own research "
