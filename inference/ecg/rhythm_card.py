@@ -81,6 +81,7 @@ or better with confidence, only that the point estimate is where it is.
 Confusion at the shipped operating point, {main['label']} (PTB-XL has no "too noisy" label: no such row):
 
 {_confusion(main['confusion'], main['truth_classes'], main['pred_classes'])}
+{px.get('notes', '')}
 """)
     hl = ext.get("holter")
     if hl:
@@ -160,7 +161,8 @@ def model_card(meta: dict) -> str:
     if t10:
         t10_txt = f"""
 10-s crops of the test records (start, middle and end of each, {t10['n']} crops; what a resting ECG gives the
-model): challenge score {_pct(t10['challenge_score'])}; AF vs rest {_af_line(t10)}.
+model): challenge score {_pct(t10['challenge_score'])}; AF vs rest {_af_line(t10)} (the three crops of a record
+are not independent, so these intervals are narrower than they should be).
 
 {_confusion(t10['confusion'], classes, classes)}
 """
