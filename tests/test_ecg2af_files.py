@@ -139,3 +139,19 @@ def test_2024_keras_archive_is_the_main_model_with_its_own_normalisation(tmp_pat
     s2 = other["output_survival_curve_af_survival_curve"][0].astype(np.float64)
     assert np.max(np.abs(s2 - s)) > 1e-3  # the wrong scale gives other numbers: the scale matters
     P.clear_cache()
+
+
+def test_strip_model_onnx_twin_gives_the_keras_numbers(tmp_path, registry):
+    mid = "ecg2af-strip-I"
+    path = E.make_test_checkpoint(tmp_path / F.FILES[mid].file, seed=8, model_id=mid)
+    registry.install(path, mid, unofficial=True)
+    study = _write(tmp_path, "alivecor", 300.0, {"I": synth_lead(30, 300.0, irregular=True, seed=12)})
+    P.clear_cache()
+    rk = P._analyse_ecg2af(study, mid, registry, JobContext(), prefer="keras")
+    out = P.export_onnx(registry, mid)
+    assert out.exists()
+    ro = P._analyse_ecg2af(study, mid, registry, JobContext(), prefer="onnx")
+    assert ro.runtime == "onnxruntime" and rk.runtime == "keras"
+    assert ro.outputs["af_risk_5y"] == pytest.approx(rk.outputs["af_risk_5y"], abs=1e-4)
+    assert ro.outputs["input_leads"] == ["I"]
+    P.clear_cache()
