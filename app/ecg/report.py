@@ -207,8 +207,10 @@ def rhythm_section(r: Result | None) -> list:
             ["Probabilities", " · ".join(f"{LABELS[c]} {100 * float(o.get(f'p_{c}') or 0):.1f} %" for c in LABELS)],
             ["Leads", _rhythm_leads_row(o)]]
     if (o.get("windows") or 0) > 1:
+        ect = (f"; {o['ectopic_windows']} windows the model called other hold only isolated premature beats "
+               "(shown as normal)" if o.get("ectopic_windows") else "")
         rows.append(["Windows", f"{o['windows']} windows (30 s, every 15 s) over {o.get('duration_s', 0) / 60:.1f} min; "
-                                f"AF in {100 * (o.get('af_burden') or 0):.0f} % of the time"])
+                                f"AF in {100 * (o.get('af_burden') or 0):.0f} % of the time{ect}"])
     block = [Paragraph(f"Rhythm — Lightbox model (result #{r.id}){stamp}" if r.id else f"Rhythm — Lightbox model{stamp}", H2),
              table(rows, col_widths=[45 * mm, 180 * mm])]
     if (o.get("windows") or 0) > 1 and o.get("_windows"):
