@@ -384,33 +384,53 @@ class RhythmModel:
         probs = self.predict_windows(windows)
         return self.result(probs, starts, pre.shape[1], names, fs, pre)
 
-    def classify_many(self, items: list[tuple], batch: int = 64) -> list[RhythmResult | RhythmError]:
+    def classify_many(self, items: list[tuple], batch: int = 64, chunk: int = 64) -> list[RhythmResult | RhythmError]:
         """Batched: windows of many recordings go through the network together (for batch runs/bench).
 
-        Each item is ``(lead, fs)``, ``(lead, fs, name)`` or ``((L, n) leads, fs, [names])``; windows of one
-        length run together (a 10-s ECG's windows are 10 s, a 30-s one's 30 s)."""
-        prepared: list = []
-        pending: dict[int, list[np.ndarray]] = {}
-        spans: list[tuple[int, int, int]] = []  # (item, length, index of first window in that length's stack)
-        counts: dict[int, int] = {}
+        Each item is ``(lead, fs)``, ``(lead, fs, name)`` or ``((L, n) leads, fs, [names])``. Recordings of one
+        rate and length are preprocessed together (``chunk`` at a time: one resampling and one filter call for
+        all their leads, the same numbers as one at a time); windows of one length run together (a 10-s ECG's
+        windows are 10 s, a 30-s one's 30 s)."""
+        prepared: list = [None] * len(items)
+        groups: dict[tuple[float, int], list] = {}
         for k, item in enumerate(items):
             x, fs = item[0], item[1]
             names = item[2] if len(item) > 2 else TRAINED_LEAD
             try:
                 rows, names = _as_rows(x, names)
                 self._check_length(rows.shape[1], fs)
-                pre = preprocess(rows, fs, self.spec)
-                w, starts = make_windows(pre, self.spec)
-                W = w.shape[-1]
-                spans.append((k, W, counts.get(W, 0)))
-                counts[W] = counts.get(W, 0) + len(w)
-                pending.setdefault(W, []).append(w)
-                keep = pre if pre.shape[1] / self.spec.fs > LONG_RECORDING_S else None  # for the ectopy check
-                prepared.append((len(w), starts, pre.shape[1], names, fs, keep))
+                if not (np.isfinite(fs) and fs > 0):
+                    raise RhythmError(f"sampling rate {fs!r} Hz is not a positive number")
+                if not np.isfinite(rows).all():
+                    raise RhythmError("the lead has missing (NaN) or infinite samples")
+                groups.setdefault((float(fs), rows.shape[1]), []).append((k, rows, names))
             except RhythmError as e:
-                prepared.append(e)
+                prepared[k] = e
+        pending: dict[int, list[np.ndarray]] = {}
+        counts: dict[int, int] = {}
+        where: dict[int, tuple[int, int]] = {}
+        for (fs, _), members in groups.items():
+            for c in range(0, len(members), chunk):
+                part = members[c:c + chunk]
+                try:
+                    pre_all = preprocess(np.concatenate([r for _, r, _ in part]), fs, self.spec)
+                except RhythmError as e:
+                    for k, _, _ in part:
+                        prepared[k] = e
+                    continue
+                w_all, starts = make_windows(pre_all, self.spec)
+                W, nk = w_all.shape[-1], len(starts)
+                pending.setdefault(W, []).append(w_all)
+                row = 0
+                for k, rows, names in part:
+                    L = rows.shape[0]
+                    where[k] = (W, counts.get(W, 0) + row * nk)
+                    pre = pre_all[row:row + L]
+                    keep = pre if pre.shape[1] / self.spec.fs > LONG_RECORDING_S else None  # for the ectopy check
+                    prepared[k] = (L * nk, starts, pre.shape[1], names, fs, keep)
+                    row += L
+                counts[W] = counts.get(W, 0) + len(w_all)
         probs = {W: self.predict_windows(np.concatenate(ws), batch) for W, ws in pending.items()}
-        where = {k: (W, off) for k, W, off in spans}
         out: list[RhythmResult | RhythmError] = []
         for k, p in enumerate(prepared):
             if isinstance(p, RhythmError):
