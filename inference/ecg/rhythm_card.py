@@ -312,8 +312,8 @@ def measure_speed(onnx_path: Path, n: int = 200) -> dict:
                      f"best of 10): {per12 * 1000:.1f} ms; one 30-s single-lead recording at 300 Hz: {per30 * 1000:.1f} ms. "
                      f"Batched through `classify_many` on {cores} CPU core(s) (best of 3): {n} 10-s 12-lead ECGs at "
                      f"{n / dt * 60:,.0f} ECGs/min; {n} 30-s single-lead recordings at {n / dt1 * 60:,.0f}/min (target "
-                     ">= 5000/min on 2 cores). Measured on a 2-core machine shared with other jobs; `lightbox bench "
-                     "--only ecg` re-measures on the target PC.")}
+                     f">= 5000/min on 2 cores). Measured on a 2-core machine shared with other jobs (load average "
+                     f"{os.getloadavg()[0]:.0f} at the time); `lightbox bench --only ecg` re-measures on the target PC.")}
 
 
 def rewrite_card(json_path: Path, speed: bool = True) -> Path:
