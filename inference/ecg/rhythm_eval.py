@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .rhythm import CLASSES, INDEPENDENT_LEADS, RhythmModel, default_model_path, leads_display
+from .rhythm import CLASSES, RhythmModel, default_model_path, leads_display
 
 MAX_ECG_ID = 500  # PTB-XL ecg_id > 500 is reserved: never read, never used
 SINUS = ("SR", "SBRAD", "STACH", "SARRH")
