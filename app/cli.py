@@ -11,6 +11,7 @@
     lightbox demo [--out DIR] [--dicom]                  write the synthetic demo studies (--dicom: as DICOM)
     lightbox node | query PACS | retrieve PACS UID | received   the DICOM node (inference/dicomnet/cli.py)
     lightbox ecg-rhythm-train DATA_DIR --out DIR          train the ECG rhythm model (PhysioNet/CinC 2017 layout)
+    lightbox ecg-rhythm-eval ptbxl|holter PATH ...        the rhythm model on PTB-XL (ecg_id <= 500) / Holter records
     lightbox polyp-train DATA_DIR --out DIR               train the polyp segmenter (Kvasir-SEG + CVC-ClinicDB layout)
 
 Sub-commands that do not show a window never import Qt.
@@ -28,6 +29,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "pcg-train": "inference.pcg.train:main",
     "polyp-train": "inference.endo.polyp_train:main",
     "ecg-rhythm-train": "inference.ecg.rhythm_train:main",
+    "ecg-rhythm-eval": "inference.ecg.rhythm_eval:main",
     "evaluate": "app.validation.cli:main",
     "endo-export": "inference.endo.cli:main",
     "xray-demo-weights": "inference.xray.synthetic_weights:main",

@@ -404,6 +404,9 @@ class MainWindow(PatientsWindowMixin, DicomWindowMixin, QMainWindow):
         self._title()
         self.study_list.set_current(study_id)
         self.results.set_models(models_for(study.modality) or v.model_ids())
+        preferred = getattr(v, "preferred_model", lambda: None)()  # e.g. the ECG2AF file that is installed
+        if preferred:
+            self.results.select_model(preferred)
         self.results.set_extra(v.result_widget())
         stored = self.ctx.store.latest_result(study_id, self.results.current_model())
         if stored is None:  # show whatever this study was last analysed with, and select that model

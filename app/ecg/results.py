@@ -59,10 +59,11 @@ class EcgResultWidget(QWidget):
 
     @staticmethod
     def rhythm_html(result: Result) -> str:
+        from app.ecg.rhythm_ui import leads_text
         from inference.ecg.rhythm import COLOURS, LABELS
 
         o = result.outputs
-        lines = [f"<b>Rhythm (Lightbox model, lead {o.get('lead')})</b>",
+        lines = [f"<b>Rhythm (Lightbox model, {leads_text(o)})</b>",
                  f"<span style='font-size:14pt; color:{COLOURS.get(o.get('rhythm'), '#ddd')}'><b>"
                  f"{o.get('rhythm_label')}</b></span> {100 * (o.get('probability') or 0):.0f} %"]
         rows = []
@@ -73,11 +74,16 @@ class EcgResultWidget(QWidget):
                         f"</span> {100 * p:.1f} %</td></tr>")
         lines.append("<table cellspacing='2'>" + "".join(rows) + "</table>")
         if (o.get("windows") or 0) > 1:
-            lines.append(f"{o['windows']} windows over {o.get('duration_s', 0) / 60:.1f} min; AF in "
+            wins = o.get("_windows") or []
+            n = {c: sum(1 for w in wins if w.get("label") == c) for c in LABELS}
+            counts = " · ".join(f"{LABELS[c].split()[0].lower()} {k}" for c, k in n.items() if k)
+            ect = (f"; {o['ectopic_windows']} called other by the model hold only isolated premature beats (shown "
+                   "normal)" if o.get("ectopic_windows") else "")
+            lines.append(f"{o['windows']} windows over {o.get('duration_s', 0) / 60:.1f} min ({counts}{ect}); AF in "
                          f"{100 * (o.get('af_burden') or 0):.0f} % of the time (band over the tracing).")
         if not result.clinical:
             lines.append("<span style='color:#e5534b'><b>NOT A CLINICAL RESULT</b></span> — Lightbox's own research "
-                         "model (PhysioNet/CinC 2017, single lead); see its model card.")
+                         "model (trained on PhysioNet/CinC 2017 single-lead recordings); see its model card.")
         notes = [n for n in result.notes if "outside what it was trained on" in n or "shorter than any" in n]
         if notes:
             lines.append("<span style='color:#e8a317'>" + " ".join(notes) + "</span>")
@@ -94,7 +100,9 @@ class EcgResultWidget(QWidget):
         return result_rows(outputs)
 
     def show_result(self, result: Result | None) -> None:
-        shown = result is not None and result.model_id == "ecg2af"
+        from inference.ecg.ecg2af_files import is_ecg2af
+
+        shown = result is not None and is_ecg2af(result.model_id)
         for w in (self.title, self.table, self.plot):  # no empty table or axes while there is nothing to show
             w.setVisible(shown)
         if not shown:
@@ -123,6 +131,7 @@ class EcgResultWidget(QWidget):
         self.plot.getPlotItem().setXRange(0, 5.05, padding=0)
         stamp = "" if result.clinical else "NOT A CLINICAL RESULT — non-official weights. "
         self.hint.setText(stamp + "Cumulative incident-AF risk = 1 − AF-free survival from the survival-curve head "
-                                  "(25 intervals over 5 years).")
+                                  "(25 intervals over 5 years). "
+                          + " ".join(n for n in result.notes if n.startswith("Input:")))
 
 
