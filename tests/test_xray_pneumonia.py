@@ -223,6 +223,34 @@ def test_cam_to_heatmap():
     assert cam_to_heatmap(np.zeros((3, 3)), (5, 5)).max() == 0
 
 
+def test_overlap_check_finds_a_re_encoded_copy_and_nothing_else():
+    """Eight real films as 'training', a re-encoded copy of one of them (another resize, JPEG) plus a film
+    turned upside down as 'external': exactly the copy is a near-duplicate."""
+    import cv2
+
+    from inference.xray import pneumonia_overlap as po
+
+    fx = [f for f, _ in labelled_fixtures()]
+    x = np.stack([pdata.model_input(grey(f), 224) for f in fx])
+    copy = po.reencoded_like_external(x[2:3], seed=1)
+    ext = np.concatenate([copy, x[5:6, ::-1]])
+    names = [f.name for f in fx]
+    r = po.check(x, names, [pdata.patient_id(n) for n in names], ext, ["copy.jpeg", "flipped.jpeg"],
+                 n_control=8)
+    assert [(p["external"], p["train"]) for p in r["pairs"]] == [("copy.jpeg", names[2])]
+    assert r["train_patients"] == [pdata.patient_id(names[2])]
+    assert r["control"]["found"] == 8 and r["control"]["other_patient_flagged"] == 0
+
+
+def test_shifted_validation_is_seeded_and_changes_the_film():
+    from inference.xray import pneumonia_shift as ps
+
+    x = np.stack([pdata.model_input(grey(f), 224) for f, _ in labelled_fixtures()[:3]])
+    a1, a2, b = ps.shifted_set(x, 7, "A"), ps.shifted_set(x, 7, "A"), ps.shifted_set(x, 7, "B")
+    assert a1.shape == x.shape and a1.dtype == np.uint8 and np.array_equal(a1, a2)
+    assert not np.array_equal(a1, b) and all(np.abs(a1[i].astype(int) - x[i]).mean() > 3 for i in range(3))
+
+
 def test_image_stats_are_finite_for_degenerate_images():
     for img in (np.zeros((32, 32), np.uint8), np.full((32, 32), 255, np.uint8)):
         assert np.isfinite(image_stats(img)).all()
@@ -256,12 +284,23 @@ def test_tiny_training_run_writes_a_consistent_model_and_card(tmp_path, monkeypa
     monkeypatch.setenv("LIGHTBOX_XRAY_CACHE", str(tmp_path / "cache"))
     from inference.xray.pneumonia_train import NAME, train
 
+    from inference.xray.pneumonia_train import compare, score_external
+
     events = []
     card = train(tmp_path / "data", tmp_path / "out", size=64, epochs=2, patience=2, batch=16, lr=2e-3, n_aug=1,
-                 threads=1, external=tmp_path / "ext", emit=events.append, full_checks=False)
+                 threads=1, emit=events.append, full_checks=False)
     assert {e["event"] for e in events} >= {"split", "start", "epoch", "trained", "exported", "done"}
+    assert "external" not in card["metrics"]  # scored in a separate step, after the model choice
+    ep = [e for e in events if e["event"] == "epoch"]
+    assert all("val_auroc_shift" in e for e in ep) and card["training"]["monitor"] == "auroc_shift"
+    assert "shifted validation set A" in card["preprocessing"]["threshold_rule"]
+    assert card["shifted_val_A"]["n"] == card["split"]["val"]["images"]
+    card = score_external(tmp_path / "out", NAME, tmp_path / "ext", threads=1)
     assert card["split"]["by"] == "patient" and card["metrics"]["external"]["n"] == 12
     assert card["agreement_torch_onnx"]["ok"]
+    ch = compare(tmp_path / "data", [str(tmp_path / "out" / f"{NAME}.onnx")], threads=1)
+    (row,) = ch["models"].values()
+    assert 0 <= row["shifted_B"]["auroc"] <= 1 and row["threshold"] == pytest.approx(card["preprocessing"]["threshold"])
     m = PneumoniaModel(tmp_path / "out" / f"{NAME}.onnx")
     assert m.size == 64 and 0 < m.threshold < 1 and m.outputs == ["prob", "cam", "features", "ood", "gate"]
     r = m.analyse(_chest(rng, True, 300))
