@@ -158,6 +158,39 @@ def test_heatmap_lies_on_the_lung_fields_of_pneumonia_fixtures(shipped):
     assert np.mean(shares) > np.mean(areas) + 0.1, (shares, areas)
 
 
+def test_a_normal_films_overlay_is_much_cooler_than_a_pneumonia_films(shipped):
+    """The heatmap is on a fixed scale (0 at the threshold's logit), not relative to its own peak: on the
+    normal fixtures the overlay hardly changes the film, on the pneumonia fixtures it does."""
+    from inference.xray import imaging
+
+    change = {"normal": [], "pneumonia": []}
+    for f, label in labelled_fixtures():
+        g = grey(f)
+        r = shipped.analyse(g)
+        base = imaging.overlay(g, np.zeros_like(r["heatmap"]), 0.65, fixed=True).astype(np.float32)
+        ov = imaging.overlay(g, r["heatmap"], 0.65, fixed=True).astype(np.float32)
+        change[label].append(float(np.abs(ov - base).mean()))
+        if label == "normal" and r["probability"] < 0.5:
+            assert r["heatmap"].max() < 0.25, (f.name, r["heatmap"].max())
+    assert np.mean(change["normal"]) < 0.25 * np.mean(change["pneumonia"]), change
+    assert min(change["pneumonia"]) > 5.0, change  # grey levels: a pneumonia film's overlay is visible
+
+
+def test_fixed_heat_scale_is_not_rescaled_to_its_peak(shipped):
+    g = grey(labelled_fixtures()[0][0])
+    r = shipped.analyse(g)
+    zero, full = r["heat_scale"]["zero_logit"], r["heat_scale"]["full_logit"]
+    assert full > zero
+    grid = r["heat_grid"]
+    assert grid.shape == r["cam"].shape
+    # the grid is the logit map on the fixed scale: its mean is the film's logit, rescaled
+    a, b = shipped.spec["platt"]
+    logit = (np.log(r["probability"] / (1 - r["probability"])) - b) / a
+    assert grid.mean() * (full - zero) + zero == pytest.approx(logit, abs=2e-3)
+    small = cam_to_heatmap(np.full((3, 3), 0.2, np.float32), (6, 6), fixed=True)
+    assert np.allclose(small, 0.2)  # a weak uniform map stays weak (a relative map would be 1 everywhere)
+
+
 def test_cam_is_an_exact_decomposition_of_the_logit(shipped):
     """The logit is the CAM's mean plus a constant: two films' CAM means differ exactly as their logits."""
     a, b = (shipped.preprocess(grey(f))[0] for f, _ in (labelled_fixtures()[0], labelled_fixtures()[3]))
