@@ -306,7 +306,7 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
                   hyper={"epochs_max": epochs, "patience": patience, "batch": batch, "lr": lr, "n_aug": n_aug,
                          "epoch_images": 2 * per_class, "threads": threads, "copies": len(copies),
                          "params": n_params, "trainable": sum(p.numel() for p in trainable),
-                         "torch": torch.__version__, "monitor": key_monitor,
+                         "torch": torch.__version__, "monitor": key_monitor, "max_minutes": max_minutes,
                          "excluded_patients": sorted(excluded), "excluded_images": int((~keep).sum())})
 
 
