@@ -389,6 +389,24 @@ def test_pipeline_on_the_demo_radiograph(shipped, demo_result):
     assert r.arrays["heatmap"].shape == st.data["display"].shape[:2]
     assert np.asarray(o["_gradcam_grid"]).shape == tuple(shipped.spec["cam_grid"])
     assert "CC BY 4.0" in attribution_for(st) and "Kermany" in attribution_for(st)
+    assert o["_heat_scale"]["full_logit"] > o["_heat_scale"]["zero_logit"] and o["hottest_regions_px"]
+
+
+def test_pipeline_gives_a_normal_film_no_hot_region(shipped):
+    """The shipped normal demo film (P ~ 0): fixed-scale heatmap, no hot region listed, a stored result
+    re-shows the same (cool) map."""
+    from inference.pipeline import analyse
+    from inference.results import Result
+    from inference.xray.pipeline import heatmap_from_result
+    from inference.xray.reader import read
+
+    st = read(ROOT / "resources" / "xray" / "kermany_normal_IM-0129-0001.jpeg")
+    r = analyse(st, "xray-pneumonia")
+    o = r.outputs
+    assert o["label"] == "normal" and o["hottest_regions_px"] == [] and r.arrays["heatmap"].max() < 0.25
+    stored = Result(r.model_id, r.weights_sha256, r.runtime, r.device, r.seconds, o, r.clinical, r.notes)
+    again = heatmap_from_result(stored, st.data["display"].shape[:2])
+    assert np.abs(again - r.arrays["heatmap"]).max() < 0.01
 
 
 def test_pipeline_keeps_the_heatmap_off_cropped_bands_after_reopening(shipped, tmp_path):

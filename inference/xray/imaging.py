@@ -102,12 +102,14 @@ def overlay(base8: np.ndarray, heat: np.ndarray, opacity: float = 0.65, cmap: st
     return (a * col + (1.0 - a) * rgb + 0.5).clip(0, 255).astype(np.uint8)
 
 
-def top_regions(heat: np.ndarray, n: int = 3, percentile: float = 85.0, min_area_frac: float = 0.002):
-    """Bounding boxes (x, y, w, h in image pixels) of the hottest connected regions, hottest first."""
+def top_regions(heat: np.ndarray, n: int = 3, percentile: float = 85.0, min_area_frac: float = 0.002,
+                floor: float = 1e-6):
+    """Bounding boxes (x, y, w, h in image pixels) of the hottest connected regions, hottest first: above the
+    map's ``percentile`` and at least ``floor`` (on a fixed-scale map, what counts as hot at all)."""
     import cv2
 
     thr = float(np.percentile(heat, percentile))
-    binary = (heat >= max(thr, 1e-6)).astype(np.uint8)
+    binary = (heat >= max(thr, floor)).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     out = []
     min_area = min_area_frac * heat.size

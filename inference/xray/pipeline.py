@@ -111,6 +111,9 @@ HEAT_SCALE_MEANING = ("0 (no colour) where the local evidence is at or below the
                       "this film's own peak, so a normal film stays cool")
 
 
+HOT = 0.25  # a fixed-scale heatmap region counts as hot from a quarter of the typical pneumonia evidence
+
+
 def heat_is_fixed(result: Result | None) -> bool:
     """The result's heatmap is on the pneumonia model's fixed scale (not relative to its own peak)."""
     return bool(result is not None and result.outputs.get("_heat_scale"))
@@ -163,12 +166,15 @@ def analyse_pneumonia(study: Study, model_id: str, registry: Registry, ctx) -> R
         outputs["_heat_scale"] = dict(r["heat_scale"], meaning=HEAT_SCALE_MEANING)
         outputs["_gradcam_peak"] = peak
         outputs["hottest_regions_px"] = [[g["x"], g["y"], g["width"], g["height"]]
-                                         for g in (imaging.top_regions(heat) if hot > 0 else [])]
+                                         for g in (imaging.top_regions(heat, floor=HOT) if hot >= HOT else [])]
         notes.append(f"heatmap: class activation map of the decision (the network's stride-16 logit map, "
                      f"{cam.shape[0]}×{cam.shape[1]}), upsampled to the image, on a fixed scale: "
                      f"{HEAT_SCALE_MEANING}")
         if hot <= 0:
             notes.append("the heatmap is empty: no region of the film is as pneumonia-like as the threshold")
+        elif hot < HOT:
+            notes.append(f"the heatmap is faint everywhere (peak {hot:.2f} of the typical pneumonia evidence): "
+                         f"no hot region")
     else:
         notes.append(f"{OUTSIDE}: {r['ood_reason']}; no pneumonia label and no heatmap are given")
     if colour:
