@@ -158,6 +158,39 @@ def test_heatmap_lies_on_the_lung_fields_of_pneumonia_fixtures(shipped):
     assert np.mean(shares) > np.mean(areas) + 0.1, (shares, areas)
 
 
+def test_a_normal_films_overlay_is_much_cooler_than_a_pneumonia_films(shipped):
+    """The heatmap is on a fixed scale (0 at the threshold's logit), not relative to its own peak: on the
+    normal fixtures the overlay hardly changes the film, on the pneumonia fixtures it does."""
+    from inference.xray import imaging
+
+    change = {"normal": [], "pneumonia": []}
+    for f, label in labelled_fixtures():
+        g = grey(f)
+        r = shipped.analyse(g)
+        base = imaging.overlay(g, np.zeros_like(r["heatmap"]), 0.65, fixed=True).astype(np.float32)
+        ov = imaging.overlay(g, r["heatmap"], 0.65, fixed=True).astype(np.float32)
+        change[label].append(float(np.abs(ov - base).mean()))
+        if label == "normal" and r["probability"] < 0.5:
+            assert r["heatmap"].max() < 0.25, (f.name, r["heatmap"].max())
+    assert np.mean(change["normal"]) < 0.25 * np.mean(change["pneumonia"]), change
+    assert min(change["pneumonia"]) > 5.0, change  # grey levels: a pneumonia film's overlay is visible
+
+
+def test_fixed_heat_scale_is_not_rescaled_to_its_peak(shipped):
+    g = grey(labelled_fixtures()[0][0])
+    r = shipped.analyse(g)
+    zero, full = r["heat_scale"]["zero_logit"], r["heat_scale"]["full_logit"]
+    assert full > zero
+    grid = r["heat_grid"]
+    assert grid.shape == r["cam"].shape
+    # the grid is the logit map on the fixed scale: its mean is the film's logit, rescaled
+    a, b = shipped.spec["platt"]
+    logit = (np.log(r["probability"] / (1 - r["probability"])) - b) / a
+    assert grid.mean() * (full - zero) + zero == pytest.approx(logit, abs=2e-3)
+    small = cam_to_heatmap(np.full((3, 3), 0.2, np.float32), (6, 6), fixed=True)
+    assert np.allclose(small, 0.2)  # a weak uniform map stays weak (a relative map would be 1 everywhere)
+
+
 def test_cam_is_an_exact_decomposition_of_the_logit(shipped):
     """The logit is the CAM's mean plus a constant: two films' CAM means differ exactly as their logits."""
     a, b = (shipped.preprocess(grey(f))[0] for f, _ in (labelled_fixtures()[0], labelled_fixtures()[3]))
@@ -223,6 +256,34 @@ def test_cam_to_heatmap():
     assert cam_to_heatmap(np.zeros((3, 3)), (5, 5)).max() == 0
 
 
+def test_overlap_check_finds_a_re_encoded_copy_and_nothing_else():
+    """Eight real films as 'training', a re-encoded copy of one of them (another resize, JPEG) plus a film
+    turned upside down as 'external': exactly the copy is a near-duplicate."""
+    import cv2
+
+    from inference.xray import pneumonia_overlap as po
+
+    fx = [f for f, _ in labelled_fixtures()]
+    x = np.stack([pdata.model_input(grey(f), 224) for f in fx])
+    copy = po.reencoded_like_external(x[2:3], seed=1)
+    ext = np.concatenate([copy, x[5:6, ::-1]])
+    names = [f.name for f in fx]
+    r = po.check(x, names, [pdata.patient_id(n) for n in names], ext, ["copy.jpeg", "flipped.jpeg"],
+                 n_control=8)
+    assert [(p["external"], p["train"]) for p in r["pairs"]] == [("copy.jpeg", names[2])]
+    assert r["train_patients"] == [pdata.patient_id(names[2])]
+    assert r["control"]["found"] == 8 and r["control"]["other_patient_flagged"] == 0
+
+
+def test_shifted_validation_is_seeded_and_changes_the_film():
+    from inference.xray import pneumonia_shift as ps
+
+    x = np.stack([pdata.model_input(grey(f), 224) for f, _ in labelled_fixtures()[:3]])
+    a1, a2, b = ps.shifted_set(x, 7, "A"), ps.shifted_set(x, 7, "A"), ps.shifted_set(x, 7, "B")
+    assert a1.shape == x.shape and a1.dtype == np.uint8 and np.array_equal(a1, a2)
+    assert not np.array_equal(a1, b) and all(np.abs(a1[i].astype(int) - x[i]).mean() > 3 for i in range(3))
+
+
 def test_image_stats_are_finite_for_degenerate_images():
     for img in (np.zeros((32, 32), np.uint8), np.full((32, 32), 255, np.uint8)):
         assert np.isfinite(image_stats(img)).all()
@@ -256,12 +317,23 @@ def test_tiny_training_run_writes_a_consistent_model_and_card(tmp_path, monkeypa
     monkeypatch.setenv("LIGHTBOX_XRAY_CACHE", str(tmp_path / "cache"))
     from inference.xray.pneumonia_train import NAME, train
 
+    from inference.xray.pneumonia_train import compare, score_external
+
     events = []
     card = train(tmp_path / "data", tmp_path / "out", size=64, epochs=2, patience=2, batch=16, lr=2e-3, n_aug=1,
-                 threads=1, external=tmp_path / "ext", emit=events.append, full_checks=False)
+                 threads=1, emit=events.append, full_checks=False)
     assert {e["event"] for e in events} >= {"split", "start", "epoch", "trained", "exported", "done"}
+    assert "external" not in card["metrics"]  # scored in a separate step, after the model choice
+    ep = [e for e in events if e["event"] == "epoch"]
+    assert all("val_auroc_shift" in e for e in ep) and card["training"]["monitor"] == "auroc_shift"
+    assert "shifted validation set A" in card["preprocessing"]["threshold_rule"]
+    assert card["shifted_val_A"]["n"] == card["split"]["val"]["images"]
+    card = score_external(tmp_path / "out", NAME, tmp_path / "ext", threads=1)
     assert card["split"]["by"] == "patient" and card["metrics"]["external"]["n"] == 12
     assert card["agreement_torch_onnx"]["ok"]
+    ch = compare(tmp_path / "data", [str(tmp_path / "out" / f"{NAME}.onnx")], threads=1)
+    (row,) = ch["models"].values()
+    assert 0 <= row["shifted_B"]["auroc"] <= 1 and row["threshold"] == pytest.approx(card["preprocessing"]["threshold"])
     m = PneumoniaModel(tmp_path / "out" / f"{NAME}.onnx")
     assert m.size == 64 and 0 < m.threshold < 1 and m.outputs == ["prob", "cam", "features", "ood", "gate"]
     r = m.analyse(_chest(rng, True, 300))
@@ -317,6 +389,24 @@ def test_pipeline_on_the_demo_radiograph(shipped, demo_result):
     assert r.arrays["heatmap"].shape == st.data["display"].shape[:2]
     assert np.asarray(o["_gradcam_grid"]).shape == tuple(shipped.spec["cam_grid"])
     assert "CC BY 4.0" in attribution_for(st) and "Kermany" in attribution_for(st)
+    assert o["_heat_scale"]["full_logit"] > o["_heat_scale"]["zero_logit"] and o["hottest_regions_px"]
+
+
+def test_pipeline_gives_a_normal_film_no_hot_region(shipped):
+    """The shipped normal demo film (P ~ 0): fixed-scale heatmap, no hot region listed, a stored result
+    re-shows the same (cool) map."""
+    from inference.pipeline import analyse
+    from inference.results import Result
+    from inference.xray.pipeline import heatmap_from_result
+    from inference.xray.reader import read
+
+    st = read(ROOT / "resources" / "xray" / "kermany_normal_IM-0129-0001.jpeg")
+    r = analyse(st, "xray-pneumonia")
+    o = r.outputs
+    assert o["label"] == "normal" and o["hottest_regions_px"] == [] and r.arrays["heatmap"].max() < 0.25
+    stored = Result(r.model_id, r.weights_sha256, r.runtime, r.device, r.seconds, o, r.clinical, r.notes)
+    again = heatmap_from_result(stored, st.data["display"].shape[:2])
+    assert np.abs(again - r.arrays["heatmap"]).max() < 0.01
 
 
 def test_pipeline_keeps_the_heatmap_off_cropped_bands_after_reopening(shipped, tmp_path):

@@ -38,7 +38,7 @@ def panels_figure(study, result, extra: dict | None = None):
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
 
-    from inference.xray.pipeline import heatmap_from_result
+    from inference.xray.pipeline import heat_is_fixed, heatmap_from_result
 
     extra = extra or {}
     disp = study.data["display"]
@@ -55,13 +55,15 @@ def panels_figure(study, result, extra: dict | None = None):
         cmap = colors.ListedColormap(lut)
         im = axes[1].imshow(heat, cmap=cmap, vmin=0, vmax=1)
         pneu = result.model_id == "xray-pneumonia"
-        axes[1].set_title("Class activation map, pneumonia unit (relative)" if pneu
+        fixed = heat_is_fixed(result)
+        axes[1].set_title("Class activation map, pneumonia (0 = threshold, 1 = typical pneumonia)" if fixed else
+                          "Class activation map, pneumonia unit (relative)" if pneu
                           else "Grad-CAM of fused score (relative)", fontsize=8)
         cb = fig.colorbar(cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap=cmap), ax=axes[1],
                           fraction=0.046, pad=0.02)
         cb.ax.tick_params(labelsize=6)
         del im
-        ov = imaging.overlay(disp, heat, float(extra.get("opacity", 0.65)), cmap_name, use_clahe=True)
+        ov = imaging.overlay(disp, heat, float(extra.get("opacity", 0.65)), cmap_name, use_clahe=True, fixed=fixed)
         axes[2].imshow(ov, interpolation="lanczos")
         o = result.outputs
         what = (f"P(pneumonia) {o['p_pneumonia']:.3f}" if pneu and o.get("p_pneumonia") is not None

@@ -171,6 +171,7 @@ class XrayViewer(NoteMixin, ViewerBase):
         self.image: np.ndarray | None = None  # modality values
         self.header_display: np.ndarray | None = None
         self.heat: np.ndarray | None = None
+        self.heat_fixed = False  # the heatmap is on the pneumonia model's fixed scale (not relative to its peak)
         self.center, self.width = 0.5, 1.0
         self.use_header_lut = True
         self.invert = False
@@ -334,9 +335,10 @@ class XrayViewer(NoteMixin, ViewerBase):
         self.anomaly.show_result(result)
         self.heat = None
         if result is not None and self.image is not None and "_gradcam_grid" in result.outputs:
-            from inference.xray.pipeline import heatmap_from_result
+            from inference.xray.pipeline import heat_is_fixed, heatmap_from_result
 
             self.heat = heatmap_from_result(result, self.image.shape[:2])
+            self.heat_fixed = heat_is_fixed(result)
         self._layout_panels()
 
     def result_widget(self):
@@ -433,15 +435,17 @@ class XrayViewer(NoteMixin, ViewerBase):
                               f"{'  · CLAHE' if self.use_clahe else ''}")
 
     def _render_heat(self):
-        """The heatmap as an RGBA layer over the image: colour map, and an alpha that is 0 below the map's
-        30th percentile and rises to the opacity at its peak (normal lung shows through unchanged)."""
+        """The heatmap as an RGBA layer over the image: colour map, and an alpha that rises to the opacity at
+        heat 1 - from 0 at heat 0 for the pneumonia model's fixed-scale map (a normal film stays clear), from
+        the map's 30th percentile for a map relative to its own peak (MedSight)."""
         key = (id(self.heat), self.cmap.currentText(), self.opacity.value())
         if self.heat is None or key == getattr(self, "_heat_key", None):
             return
         self._heat_key = key
         rgb = imaging.colorize(self.heat, self.cmap.currentText())
         self.items[1].setImage(rgb, levels=(0, 255), autoLevels=False)
-        alpha = (imaging.alpha_map(self.heat, self.opacity.value() / 100.0) * 255 + 0.5).astype(np.uint8)
+        floor = None if getattr(self, "heat_fixed", False) else 30.0
+        alpha = (imaging.alpha_map(self.heat, self.opacity.value() / 100.0, floor) * 255 + 0.5).astype(np.uint8)
         rgba = np.concatenate([rgb, alpha[:, :, None]], axis=2)
         for layer in self.heat_layers:
             layer.setImage(rgba, levels=(0, 255), autoLevels=False)

@@ -106,6 +106,19 @@ def load_pneumonia(registry: Registry, model_id: str = PNEUMONIA):
     return hit[0], hit[1], st
 
 
+HEAT_SCALE_MEANING = ("0 (no colour) where the local evidence is at or below the decision threshold, 1 at the "
+                      "typical strength of the evidence on the validation pneumonia films; not relative to "
+                      "this film's own peak, so a normal film stays cool")
+
+
+HOT = 0.25  # a fixed-scale heatmap region counts as hot from a quarter of the typical pneumonia evidence
+
+
+def heat_is_fixed(result: Result | None) -> bool:
+    """The result's heatmap is on the pneumonia model's fixed scale (not relative to its own peak)."""
+    return bool(result is not None and result.outputs.get("_heat_scale"))
+
+
 def analyse_pneumonia(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     from inference.xray.pneumonia import OUTSIDE
 
@@ -147,16 +160,21 @@ def analyse_pneumonia(study: Study, model_id: str, registry: Registry, ctx) -> R
         notes.append("uniform bands at the image edges (a frame or padding) were left out of the analysis")
     heat = None
     if ok:
-        grid = cam / peak if peak > 0 else cam
         heat = np.asarray(r["heatmap"], np.float32)
-        outputs["_gradcam_grid"] = np.round(grid, 4)
+        hot = float(heat.max())
+        outputs["_gradcam_grid"] = np.round(np.asarray(r["heat_grid"], np.float64), 4)
+        outputs["_heat_scale"] = dict(r["heat_scale"], meaning=HEAT_SCALE_MEANING)
         outputs["_gradcam_peak"] = peak
         outputs["hottest_regions_px"] = [[g["x"], g["y"], g["width"], g["height"]]
-                                         for g in (imaging.top_regions(heat) if peak > 0 else [])]
+                                         for g in (imaging.top_regions(heat, floor=HOT) if hot >= HOT else [])]
         notes.append(f"heatmap: class activation map of the decision (the network's stride-16 logit map, "
-                     f"{cam.shape[0]}×{cam.shape[1]}), upsampled to the image")
-        if peak <= 0:
-            notes.append("the heatmap is empty: no image region raised the pneumonia score")
+                     f"{cam.shape[0]}×{cam.shape[1]}), upsampled to the image, on a fixed scale: "
+                     f"{HEAT_SCALE_MEANING}")
+        if hot <= 0:
+            notes.append("the heatmap is empty: no region of the film is as pneumonia-like as the threshold")
+        elif hot < HOT:
+            notes.append(f"the heatmap is faint everywhere (peak {hot:.2f} of the typical pneumonia evidence): "
+                         f"no hot region")
     else:
         notes.append(f"{OUTSIDE}: {r['ood_reason']}; no pneumonia label and no heatmap are given")
     if colour:
@@ -284,10 +302,11 @@ def heatmap_from_result(result: Result, shape: tuple[int, int]) -> np.ndarray | 
     if grid is None:
         return None
     box = result.outputs.get("_analysed_box")
-    if box:  # the model read only part of the image (uniform edge bands cropped)
+    fixed = heat_is_fixed(result)
+    if box or fixed:  # the model read only part of the image (uniform edge bands cropped) / fixed scale
         from inference.xray.pneumonia import heat_on_image
 
-        return heat_on_image(np.asarray(grid, np.float32), shape, tuple(box))
+        return heat_on_image(np.asarray(grid, np.float32), shape, tuple(box) if box else None, fixed=fixed)
     return imaging.upsample_cam(np.asarray(grid, np.float32), shape)
 
 

@@ -11,8 +11,12 @@ float32 0-255. The network standardises each image itself ((x - mean) / (std + 1
 
 Heatmap: the ``cam`` output is the network's stride-16 logit map (12 x 12 at 192 px) without its constant
 term; the pneumonia logit is its mean (plus the constant), so the map is an exact decomposition of the
-decision over the film (a class activation map at a finer layer than the last one). Negative evidence is
-clipped, the map scaled to 0-1 and upsampled over the part of the image the model read.
+decision over the film (a class activation map at a finer layer than the last one). The map is drawn on a
+**fixed scale**, never relative to its own peak: each cell's local logit (the logit a film made entirely of
+such regions would get) is 0 at the decision threshold's logit and 1 at ``heat_scale.full_logit`` (the
+typical strength of the evidence on validation pneumonia films: the median over them of each film's 95th
+percentile cell), clipped to 0-1 and upsampled over the part of the image the model read. A normal film's
+map therefore stays cold instead of drawing its faint spots as hot as a consolidation (:func:`heat_scale`).
 
 Out-of-distribution gate, checked in this order, any one refuses the answer:
 1. a colour image (the reader converted colour to grey) or a non-radiograph DICOM modality (hint from the
@@ -174,14 +178,36 @@ def to_grey8(img: np.ndarray) -> tuple[np.ndarray, bool]:
     return a, colour
 
 
-def cam_to_heatmap(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(h, w) CAM -> (H, W) float32 0-1: negative evidence clipped, scaled by its maximum, bilinear up."""
+def cam_to_heatmap(cam: np.ndarray, shape: tuple[int, int], fixed: bool = False) -> np.ndarray:
+    """(h, w) map -> (H, W) float32 0-1. ``fixed``: the grid is already on the fixed heat scale
+    (:meth:`PneumoniaModel.heat_grid`): upsampled (bilinear) and clipped, never rescaled. Otherwise (older
+    stored results): negative evidence clipped, scaled by its own maximum, cubic up."""
     import cv2
 
+    size = (int(shape[1]), int(shape[0]))
+    if fixed:
+        return np.clip(cv2.resize(np.asarray(cam, np.float32), size, interpolation=cv2.INTER_LINEAR), 0, 1)
     c = np.maximum(np.asarray(cam, np.float32), 0)
     mx = float(c.max())
     c = c / mx if mx > 0 else c
-    return np.clip(cv2.resize(c, (int(shape[1]), int(shape[0])), interpolation=cv2.INTER_CUBIC), 0, 1)
+    return np.clip(cv2.resize(c, size, interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+def _logit(p: float) -> float:
+    p = min(max(float(p), 1e-12), 1 - 1e-12)
+    return float(np.log(p / (1 - p)))
+
+
+def heat_scale(spec: dict) -> tuple[float, float]:
+    """(zero_logit, full_logit) of the fixed heat scale of a model file. ``zero``: the logit at the decision
+    threshold (through the file's Platt scaling); ``full``: the file's ``heat_scale.full_logit`` (set on
+    validation pneumonia films at training), else - a file written before it existed - the logit at which
+    the calibrated P(pneumonia) is 0.999."""
+    a, b = (float(v) for v in spec.get("platt", (1.0, 0.0)))
+    zero = (_logit(float(spec["threshold"])) - b) / a
+    hs = spec.get("heat_scale") or {}
+    full = float(hs["full_logit"]) if "full_logit" in hs else (_logit(0.999) - b) / a
+    return zero, max(full, zero + 1.0)
 
 
 GATE_REASONS = {"rotated": "it looks turned by 90 or 180 degrees (the model reads upright frontal films only)",
@@ -189,16 +215,17 @@ GATE_REASONS = {"rotated": "it looks turned by 90 or 180 degrees (the model read
                 "not_chest": "it does not look like a chest radiograph"}
 
 
-def heat_on_image(cam: np.ndarray, shape: tuple[int, int], box: tuple[int, int, int, int] | None = None
-                  ) -> np.ndarray:
-    """The CAM as a 0-1 heatmap over the whole image of ``shape``: upsampled over the part the model read
-    (``box`` = top, bottom, left, right after the border crop), zero on cropped bands."""
+def heat_on_image(cam: np.ndarray, shape: tuple[int, int], box: tuple[int, int, int, int] | None = None,
+                  fixed: bool = False) -> np.ndarray:
+    """The map as a 0-1 heatmap over the whole image of ``shape``: upsampled over the part the model read
+    (``box`` = top, bottom, left, right after the border crop), zero on cropped bands (``fixed``: see
+    :func:`cam_to_heatmap`)."""
     h, w = int(shape[0]), int(shape[1])
     if box is None or tuple(box) == (0, h, 0, w):
-        return cam_to_heatmap(cam, (h, w))
+        return cam_to_heatmap(cam, (h, w), fixed)
     t, b, l_, r = (int(v) for v in box)
     out = np.zeros((h, w), np.float32)
-    out[t:b, l_:r] = cam_to_heatmap(cam, (b - t, r - l_))
+    out[t:b, l_:r] = cam_to_heatmap(cam, (b - t, r - l_), fixed)
     return out
 
 
@@ -230,6 +257,23 @@ class PneumoniaModel:
         self.gate_classes = tuple(self.spec.get("gate_classes", ()))
         self.gate_limit = float(self.spec.get("gate_chest_limit", 0.0))
         self.outputs = [o.name for o in session.get_outputs()]
+        self.heat_zero, self.heat_full = heat_scale(self.spec)
+        self._cam_bias: float | None = None
+
+    def cam_bias(self) -> float:
+        """The constant the ``cam`` output leaves out (logit = mean(cam) + bias), read once from a mid-grey
+        image through the file's own calibration."""
+        if self._cam_bias is None:
+            o = PneumoniaModel.run_batch(self, np.full((1, self.size, self.size), 128, np.uint8))
+            a, b = (float(v) for v in self.spec.get("platt", (1.0, 0.0)))
+            self._cam_bias = (_logit(float(o["prob"][0])) - b) / a - float(np.mean(o["cam"][0]))
+        return self._cam_bias
+
+    def heat_grid(self, cam: np.ndarray) -> np.ndarray:
+        """The CAM on the fixed heat scale: (local logit - zero) / (full - zero); 0 at the decision threshold,
+        1 at the typical pneumonia evidence (see :func:`heat_scale`); not clipped."""
+        local = np.asarray(cam, np.float32) + self.cam_bias()
+        return ((local - self.heat_zero) / (self.heat_full - self.heat_zero)).astype(np.float32)
 
     def preprocess_box(self, img: np.ndarray) -> tuple[np.ndarray, bool, tuple[int, int, int, int]]:
         """(model input (S, S) uint8, was_colour, box read (top, bottom, left, right))."""
@@ -292,8 +336,10 @@ class PneumoniaModel:
         h, w = np.asarray(img).shape[:2]
         cropped = tuple(box) != (0, h, 0, w)
         label = ("pneumonia" if prob >= self.threshold else "normal") if ok else "outside"
+        grid = self.heat_grid(o["cam"][0])
         return {"probability": prob, "threshold": self.threshold, "label": label, "in_distribution": ok,
                 "ood_reason": reason, "ood_message": "" if ok else f"{OUTSIDE}: {reason}",
-                "ood_scores": scores, "heatmap": heat_on_image(o["cam"][0], (h, w), box),
+                "ood_scores": scores, "heatmap": heat_on_image(grid, (h, w), box, fixed=True), "heat_grid": grid,
+                "heat_scale": {"zero_logit": round(self.heat_zero, 4), "full_logit": round(self.heat_full, 4)},
                 "cam": o["cam"][0], "features": o["features"][0], "box": [int(v) for v in box],
                 "bands_cropped": cropped}

@@ -38,6 +38,64 @@ def _reasons(r: dict) -> str:
     return "; ".join(f"{k} ({v})" for k, v in sorted(r.items(), key=lambda kv: -kv[1])) or "–"
 
 
+def _overlap(o: dict | None) -> str:
+    if not o:
+        return "Not run for this model."
+    ctl, b, sn = o["control"], o["external_best_corr"], o.get("shared_number_best_corr") or {}
+    found = (f"**{len(o['pairs'])} near-duplicate pairs** ({len(o['train_patients'])} training patients, left out of "
+             f"training)" if o["pairs"] else "**no near-duplicate pair**")
+    shared = (f" The {o.get('shared_patient_numbers')} patient numbers that occur in both folders ({o.get('shared_number_films')} "
+              f"external films) are not the same films: an external film's best correlation with the training films "
+              f"carrying its number has median {sn['median']:.3f} (max {sn['max']:.3f}), lower than with its "
+              f"nearest other child; the numbering restarts per release split." if sn else "")
+    return (f"Method: {o['method']}. {o['pairs_compared']:,} pairs ({o['n_external']} external x {o['n_train']} training "
+            f"films): {found}. Each external film's best match in the training folder: correlation median "
+            f"{b['median']:.3f}, 99th percentile {b['q99']:.3f}, max {b['max']:.3f} — the same as the nearest "
+            f"*other-patient* film of a training film (median {ctl['nearest_other_patient_corr']['median']:.3f}, max "
+            f"{ctl['nearest_other_patient_corr']['max']:.3f}): paediatric chest films look alike at 32 x 32. Control: "
+            f"{ctl['found']} of {ctl['n']} training films re-encoded as a redistributor would (squashed to 160-200 px with "
+            f"nearest/linear/cubic resampling, back to 224 px, JPEG 75) were found as duplicates of their original "
+            f"(correlation min {ctl['own_corr']['min']:.4f}, Hamming max {ctl['own_hamming']['max']:.0f}); "
+            f"{ctl['other_patient_flagged']} other-patient pairs crossed the limits.{shared} The four highest external "
+            f"matches were also looked at side by side: different children.")
+
+
+def _shifted(c: dict) -> str:
+    a, ch = c.get("shifted_val_A"), c.get("model_choice") or {}
+    rows = []
+    if a:
+        rows.append(f"| shifted validation A (early stopping, threshold) | {a['n']} | {a['auroc']:.3f} | "
+                    f"{_pct(a['sensitivity'])} | {_pct(a['specificity'])} |")
+    for name, m in (ch.get("models") or {}).items():
+        b = m["shifted_B"]
+        rows.append(f"| shifted validation B (model choice), {name} | {ch.get('n', '–')} | {_ci(b)} | "
+                    f"{_pct(b['sensitivity'])} | {_pct(b['specificity'])} |")
+    if not rows:
+        return ""
+    return ("| set | n | AUROC | sensitivity | specificity |\n|---|---|---|---|---|\n" + "\n".join(rows) +
+            "\n\n(each model at its own shipped threshold; validation films only)")
+
+
+def _previous(c: dict) -> str:
+    p = c.get("previous_model")
+    if not p:
+        return ""
+    ex, te = p["external"], p.get("test") or {}
+    return f"""## Previous model (first v2 run, replaced by this one)
+{p['what']}
+
+| | internal test (n = {te.get('n', '–')}) | external test (n = {ex['n']}) |
+|---|---|---|
+| AUROC (95 % CI) | {_ci(te) if te else '–'} | {_ci(ex)} |
+| threshold | {p['threshold']:.3f} | {p['threshold']:.3f} |
+| sensitivity | {_pct(te.get('sensitivity'))} | {_pct(ex['sensitivity'])} |
+| specificity | {_pct(te.get('specificity'))} | {_pct(ex['specificity'])} |
+| confusion [[TN, FP], [FN, TP]] | {te.get('confusion', '–')} | {ex['confusion']} |
+
+{p.get('note', '')}
+"""
+
+
 def card_markdown(c: dict) -> str:
     sp, tr, pre = c["split"], c["training"], c["preprocessing"]
     met = c.get("metrics", {})
@@ -89,10 +147,29 @@ def card_markdown(c: dict) -> str:
                 f"of the image): median {100 * t['median']:.0f} %. The lung-field estimate fell back to the template on "
                 f"{lh['lung_field_fallback_films']} films.")
     ag = c.get("agreement_torch_onnx", {})
-    hist = "\n".join(f"| {h['epoch']} | {h['lr']:.2e} | {h['train_loss']:.4f} | {h.get('val_auroc', float('nan')):.4f} | "
-                     f"{h.get('val_loss', float('nan')):.4f} | {h['seconds']:.0f} |" for h in tr.get("history", []))
+    def f4(h, k):
+        return f"{h[k]:.4f}" if h.get(k) is not None else "–"
+
+    hist = "\n".join(f"| {h['epoch']} | {h['lr']:.2e} | {h['train_loss']:.4f} | {f4(h, 'val_auroc')} | "
+                     f"{f4(h, 'val_loss')} | {f4(h, 'val_auroc_shift')} | {f4(h, 'val_loss_shift')} | "
+                     f"{h['seconds']:.0f} |{' best' if h.get('best') else ''}" for h in tr.get("history", []))
+    shifted_monitor = tr.get("monitor") == "auroc_shift"
+    monitor_txt = ("AUROC on the **shifted validation set A** (below)" if shifted_monitor else "validation AUROC")
+    ch = c.get("model_choice") or {}
+    choice = ""
+    if ch:
+        choice = f"\n## How the shipped model was chosen (rule fixed before the external look)\n{ch['rule']}\n\n{ch.get('outcome', '')}\n"
+    heat = pre.get("heat_scale") or {}
+    heat_txt = (f"The heatmap is drawn on a **fixed scale**, not relative to its own peak: each cell's local logit "
+                f"is 0 at the threshold's logit ({heat['zero_logit']:.2f}) and 1 at {heat['full_logit']:.2f} "
+                f"({heat.get('rule', '')}), clipped to 0–1; the overlay's opacity rises from 0, so a normal film's map "
+                f"stays clear instead of drawing faint spots as hot as a consolidation." if heat else
+                "The heatmap is drawn on a fixed scale (0 at the threshold's logit, 1 at the logit of P = 0.999: this "
+                "file predates the validation-set reference), not relative to its own peak.")
     looks = "\n".join(f"- {x}" for x in c.get("test_looks", [])) or "- none besides the one scoring below"
-    ext_cmd = f" \\\n        --external {c['external_data']}" if c.get("external_data") else ""
+    ext_cmd = (f" \\\n        --external {c['external_data']}" if c.get("external_data") and not c.get("model_choice")
+               else "")
+    overlap_cmd = f" \\\n        --overlap-check {c['external_data']}" if c.get("overlap") and c.get("external_data") else ""
     return f"""# {c['name']} — Lightbox chest X-ray pneumonia classifier (normal / pneumonia)
 
 **Lightbox's own research model. It is not a validated medical device and has not been evaluated
@@ -101,9 +178,14 @@ model does on radiographs of one public paediatric data set, not on your patient
 
 ## Data
 {c['data']}. Attribution: {c['attribution']}
+Of the 5216 training files, 3650 are already 224 x 224 copies (as redistributed) and 1566 are at full
+resolution (about 1000-2900 px), in the same proportion in both classes.
 External test: Kermany's official `test/` split (234 normal + 390 pneumonia films, 224 x 224 copies made
-by the repository that redistributes them), **scored once, on the exported ONNX file, never used for
-training, early stopping, calibration, threshold or gate limits**.
+by the repository that redistributes them), **scored on the exported ONNX file, never used for
+training, early stopping, calibration, threshold, gate limits or the choice between models**.
+
+## External set against the training set (near-duplicates)
+{_overlap(c.get('overlap'))}
 
 ## Population — read this before use
 Paediatric patients aged one to five years, anterior-posterior chest radiographs, one centre (Guangzhou
@@ -150,13 +232,25 @@ copies at random): rotation
 ±10°, scale 0.85–1.1 with aspect ±10 %, shift ±6 %, gamma 0.7–1.45, contrast 0.75–1.25, brightness ±20,
 blur or sharpening, resolution loss (down to 35–90 % and back up), JPEG quality 25–95, L/R/AP/PA text
 markers, black/white collimation bands (flat ones then cropped as at run time; noisy ones kept), no flips.
-Early stopping on validation AUROC: best epoch {tr['best_epoch']} of {tr['epochs_run']} ({tr['stopped']});
+Early stopping on {monitor_txt}: best epoch {tr['best_epoch']} of {tr['epochs_run']} ({tr['stopped']});
 {tr['seconds'] / 60:.0f} min of training on {tr['threads']} CPU threads (nice 10, a machine shared with other jobs).
 PyTorch {tr.get('torch', '')}.
 
-| epoch | lr | train loss | val AUROC | val loss | s |
-|---|---|---|---|---|---|
+| epoch | lr | train loss | val AUROC | val loss | shifted val A AUROC | shifted val A loss | s | |
+|---|---|---|---|---|---|---|---|---|
 {hist}
+
+**Shifted validation** (`inference/xray/pneumonia_shift.py`): internal validation saturates (AUROC ~0.999), so
+it tells early stopping and the operating point little about other films. Every validation film is passed
+once through a strong random acquisition change, stronger than the training augmentation and partly of
+other kinds: gamma 0.55–1.8 / contrast 0.65–1.35 / brightness ±30, or CLAHE, histogram equalisation, strong
+unsharp masking or a log-like tone curve (vendor processing the training never sees); noise on some films;
+rotation ±7°, scale 0.85–1.15, shift ±8 %; always down to 96–200 px with nearest/linear/area/cubic resampling
+and back to 224 px; JPEG quality 20–85 on most; bands and text markers on some. Two independent draws:
+**A** for early stopping and the operating point, **B** only for choosing between models. Validation films
+only; the external set plays no part.
+
+{_shifted(c)}
 
 ONNX and PyTorch agree to {ag.get('max_abs_diff', float('nan')):.1e} (largest difference over all outputs, {ag.get('n', '–')}
 validation films; per output: {', '.join(f'{k} {v:.1e}' for k, v in ag.get('per_output', {}).items())}).
@@ -164,8 +258,9 @@ validation films; per output: {', '.join(f'{k} {v:.1e}' for k, v in ag.get('per_
 ## Shipped operating point
 P(pneumonia) >= **{pre['threshold']:.3f}** -> PNEUMONIA: the {pre['threshold_rule']} (the app's use is a
 second reader that should miss few pneumonias; the margin over the 0.93 goal leaves room for the shift to
-other films). Chosen on the validation split only. For reference, Youden's J on validation would give
+other films). Chosen on validation films only. For reference, Youden's J on validation would give
 {pre['threshold_youden_val']:.3f}.
+{choice}
 
 ## Results (image level, exported ONNX file, the app's own decoding and preprocessing)
 {res}
@@ -182,6 +277,8 @@ Every look at a test set:
 {looks}
 
 ## Heatmap on the lungs
+{heat_txt}
+
 {lung}
 
 {c.get('heatmap_review', '')}
@@ -213,16 +310,23 @@ Lateral views: **no lateral radiograph is available** to Lightbox; the "lateral-
 stretched to full width) only shows that the gate wants the frontal two-lung layout. A real lateral film
 is untested. An adult frontal chest film is a chest film: the gate will usually accept it (wrong population).
 
+{_previous(c)}
 ## Speed
 {c.get('speed') or "`lightbox bench --only xray` (2 CPU threads): one radiograph end to end with heatmap; bar < 0.5 s."}
 
 ## Reproduce
     lightbox xray-train /work/data/kermany/train --out resources/models --seed {sp['seed']} --size {pre['size']} \\
         --epochs {tr['epochs_max']} --patience {tr['patience']} --batch {tr['batch']} --lr {tr['lr']} --aug-copies {tr['copies'] - 1} \\
-        --sens-target {tr['sens_target']} --threads {tr['threads']} \\
-        --gate-negatives /work/data/endo/datasets/Kvasir-SEG/images{ext_cmd}
+        --sens-target {tr['sens_target']} --threads {tr['threads']}{' --monitor shifted' if shifted_monitor else ' --monitor val'}{f" --max-minutes {tr['max_minutes']:g}" if tr.get('max_minutes') else ''} \\
+        --gate-negatives /work/data/endo/datasets/Kvasir-SEG/images{overlap_cmd}{ext_cmd}
+    lightbox xray-train /work/data/kermany/train --compare OLD.onnx resources/models/{c['name']}.onnx
+    lightbox xray-train /work/data/kermany/train --out resources/models \\
+        --score-external /work/data/kermany_test/dataset/test
 
-`--external DIR` scores a labelled folder once on the exported file (here Kermany's official `test/`).
+`--overlap-check DIR` compares DIR pixel-wise with the training folder first; `--compare` prints each file's
+figures on the shifted validation set B (the model-choice rule); `--score-external DIR` scores a labelled
+folder once on the exported file and adds it to the card (`--external DIR` on the training command does the
+same at the end of training, for a run without a choice to make).
 Decoded images and frozen features are cached under `LIGHTBOX_XRAY_CACHE` (default /work/cache/xray).
 Another torch build or CPU changes the last digits of the weights (and the file hash), not the figures
 beyond noise.

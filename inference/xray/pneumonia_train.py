@@ -37,6 +37,19 @@ ATTRIBUTION = ("Kermany DS, Zhang K, Goldbaum M, et al. Identifying medical diag
                "Mendeley Data 2018, v2, doi 10.17632/rscbjbr9sj.2. Licence CC BY 4.0.")
 
 
+# Fixed before the second v2 run was scored on the external set (issue 23, second attempt); printed by
+# --compare and written on the card.
+CHOICE_RULE = (
+    "Between the first v2 model (xray_pneumonia_effnet as first merged, commit 7facad3) and a new run, the "
+    "shipped model is the one with the higher AUROC on the shifted validation set B (the 743 validation films "
+    "of the patient split, each passed once through pneumonia_shift.shifted with seed 2018 * 1000 + 502; no "
+    "model was stopped early or given its threshold on B), each exported ONNX file scored through the app's "
+    "path (`lightbox xray-train DATA --compare OLD.onnx NEW.onnx`); a tie keeps the first model. Each model "
+    "keeps the operating point chosen on validation at its own training (first: validation sensitivity >= "
+    "0.96; new: sensitivity >= 0.95 on the shifted validation set A). The external set is scored once for the "
+    "new model after this choice is made, whatever it is; nothing is chosen again after that look.")
+
+
 def aug_subset(ytr: np.ndarray, seed: int, copy: int) -> np.ndarray:
     """Training images that get augmented copy ``copy``: every normal film and as many pneumonia films
     (seeded), i.e. what a class-balanced epoch needs (sorted indices into the training split)."""
@@ -49,9 +62,10 @@ def aug_subset(ytr: np.ndarray, seed: int, copy: int) -> np.ndarray:
 
 def prepare(data_dir, *, size: int = SIZE, seed: int = 2018, n_aug: int = 3, val_frac: float = 0.15,
             test_frac: float = 0.15, emit: Callable[[dict], None] | None = None, items=None, classes=None,
-            pretrained: bool = True, cache: bool = True) -> dict:
+            pretrained: bool = True, cache: bool = True, shifted_val: bool = True) -> dict:
     """Scan, split by patient, decode (cached), and compute the frozen features of the clean copies of
-    every split and of ``n_aug`` augmented copies of the training images (cached). Returns the pieces."""
+    every split, of ``n_aug`` augmented copies of the training images and (``shifted_val``) of the shifted
+    validation set A (:mod:`pneumonia_shift`), all cached. Returns the pieces."""
     emit = emit or (lambda e: None)
     if items is None:
         items, classes = pdata.scan(data_dir)
@@ -86,6 +100,12 @@ def prepare(data_dir, *, size: int = SIZE, seed: int = 2018, n_aug: int = 3, val
             lambda c=c, sub=sub: pfeat.augmented_copy(x_all[idx["train"]][sub], size, seed, c), emit)
         feats[("train_sub", c)] = sub
         emit({"event": "copy_done", "copy": c, "images": len(sub)})
+    if shifted_val and len(idx["val"]):
+        from . import pneumonia_shift as pshift
+
+        feats[("val_shiftA", 0)] = pfeat.ensure(
+            low, cdir, k, f"val-shift{pshift.VERSION}A", 0,
+            lambda: pshift.model_inputs(pshift.shifted_set(x_all[idx["val"]], seed, "A"), size), emit)
     return {"items": items, "classes": classes, "parts": parts, "idx": idx, "y": y_all, "x": x_all,
             "shapes": shapes, "split_info": split_info, "low": low, "high": high, "feats": feats, "key": k,
             "cache": cdir, "size": size}
@@ -135,6 +155,20 @@ def sensitivity_threshold(y: np.ndarray, p: np.ndarray, target: float) -> float:
     return float(pos[min(k, len(pos) - 1)])
 
 
+def heat_reference(logit_maps: np.ndarray, y: np.ndarray, thr: float, platt: tuple[float, float]) -> dict:
+    """The fixed heat scale of the heatmap (see :func:`inference.xray.pneumonia.heat_scale`): 0 at the
+    threshold's logit, 1 at the median over the validation pneumonia films of each film's 95th-percentile
+    local logit (the logit map cell)."""
+    a, b = platt
+    t = min(max(float(thr), 1e-12), 1 - 1e-12)
+    zero = (np.log(t / (1 - t)) - b) / a
+    pos = np.asarray(logit_maps)[np.asarray(y) == 1]
+    full = float(np.median([np.quantile(m, 0.95) for m in pos])) if len(pos) else zero + 4.0
+    return {"zero_logit": round(float(zero), 4), "full_logit": round(max(full, float(zero) + 1.0), 4),
+            "rule": "0 at the threshold's logit; 1 at the median over validation pneumonia films of each film's "
+                    "95th-percentile logit-map cell"}
+
+
 def fit_whitening(feats: np.ndarray, dims: int = 64, shrink: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """(mu, P): z = (f - mu) @ P is the training features' top ``dims`` principal components, whitened
     (eigenvalues shrunk toward their mean); the OOD score is |z|^2 (a Mahalanobis distance in that space)."""
@@ -170,8 +204,14 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
           emit: Callable[[dict], None] | None = None, cache: bool = True, items=None, classes=None,
           pretrained: bool = True, data_description: str = "", evaluate_test: bool = True,
           gate_extra=(), full_checks: bool = True, from_checkpoint: str | Path | None = None,
-          resumed_history: list[dict] | None = None) -> dict:
-    """Fine-tune, calibrate, choose the threshold and the gate limits on validation, export, evaluate."""
+          resumed_history: list[dict] | None = None, monitor: str = "shifted",
+          overlap_with: str | Path | None = None) -> dict:
+    """Fine-tune, calibrate, choose the threshold and the gate limits on validation, export, evaluate.
+
+    ``monitor``: ``"shifted"`` stops early and picks the operating point on the shifted validation set A
+    (:mod:`pneumonia_shift`); ``"val"`` on the validation films as they are (the first v2 model's rule).
+    ``overlap_with``: a folder (the external test set) compared pixel-wise with the training folder first
+    (:mod:`pneumonia_overlap`); the patients of training films found in it are left out of training."""
     import torch
 
     from ..training import fit
@@ -182,9 +222,13 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
     t_start = time.time()
     rng = seed_everything(seed, threads)
     d = prepare(data_dir, size=size, seed=seed, n_aug=n_aug, val_frac=val_frac, test_frac=test_frac, emit=emit,
-                items=items, classes=classes, pretrained=pretrained, cache=cache)
+                items=items, classes=classes, pretrained=pretrained, cache=cache, shifted_val=monitor == "shifted")
     items, classes, idx, y_all, high = d["items"], d["classes"], d["idx"], d["y"], d["high"]
     ytr, yva = y_all[idx["train"]], y_all[idx["val"]]
+    d["overlap"] = overlap(d, overlap_with, emit) if overlap_with else None
+    excluded = set(d["overlap"]["train_patients"]) if d["overlap"] else set()
+    keep = np.array([items[i].patient not in excluded for i in idx["train"]], bool)
+    d["train_keep"] = keep
     copies = [c for c in range(n_aug + 1) if ("train", c) in d["feats"]]
     ftr = [np.asarray(d["feats"][("train", c)]) for c in copies]
     # where image i's copy c sits in ftr[c] (-1: no such copy); copy 0 holds every training image
@@ -197,7 +241,8 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
     # balanced epochs: every normal image and as many pneumonia images (drawn anew each epoch), so both
     # classes weigh the same and an epoch costs about 2 x the normal count
     per_class = min(n_neg, n_pos) if not epoch_images else max(1, epoch_images // 2)
-    neg_i, pos_i = np.flatnonzero(ytr == 0), np.flatnonzero(ytr == 1)
+    neg_i, pos_i = np.flatnonzero((ytr == 0) & keep), np.flatnonzero((ytr == 1) & keep)
+    per_class = min(per_class, len(neg_i), len(pos_i)) if not epoch_images else per_class
     loss_fn = torch.nn.BCEWithLogitsLoss()
     trainable = [p for p in high.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in high.parameters()) + sum(p.numel() for p in d["low"].parameters())
@@ -222,13 +267,21 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
     def step(net, b):
         return loss_fn(net(b[0])[0], b[1])
 
+    fsh = d["feats"].get(("val_shiftA", 0))
+
     def validate(net):
         from ..metrics import roc_auc
 
         o = predict_high(net, fva)
-        return {"auroc": roc_auc(yva, o["logit"]),
-                "loss": float(loss_fn(torch.from_numpy(o["logit"]), torch.from_numpy(yva.astype(np.float32))))}
+        out = {"auroc": roc_auc(yva, o["logit"]),
+               "loss": float(loss_fn(torch.from_numpy(o["logit"]), torch.from_numpy(yva.astype(np.float32))))}
+        if fsh is not None:
+            s = predict_high(net, np.asarray(fsh))["logit"]
+            out["auroc_shift"] = roc_auc(yva, s)
+            out["loss_shift"] = float(loss_fn(torch.from_numpy(s), torch.from_numpy(yva.astype(np.float32))))
+        return out
 
+    key_monitor = "auroc_shift" if fsh is not None else "auroc"
     ckpt = pdata.cache_dir() / f"{name}-seed{seed}-best.pt"
     if from_checkpoint:  # finish a run whose best weights were saved (its epoch log gives the history)
         from ..training import FitResult
@@ -236,15 +289,16 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
         high.load_state_dict(torch.load(str(from_checkpoint), map_location="cpu", weights_only=True))
         high.eval()
         hist = list(resumed_history or [])
-        best = max(hist, key=lambda h: h.get("val_auroc", -1)) if hist else {"epoch": -1, "val_auroc": float("nan")}
-        res = FitResult({}, best["epoch"], best["val_auroc"], hist,
+        mk = f"val_{key_monitor}"
+        best = max(hist, key=lambda h: h.get(mk, -1)) if hist else {"epoch": -1, mk: float("nan")}
+        res = FitResult({}, best["epoch"], best[mk], hist,
                         f"{len(hist)} epochs logged; finished from the saved best checkpoint (--from-checkpoint)",
                         sum(float(h.get("seconds", 0)) for h in hist))
     else:
         res = fit(high, batches, step, validate, epochs=epochs, patience=patience, lr=lr, weight_decay=1e-4,
-                  params=trainable, warmup_epochs=1, monitor="auroc", emit=emit, checkpoint=ckpt,
+                  params=trainable, warmup_epochs=1, monitor=key_monitor, emit=emit, checkpoint=ckpt,
                   time_budget_s=max_minutes * 60 if max_minutes else None, grad_clip=5.0)
-    emit({"event": "trained", "best_epoch": res.best_epoch, "val_auroc": res.best_score, "stopped": res.stopped,
+    emit({"event": "trained", "best_epoch": res.best_epoch, f"val_{key_monitor}": res.best_score, "stopped": res.stopped,
           "minutes": round(res.seconds / 60, 1)})
     return finish(d, res.as_dict(), out_dir, name, seed=seed, sens_target=sens_target, external=external,
                   emit=emit, t_start=t_start, threads=threads, data_description=data_description,
@@ -252,7 +306,8 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
                   hyper={"epochs_max": epochs, "patience": patience, "batch": batch, "lr": lr, "n_aug": n_aug,
                          "epoch_images": 2 * per_class, "threads": threads, "copies": len(copies),
                          "params": n_params, "trainable": sum(p.numel() for p in trainable),
-                         "torch": torch.__version__})
+                         "torch": torch.__version__, "monitor": key_monitor, "max_minutes": max_minutes,
+                         "excluded_patients": sorted(excluded), "excluded_images": int((~keep).sum())})
 
 
 def _full_pooled(low, high, imgs: list[np.ndarray] | np.ndarray, size: int, batch: int = 32) -> np.ndarray:
@@ -285,14 +340,35 @@ def finish(d: dict, training: dict, out_dir: Path, name: str, *, seed: int, sens
     rng = np.random.RandomState(seed)
     ytr, yva = y_all[idx["train"]], y_all[idx["val"]]
     o_va = predict_high(high, np.asarray(d["feats"][("val", 0)]))
-    platt = fit_platt(o_va["logit"], yva.astype(np.float64))
+    fsh = d["feats"].get(("val_shiftA", 0))
+    shift_info = None
+    if fsh is not None:  # calibrated on both, operating point on the shifted validation set A
+        from ..metrics import binary_summary
+
+        o_sh = predict_high(high, np.asarray(fsh))
+        platt = fit_platt(np.concatenate([o_va["logit"], o_sh["logit"]]),
+                          np.concatenate([yva, yva]).astype(np.float64))
+        psh = 1 / (1 + np.exp(-np.clip(platt[0] * o_sh["logit"] + platt[1], -60, 60)))
+    else:
+        platt = fit_platt(o_va["logit"], yva.astype(np.float64))
     pva = 1 / (1 + np.exp(-np.clip(platt[0] * o_va["logit"] + platt[1], -60, 60)))
-    thr = sensitivity_threshold(yva, pva, sens_target)
+    if fsh is not None:
+        thr = sensitivity_threshold(yva, psh, sens_target)
+        rule = f"highest threshold with sensitivity >= {sens_target:.2f} on the shifted validation set A"
+        shift_info = {k: v for k, v in binary_summary(yva, psh, thr, n_boot=200).items()
+                      if k in ("n", "auroc", "sensitivity", "specificity", "confusion")}
+        shift_info["youden"] = float(youden_threshold(yva, psh))
+    else:
+        thr = sensitivity_threshold(yva, pva, sens_target)
+        rule = f"highest threshold with validation sensitivity >= {sens_target:.2f}"
     thr_youden = youden_threshold(yva, pva)
-    emit({"event": "calibrated", "platt": platt, "threshold": thr, "youden": thr_youden})
+    heat = heat_reference(o_va["map"], yva, thr, platt)
+    emit({"event": "calibrated", "platt": platt, "threshold": thr, "youden": thr_youden, "shifted_A": shift_info})
 
     # feature-distance OOD score (training films' features, limit from validation)
-    o_tr = predict_high(high, np.asarray(d["feats"][("train", 0)]))
+    keep = d.get("train_keep")
+    ftr0 = np.asarray(d["feats"][("train", 0)])
+    o_tr = predict_high(high, ftr0 if keep is None or keep.all() else ftr0[keep])
     mu, proj = fit_whitening(o_tr["pooled"])
     ood_va = (((o_va["pooled"] - mu) @ proj) ** 2).sum(1)
     ood_limit = float(np.quantile(ood_va, 0.995) * 1.5)
@@ -336,11 +412,11 @@ def finish(d: dict, training: dict, out_dir: Path, name: str, *, seed: int, sens
             "input": "8-bit default-display greyscale as float32 0-255, shape (N, 1, size, size)",
             "normalisation": "inside the network: per-image (x - mean) / (std + 1)",
             "classes": [c.lower() for c in classes], "threshold": round(thr, 6), "platt": platt,
-            "threshold_rule": f"highest threshold with validation sensitivity >= {sens_target:.2f}",
+            "threshold_rule": rule,
             "threshold_youden_val": round(thr_youden, 6),
             "ood_feature_limit": ood_limit, "image_gate": img_gate.to_dict(),
             "gate_classes": list(cases.GATE_CLASSES), "gate_chest_limit": gate_limit,
-            "cam_grid": [size // 16, size // 16]}
+            "cam_grid": [size // 16, size // 16], "heat_scale": heat}
     import torch
 
     exp = export_module(low, high, platt, mu, proj, gw, gb, gmu, gsd)
@@ -379,6 +455,7 @@ def finish(d: dict, training: dict, out_dir: Path, name: str, *, seed: int, sens
                   "test_files": [items[i].path.name for i in idx["test"]]},
         "training": {**hyper, **training, "sens_target": sens_target},
         "agreement_torch_onnx": agreement, **file_facts(onnx_path),
+        "shifted_val_A": shift_info, "overlap": d.get("overlap"),
     }
     card["metrics"] = checks.metrics(preds, thr)
     card["checks"] = checks.run_all(model, x_va=d["x"][idx["val"]], y_va=yva, ext_items=ext_items,
@@ -390,6 +467,74 @@ def finish(d: dict, training: dict, out_dir: Path, name: str, *, seed: int, sens
     write_card(card, out_dir)
     emit({"event": "done", **{k: {m: card["metrics"].get(k, {}).get(m) for m in
                                   ("auroc", "auroc_ci", "sensitivity", "specificity")} for k in preds}})
+    return card
+
+
+def overlap(d: dict, folder, emit) -> dict:
+    """Pixel near-duplicates between the training folder and ``folder`` (:mod:`pneumonia_overlap`), on the
+    224-px model inputs of both."""
+    from . import pneumonia_overlap as po
+
+    ext, _ = pdata.scan(folder)
+    x_ext, _ = pdata.load_images(ext, 224, emit)
+    x = d["x"] if d["x"].shape[1] == 224 else pfeat.resized(d["x"], 224)
+    r = po.check(x, [it.path.name for it in d["items"]], [it.patient for it in d["items"]], x_ext,
+                 [it.path.name for it in ext], seed=0, emit=emit)
+    emit({"event": "overlap_done", "near_duplicates": len(r["pairs"]), "train_patients": len(r["train_patients"])})
+    return r
+
+
+def compare(data_dir, onnx_paths: list[str], seed: int = 2018, threads: int = 2, val_frac: float = 0.15,
+            test_frac: float = 0.15) -> dict:
+    """The model-choice figures of each exported file on the **shifted validation set B** (a draw no model
+    was stopped or thresholded on) and on the validation films as they are, through the app's path."""
+    from ..metrics import binary_summary
+    from . import pneumonia_shift as pshift
+    from .pneumonia import PneumoniaModel
+
+    items, _ = pdata.scan(data_dir)
+    parts = pdata.split(items, seed=seed, val=val_frac, test=test_frac)
+    iv = np.asarray(parts["val"], np.int64)
+    x, _ = pdata.load_images(items, 224)
+    y = np.array([items[i].label for i in iv])
+    xb = pshift.shifted_set(x[iv], seed, "B")
+    out = {"set": f"shifted validation B (seed {seed} * 1000 + {pshift.SEED_B}), {len(iv)} films", "models": {}}
+    for path in onnx_paths:
+        m = PneumoniaModel(path, threads=threads)
+        pb = pshift.score_onnx(m, xb)
+        pc = pshift.score_onnx(m, x[iv])
+        sb = binary_summary(y, pb, m.threshold, n_boot=500)
+        sc = binary_summary(y, pc, m.threshold, n_boot=500)
+        out["models"][str(path)] = {
+            "threshold": m.threshold,
+            "shifted_B": {k: sb[k] for k in ("auroc", "auroc_ci", "sensitivity", "specificity", "confusion")},
+            "val_224": {k: sc[k] for k in ("auroc", "sensitivity", "specificity")}}
+    return out
+
+
+def score_external(out_dir, name: str, external, threads: int = 2, emit=None) -> dict:
+    """Score ``external`` once on the exported file in ``out_dir`` and add it (metrics, heat in the lung
+    fields) to the card there: the step run *after* the model-choice rule was written down."""
+    from . import pneumonia_checks as checks
+    from .pneumonia import PneumoniaModel
+    from .pneumonia_card import write_card
+
+    emit = emit or (lambda e: None)
+    out_dir = Path(out_dir)
+    card = json.loads((out_dir / f"{name}.json").read_text())
+    model = PneumoniaModel(out_dir / f"{name}.onnx", threads=threads)
+    ext_items, _ = pdata.scan(external)
+    pe = checks.predict_files(model, ext_items)
+    np.savez(pdata.cache_dir() / f"{name}-external-preds.npz", **{f: np.asarray(v) for f, v in pe.items()})
+    card["metrics"]["external"] = checks.metrics({"external": pe}, model.threshold)["external"]
+    sel = np.flatnonzero(np.asarray(pe["y"]) == 1)
+    card.setdefault("checks", {})["lung_heat_external_pneumonia"] = checks.lung_heat(
+        model, [ext_items[i] for i in sel], np.asarray(pe["cam"])[sel])
+    card["external_data"] = str(external)
+    write_card(card, out_dir)
+    m = card["metrics"]["external"]
+    emit({"event": "external", **{k: m.get(k) for k in ("auroc", "auroc_ci", "sensitivity", "specificity",
+                                                         "confusion")}})
     return card
 
 
@@ -420,7 +565,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prepare-only", action="store_true", help="only decode and cache the frozen features")
     ap.add_argument("--from-checkpoint", help="skip training: finish from this saved best-weights file")
     ap.add_argument("--history-log", help="with --from-checkpoint: the run's --jsonl log, for the card's history")
+    ap.add_argument("--monitor", choices=["shifted", "val"], default="shifted",
+                    help="early stopping and operating point on the shifted validation set A (default) or on "
+                         "the validation films as they are")
+    ap.add_argument("--overlap-check", metavar="DIR",
+                    help="compare DIR (the external set) pixel-wise with the training folder first; training "
+                         "films found in it leave training with their patients")
+    ap.add_argument("--compare", nargs="+", metavar="ONNX",
+                    help="no training: print each file's AUROC on the shifted validation set B (model choice)")
+    ap.add_argument("--score-external", metavar="DIR",
+                    help="no training: score DIR once on the file in --out and add it to its card")
     a = ap.parse_args(argv)
+    if a.compare:
+        r = compare(a.data, a.compare, seed=a.seed, threads=a.threads)
+        r["rule"] = CHOICE_RULE
+        print(json.dumps(r, indent=1, default=float))
+        return 0
+    if a.score_external:
+        score_external(a.out, a.name, a.score_external, threads=a.threads, emit=event_printer(a.jsonl, print_fields,
+                                                                                                default=float))
+        return 0
     if a.card_only:
         from .pneumonia_card import write_card
 
@@ -448,7 +612,8 @@ def main(argv: list[str] | None = None) -> int:
               batch=a.batch, lr=a.lr, threads=a.threads, n_aug=a.aug_copies, epoch_images=a.epoch_images,
               max_minutes=a.max_minutes, sens_target=a.sens_target, external=a.external, emit=emit,
               cache=not a.no_cache, evaluate_test=not a.no_test, gate_extra=a.gate_negatives,
-              from_checkpoint=a.from_checkpoint, resumed_history=hist)
+              from_checkpoint=a.from_checkpoint, resumed_history=hist, monitor=a.monitor,
+              overlap_with=a.overlap_check)
     except pdata.DatasetError as e:
         print(f"lightbox xray-train: {e}", file=sys.stderr)
         return 2
