@@ -122,10 +122,10 @@ def test_long_record_gets_a_rhythm_band(holter, registry):
     s = open_study(holter)
     r = analyse(s, RHYTHM_ID, registry, JobContext())
     wins = r.outputs["_windows"]
-    assert r.outputs["lead"] == "II" and len(wins) >= 100  # MLII, every 15 s over 30 min
+    assert r.outputs["lead"] == "II, V1" and len(wins) >= 100  # MLII and V1 (model v2 uses every lead it knows), every 15 s over 30 min
     assert wins[-1]["end_s"] == pytest.approx(1800, abs=0.1)
     assert not r.clinical
-    assert any("trained on lead-I" in n for n in r.notes)
+    assert any(n.startswith("Leads used: II, V1") for n in r.notes)  # the screen says which leads were read
 
 
 def test_single_signal_named_ecg_opens_as_lead_i(tmp_path):
