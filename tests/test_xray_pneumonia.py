@@ -106,6 +106,23 @@ def test_shipped_card_and_spec(shipped, card):
     assert "lateral" in md.lower() and "external test" in md
 
 
+def test_shipped_card_markdown_is_rendered_from_its_json(card):
+    """The card's Markdown is what its JSON renders to (edits go through the JSON), and it lists every look at
+    the test sets, the model-choice rule and the run that was chosen by it but not shipped."""
+    from inference.xray.pneumonia_card import card_markdown
+    from inference.xray.pneumonia_train import CHOICE_RULE
+
+    md = SHIPPED.with_suffix(".md").read_text()
+    assert md == card_markdown(card)
+    assert card["model_choice"]["rule"] == CHOICE_RULE and CHOICE_RULE in md
+    assert all(x in md for x in card["test_looks"]) and len(card["test_looks"]) >= 6
+    second = card.get("second_run")
+    if second:  # a model that was not shipped keeps its external figures on the card
+        assert second["external"]["n"] == 624 and np.array(second["external"]["confusion"]).sum() == 624
+        assert second["heading"] in md
+    assert card["overlap"]["pairs"] == [] and card["overlap"]["control"]["found"] == card["overlap"]["control"]["n"]
+
+
 def test_gate_refuses_non_radiographs_and_turned_or_inverted_films(shipped):
     yy, xx = np.mgrid[0:300, 0:400]
     photo = np.stack([(xx * 0.6) % 255, (yy * 0.8) % 255, 255 - (xx * 0.6) % 255], -1).astype(np.uint8)
@@ -300,7 +317,7 @@ def _chest(rng, sick: bool, size=96):
     return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
 
 
-def test_tiny_training_run_writes_a_consistent_model_and_card(tmp_path, monkeypatch):
+def test_tiny_training_run_writes_a_consistent_model_and_card(tmp_path, monkeypatch, capsys):
     """The whole command on 64 generated films at 64 px (mechanics: split, cache, fit, calibration, gate,
     export, agreement, external scoring, checks, card)."""
     pytest.importorskip("efficientnet_lite_pytorch")
@@ -341,6 +358,22 @@ def test_tiny_training_run_writes_a_consistent_model_and_card(tmp_path, monkeypa
     md = (tmp_path / "out" / f"{NAME}.md").read_text()
     assert "NOT A CLINICAL RESULT" in md and "external test" in md and "Gate" in md
     assert not list((tmp_path / "out").glob("*.pt"))  # checkpoints never land next to the model
+    # a run stopped from outside is finished from its best checkpoint without training again
+    ckpt = tmp_path / "cache" / f"{NAME}-seed2018-best.pt"
+    assert ckpt.exists()
+    again = train(tmp_path / "data", tmp_path / "out2", size=64, epochs=2, patience=2, batch=16, lr=2e-3, n_aug=1,
+                  threads=1, full_checks=False, from_checkpoint=ckpt, resumed_history=card["training"]["history"])
+    assert again["training"]["best_epoch"] == card["training"]["best_epoch"]
+    assert "--from-checkpoint" in again["training"]["stopped"]
+    assert again["preprocessing"]["threshold"] == pytest.approx(card["preprocessing"]["threshold"], abs=1e-3)
+    # the model choice from the command line needs no output folder
+    from inference.xray.pneumonia_train import CHOICE_RULE, main
+
+    capsys.readouterr()
+    assert main([str(tmp_path / "data"), "--compare", str(tmp_path / "out" / f"{NAME}.onnx"), "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["rule"] == CHOICE_RULE
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "data")])  # anything else still needs --out
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="Kermany data not present at /work/data/kermany")

@@ -76,12 +76,18 @@ def _shifted(c: dict) -> str:
             "\n\n(each model at its own shipped threshold; validation films only)")
 
 
-def _previous(c: dict) -> str:
-    p = c.get("previous_model")
+def _previous(c: dict, key: str = "previous_model",
+              heading: str = "Previous model (first v2 run, replaced by this one)") -> str:
+    """The section of another model (the one this replaced, or a run that was not shipped) with its figures."""
+    p = c.get(key)
     if not p:
         return ""
+    heading = p.get("heading", heading)
     ex, te = p["external"], p.get("test") or {}
-    return f"""## Previous model (first v2 run, replaced by this one)
+    lh = (p.get("lung_heat_external_pneumonia") or {}).get("share_in_lung_fields")
+    heat = (f"\nHeat inside the estimated lung fields on the external pneumonia films: median {100 * lh['median']:.0f} % "
+            f"(quartiles {100 * lh['q25']:.0f}–{100 * lh['q75']:.0f} %).\n" if lh else "")
+    return f"""## {heading}
 {p['what']}
 
 | | internal test (n = {te.get('n', '–')}) | external test (n = {ex['n']}) |
@@ -91,7 +97,7 @@ def _previous(c: dict) -> str:
 | sensitivity | {_pct(te.get('sensitivity'))} | {_pct(ex['sensitivity'])} |
 | specificity | {_pct(te.get('specificity'))} | {_pct(ex['specificity'])} |
 | confusion [[TN, FP], [FN, TP]] | {te.get('confusion', '–')} | {ex['confusion']} |
-
+{heat}
 {p.get('note', '')}
 """
 
@@ -266,7 +272,7 @@ other films). Chosen on validation films only. For reference, Youden's J on vali
 {res}
 
 {goal}
-
+{f"{chr(10)}{c['external_roc_note']}{chr(10)}" if c.get('external_roc_note') else ''}
 {_conf(ex, 'Confusion matrix, **external test** at the shipped threshold:') if ex else ''}
 {_conf(te, 'Confusion matrix, internal test at the shipped threshold:') if te else ''}
 AUROC intervals: 2000-resample bootstrap over children (all images of one patient resampled together).
@@ -311,6 +317,7 @@ stretched to full width) only shows that the gate wants the frontal two-lung lay
 is untested. An adult frontal chest film is a chest film: the gate will usually accept it (wrong population).
 
 {_previous(c)}
+{_previous(c, "second_run", "Second v2 run (not shipped)")}
 ## Speed
 {c.get('speed') or "`lightbox bench --only xray` (2 CPU threads): one radiograph end to end with heatmap; bar < 0.5 s."}
 

@@ -541,7 +541,7 @@ def score_external(out_dir, name: str, external, threads: int = 2, emit=None) ->
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lightbox xray-train", description=__doc__.split("\n")[0])
     ap.add_argument("data", help="folder with NORMAL/ and PNEUMONIA/ sub-folders (or the release's top folder)")
-    ap.add_argument("--out", required=True, help="output folder for the .onnx, .json and .md")
+    ap.add_argument("--out", help="output folder for the .onnx, .json and .md (not needed with --compare)")
     ap.add_argument("--external", help="a second labelled folder (NORMAL/, PNEUMONIA/) scored once on the "
                                        "exported file, e.g. Kermany's official test/ split")
     ap.add_argument("--gate-negatives", action="append", default=[],
@@ -576,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--score-external", metavar="DIR",
                     help="no training: score DIR once on the file in --out and add it to its card")
     a = ap.parse_args(argv)
+    if not a.compare and not a.out:
+        ap.error("--out is required (except with --compare)")
     if a.compare:
         r = compare(a.data, a.compare, seed=a.seed, threads=a.threads)
         r["rule"] = CHOICE_RULE
