@@ -2,12 +2,16 @@
 
     lightbox [FILE ...] [--demo] [--db PATH]     start the workstation (optionally opening files)
     lightbox weights list | verify | install FILE [--model ID --unofficial] | export MODEL
-    lightbox analyse FILE [--model ID] [--pdf OUT.pdf]   headless: read, run, store, report
-    lightbox batch MODEL INPUT ... --out results.csv     a folder of studies to one CSV
+    lightbox analyse FILE [--model ID] [--modality M] [--folder-as set|sequence] [--pdf OUT.pdf]
+                                                         headless: read, run, store, report
+    lightbox batch MODEL INPUT ... --out results.csv     a folder of studies to one CSV (each file read
+                                                         as the model's modality)
     lightbox evaluate MODEL LABELS.csv [--out DIR]       validate a model on this site's labelled cases
     lightbox bench [--only ecg,pcg,...]                  timing and memory figures
-    lightbox demo [--out DIR]                            write the synthetic demo studies
+    lightbox demo [--out DIR] [--dicom]                  write the synthetic demo studies (--dicom: as DICOM)
+    lightbox node | query PACS | retrieve PACS UID | received   the DICOM node (inference/dicomnet/cli.py)
     lightbox ecg-rhythm-train DATA_DIR --out DIR          train the ECG rhythm model (PhysioNet/CinC 2017 layout)
+    lightbox ecg-rhythm-eval ptbxl|holter PATH ...        the rhythm model on PTB-XL (ecg_id <= 500) / Holter records
     lightbox polyp-train DATA_DIR --out DIR               train the polyp segmenter (Kvasir-SEG + CVC-ClinicDB layout)
 
 Sub-commands that do not show a window never import Qt.
@@ -25,10 +29,15 @@ EXTRA_COMMANDS: dict[str, str] = {
     "pcg-train": "inference.pcg.train:main",
     "polyp-train": "inference.endo.polyp_train:main",
     "ecg-rhythm-train": "inference.ecg.rhythm_train:main",
+    "ecg-rhythm-eval": "inference.ecg.rhythm_eval:main",
     "evaluate": "app.validation.cli:main",
     "endo-export": "inference.endo.cli:main",
     "xray-demo-weights": "inference.xray.synthetic_weights:main",
     "xray-train": "inference.xray.pneumonia_train:main",
+    "node": "inference.dicomnet.cli:node_main",
+    "query": "inference.dicomnet.cli:query_main",
+    "retrieve": "inference.dicomnet.cli:retrieve_main",
+    "received": "inference.dicomnet.cli:received_main",
 }
 
 
@@ -82,7 +91,16 @@ def _analyse(args) -> int:
     reg = Registry()
     store = Store(args.db)
     try:
-        study = open_study(args.file)
+        modality = args.modality
+        if args.model:  # a model named: the file is read as that model's modality
+            from inference.batch import resolve_model
+
+            want, _ = resolve_model(reg, args.model)
+            if modality is not None and modality != want:
+                print(f"error: {args.model} analyses {want} studies, not {modality}", file=sys.stderr)
+                return 2
+            modality = want
+        study = open_study(args.file, modality, **({"folder_as": args.folder_as} if args.folder_as else {}))
         result = analyse(study, args.model, reg)
     except (ReadError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -92,6 +110,9 @@ def _analyse(args) -> int:
     for k, v in result.outputs.items():
         if not k.startswith("_"):  # "_" keys are machine payload (grids, curves), not readouts
             print(f"{k}: {v}")
+    for p in result.outputs.get("_per_image") or []:  # a folder of stills read as a set: one line per image
+        print(f"  {p.get('file', p['index'])}: " + ("polyp" if p["polyp"] else "no polyp")
+              + f" (confidence {p['confidence']:.2f})" + (f" — {p['note']}" if p.get("note") else ""))
     print(result.provenance() + (f"  [{result.stamp}]" if result.stamp else ""))
     if filed:
         print(f"{filed} proposed finding(s) filed for review")
@@ -102,9 +123,22 @@ def _analyse(args) -> int:
     return 0
 
 
+def _modality_keys() -> list[str]:
+    from inference.modalities import KEYS
+
+    return list(KEYS)
+
+
 def _demo(args) -> int:
     from inference.demo import ensure_demo_studies
 
+    if args.dicom:  # the same studies as a modality would send them (to push into a PACS or the node)
+        from inference.dicomnet.demo import make_all
+
+        for files in make_all(args.out or "lightbox-demo-dicom").values():
+            for p in files:
+                print(p)
+        return 0
     for p in ensure_demo_studies(args.out):
         print(p)
     return 0
@@ -137,12 +171,18 @@ def main(argv: list[str] | None = None) -> int:
         a = sub.add_parser("analyse", help="read a study, run a model, store the result, optional PDF")
         a.add_argument("file")
         a.add_argument("--model")
+        a.add_argument("--modality", choices=_modality_keys(),
+                       help="read the file as this modality (default: detected from its content)")
+        a.add_argument("--folder-as", choices=["auto", "set", "sequence"],
+                       help="endoscopy: a folder of images as a set of stills (one verdict per image) or as "
+                            "the frames of one video (default: decided by its content)")
         a.add_argument("--pdf")
         a.add_argument("--anonymise", action="store_true",
                        help="the PDF without name, ID, birth date or accession (the study is named by its code)")
         a.add_argument("--db")
         d = sub.add_parser("demo", help="write the synthetic demo studies")
         d.add_argument("--out")
+        d.add_argument("--dicom", action="store_true", help="write them as DICOM (CR, ECG waveform, US, VL endoscopic)")
         args = p.parse_args(argv)
         return {"weights": _weights, "analyse": _analyse, "demo": _demo}[args.cmd](args)
 

@@ -4,22 +4,24 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QProgressBar, QPushButton, QSizePolicy, QStackedWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QPushButton, QScrollArea, QSizePolicy, QStackedWidget)
 
 from app.context import AppContext
+from app.dicomnet.window import DicomWindowMixin
 from app.jobs import Jobs
 from app.patients.window import PatientsWindowMixin
 from app.store import Store
 from app.theme import STYLESHEET
 from app.modalities import viewer_class
 from app.widgets.viewer_base import ViewerBase
+from app.widgets import user_state
 from app.widgets.icons import app_icon
 from app.validation.records import phrase as validation_phrase
 from app.widgets.results import ResultsPanel
-from inference import __version__, paths
+from inference import __version__
 from inference.detect import all_extensions, open_study
 from inference.pipeline import analyse, models_for
 from inference.registry import STATUS_LABEL, Registry
@@ -30,7 +32,7 @@ from inference.study import MODALITY_TITLES, Study
 log = logging.getLogger(__name__)
 
 
-class MainWindow(PatientsWindowMixin, QMainWindow):
+class MainWindow(PatientsWindowMixin, DicomWindowMixin, QMainWindow):
     def __init__(self, store: Store, registry: Registry | None = None):
         super().__init__()
         self.setWindowTitle(f"Lightbox {__version__}")
@@ -41,7 +43,7 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         self.viewers: dict[str, ViewerBase] = {}
         self.study: Study | None = None
         self.study_id: int | None = None
-        self.settings = QSettings(str(paths.data_home() / "settings.ini"), QSettings.IniFormat)
+        self.settings = user_state.settings()
 
         self.stack = QStackedWidget()
         self.welcome = QLabel(
@@ -62,20 +64,26 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         self.studies_dock = d
 
         self.results = ResultsPanel(self.ctx.registry)
-        self.results.setMaximumWidth(460)  # the viewer keeps the room; long texts wrap
         self.results.run_requested.connect(self.run_analysis)
         self.results.model_changed.connect(self._model_changed)
         self.results.validation = lambda mid, sha=None: validation_phrase(self.ctx.store, mid, sha)
+        # the panel scrolls as a whole when a screen is too low for it (never a table's own scroll bar)
+        scroll = QScrollArea()
+        scroll.setObjectName("resultsScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setWidget(self.results)
         d = QDockWidget("Results", self)
         d.setObjectName("resultsDock")
-        d.setWidget(self.results)
+        d.setWidget(scroll)
         self.addDockWidget(Qt.RightDockWidgetArea, d)
         self.results_dock = d
 
         self._make_status_bar()
         self._make_menus()
+        self._init_dicom()  # Network menu, node state in the status bar (app/dicomnet/window.py)
         self._restore_layout()
-        self._fit_to_screen()
         self.refresh_studies()
 
     # -- chrome -------------------------------------------------------------------------------
@@ -132,27 +140,61 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         self.results.refresh_state()
 
     def _make_menus(self) -> None:
+        """Every main action has a key (Help ▸ Keyboard shortcuts lists them from these actions)."""
         mb = self.menuBar()
         m = mb.addMenu("&File")
         self._act(m, "&Open…", QKeySequence.Open, self.open_dialog)
+        self._act(m, "Open &as…", "Ctrl+Shift+O", lambda: self.open_as_dialog(folder=False))
+        self._act(m, "Open &folder as…", "Ctrl+Alt+O", lambda: self.open_as_dialog(folder=True))
         self._act(m, "Open &demo studies", "Ctrl+D", self.open_demo)
         self._act(m, "Export &PDF report…", "Ctrl+P", self.export_pdf)
         m.addSeparator()
-        self._act(m, "&Quit", QKeySequence.Quit, self.close)
+        self._act(m, "&Quit", "Ctrl+Q", self.close)
         m = mb.addMenu("&Analysis")
         self._act(m, "&Run model", "Ctrl+R", lambda: self.run_analysis(self.results.current_model() or ""))
+        self._act(m, "Choose &model", "Ctrl+M", self.results.choose_model)
         self._act(m, "&Cancel jobs", "Esc", self.ctx.jobs.cancel_all)
         m = mb.addMenu("&Models")
         self._act(m, "&Install weights file…", "Ctrl+I", self.install_weights)
-        self._act(m, "&Weights status", None, self.show_weights)
-        self._act(m, "&Validate on my cases…", None, self.validate_models)
+        self._act(m, "&Weights status", "Ctrl+Shift+W", self.show_weights)
+        self._act(m, "&Validate on my cases…", "Ctrl+Shift+V", self.validate_models)
         m = mb.addMenu("&View")
         self._act(m, "Show &studies", "Ctrl+1", lambda: self.studies_dock.setVisible(not self.studies_dock.isVisible()))
         self._act(m, "Show &results", "Ctrl+2", lambda: self.results_dock.setVisible(not self.results_dock.isVisible()))
+        self._act(m, "&Find a study", "Ctrl+F", lambda: self._focus_list(search=True))
+        self._act(m, "Go to the study &list", "Ctrl+L", self._focus_list)
+        self._act(m, "Go to the &viewer", "F6", self._focus_viewer)
+        self._act(m, "&Next study in the list", "Alt+Down", lambda: self.study_list.step(1))
+        self._act(m, "&Previous study in the list", "Alt+Up", lambda: self.study_list.step(-1))
         self._act(m, "&Full screen", "F11", lambda: self.showNormal() if self.isFullScreen() else self.showFullScreen())
+        m.addSeparator()
+        a = self._act(m, "Play echo loops on &opening", None, lambda: user_state.set_flag("echo/autoplay", a.isChecked()))
+        a.setCheckable(True)
+        a.setChecked(user_state.flag("echo/autoplay", True))
+        self.autoplay_action = a
+        self._act(m, "Reset &layout", None, self._default_docks)
         self._make_patients_menu(mb)
         m = mb.addMenu("&Help")
+        self._act(m, "&Keyboard shortcuts", "F1", self.show_shortcuts)
         self._act(m, "&About Lightbox", None, self.about)
+
+    def show_shortcuts(self):
+        from app.widgets.shortcuts import show_shortcuts
+
+        return show_shortcuts(self)
+
+    def _focus_list(self, search: bool = False) -> None:
+        self.studies_dock.show()
+        (self.study_list.search if search else self.study_list.tree).setFocus(Qt.ShortcutFocusReason)
+        if search:
+            self.study_list.search.selectAll()
+
+    def _focus_viewer(self) -> None:
+        w = self.stack.currentWidget()
+        if w is not None:
+            w.setFocus(Qt.ShortcutFocusReason)
+            if not w.hasFocus() and w.focusProxy() is None:
+                w.focusNextChild()
 
     def _act(self, menu, text, shortcut, slot) -> QAction:
         a = QAction(text, self)
@@ -163,29 +205,31 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         self.addAction(a)
         return a
 
-    def _fit_to_screen(self) -> None:
-        """First start: 1500x900 or 95 % of the screen, whichever is smaller; never larger than the screen."""
-        screen = self.screen() or QApplication.primaryScreen()
-        avail = screen.availableGeometry() if screen else None
-        w, h = (self.width(), self.height()) if self.settings.value("geometry") is not None else (1500, 900)
-        if avail is not None:
-            w, h = min(w, int(avail.width() * 0.95)), min(h, int(avail.height() * 0.95))
-        self.resize(w, h)
-
     def _restore_layout(self) -> None:
-        geo = self.settings.value("geometry")
-        state = self.settings.value("state")
-        if isinstance(geo, QByteArray):
-            self.restoreGeometry(geo)
+        """The last session's window and docks where they fit this screen; else fitted to it, the viewer
+        getting the room (see ``app.widgets.user_state``)."""
+        fitted = user_state.restore(self, "main", None, self.settings)
+        state = self.settings.value("main/state")
         if isinstance(state, QByteArray):
             self.restoreState(state)
+        if not fitted or not isinstance(state, QByteArray):
+            QTimer.singleShot(0, self._default_docks)
+
+    def dock_widths(self) -> tuple[int, int]:
+        """Study list and results widths for this window: enough for their texts, the rest to the viewer."""
+        w = max(self.width(), 1)
+        return int(min(320, max(220, 0.18 * w))), int(min(440, max(300, 0.24 * w)))
+
+    def _default_docks(self) -> None:
+        sw, rw = self.dock_widths()
+        self.resizeDocks([self.studies_dock, self.results_dock], [sw, rw], Qt.Horizontal)
 
     def closeEvent(self, ev) -> None:
-        self.settings.setValue("geometry", self.saveGeometry())
-        self.settings.setValue("state", self.saveState())
-        self.settings.sync()
+        self.settings.setValue("main/state", self.saveState())
+        user_state.save(self, "main", self.settings)
         for v in self.viewers.values():
             v.shutdown()
+        self._shutdown_dicom()
         self.ctx.jobs.cancel_all()
         self.ctx.jobs.wait(5000)
         super().closeEvent(ev)
@@ -209,7 +253,9 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         if error:
             log.warning(text)
             if not getattr(self, "quiet_errors", False):
-                QMessageBox.warning(self, "Lightbox", text)
+                from app.reliability.notices import error_box
+
+                error_box(self, text)  # not modal: playback, workers and results carry on
 
     # -- studies ------------------------------------------------------------------------------
     def refresh_studies(self) -> None:
@@ -283,16 +329,49 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
             self._title()
         self.refresh_studies()
 
-    def open_path(self, path: str | Path, modality: str | None = None) -> None:
+    def open_as_dialog(self, folder: bool = False) -> None:
+        """File > Open as…: the user says what the file (or folder of images) is."""
+        from app import open_as
+
+        if folder:
+            f = QFileDialog.getExistingDirectory(self, "Open folder as", str(Path.home()))
+        else:
+            f, _ = QFileDialog.getOpenFileName(self, "Open as", str(Path.home()), "All files (*)")
+        picked = open_as.ask(self, f) if f else None
+        if picked:
+            self.open_path(f, picked[0], **picked[1])
+
+    def open_path(self, path: str | Path, modality: str | None = None, **options) -> None:
+        from inference.detect import AmbiguousModality
+
         path = str(path)
-        self.ctx.jobs.start(f"Opening {self._path_label(path)}", lambda ctx: open_study(path, modality),
-                            on_result=self._study_loaded,
+
+        def load(ctx):
+            try:
+                return open_study(path, modality, **options)
+            except AmbiguousModality as e:  # the content does not say: ask (on the UI thread)
+                return e
+
+        self.ctx.jobs.start(f"Opening {self._path_label(path)}", load, on_result=self._study_loaded,
                             on_error=lambda msg: self.message(msg, error=True))
 
-    def _study_loaded(self, study: Study) -> None:
+    def _study_loaded(self, study) -> None:
+        from inference.detect import AmbiguousModality
+
+        if isinstance(study, AmbiguousModality):
+            from app import open_as
+
+            picked = None if getattr(self, "quiet_errors", False) else open_as.ask(
+                self, study.path, study.candidates, "Its content does not say which modality it is.")
+            if picked:
+                self.open_path(study.path, picked[0], **picked[1])
+            else:
+                self.message(str(study))
+            return
         sid = self.ctx.store.add_study(study)
         self.show_study(study, sid)
         self.refresh_studies()
+        self.dicom_study_opened(sid)  # the patient's priors from PACS, in the background when configured
         for n in study.notes:
             self.statusBar().showMessage(n, 8000)
 
@@ -308,6 +387,7 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
                 v.blinding_changed.connect(self._blinding_changed)
             self.viewers[modality] = v
             self.stack.addWidget(v)
+            user_state.restore_splitters(v, "main", self.settings)  # the reader's own split, remembered
         return self.viewers[modality]
 
     def show_study(self, study: Study, study_id: int) -> None:
@@ -324,6 +404,9 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         self._title()
         self.study_list.set_current(study_id)
         self.results.set_models(models_for(study.modality) or v.model_ids())
+        preferred = getattr(v, "preferred_model", lambda: None)()  # e.g. the ECG2AF file that is installed
+        if preferred:
+            self.results.select_model(preferred)
         self.results.set_extra(v.result_widget())
         stored = self.ctx.store.latest_result(study_id, self.results.current_model())
         if stored is None:  # show whatever this study was last analysed with, and select that model
@@ -340,9 +423,10 @@ class MainWindow(PatientsWindowMixin, QMainWindow):
         """The image or trace is the point of a reading workstation: side panels never take most of the
         window (a restored layout from a smaller screen, or a wide panel of another modality)."""
         w = max(self.width(), 1)
-        for dock, most, share in ((self.results_dock, 0.34, 0.27), (self.studies_dock, 0.22, 0.16)):
+        sw, rw = self.dock_widths()
+        for dock, most, width in ((self.results_dock, 0.34, rw), (self.studies_dock, 0.24, sw)):
             if dock.isVisible() and not dock.isFloating() and dock.width() > most * w:
-                self.resizeDocks([dock], [int(share * w)], Qt.Horizontal)
+                self.resizeDocks([dock], [width], Qt.Horizontal)
 
     def _show_result(self, result: Result | None) -> None:
         v = self.current_viewer()
@@ -448,11 +532,17 @@ def create_app(argv: list[str] | None = None) -> QApplication:
 def run_gui(files: list[str], db: str | None = None, demo: bool = False, quit_after: float | None = None) -> int:
     import time
 
+    from app.reliability import startup
+
     t0 = time.perf_counter()
+    session = startup.begin()  # crash traces to the data folder; finds a last session that did not end
     app = create_app()
+    notices = startup.checks(session)  # before any worker starts
     store = Store(db)
     win = MainWindow(store)
+    startup.show(win, notices)
     win.show()
+    startup.settle()  # cyclic garbage collected on this thread only; start-up objects frozen
     log.info("window shown after %.2f s", time.perf_counter() - t0)
     if demo:
         win.open_demo()
@@ -460,4 +550,7 @@ def run_gui(files: list[str], db: str | None = None, demo: bool = False, quit_af
         win.open_path(f)
     if quit_after:
         QTimer.singleShot(int(quit_after * 1000), win.close)
-    return app.exec()
+    rc = app.exec()
+    if session:
+        session.end()  # a clean end: the next start has nothing to report
+    return rc

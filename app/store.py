@@ -11,6 +11,10 @@ Tables
               expert EF, timed practice sessions (app.validation.schema: schema step)
 - patients    who studies belong to (identity from the files, or assigned by hand); studies carry
               patient_id, study_date, accession (app.patients.store: schema step and methods)
+- result_blobs  compact binary payloads of a result (an endoscopy analysis's per-frame polyp masks),
+              read on demand by name (schema 5)
+- dicom_instances  received DICOM instances: UIDs, file, sender, the study each became or why it could
+              not be read (app.dicomnet.store: schema 6 and methods)
 - meta        schema_version, export_salt
 
 A save of a study with its results is one transaction: after a crash the database holds the
@@ -26,6 +30,8 @@ from typing import Any, Iterable
 import sqlite_utils
 
 from app.validation.schema import migrate as _m_validation
+from app.dicomnet.store import DicomMixin
+from app.dicomnet.store import migrate as _m_dicom
 from app.patients.store import PatientsMixin, link_identity
 from app.patients.store import migrate as _m_patients
 from inference import paths
@@ -33,7 +39,7 @@ from inference.patients import identity_from_metadata
 from inference.results import NOT_CLINICAL, Result, now_iso
 from inference.study import Study
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -70,11 +76,30 @@ def _m2(db: sqlite_utils.Database) -> None:
                                foreign_keys=[("study_id", "studies", "id")])
 
 
-MIGRATIONS = {1: _m1, 2: _m2, 3: _m_patients, 4: _m_validation}
+def _m_blobs(db: sqlite_utils.Database) -> None:
+    """Schema 5: result_blobs (idempotent: a database that already has the table keeps it)."""
+    db.conn.execute("CREATE TABLE IF NOT EXISTS result_blobs (result_id INTEGER NOT NULL REFERENCES results(id), "
+                    "name TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (result_id, name))")
+
+
+MIGRATIONS = {1: _m1, 2: _m2, 3: _m_patients, 4: _m_validation, 5: _m_blobs, 6: _m_dicom}
 
 
 class StoreError(Exception):
     pass
+
+
+def _private_db(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would use 0644 under umask 022), and fix the
+    mode of an existing one and its WAL/SHM companions (a database written by an older Lightbox)."""
+    import os
+
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, paths.PRIVATE_FILE))
+    except OSError:
+        return  # sqlite3 says what is wrong with the path
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        paths.make_private(p)
 
 
 # sqlite-utils' insert/update wrap themselves in ``with conn:``, which would COMMIT an enclosing
@@ -90,7 +115,7 @@ def _update(conn: sqlite3.Connection, table: str, pk: int, row: dict[str, Any]) 
     conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [*row.values(), pk])
 
 
-class Store(PatientsMixin):
+class Store(PatientsMixin, DicomMixin):
     def __init__(self, path: str | Path | None = None, readonly: bool = False):
         self.path = Path(path) if path else paths.db_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +124,8 @@ class Store(PatientsMixin):
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10,
                                    check_same_thread=False)
         else:
+            paths.data_home()  # on start: an older install's open data folder is made private (once)
+            _private_db(self.path)  # patient data: 0600 (SQLite gives its -wal/-shm the same mode)
             conn = sqlite3.connect(str(self.path), timeout=10, check_same_thread=False,
                                    isolation_level=None)  # explicit BEGIN/COMMIT below
         try:
@@ -168,7 +195,18 @@ class Store(PatientsMixin):
              json.dumps(r.outputs), int(bool(r.clinical)), "" if r.clinical else NOT_CLINICAL,
              json.dumps(r.notes), r.created))
         r.id = int(cur.lastrowid)
+        for name, data in (r.blobs or {}).items():
+            self.conn.execute("INSERT INTO result_blobs (result_id, name, data) VALUES (?,?,?)",
+                              (r.id, name, sqlite3.Binary(bytes(data))))
         return r.id
+
+    def result_blob(self, result_id: int | None, name: str) -> bytes | None:
+        """A stored result's binary payload by name (None when it has none: an older result, another model)."""
+        if result_id is None:
+            return None
+        row = self.conn.execute("SELECT data FROM result_blobs WHERE result_id=? AND name=?",
+                                (int(result_id), name)).fetchone()
+        return bytes(row[0]) if row else None
 
     def save(self, study: Study, results: Iterable[Result] = ()) -> int:
         """Store a study and its results in one transaction; returns the study id."""

@@ -1,7 +1,11 @@
 """``lightbox batch MODEL INPUT... --out results.csv|parquet``: archive-scale runs with the workstation's code.
 
 - Walks folders and glob patterns, keeps the files the model's modality reads, and runs the same
-  pipeline the app runs. One row per study: path, sha256, model id, weights sha256, outputs, device,
+  pipeline the app runs. Each file is read as the model's modality (the model says what the files are:
+  a folder of colonoscopy JPEGs given to the polyp model is read as endoscopy stills, whatever the
+  content detection would guess). An endoscopy folder of images is one study when it holds the frames
+  of one video, or one study per image when it is a set of stills (``--folder-as``; by default its
+  content decides: scene cuts between most consecutive images make it a set). One row per study: path, sha256, model id, weights sha256, outputs, device,
   seconds, error. A bad file is a row with its message, never a stop.
 - Resumable: every finished row is appended (and flushed) to ``<out>.journal.jsonl`` as it lands; a
   restarted run skips studies already done, keyed by (file sha256, model id, weights sha256). The final
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from inference.atomic import atomic_path
-from inference.detect import detect_modality, open_study, reader_module
+from inference.detect import open_study, reader_module
 from inference.pipeline import JobContext, pipeline_module
 from inference.registry import Registry, WeightsError
 from inference.results import NOT_CLINICAL, jsonable
@@ -37,8 +41,19 @@ FIXED_COLUMNS = ["path", "sha256", "modality", "model_id", "weights_sha256", "cl
 
 
 # -- inputs ---------------------------------------------------------------------------------------
-def collect_inputs(inputs: Iterable[str], modality: str) -> list[Path]:
-    """Files under the given folders / globs / paths that the modality's reader takes, sorted, unique."""
+def _endo_folder_is_sequence(folder: Path, folder_as: str) -> bool:
+    if folder_as in ("sequence", "set"):
+        return folder_as == "sequence"
+    from inference.endo.reader import _imread, frame_files
+    from inference.endo.stills import folder_is_set
+
+    return not folder_is_set(frame_files(folder), _imread)[0]
+
+
+def collect_inputs(inputs: Iterable[str], modality: str, folder_as: str = "auto") -> list[Path]:
+    """Files under the given folders / globs / paths that the modality's reader takes, sorted, unique.
+    Endoscopy: a folder of images that is one video's frames is one input (a sequence); a set of stills
+    gives one input per image."""
     exts = set(reader_module(modality).EXTENSIONS)
     skip_companions = {".dat", ".xyz", ".atr"}  # WFDB signal files are read through their .hea
     out: list[Path] = []
@@ -46,9 +61,12 @@ def collect_inputs(inputs: Iterable[str], modality: str) -> list[Path]:
         matches = [Path(m) for m in glob.glob(item, recursive=True)] if glob.has_magic(item) else [Path(item)]
         for m in matches:
             if m.is_dir():
-                if modality == "endo" and any(p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in m.iterdir()):
-                    out.append(m)
-                    continue
+                if modality == "endo":
+                    from inference.endo.reader import frame_files
+
+                    if frame_files(m) and _endo_folder_is_sequence(m, folder_as):
+                        out.append(m)
+                        continue
                 out += [p for p in m.rglob("*") if p.is_file() and p.suffix.lower() in exts
                         and not (p.suffix.lower() in skip_companions and p.with_suffix(".hea").exists())]
             elif m.exists():
@@ -143,10 +161,9 @@ class Runner:
         try:
             if not path.exists():
                 raise ReadError(path, "file not found")
-            m = detect_modality(path)
-            if m != self.modality:
-                raise ReadError(path, f"is a {m} study, not {self.modality}")
-            return open_study(path, m), None
+            # the model names the modality: read every file as that (a folder given here is one video's frames)
+            opts = {"folder_as": "sequence"} if path.is_dir() and self.modality == "endo" else {}
+            return open_study(path, self.modality, **opts), None
         except ReadError as e:
             return None, str(e)
         except Exception as e:  # pragma: no cover - readers raise ReadError
@@ -313,11 +330,12 @@ class Summary:
 
 def run_batch(model_id: str, inputs: list[str], out: str | Path, engine: str = "local", workers: int | None = None,
               chunk: int = 16, address: str | None = None, db: str | None = None, store: bool = True,
-              progress: bool = True, manifest: str | None = None, weights: str | None = None) -> Summary:
+              progress: bool = True, manifest: str | None = None, weights: str | None = None,
+              folder_as: str = "auto") -> Summary:
     out = Path(out)
     modality, weights_sha = resolve_model(Registry(manifest, weights), model_id)
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
-    paths = collect_inputs(inputs, modality)
+    paths = collect_inputs(inputs, modality, folder_as)
     journal = out.with_name(out.name + ".journal.jsonl")
     old = read_journal(journal)
     done_keys = {row_key(r) for r in old}
@@ -408,10 +426,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", help="Ray cluster: auto | ray://host:port (default: start a local one)")
     p.add_argument("--db", help="store results in this database (default: the app's)")
     p.add_argument("--no-store", action="store_true", help="do not write results to the app's database")
+    p.add_argument("--modality", help="the modality the files are (must be the model's: every file is read as "
+                                      "the model's modality anyway)")
+    p.add_argument("--folder-as", choices=["auto", "set", "sequence"], default="auto",
+                   help="endoscopy: a folder of images as a set of stills (one row per image) or as one video's "
+                        "frames (one row); default: decided by its content")
+    p.add_argument("--send", metavar="PACS", help="then send each DICOM study's PDF report, AI results (SR) and "
+                                                  "overlays to this PACS (a configured name or AE@host:port)")
     args = p.parse_args(argv)
+    if args.send and args.no_store:
+        print("error: --send sends what the store holds; it cannot be used with --no-store", file=sys.stderr)
+        return 2
     try:
+        if args.modality:
+            want, _ = resolve_model(Registry(), args.model)
+            if args.modality != want:
+                print(f"error: {args.model} analyses {want} studies, not {args.modality}", file=sys.stderr)
+                return 2
         s = run_batch(args.model, args.inputs, args.out, engine=args.engine, workers=args.workers,
-                      chunk=args.chunk, address=args.address, db=args.db, store=not args.no_store)
+                      chunk=args.chunk, address=args.address, db=args.db, store=not args.no_store,
+                      folder_as=args.folder_as)
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -421,4 +455,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     print(f"{s.total} studies: {s.done} run now, {s.skipped} already done, {s.errors} errors; "
           f"{s.seconds:.1f} s ({s.per_minute:.0f} studies/min) -> {args.out}")
+    if args.send:
+        from inference.dicomnet.sendback import send_inputs
+
+        return send_inputs(collect_inputs(args.inputs, s.modality), s.modality, args.send, args.db)
     return 0

@@ -10,9 +10,12 @@ CODE = r"""
 import time; t0 = time.perf_counter()
 import os
 from app.main import create_app, MainWindow
+from app.reliability import startup
 from app.store import Store
+session = startup.begin()
 app = create_app()
-w = MainWindow(Store(os.environ['LIGHTBOX_DB'])); w.show(); app.processEvents()
+notices = startup.checks(session)
+w = MainWindow(Store(os.environ['LIGHTBOX_DB'])); startup.show(w, notices); w.show(); startup.settle(); app.processEvents()
 print(time.perf_counter() - t0)
 """
 

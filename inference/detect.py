@@ -7,6 +7,12 @@ Each modality's reader module (``inference.<modality>.reader``, named in ``infer
     def read(path) -> Study                # raises ReadError with a clear message
 
 Reader modules are imported lazily, so a missing optional library only disables its modality.
+
+An image file (PNG, JPEG, TIFF, BMP, GIF) is claimed by more than one modality (a radiograph, an
+endoscopy photograph); its content decides. When no reader is sure of it (the best score is under
+``AMBIGUOUS``: a colour photograph that is neither grey like a radiograph nor coloured like mucosa),
+:func:`detect_modality` raises :class:`AmbiguousModality` naming the candidates, so the app asks the
+user and the command line says to pass ``--modality``, instead of guessing.
 """
 from __future__ import annotations
 
@@ -16,6 +22,23 @@ from inference import modalities
 from inference.study import MODALITIES, ReadError, Study
 
 MAX_FILE_BYTES = 4 << 30  # refuse anything above 4 GiB before reading it
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+AMBIGUOUS = 0.5  # an image whose best modality scores under this is not opened by a guess
+
+
+class AmbiguousModality(ReadError):
+    """The content does not say which modality a file is; ``candidates``: [(modality, score)], best first."""
+
+    def __init__(self, path, candidates: list[tuple[str, float]]):
+        from inference.modalities import TITLES
+
+        self.candidates = [(m, float(s)) for m, s in candidates]
+        names = " or ".join(TITLES.get(m, m) for m, _ in self.candidates)
+        super().__init__(path, f"could be {names}: its content does not say which. Choose: File > Open as… "
+                               f"in the app, --modality {'|'.join(m for m, _ in self.candidates)} on the command line")
+
+    def __reduce__(self):
+        return (AmbiguousModality, (self.path, self.candidates))
 
 
 def reader_module(modality: str):
@@ -56,6 +79,8 @@ def detect_modality(path: str | Path) -> str:
                 s = 0.0
             scores.append((s, m))
     scores.sort(reverse=True)
+    if ext in IMAGE_EXTENSIONS and scores and 0 < scores[0][0] < AMBIGUOUS:
+        raise AmbiguousModality(path, [(m, s) for s, m in scores])
     if scores and scores[0][0] > 0:
         return scores[0][1]
     if scores:
@@ -66,13 +91,20 @@ def detect_modality(path: str | Path) -> str:
                           f"(known: {' '.join(known)})")
 
 
-def open_study(path: str | Path, modality: str | None = None) -> Study:
-    """Read a file as a Study. Any failure is a ReadError with a message for the user."""
+def open_study(path: str | Path, modality: str | None = None, **options) -> Study:
+    """Read a file as a Study (``modality`` given: read as that, whatever detection would say; options go
+    to the reader, e.g. ``folder_as="set"`` for endoscopy). Any failure is a ReadError with a message
+    for the user."""
     path = Path(path)
+    if modality is not None and modality not in MODALITIES:
+        raise ReadError(path, f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})")
+    if modality is not None and not path.exists():
+        raise ReadError(path, "file not found")
     modality = modality or detect_modality(path)
     mod = reader_module(modality)
+    options = {k: v for k, v in options.items() if v is not None}
     try:
-        return mod.read(path)
+        return mod.read(path, **options) if options else mod.read(path)
     except ReadError:
         raise
     except MemoryError:

@@ -54,6 +54,7 @@ TITLES: dict[str, str] = {m.key: m.title for m in TABLE}
 CORE_BENCHES: tuple[tuple[str, str], ...] = (
     ("startup", "inference.bench_startup"),
     ("batch", "inference.bench_batch"),
+    ("dicom", "inference.dicomnet.bench"),
 )
 
 

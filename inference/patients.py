@@ -375,6 +375,27 @@ class KeyResult:
     labels: dict[str, str] = field(default_factory=dict)  # "rhythm": "AF" … (what a compare diffs)
     clinical: bool = True
     result_ids: list[int] = field(default_factory=list)
+    #: what the result says, for its colour: "abnormal", "borderline", "normal", or "" (no verdict: noisy,
+    #: outside the model's domain, a number without a cut-off)
+    verdict: str = ""
+
+
+VERDICTS = ("", "normal", "borderline", "abnormal")  # worst last: a study shows its worst part
+
+
+def _worse(a: str, b: str) -> str:
+    return a if VERDICTS.index(a) >= VERDICTS.index(b) else b
+
+
+def _rhythm_verdict(label: str) -> str:
+    t = label.strip().lower()
+    if t in ("af", "a", "afib") or "fibrillation" in t or "flutter" in t:
+        return "abnormal"
+    if t in ("n", "normal", "sinus") or "normal" in t or "sinus rhythm" in t:
+        return "normal"
+    if t in ("o", "other") or "other" in t:
+        return "borderline"
+    return ""
 
 
 def _outputs(r: Any) -> dict:
@@ -416,6 +437,7 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
     parts: list[str] = []
     metrics: dict[str, float] = {}
     labels: dict[str, str] = {}
+    verdict = ""
 
     def use(r):
         if r not in used:
@@ -429,6 +451,7 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
             cat = _outputs(r).get("LVEF_category")
             parts.append(f"EF {ef:.0f} %" + (f" ({cat})" if cat else ""))
             metrics["EF %"] = ef
+            verdict = "normal" if ef >= 50 else "borderline" if ef >= 40 else "abnormal"  # HFrEF < 40, HFmrEF 40-49
             if cat:
                 labels["EF category"] = str(cat)
             use(r)
@@ -439,6 +462,7 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
             r, k = hit
             labels["rhythm"] = str(_outputs(r)[k])
             parts.append(f"rhythm {labels['rhythm']}")
+            verdict = _worse(verdict, _rhythm_verdict(labels["rhythm"]))
             use(r)
         hit = _latest_with(results, lambda k, v, m: k == "af_risk_5y" and _num(v) is not None)
         if hit:
@@ -466,6 +490,12 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
             lab = _outputs(r).get("label") or _outputs(r).get("prediction")
             if isinstance(lab, str) and lab:
                 labels["pneumonia"] = lab
+            thr = _num(_outputs(r).get("threshold"))
+            if thr is not None:
+                verdict = _worse(verdict, "abnormal" if v >= thr else "normal")
+            elif isinstance(lab, str) and lab:
+                verdict = _worse(verdict, "normal" if lab.lower() == "normal" else
+                                 "abnormal" if "pneumonia" in lab.lower() else "")
         hit = _latest_with(results, lambda k, v, m: k == "anomaly_score" and _num(v) is not None)
         if hit:
             r, k = hit
@@ -476,6 +506,8 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
             metrics["anomaly score"] = v
             if band:
                 labels["risk band"] = str(band)
+                verdict = _worse(verdict, {"high": "abnormal", "intermediate": "borderline", "low": "normal"}
+                                 .get(str(band).lower(), ""))
             use(r)
     elif modality == "pcg":
         hit = _latest_with(results, lambda k, v, m: k == "class" and isinstance(v, str) and bool(v))
@@ -485,6 +517,7 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
             p = _num(o.get("probability"))
             parts.append(str(o[k]) + (f" ({p:.2f})" if p is not None else ""))
             labels["heart sound"] = str(o[k])
+            verdict = {"abnormal": "abnormal", "normal": "normal"}.get(str(o[k]).lower(), "")
             use(r)
     elif modality == "endo":
         fs = [f for f in findings if (f.get("status") or "proposed") != "rejected"]
@@ -494,6 +527,7 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
             confirmed = sum(1 for f in fs if f.get("status") == "confirmed")
             parts.append(f"{n} polyp finding{'s' if n != 1 else ''}" + (f", {confirmed} confirmed" if confirmed else ""))
             metrics["polyp findings"] = float(n)
+            verdict = "abnormal" if n else "normal"
             if hit:
                 use(hit[0])
     if not parts:
@@ -502,7 +536,7 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
                    for r in used)
     ids = [int(i) for i in (getattr(r, "id", None) if not isinstance(r, Mapping) else r.get("id") for r in used)
            if i is not None]
-    return KeyResult(" · ".join(parts), metrics, labels, clinical, ids)
+    return KeyResult(" · ".join(parts), metrics, labels, clinical, ids, verdict)
 
 
 def deltas(prior: KeyResult | None, current: KeyResult | None) -> list[str]:

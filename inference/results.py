@@ -29,6 +29,9 @@ class Result:
     notes: list[str] = field(default_factory=list)
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # masks, curves (not JSON)
     id: int | None = None  # set once stored
+    # compact binary payloads the store keeps beside the row (Store.result_blob), e.g. an endoscopy
+    # analysis's per-frame polyp masks; loaded on demand, never with the row
+    blobs: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def stamp(self) -> str:
@@ -44,6 +47,7 @@ class Result:
         d = asdict(self)
         d.pop("arrays")
         d.pop("id")
+        d.pop("blobs")
         return d
 
 

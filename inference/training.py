@@ -155,7 +155,7 @@ def fit(net, batches: Callable[[int], Any], step: Callable[[Any, Any], Any], val
         schedule: str = "cosine", warmup_epochs: int = 0, monitor: str = "score",
         time_budget_s: float | None = None, emit: Callable[[dict], None] = lambda e: None,
         checkpoint: str | Path | None = None, on_epoch: Callable[[int, dict], None] | None = None,
-        grad_clip: float | None = None) -> FitResult:
+        grad_clip: float | None = None, stop_after: int | None = None) -> FitResult:
     """Train ``net`` with AdamW and early stopping on a validation score (higher is better).
 
     - ``batches(epoch)`` yields the epoch's training batches (anything ``step`` understands), so a model
@@ -170,7 +170,9 @@ def fit(net, batches: Callable[[int], Any], step: Callable[[Any, Any], Any], val
     - the schedule is cosine decay to 1 % of ``lr`` over ``epochs`` (after ``warmup_epochs`` of linear
       warm-up), or ``"constant"``;
     - ``time_budget_s`` stops between epochs once the next epoch would not fit; ``checkpoint`` saves the
-      best state dict (plain tensors, so it reloads with ``weights_only=True``) after each improvement.
+      best state dict (plain tensors, so it reloads with ``weights_only=True``) after each improvement;
+    - ``stop_after`` stops after that many epochs while the schedule still spans ``epochs`` (reproduces a
+      run that was stopped by its time budget).
 
     Emits ``{"event": "epoch", ...}`` per epoch. The best weights are loaded back into ``net`` at the end.
     """
@@ -236,6 +238,9 @@ def fit(net, batches: Callable[[int], Any], step: Callable[[Any, Any], Any], val
         if stale >= patience:
             stopped = f"early stop: no validation {monitor} improvement for {patience} epochs"
             break
+        if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < epochs:
+            stopped = f"stopped after {stop_after} of {epochs} epochs (stop_after)"
+            break
         spent = time.time() - t0
         if time_budget_s is not None and epoch + 1 < epochs and spent + spent / (epoch + 1) > time_budget_s:
             stopped = f"time budget {time_budget_s:.0f} s reached after {epoch + 1} epochs"
@@ -247,14 +252,20 @@ def fit(net, batches: Callable[[int], Any], step: Callable[[Any, Any], Any], val
 
 def export_onnx(module, example, path: str | Path, *, input_names: list[str], output_names: list[str],
                 dynamic_batch: bool = True, opset: int = 17, meta_key: str | None = None,
-                meta: dict | None = None, producer: str | None = None) -> dict:
+                meta: dict | None = None, producer: str | None = None,
+                dynamic_axes: dict[str, dict[int, str]] | None = None) -> dict:
     """Export ``module`` (in eval mode) to ONNX at ``path`` with a dynamic batch axis, embed ``meta`` under
-    ``meta_key``, and return :func:`file_facts` of the file."""
+    ``meta_key``, and return :func:`file_facts` of the file. ``dynamic_axes`` adds further free axes
+    (e.g. ``{"ecg": {2: "samples"}}`` for a network that takes any length)."""
     import torch
 
     module.eval()
     path = Path(path)
     axes = {n: {0: "batch"} for n in input_names + output_names} if dynamic_batch else None
+    if dynamic_axes:
+        axes = axes or {}
+        for n, more in dynamic_axes.items():
+            axes[n] = {**axes.get(n, {}), **more}
     with torch.no_grad():
         torch.onnx.export(module, example, str(path), input_names=input_names, output_names=output_names,
                           dynamic_axes=axes, opset_version=opset, dynamo=False)
@@ -264,10 +275,12 @@ def export_onnx(module, example, path: str | Path, *, input_names: list[str], ou
 
 
 def agreement_check(module, path: str | Path, inputs: dict[str, Any], *, tol: float = 1e-4,
-                    threads: int = 1) -> dict:
+                    threads: int = 1, rtol: dict[str, float] | None = None) -> dict:
     """Run the torch ``module`` and the exported ONNX file on the same ``inputs`` (name -> numpy array)
     and compare every output. Returns ``{"max_abs_diff": ..., "per_output": {...}, "tol": tol, "ok": ...}``;
-    raises ``AssertionError`` when any output differs by more than ``tol`` (a broken export never ships)."""
+    raises ``AssertionError`` when any output differs by more than ``tol`` (a broken export never ships).
+    ``rtol`` (output name -> fraction) lets an output with a large range (e.g. a squared distance) differ by
+    ``tol + rtol * max|torch output|`` instead; ``max_abs_diff`` then covers the other outputs only."""
     import numpy as np
     import torch
 
@@ -279,10 +292,20 @@ def agreement_check(module, path: str | Path, inputs: dict[str, Any], *, tol: fl
         ref = module(*[torch.from_numpy(v) for v in inputs.values()])
     if not isinstance(ref, (tuple, list)):
         ref = (ref,)
-    per = {n: float(np.max(np.abs(r.detach().cpu().numpy() - g))) for n, r, g in zip(names, ref, got)}
-    worst = max(per.values()) if per else 0.0
-    out = {"max_abs_diff": worst, "per_output": per, "tol": tol, "ok": worst <= tol, "n": int(
+    rtol = rtol or {}
+    per, bad = {}, []
+    for n, r, g in zip(names, ref, got):
+        r = r.detach().cpu().numpy()
+        per[n] = float(np.max(np.abs(r - g))) if r.size else 0.0
+        if per[n] > tol + rtol.get(n, 0.0) * (float(np.max(np.abs(r))) if r.size else 0.0):
+            bad.append(n)
+    absolute = [v for n, v in per.items() if n not in rtol]
+    worst = max(absolute) if absolute else 0.0
+    out = {"max_abs_diff": worst, "per_output": per, "tol": tol, "ok": not bad, "n": int(
         next(iter(inputs.values())).shape[0])}
-    if worst > tol:
-        raise AssertionError(f"torch and ONNX disagree by {worst:.3g} (> {tol:g}) on {path}")
+    if rtol:
+        out["rtol"] = dict(rtol)
+    if bad:
+        raise AssertionError(f"torch and ONNX disagree on {', '.join(bad)} ({', '.join(f'{per[n]:.3g}' for n in bad)}; "
+                             f"tol {tol:g}) on {path}")
     return out

@@ -37,6 +37,18 @@ def _isolated_home(request, tmp_path_factory, monkeypatch):
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _automatic_gc_between_tests():
+    """app.jobs turns automatic garbage collection off (it collects on the Qt event loop instead); a test
+    that never runs the event loop afterwards (training, batch) gets the normal collector back."""
+    yield
+    from sys import modules
+
+    guard = modules.get("app.reliability.gcguard")
+    if guard is not None and guard.installed():
+        guard.uninstall()
+
+
 @pytest.fixture
 def store(tmp_path):
     from app.store import Store

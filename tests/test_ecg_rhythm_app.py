@@ -36,8 +36,11 @@ def test_viewer_runs_rhythm_on_open_and_draws_the_band(main_window, qtbot, tmp_p
     assert isinstance(v, EcgViewer)
     qtbot.waitUntil(lambda: v.rhythm is not None, timeout=60000)
     r = win.ctx.store.latest_result(win.study_id, "ecg-rhythm")
-    assert r is not None and not r.clinical and r.outputs["lead"] == "II"
+    # both leads of the Holter (MLII read as II, and V1), their probabilities averaged; the screen says so
+    assert r is not None and not r.clinical and r.outputs["_leads"] == ["II", "V1"] and r.outputs["lead"] == "II, V1"
     assert len(r.outputs["_windows"]) >= 100
+    assert v.rhythm_box.itemText(0) == "Rhythm leads: auto (II, V1)" and v.rhythm_box.currentIndex() == 0
+    assert "mean of leads II, V1" in v.info.text() and "mean of leads II, V1" in v._result_widget.rhythm.text()
     assert v.overview.isVisibleTo(v) and v.band.bars.isVisible()
     assert "Rhythm:" in v.info.text() and "NOT A CLINICAL" in v.info.text()
     assert "NOT A CLINICAL RESULT" in v._result_widget.rhythm.text()
@@ -58,6 +61,8 @@ def test_viewer_runs_rhythm_on_open_and_draws_the_band(main_window, qtbot, tmp_p
     v.rhythm_box.setCurrentIndex(i)
     v._rhythm_lead_chosen(i)
     qtbot.waitUntil(lambda: v.rhythm is not None and v.rhythm.outputs["lead"] == "V1", timeout=60000)
+    assert v.rhythm.outputs["_leads"] == ["V1"] and v.rhythm_box.currentData() == "V1"
+    assert "lead V1" in v.info.text()
     win.ctx.jobs.wait(10000)
 
 

@@ -220,6 +220,9 @@ def test_practice_mode_outside_a_session_hides_library_names(main_window, qtbot,
     qtbot.waitUntil(lambda: main_window.study is not None, timeout=30000)
     v = main_window.current_viewer()
     assert "EF35_dilated" in main_window.windowTitle()  # practice off: names as they are
+    # the job bar legitimately named the file while it opened with practice off: let that job end first
+    # (on a loaded machine its "finished" can arrive after the study is already shown)
+    qtbot.waitUntil(lambda: not main_window.ctx.jobs.running, timeout=30000)
     v.set_trainee("Dr Solo")
     v.set_practice_mode(True)
     sid = main_window.study_id

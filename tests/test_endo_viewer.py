@@ -151,3 +151,90 @@ def test_live_mode_with_model_files_merged_proposed_findings(endo_window, qtbot,
     assert "NOT A CLINICAL RESULT" in fs[0]["note"]
     assert len(fs) <= 3  # a run of detections is one finding, not one per frame
     v.set_live(False)
+
+
+def test_the_frame_gets_the_room_and_the_findings_panel_folds_away(endo_window, qtbot, tmp_path):
+    """The frame column takes what the panel (analysis, mask, findings) leaves; the panel sits beside a square
+    frame and below a wide (16:9) one where that gives the frame more room; the narrow findings table hides
+    columns instead of scrolling sideways, the selected finding is shown whole under it; F folds the panel
+    away and back; its sizes and whether it is folded are remembered per user."""
+    from PySide6.QtTest import QTest
+
+    from app.endo.viewer import EndoViewer
+    from app.widgets import user_state
+
+    win, v = endo_window
+    win.showNormal()
+    win.resize(1366, 768)
+    qtbot.waitUntil(lambda: v.view.width() > 2 * v.side.width(), timeout=5000)
+    assert v.panel_place == "beside" and v.side.width() > 200
+    v.seek(100)
+    fid = v.add_finding("polyp", 0.8, "sessile, 6 mm, lifted and removed by cold snare", box=[0.1, 0.3, 0.3, 0.5],
+                        status="proposed")
+    t = v.table
+    qtbot.waitUntil(lambda: t.isColumnHidden(6), timeout=2000)  # the note is not cut, it is left out...
+    assert not any(t.isColumnHidden(c) for c in (0, 2, 5)) and t.horizontalScrollBar().maximum() == 0
+    v.select_finding(fid)
+    assert "cold snare" in v.detail_label.text() and "clinician" in v.detail_label.text()  # ...and shown here
+    assert "cold snare" in t.item(0, 2).toolTip()
+    v.split.setSizes([400, 900])  # a wider panel brings the columns back
+    qtbot.waitUntil(lambda: not t.isColumnHidden(4) and not t.isColumnHidden(6), timeout=2000)
+
+    v.split.setSizes([10000, 264])
+    v._panel_moved()
+    qtbot.wait(50)
+    wide = v.view.width()
+    v.setFocus()
+    QTest.keyClick(v, Qt.Key_F)
+    assert v.split.sizes()[1] == 0 and not v.panel_btn.isChecked()
+    qtbot.waitUntil(lambda: v.view.width() > wide + 200, timeout=2000)
+    QTest.keyClick(v, Qt.Key_F)
+    assert v.split.sizes()[1] >= 264 and v.panel_btn.isChecked()
+
+    # remembered: the width beside, the height below, folded or not (written as the viewer shuts down)
+    v._extent[Qt.Vertical] = 260
+    v.split.setSizes([700, 300])
+    v._panel_moved()
+    v.save_panes()
+    s = user_state.settings()
+    assert int(s.value("endo/panel_width")) == 300 and int(s.value("endo/panel_height")) == 260
+    v2 = EndoViewer(win.ctx)
+    qtbot.addWidget(v2)
+    assert v2._extent[Qt.Horizontal] == 300 and v2._extent[Qt.Vertical] == 260 and v2.panel_btn.isChecked()
+    v.show_panel(False)
+    v.save_panes()
+    v3 = EndoViewer(win.ctx)
+    qtbot.addWidget(v3)
+    assert not v3.panel_btn.isChecked() and v3.split.sizes()[1] == 0
+    v.show_panel(True)
+    v.save_panes()
+
+    # PgDn/PgUp to a finding in a long list shows its row (the table scrolls to it)
+    v.split.setSizes([10000, 264])
+    for i in range(30):
+        v.seek(5 + 7 * i)
+        v.add_finding("polyp", 0.9, status="proposed")
+    v.seek(0)
+    t.clearSelection()  # the selected finding's line is hidden: it comes back as the jump selects a row
+    qtbot.wait(50)
+    v.jump_finding(-1)  # wraps round to the last finding
+    row = t.selectionModel().selectedRows()[0]
+    assert t.item(row.row(), 1).text() == str(v.pos)
+    qtbot.waitUntil(lambda: t.viewport().rect().contains(t.visualRect(row)), timeout=2000)
+    assert not t.isColumnHidden(3), "Conf. beside the scroll bar at the first width"
+
+    w = EndoViewer(win.ctx)  # a viewer as large as at 1366x768 beside the study list and results
+    qtbot.addWidget(w)
+    w.resize(785, 712)
+    w.show()
+    qtbot.waitUntil(lambda: w.split.width() > 700, timeout=2000)
+    w.set_frame_aspect(16 / 9)  # a 720p recording: the panel goes below, the frame gets the width
+    assert w.panel_place == "below" and w.split.sizes()[1] > 150
+    qtbot.waitUntil(lambda: w.view.width() > 700, timeout=2000)
+    w.set_frame_aspect(1.0)
+    assert w.panel_place == "beside"
+    qtbot.waitUntil(lambda: w.view.width() > 1.5 * w.side.width() > 300, timeout=2000)
+    w.set_frame_aspect(16 / 9)
+    w.resize(1800, 700)  # a wide viewer: beside takes less from the frame
+    qtbot.waitUntil(lambda: w.panel_place == "beside", timeout=2000)
+    w.close()

@@ -220,6 +220,9 @@ def test_compare_echo_plays_both_and_links_frames(qtbot, store, tmp_path):
     cw.show()
     qtbot.waitUntil(lambda: all(s is not None for s in cw.studies), timeout=10000)
     a, b = cw.viewers
+    qtbot.waitUntil(lambda: a.timer.isActive() and b.timer.isActive(), timeout=5000)  # both play as they open
+    cw.toggle_play()
+    assert not a.timer.isActive() and not b.timer.isActive()
     a.slider.setValue(7)  # the last frame of 8 -> the last of 12
     assert b.canvas.index == 11
     cw.toggle_play()

@@ -28,7 +28,7 @@ def test_viewer_class_and_contract(viewer_with_study):
     assert v.result_widget() is v.anomaly
     assert v.items[0].image.shape[:2] == (512, 512)
     assert "Header" in v.preset.itemText(0) and any("CHEST" in v.preset.itemText(i) for i in range(v.preset.count()))
-    assert v.mode.currentText() == "Image"
+    assert v.mode.currentText() == "Single image" and [b in v.glw.ci.items for b in v.boxes] == [True, False, False]
 
 
 def test_window_level_invert_clahe_reset(viewer_with_study):
@@ -121,18 +121,28 @@ def test_result_panels_and_report(viewer_with_study, weight_files, tmp_path):
     r = analyse(st, "xray-anomaly", reg)
     win._analysis_done(sid, r)
     assert v.heat is not None and v.heat.shape == (512, 512)
-    assert v.mode.currentText() == "Three panels"
-    assert all(b in v.glw.ci.items for b in v.boxes)
-    assert v.items[1].image.shape == (512, 512, 3) and v.items[2].image.shape == (512, 512, 3)
+    # one large image, the heatmap over it (an RGBA layer: the radiograph's own grey values stay)
+    assert v.mode.currentText() == "Single image" and [b in v.glw.ci.items for b in v.boxes] == [True, False, False]
+    assert v.heat_shown() and v.heat_layers[0].isVisible() and v.heat_layers[0].image.shape == (512, 512, 4)
+    assert v.items[0].image.ndim == 2
     assert f"{r.outputs['anomaly_score']:.3f}" in v.anomaly.score.text()
     assert "NOT A CLINICAL RESULT" in v.anomaly.band.text()
-    # overlay-only mode with opacity and colour map
-    v.mode.setCurrentIndex(2)
-    assert [b in v.glw.ci.items for b in v.boxes] == [False, False, True]
-    before = v.items[2].image.copy()
+    # H hides and shows it; opacity and colour map change the layer, not the image
+    v.heat_btn.toggle()
+    assert not v.heat_layers[0].isVisible() and not v.heat_shown()
+    v.heat_btn.toggle()
+    before = v.heat_layers[0].image.copy()
     v.opacity.setValue(20)
+    assert v.heat_layers[0].image[..., 3].max() < before[..., 3].max()
     v.cmap.setCurrentText("jet")
-    assert not np.array_equal(before, v.items[2].image)
+    assert not np.array_equal(before[..., :3], v.heat_layers[0].image[..., :3])
+    # side by side (original | overlay) and three panels on demand, linked
+    v.mode.setCurrentIndex(1)
+    assert [b in v.glw.ci.items for b in v.boxes] == [True, False, True] and v.heat_layers[1].isVisible()
+    assert not v.heat_layers[0].isVisible()  # the original stays plain beside the overlay
+    v.mode.setCurrentIndex(2)
+    assert all(b in v.glw.ci.items for b in v.boxes) and v.items[1].image.shape == (512, 512, 3)
+    v.mode.setCurrentIndex(0)
     # a stored result (no arrays) re-shows the heatmap
     stored = win.ctx.store.latest_result(sid, "xray-anomaly")
     assert isinstance(stored, Result) and not stored.arrays

@@ -182,6 +182,16 @@ def band_figure(windows: list[dict], duration_s: float):
     return fig
 
 
+def _rhythm_leads_row(o: dict) -> str:
+    """The leads a rhythm result used, and how (results before v2 name one lead)."""
+    leads = list(o.get("_leads") or ([o["lead"]] if o.get("lead") else []))
+    if len(leads) > 1:
+        return f"{o.get('lead')}: the model on each lead, probabilities averaged"
+    lead = leads[0] if leads else "?"
+    outside = lead not in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+    return lead + (" (outside the leads the model is used on: I, II, V1–V6)" if outside else "")
+
+
 def rhythm_section(r: Result | None) -> list:
     """The Lightbox rhythm model's result: label, probabilities, lead, and the band for long recordings."""
     from inference.ecg.rhythm import LABELS
@@ -195,17 +205,19 @@ def rhythm_section(r: Result | None) -> list:
     rows = [["Rhythm model output", "Value"],
             ["Rhythm", f"<b>{o.get('rhythm_label')}</b> ({100 * (o.get('probability') or 0):.0f} %)"],
             ["Probabilities", " · ".join(f"{LABELS[c]} {100 * float(o.get(f'p_{c}') or 0):.1f} %" for c in LABELS)],
-            ["Lead", f"{o.get('lead')}" + ("" if o.get("lead") == "I" else
-                                            " (trained on lead I: outside what the model was trained on)")]]
+            ["Leads", _rhythm_leads_row(o)]]
     if (o.get("windows") or 0) > 1:
+        ect = (f"; {o['ectopic_windows']} windows the model called other hold only isolated premature beats "
+               "(shown as normal)" if o.get("ectopic_windows") else "")
         rows.append(["Windows", f"{o['windows']} windows (30 s, every 15 s) over {o.get('duration_s', 0) / 60:.1f} min; "
-                                f"AF in {100 * (o.get('af_burden') or 0):.0f} % of the time"])
+                                f"AF in {100 * (o.get('af_burden') or 0):.0f} % of the time{ect}"])
     block = [Paragraph(f"Rhythm — Lightbox model (result #{r.id}){stamp}" if r.id else f"Rhythm — Lightbox model{stamp}", H2),
              table(rows, col_widths=[45 * mm, 180 * mm])]
     if (o.get("windows") or 0) > 1 and o.get("_windows"):
         block += [Spacer(1, 1 * mm), figure(band_figure(o["_windows"], float(o.get("duration_s") or 0)), 190)]
-    block.append(Paragraph("Single-lead CNN trained by Lightbox on the PhysioNet/CinC Challenge 2017 recordings "
-                           "(AliveCor, lead I): normal sinus rhythm / atrial fibrillation / other rhythm / too noisy. "
+    block.append(Paragraph("CNN trained by Lightbox on the PhysioNet/CinC Challenge 2017 single-lead recordings "
+                           "(AliveCor, lead I), run on each lead used: normal sinus rhythm / atrial fibrillation / "
+                           "other rhythm / too noisy. "
                            "A research model, not a validated device; see resources/models/ecg_rhythm_cnn.md.", SMALL))
     return flow + [KeepTogether(block)]
 
@@ -263,7 +275,9 @@ def sections(study, results: list[Result], store, study_id, extra: dict[str, Any
     flow += rhythm_section(latest(results, "ecg-rhythm"))
 
     # ECG2AF
-    r = latest(results, "ecg2af")
+    from inference.ecg.ecg2af_files import is_ecg2af
+
+    r = next((x for x in reversed(list(results)) if is_ecg2af(x.model_id)), None)
     flow.append(Spacer(1, 4 * mm))
     if r is None:
         flow += [Paragraph("ECG2AF", H2),
@@ -274,11 +288,14 @@ def sections(study, results: list[Result], store, study_id, extra: dict[str, Any
     from inference.ecg.ecg2af import result_rows
 
     rows = [["ECG2AF output", "Value"]] + [list(r) for r in result_rows(o)]
+    if o.get("model_file"):
+        rows.append(["Model file", f"{o['model_file']} (input: {', '.join(o.get('input_leads') or [])}; "
+                                   f"normalisation {o.get('normalisation')})"])
     block = [Paragraph(f"ECG2AF (result #{r.id}){stamp}" if r.id else f"ECG2AF{stamp}", H2),
              table(rows, col_widths=[55 * mm, 60 * mm]), Spacer(1, 2 * mm),
              figure(survival_figure(o), 110),
              Paragraph("AF risk = 1 − cumulative AF-free survival from the survival-curve head (25 intervals, "
-                       "5 years), decoded as the ECG2AF authors do. Khurshid S, et al. Circulation 2022;145:122–133.",
-                       SMALL)]
+                       "5 years), decoded as the ECG2AF authors do. Khurshid S, et al. Circulation 2022;145:122–133. "
+                       + " ".join(n for n in r.notes if n.startswith("Input:")), SMALL)]
     flow.append(KeepTogether(block))
     return flow

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QHeaderView, QLabel, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QHeaderView, QLabel, QSizePolicy, QTableWidgetItem, QVBoxLayout, QWidget
 
+from app.widgets.results import FitTable
 from inference.results import Result
 
 
 class EcgResultWidget(QWidget):
-    """The four ECG2AF outputs as a table, and the AF risk with its cumulative-incidence curve over 5 years."""
+    """The rhythm model's result; the four ECG2AF outputs as a table and the AF risk with its cumulative-
+    incidence curve over 5 years (table and curve only while there is an ECG2AF result to show)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -27,16 +27,10 @@ class EcgResultWidget(QWidget):
         self.title = QLabel("ECG2AF")
         self.title.setStyleSheet("font-weight: bold;")
         lay.addWidget(self.title)
-        self.table = QTableWidget(0, 2)
+        self.table = FitTable(0, 2)
         self.table.setHorizontalHeaderLabels(["ECG2AF output", "Value"])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.setFixedHeight(4 * 22 + 28)
         lay.addWidget(self.table)
         self.plot = pg.PlotWidget(background="#181c20")
         self.plot.setMinimumHeight(170)
@@ -60,14 +54,16 @@ class EcgResultWidget(QWidget):
         self.hint.setObjectName("muted")
         self.hint.setWordWrap(True)
         lay.addWidget(self.hint)
+        lay.addStretch(0)  # without the curve, the texts stay together at the top
         self.show_result(None)
 
     @staticmethod
     def rhythm_html(result: Result) -> str:
+        from app.ecg.rhythm_ui import leads_text
         from inference.ecg.rhythm import COLOURS, LABELS
 
         o = result.outputs
-        lines = [f"<b>Rhythm (Lightbox model, lead {o.get('lead')})</b>",
+        lines = [f"<b>Rhythm (Lightbox model, {leads_text(o)})</b>",
                  f"<span style='font-size:14pt; color:{COLOURS.get(o.get('rhythm'), '#ddd')}'><b>"
                  f"{o.get('rhythm_label')}</b></span> {100 * (o.get('probability') or 0):.0f} %"]
         rows = []
@@ -78,11 +74,16 @@ class EcgResultWidget(QWidget):
                         f"</span> {100 * p:.1f} %</td></tr>")
         lines.append("<table cellspacing='2'>" + "".join(rows) + "</table>")
         if (o.get("windows") or 0) > 1:
-            lines.append(f"{o['windows']} windows over {o.get('duration_s', 0) / 60:.1f} min; AF in "
+            wins = o.get("_windows") or []
+            n = {c: sum(1 for w in wins if w.get("label") == c) for c in LABELS}
+            counts = " · ".join(f"{LABELS[c].split()[0].lower()} {k}" for c, k in n.items() if k)
+            ect = (f"; {o['ectopic_windows']} called other by the model hold only isolated premature beats (shown "
+                   "normal)" if o.get("ectopic_windows") else "")
+            lines.append(f"{o['windows']} windows over {o.get('duration_s', 0) / 60:.1f} min ({counts}{ect}); AF in "
                          f"{100 * (o.get('af_burden') or 0):.0f} % of the time (band over the tracing).")
         if not result.clinical:
             lines.append("<span style='color:#e5534b'><b>NOT A CLINICAL RESULT</b></span> — Lightbox's own research "
-                         "model (PhysioNet/CinC 2017, single lead); see its model card.")
+                         "model (trained on PhysioNet/CinC 2017 single-lead recordings); see its model card.")
         notes = [n for n in result.notes if "outside what it was trained on" in n or "shorter than any" in n]
         if notes:
             lines.append("<span style='color:#e8a317'>" + " ".join(notes) + "</span>")
@@ -99,7 +100,12 @@ class EcgResultWidget(QWidget):
         return result_rows(outputs)
 
     def show_result(self, result: Result | None) -> None:
-        if result is None or result.model_id != "ecg2af":
+        from inference.ecg.ecg2af_files import is_ecg2af
+
+        shown = result is not None and is_ecg2af(result.model_id)
+        for w in (self.title, self.table, self.plot):  # no empty table or axes while there is nothing to show
+            w.setVisible(shown)
+        if not shown:
             self.table.setRowCount(0)
             self.curve.setData([], [])
             self.marker.setData([], [])
@@ -112,10 +118,8 @@ class EcgResultWidget(QWidget):
         self.table.setRowCount(len(rows))
         for i, (k, v) in enumerate(rows):
             self.table.setItem(i, 0, QTableWidgetItem(k))
-            it = QTableWidgetItem(v)
-            if not result.clinical:
-                it.setForeground(QColor("#e5534b"))
-            self.table.setItem(i, 1, it)
+            self.table.setItem(i, 1, QTableWidgetItem(v))  # the stamp and hint say when it is not clinical
+        self.table.fit()
         years = np.concatenate([[0.0], np.asarray(o["survival_days"], dtype=float) / 365.0])
         risk = np.concatenate([[0.0], 100 * (1 - np.asarray(o["af_free_survival"], dtype=float))])
         self.curve.setData(years, risk)
@@ -127,6 +131,7 @@ class EcgResultWidget(QWidget):
         self.plot.getPlotItem().setXRange(0, 5.05, padding=0)
         stamp = "" if result.clinical else "NOT A CLINICAL RESULT — non-official weights. "
         self.hint.setText(stamp + "Cumulative incident-AF risk = 1 − AF-free survival from the survival-curve head "
-                                  "(25 intervals over 5 years).")
+                                  "(25 intervals over 5 years). "
+                          + " ".join(n for n in result.notes if n.startswith("Input:")))
 
 

@@ -37,6 +37,14 @@ def band_segments(windows: list[dict], t0: float, t1: float) -> list[tuple[float
     return out
 
 
+def segment_text(windows: list[dict], t_mid: float, label: str, p: float) -> str:
+    """'N 93%', or 'N · 1 PB' for a window the model called other that holds isolated premature beats only."""
+    for w in windows or []:
+        if float(w["start_s"]) <= t_mid < float(w["end_s"]) and w.get("ectopic_beats"):
+            return f"{SHORT.get(label, label)} · {w['ectopic_beats']} PB"
+    return f"{SHORT.get(label, label)} {100 * p:.0f}%"
+
+
 def colour(label: str, alpha: int = 255) -> QColor:
     c = QColor(COLOURS.get(label, "#888888"))
     c.setAlpha(alpha)
@@ -85,7 +93,7 @@ class PaperBand:
         for a, b, y0, (s0, s1, lab, p) in zip(x0, x1, ys, segs):
             if b - a < 12:  # too narrow for a label at any zoom
                 continue
-            t = pg.TextItem(f"{SHORT.get(lab, lab)} {100 * p:.0f}%", color="#ffffff", anchor=(0, 0.5))
+            t = pg.TextItem(segment_text(windows, (s0 + s1) / 2, lab, p), color="#ffffff", anchor=(0, 0.5))
             t.setFont(font)
             t.setPos(a + 1.0, y0 + (BAND_MM - 1.0) / 2)
             t.setZValue(6)

@@ -1,5 +1,7 @@
 """The rhythm-model half of EcgViewer (a mixin): runs Lightbox's rhythm model on opening through the
-main window's job runner, on the lead the user picks, and keeps the per-window band in step with the page."""
+main window's job runner -- on every lead it uses that the recording has (I, II, V1-V6 of a 12-lead ECG, a
+Holter's two leads), or on the one lead the user picks -- says which leads it used, and keeps the per-window
+band in step with the page."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +11,26 @@ from app.ecg.paper import LEADS, WINDOW_S
 from inference.results import Result
 
 RHYTHM_ID = "ecg-rhythm"
+AUTO = "Rhythm leads: auto"
+TIP = ("Leads the rhythm model (N / AF / other / noisy) runs on. Auto: every lead of I, II, V1–V6 the recording "
+       "has (a Holter's two leads, an AliveCor's lead I), their probabilities averaged. Trained on single-lead "
+       "AliveCor recordings (lead I) and tested on 12-lead resting ECGs (PTB-XL); see its model card.")
+
+
+def leads_used(outputs: dict) -> list[str]:
+    """The leads a stored rhythm result used (results before v2 name one lead)."""
+    leads = outputs.get("_leads")
+    if leads:
+        return [str(x) for x in leads]
+    return [outputs["lead"]] if outputs.get("lead") else []
+
+
+def leads_text(outputs: dict) -> str:
+    """'lead II' or 'mean of leads I, II, V1–V6', for the info line, band caption and results panel."""
+    leads = leads_used(outputs)
+    if len(leads) > 1:
+        return f"mean of leads {outputs.get('lead') or ', '.join(leads)}"
+    return f"lead {leads[0] if leads else outputs.get('lead', '?')}"
 
 
 class RhythmMixin:
@@ -22,7 +44,8 @@ class RhythmMixin:
     def _fill_rhythm_leads(self) -> None:
         self.rhythm_box.blockSignals(True)
         self.rhythm_box.clear()
-        self.rhythm_box.addItem("Rhythm lead: auto")
+        self.rhythm_box.addItem(AUTO)
+        self.rhythm_box.setToolTip(TIP)
         if self._has_signal():
             for ld in self._usable_leads():
                 self.rhythm_box.addItem(f"Rhythm lead: {ld}", ld)
@@ -48,12 +71,13 @@ class RhythmMixin:
 
     def _set_rhythm(self, result: Result) -> None:
         self.rhythm = result
-        lead = result.outputs.get("lead")
-        i = self.rhythm_box.findData(lead)
-        if i >= 0:
-            self.rhythm_box.blockSignals(True)
-            self.rhythm_box.setCurrentIndex(i)
-            self.rhythm_box.blockSignals(False)
+        leads = leads_used(result.outputs)
+        i = self.rhythm_box.findData(leads[0]) if len(leads) == 1 else -1
+        self.rhythm_box.blockSignals(True)
+        # auto names the leads it used: "Rhythm leads: auto (I, II, V1–V6)"
+        self.rhythm_box.setItemText(0, AUTO if i >= 0 else f"{AUTO} ({result.outputs.get('lead') or ', '.join(leads)})")
+        self.rhythm_box.setCurrentIndex(max(i, 0))
+        self.rhythm_box.blockSignals(False)
         self._result_widget.show_rhythm(result)
         self._overview_trace()
         self.redraw()
@@ -67,8 +91,9 @@ class RhythmMixin:
         if n / fs <= WINDOW_S + 1e-6:
             self.overview.hide()
             return
-        lead = (self.rhythm.outputs.get("lead") if self.rhythm else None) or next(iter(self._usable_leads()), None)
-        row = self.study.data["signal_mv"][LEADS.index(lead)] if lead else None
+        used = leads_used(self.rhythm.outputs) if self.rhythm else []
+        lead = ("II" if "II" in used else next(iter(used), None)) or next(iter(self._usable_leads()), None)
+        row = self.study.data["signal_mv"][LEADS.index(lead)] if lead in LEADS else None
         self.overview.set_trace(row, fs, n / fs)
         self.overview.set_windows((self.rhythm.outputs.get("_windows") if self.rhythm else None) or [])
         self.overview.show()

@@ -15,10 +15,11 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QFont, QKeySequence, QShortcut
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QLabel, QPushButton, QToolButton, QVBoxLayout,
                                QWidget)
 
+from app.widgets.keys import add_keys
 from app.widgets.viewer_base import ViewerBase
 from app.widgets.flow import FlowLayout
 from inference.results import Result
@@ -27,7 +28,8 @@ from app.ecg.paper import (CAL_W_S, CALIPER, FEW_LEADS, GAINS, LAYOUTS, LEADS, M
                            SPEEDS, STRIPS, TRACE, WINDOW_S, _PaperView, caliper_readout, display_filter,
                            layout_panels, left_margin, page_seconds, screen_px_per_mm, strip_panels)
 from app.ecg.results import EcgResultWidget
-from app.ecg.rhythm_ui import RHYTHM_ID, RhythmMixin
+from app.ecg.rhythm_ui import RHYTHM_ID, RhythmMixin, leads_text
+from inference.ecg.ecg2af_files import is_ecg2af
 from app.ecg.rhythm_band import BAND_MM, PaperBand, RhythmOverview
 
 LONG_S = 600.0  # beyond this the display filters run on the page on show, not the whole recording
@@ -78,9 +80,8 @@ class EcgViewer(RhythmMixin, ViewerBase):
         self.true_btn.setToolTip("1 mm of paper = 1 mm on screen (0)")
         self.fit_btn = QPushButton("Fit")
         self.fit_btn.setToolTip("Whole page in view (F)")
-        self.rhythm_box = self._combo(["Rhythm lead: auto"], 0,
-                                      "Lead the rhythm model (N / AF / other / noisy) runs on. It was trained on "
-                                      "lead I; other leads are outside what it was trained on")
+        self.rhythm_box = self._combo(["Rhythm leads: auto"], 0, "Leads the rhythm model (N / AF / other / noisy) "
+                                      "runs on (see Rhythm leads: auto)")
         self.prev_btn = QToolButton(text="◀ 10 s")
         self.next_btn = QToolButton(text="10 s ▶")
         for w in (self.layout_box, self.speed_box, self.gain_box, self.baseline_chk, self.mains_box, self.lowpass_box,
@@ -138,15 +139,15 @@ class EcgViewer(RhythmMixin, ViewerBase):
         self.prev_btn.clicked.connect(lambda: self.page(-1))
         self.next_btn.clicked.connect(lambda: self.page(+1))
         self.view.vb.sigRangeChanged.connect(lambda *_: self._update_scale_label())
-        for key, fn in (("L", self._cycle_layout), ("C", lambda: self.caliper_btn.toggle()), ("0", self.true_scale),
-                        ("F", self.fit), ("PgDown", lambda: self.page(+1)), ("PgUp", lambda: self.page(-1)),
-                        ("+", lambda: self.zoom(1.25)), ("=", lambda: self.zoom(1.25)), ("-", lambda: self.zoom(0.8)),
-                        ("Left", lambda: self.pan(-10, 0)), ("Right", lambda: self.pan(10, 0)),
-                        ("Up", lambda: self.pan(0, 10)), ("Down", lambda: self.pan(0, -10)),
-                        ("N", lambda: self.jump_af(+1)), ("Shift+N", lambda: self.jump_af(-1))):
-            sc = QShortcut(QKeySequence(key), self)
-            sc.setContext(Qt.WidgetWithChildrenShortcut)
-            sc.activated.connect(fn)
+        add_keys(self, (("L", "Next layout", self._cycle_layout), ("C", "Calipers on / off", lambda: self.caliper_btn.toggle()),
+                        ("0", "True scale (1 mm of paper = 1 mm on screen)", self.true_scale),
+                        ("F", "Fit the page", self.fit), ("PgDown", "Next 10 s page", lambda: self.page(+1)),
+                        ("PgUp", "Previous 10 s page", lambda: self.page(-1)), ("+", "Zoom in", lambda: self.zoom(1.25)),
+                        ("=", "Zoom in", lambda: self.zoom(1.25)), ("-", "Zoom out", lambda: self.zoom(0.8)),
+                        ("Left", "Pan left", lambda: self.pan(-10, 0)), ("Right", "Pan right", lambda: self.pan(10, 0)),
+                        ("Up", "Pan up", lambda: self.pan(0, 10)), ("Down", "Pan down", lambda: self.pan(0, -10)),
+                        ("N", "Next AF episode", lambda: self.jump_af(+1)),
+                        ("Shift+N", "Previous AF episode", lambda: self.jump_af(-1))))
 
     def _combo(self, items, index, tip):
         b = QComboBox()
@@ -225,8 +226,20 @@ class EcgViewer(RhythmMixin, ViewerBase):
                                "rr_mean_ms": result.outputs.get("rr_mean_ms"),
                                "rr_sd_ms": result.outputs.get("rr_sd_ms"),
                                "n_beats": result.outputs.get("beats"), "lead": result.outputs.get("lead")})
-        if result is None or result.model_id == "ecg2af":  # the rhythm and measurement results have their own places
+        if result is None or is_ecg2af(result.model_id):  # the rhythm and measurement results have their own places
             self._result_widget.show_result(result)
+
+    def preferred_model(self) -> str | None:
+        """The ECG2AF file to preselect: the first installed one whose input this recording has (the 2024
+        main model, the 2021 one, or a strip model for a 1-2-lead recording); None: keep the first listed."""
+        from inference.ecg.ecg2af_files import FILES
+
+        have = set(self.present_leads()) if self._has_signal() else set()
+        for mid, f in FILES.items():
+            fits = set(f.leads) <= have if f.is_strip else len(have) >= 12
+            if fits and mid in self.ctx.registry.entries and self.ctx.registry.state(mid, cached_only=True).may_start:
+                return mid
+        return None
 
     def result_widget(self) -> QWidget | None:
         return self._result_widget
@@ -434,7 +447,7 @@ class EcgViewer(RhythmMixin, ViewerBase):
             o = self.rhythm.outputs
             rows = [(a, b, y + (0.5 if i == 0 else 0.0)) for i, (a, b, y) in enumerate(blocks)]
             self.band.draw_rows(wins, rows, left_margin(self.speed), self.speed,
-                                f"Rhythm, lead {o.get('lead')} (Lightbox model, NOT A CLINICAL RESULT): "
+                                f"Rhythm, {leads_text(o)} (Lightbox model, NOT A CLINICAL RESULT): "
                                 f"{o.get('rhythm_label')} {100 * (o.get('probability') or 0):.0f} %")
         else:
             self.band.clear()
@@ -539,7 +552,7 @@ class EcgViewer(RhythmMixin, ViewerBase):
             burden = (f", AF in {100 * o['af_burden']:.0f} % of the recording" if o.get("windows", 1) > 1
                       and o.get("af_burden") else "")
             parts.append(f"<b>Rhythm: {o.get('rhythm_label')} {100 * (o.get('probability') or 0):.0f} %</b>{burden} "
-                         f"(lead {o.get('lead')}, Lightbox model, <span style='color:#e5534b'>NOT A CLINICAL "
+                         f"({leads_text(o)}, Lightbox model, <span style='color:#e5534b'>NOT A CLINICAL "
                          f"RESULT</span>)")
         text = "  ·  ".join(parts)
         present = self.present_leads()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout,
                                QLabel, QPushButton, QSlider, QTabWidget, QVBoxLayout, QWidget)
 
 from app.echo.practice_panel import EstimateEdit
@@ -22,7 +22,9 @@ class EchoPanel(QWidget):
         self.v = viewer
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        gate = QGroupBox("View gate (EchoNet-Dynamic: apical 4-chamber only)")
+        # every line fits a 300-px panel (a 1366-px screen): short labels, the detail in tooltips
+        gate = QGroupBox("View gate: apical 4-chamber only")
+        gate.setToolTip("EchoNet-Dynamic was trained on apical 4-chamber views only")
         g = QVBoxLayout(gate)
         self.gate_label = QLabel("")
         self.gate_label.setWordWrap(True)
@@ -48,7 +50,7 @@ class EchoPanel(QWidget):
         row.addWidget(self.trainee, 1)
         row.addWidget(self.new_trainee)
         pl.addLayout(row)
-        self.practice = QCheckBox("Blinded: hide the AI and expert EF until locked")
+        self.practice = QCheckBox("Blinded practice")
         self.practice.setToolTip("Blinded practice: the AI EF, the expert EF and the LV overlay stay hidden until your "
                                  "estimate is locked")
         pl.addWidget(self.practice)
@@ -84,23 +86,22 @@ class EchoPanel(QWidget):
         self.reveal.setWordWrap(True)
         self.reveal.setTextFormat(Qt.RichText)
         pl.addWidget(self.reveal)
-        row = QHBoxLayout()
+        grid = QGridLayout()
         self.history_btn = QPushButton("Progress…")
         self.set_btn = QCheckBox("In practice set")
         self.set_btn.setToolTip("Instructor: mark this study as part of the teaching set")
         self.set_table_btn = QPushButton("Practice set…")
-        row.addWidget(self.history_btn)
-        row.addWidget(self.set_btn)
-        row.addWidget(self.set_table_btn)
-        pl.addLayout(row)
-        row = QHBoxLayout()
-        self.import_set_btn = QPushButton("Import teaching set…")
-        self.import_set_btn.setToolTip("A folder of loops + a CSV of the expert's EF (FileList.csv or file,ef)")
-        self.session_btn = QPushButton("Practice session…")
-        self.session_btn.setToolTip("N random loops of a teaching set, one after another, timed")
-        row.addWidget(self.import_set_btn)
-        row.addWidget(self.session_btn)
-        pl.addLayout(row)
+        self.import_set_btn = QPushButton("Import set…")
+        self.import_set_btn.setToolTip("Import a teaching set: a folder of loops + a CSV of the expert's EF "
+                                       "(FileList.csv or file,ef)")
+        self.session_btn = QPushButton("Session…")
+        self.session_btn.setToolTip("Practice session: N random loops of a teaching set, one after another, timed")
+        grid.addWidget(self.session_btn, 0, 0)
+        grid.addWidget(self.history_btn, 0, 1)
+        grid.addWidget(self.set_table_btn, 1, 0)
+        grid.addWidget(self.import_set_btn, 1, 1)
+        grid.addWidget(self.set_btn, 2, 0, 1, 2)
+        pl.addLayout(grid)
         pl.addStretch(1)
         tabs.addTab(pw, "Practice")
 
@@ -133,7 +134,7 @@ class EchoPanel(QWidget):
         gl.addWidget(ov)
         an = QGroupBox("EF analysis (EchoNet-Dynamic)")
         a = QVBoxLayout(an)
-        self.all_clips = QCheckBox("All clips, as the reference (slower on a CPU)")
+        self.all_clips = QCheckBox("All clips (the reference's way)")
         self.all_clips.setToolTip("Whole-video EF from every 32-frame clip (the reference's test-time evaluation). "
                                   "Unticked, a CPU averages the beat clips plus a few evenly spaced ones and says "
                                   "'k of n clips'.")
@@ -145,13 +146,16 @@ class EchoPanel(QWidget):
         self.beat_rule = QComboBox()
         self.beat_rule.addItem("Reference (find_peaks, clip from ES − 32)", "reference")
         self.beat_rule.addItem("Lightbox alternative (smoothed, centred clip)", "lightbox")
+        self.beat_rule.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.beat_rule.setMinimumContentsLength(12)
+        self.beat_rule.currentTextChanged.connect(self.beat_rule.setToolTip)
         row.addWidget(self.beat_rule, 1)
         a.addWidget(self.all_clips)
         a.addWidget(self.clips_label)
         a.addLayout(row)
         gl.addWidget(an)
         gl.addStretch(1)
-        tabs.addTab(gw, "Input && analysis")
+        tabs.addTab(gw, "Input && EF")
         self.tabs = tabs
 
 

@@ -1,4 +1,5 @@
-"""Echo viewer: cine loop at the file's frame rate, sector crop box, LV mask overlay, LV area curve with
+"""Echo viewer: cine loop at the file's frame rate (playing from the moment it opens, as on the scanner,
+unless View ▸ Play echo loops on opening is off), sector crop box, LV mask overlay, LV area curve with
 clickable ED/ES marks, the apical-4-chamber view gate, and the blinded deliberate-practice loop.
 
 Keys: Space play/pause · Left/Right one frame · Home/End loop start/end · [ / ] speed.
@@ -14,6 +15,8 @@ from PySide6.QtWidgets import (QComboBox, QGraphicsItem, QGraphicsView, QHBoxLay
 from superqt import QRangeSlider
 
 from app.echo import practice
+from app.widgets import user_state
+from app.widgets.keys import add_keys
 from app.widgets.viewer_base import ViewerBase
 from inference.echo import playback
 from inference.echo.preprocess import CropBox, auto_box
@@ -33,8 +36,13 @@ from app.echo.practice_panel import PracticeMixin
 from app.echo.session import SessionMixin
 
 
+AUTOPLAY = "echo/autoplay"  # user_state flag: loops play as soon as they open (default on)
+
+
 class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
     modality = "echo"
+    #: False where something else starts playback (compare with prior plays both loops together)
+    autoplay = True
     #: ask the main window to open a file (a practice session's next loop): path, modality
     request_open = Signal(str, str)
     #: the set of loops whose names are hidden changed (practice toggled, trainee, lock, session start/end)
@@ -73,7 +81,7 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         self.speed_box.setToolTip("Playback speed ([ and ])")
         self.speed_box.currentIndexChanged.connect(self._speed_changed)
         self.slider = QSlider(Qt.Horizontal)
-        self.slider.setMinimumWidth(200)
+        self.slider.setMinimumWidth(120)
         self.slider.setToolTip("Frame")
         self.slider.valueChanged.connect(self._slider_moved)
         self.loop = QRangeSlider(Qt.Horizontal)
@@ -86,7 +94,7 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         self.loop.setToolTip("Loop range (drag the ends)")
         self.loop.valueChanged.connect(self._loop_changed)
         self.pos_label = QLabel("")
-        self.pos_label.setMinimumWidth(220)
+        self.pos_label.setMinimumWidth(self.pos_label.fontMetrics().horizontalAdvance("frame 888/888 · 88.88 s") + 8)
         self.stamp_label = QLabel(NOT_CLINICAL)
         self.stamp_label.setObjectName("stamp")
         self.stamp_label.setToolTip("The overlay and curve come from non-official weights")
@@ -103,7 +111,7 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
 
         # LV area plot
         self.plot = pg.PlotWidget(background="#111417")
-        self.plot.setMinimumHeight(150)
+        self.plot.setMinimumHeight(120)
         self.plot.setLabel("bottom", "time (s)")
         self.plot.setLabel("left", "LV area")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
@@ -130,7 +138,8 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
 
         # the header line: the loop's name, or a neutral case label while a teaching loop is blinded
         self.header = QLabel("")
-        self.header.setObjectName("headline")
+        self.header.setStyleSheet("font-size: 13pt;")
+        self.header.setWordWrap(True)  # a long file name never widens the window
         top = QWidget()
         tl = QVBoxLayout(top)
         tl.setContentsMargins(0, 0, 0, 0)
@@ -144,10 +153,12 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         bl.addWidget(self.plot, 1)
         bl.addWidget(self.plot_note)
         split = QSplitter(Qt.Vertical)
+        split.setObjectName("echoSplit")  # remembered per user (app.widgets.user_state)
         split.addWidget(top)
         split.addWidget(bottom)
         split.setStretchFactor(0, 4)
         split.setStretchFactor(1, 1)
+        split.setSizes([760, 190])  # the loop first; the LV area curve below it
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
@@ -159,6 +170,14 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         self._play_start = 0
         self._last_ui = 0
 
+        add_keys(self, (("Space", "Play / pause", self.toggle_play), ("Right", "Next frame", lambda: self.step(1)),
+                        ("Left", "Previous frame", lambda: self.step(-1)),
+                        ("Home", "Loop start", lambda: self.show_frame(int(self.loop.value()[0]))),
+                        ("End", "Loop end", lambda: self.show_frame(int(self.loop.value()[1]))),
+                        ("]", "Faster", lambda: self.speed_box.setCurrentIndex(
+                            min(self.speed_box.count() - 1, self.speed_box.currentIndex() + 1))),
+                        ("[", "Slower", lambda: self.speed_box.setCurrentIndex(
+                            max(0, self.speed_box.currentIndex() - 1)))))
         self.setStyleSheet(CHECKBOX_CSS)
         self.panel = EchoPanel(self)
         self.panel.setStyleSheet(CHECKBOX_CSS)
@@ -223,6 +242,8 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         self._update_header()
         self.show_frame(0)
         self.setFocus()
+        if self.autoplay and user_state.flag(AUTOPLAY, True):
+            self.play()
 
     def set_result(self, result: Result | None) -> None:
         if result is not None and result.model_id not in pipe.MODELS:
@@ -311,7 +332,7 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
         self.cursor.blockSignals(True)
         self.cursor.setValue(i / self.fps)
         self.cursor.blockSignals(False)
-        self.pos_label.setText(f"frame {i + 1}/{n} · {i / self.fps:5.2f} s · {self.fps:g} fps")
+        self.pos_label.setText(f"frame {i + 1}/{n} · {i / self.fps:.2f} s")  # the fps is in the header
 
     def toggle_play(self) -> None:
         if self.timer.isActive():
@@ -372,25 +393,6 @@ class EchoViewer(SessionMixin, PracticeMixin, ViewerBase):
     def _loop_changed(self, v) -> None:
         if self.timer.isActive():
             self.play()
-
-    def keyPressEvent(self, ev) -> None:
-        k = ev.key()
-        if k == Qt.Key_Space:
-            self.toggle_play()
-        elif k == Qt.Key_Right:
-            self.step(1)
-        elif k == Qt.Key_Left:
-            self.step(-1)
-        elif k == Qt.Key_Home:
-            self.show_frame(int(self.loop.value()[0]))
-        elif k == Qt.Key_End:
-            self.show_frame(int(self.loop.value()[1]))
-        elif k == Qt.Key_BracketRight:
-            self.speed_box.setCurrentIndex(min(self.speed_box.count() - 1, self.speed_box.currentIndex() + 1))
-        elif k == Qt.Key_BracketLeft:
-            self.speed_box.setCurrentIndex(max(0, self.speed_box.currentIndex() - 1))
-        else:
-            super().keyPressEvent(ev)
 
     # -- plot -------------------------------------------------------------------------------------
     def _ai_visible(self) -> bool:

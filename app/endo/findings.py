@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
-                               QLineEdit, QTableWidgetItem, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
+                               QFormLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.endo.timeline import STATUS_COLOURS
 from inference.endo.export import fmt_time
@@ -49,11 +51,123 @@ class FindingDialog(QDialog):
                 "note": self.note.text().strip()}
 
 
+class FindingsTable(QTableWidget):
+    """The findings table in the viewer's panel: it shows the columns its width allows. When the
+    column is narrow, Source, then Note, then (for a video, whose Time says where) Frame, and last Conf. are
+    hidden rather than cut or scrolled sideways; what they hold stays in each row's tooltip and in the line under the
+    table for the selected finding. Widening the column (its splitter) brings them back."""
+
+    COLS = ["Time", "Frame", "Finding", "Conf.", "Source", "Status", "Note"]
+    OPTIONAL = (4, 6, 1, 3)  # hidden first to last when the room runs out (Conf. only beside a scroll bar)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(0, len(self.COLS), parent)
+        self.setHorizontalHeaderLabels(self.COLS)
+        self.verticalHeader().hide()
+        self.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.setWordWrap(False)
+        hh = self.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.ResizeToContents)
+        hh.setStretchLastSection(True)  # the last column on show takes what is left
+        hh.setMinimumSectionSize(24)
+        hh.setStyleSheet("QHeaderView::section { padding: 3px 3px; }")  # narrow headers: room for Conf.
+        self.always_hidden: set[int] = set()  # a still has no time
+
+    def _need(self, c: int) -> int:
+        return max(self.sizeHintForColumn(c), self.horizontalHeader().sectionSizeFromContents(c).width())
+
+    def fit_columns(self) -> None:
+        room = self.width() - 2 * self.frameWidth()
+        rows = sum(self.rowHeight(r) for r in range(self.rowCount()))
+        if rows > self.height() - 2 * self.frameWidth() - self.horizontalHeader().height():
+            room -= self.verticalScrollBar().sizeHint().width()  # the rows scroll: their bar takes its room
+        for c in range(self.columnCount()):
+            self.setColumnHidden(c, c in self.always_hidden)
+        shown = [c for c in range(self.columnCount()) if c not in self.always_hidden]
+        for c in self.OPTIONAL:
+            if sum(self._need(k) for k in shown) <= room:
+                break
+            if c == 1 and 0 in self.always_hidden:
+                continue  # a still's image number is its only place
+            shown.remove(c)
+            self.setColumnHidden(c, True)
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self.fit_columns()
+
+
 # -- the viewer ---------------------------------------------------------------------------------
 
 
 class FindingsMixin:
     """The findings table of EndoViewer: reload, add, edit, confirm, reject, delete, jump."""
+
+    def _make_findings_pane(self) -> tuple[QWidget, QWidget]:
+        """(count and table, the selected finding in full with the finding and export buttons)."""
+        from app.widgets.flow import FlowLayout
+
+        self.table = FindingsTable()
+        self.table.cellDoubleClicked.connect(lambda r, _c: self._jump_row(r))
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self._scroll_timer = QTimer(self.table, singleShot=True, interval=0)  # dies with the table
+        self._scroll_timer.timeout.connect(lambda: [self.table.scrollTo(i) for i in
+                                                    self.table.selectionModel().selectedRows()[:1]])
+        self.count_label = QLabel("")
+        self.count_label.setObjectName("muted")
+        self.count_label.setWordWrap(True)
+        self.detail_label = QLabel("")  # the selected finding, with what the narrow table leaves out
+        self.detail_label.setWordWrap(True)
+        self.detail_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.add_btn = QPushButton("Add at frame")
+        self.add_btn.setToolTip("Add a finding at the frame on screen (Ins)")
+        self.add_btn.clicked.connect(self.add_dialog)
+        self.edit_btn = QPushButton("Edit…")
+        self.edit_btn.clicked.connect(self.edit_dialog)
+        self.confirm_btn = QPushButton("Confirm")
+        self.confirm_btn.setToolTip("Confirm the selected finding (C)")
+        self.confirm_btn.clicked.connect(lambda: self.set_status_selected("confirmed"))
+        self.reject_btn = QPushButton("Reject")
+        self.reject_btn.setToolTip("Reject the selected finding (X)")
+        self.reject_btn.clicked.connect(lambda: self.set_status_selected("rejected"))
+        self.delete_btn = QPushButton("Delete")
+        self.delete_btn.clicked.connect(self.delete_selected)
+        self.export_btn = QPushButton("Export bundle…")
+        self.export_btn.setToolTip("metadata.json, summary.json, findings.csv, findings.json, report.txt (zip) "
+                                   "+ PDF report with key frames")
+        self.export_btn.clicked.connect(lambda: self.export_bundle())
+        fb = FlowLayout()
+        for w in (self.add_btn, self.edit_btn, self.confirm_btn, self.reject_btn, self.delete_btn, self.export_btn):
+            fb.addWidget(w)
+        title = QLabel("<b>Findings</b>")
+        listing, actions = QWidget(), QWidget()
+        lay = QVBoxLayout(listing)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
+        lay.addWidget(title)
+        lay.addWidget(self.count_label)
+        lay.addWidget(self.table, 1)
+        lay = QVBoxLayout(actions)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
+        lay.addWidget(self.detail_label)
+        lay.addLayout(fb)
+        lay.addStretch(1)
+        return listing, actions
+
+    def _detail_text(self, f: dict | None) -> str:
+        if f is None:
+            return ""
+        still = getattr(self, "kind", "video") != "video"
+        fi = f.get("frame_index")
+        where = (f"image {fi + 1}" if still and isinstance(fi, int) else
+                 f"{fmt_time(f.get('time_s'))} · frame {fi}")
+        conf = f.get("confidence")
+        parts = [where, f.get("label") or "", f"confidence {conf:.2f}" if isinstance(conf, (int, float)) else "",
+                 f.get("status") or "", f.get("source") or "", f.get("note") or ""]
+        return " · ".join(p for p in parts if p)
 
     # -- findings -----------------------------------------------------------------------------------
     def reload_findings(self) -> None:
@@ -66,20 +180,26 @@ class FindingsMixin:
         self.table.setRowCount(len(self.findings))
         for r, f in enumerate(self.findings):
             conf = f.get("confidence")
-            vals = [fmt_time(f.get("time_s")), str(f.get("frame_index")), f.get("label") or "",
+            fi = f.get("frame_index")
+            still = getattr(self, "kind", "video") != "video"
+            vals = [fmt_time(f.get("time_s")), str(fi + 1 if still and isinstance(fi, int) else fi), f.get("label") or "",
                     f"{conf:.2f}" if isinstance(conf, (int, float)) else "—", f.get("source") or "",
                     f.get("status") or "", f.get("note") or ""]
+            tip = self._detail_text(f)
             for c, v in enumerate(vals):
                 it = QTableWidgetItem(v)
                 it.setData(Qt.UserRole, f["id"])
+                it.setToolTip(tip)
                 if c == 5:
                     it.setForeground(QColor(STATUS_COLOURS.get(v, "#d5d9de")))
                 self.table.setItem(r, c, it)
         counts = collections.Counter(f.get("status") for f in self.findings)
         self.count_label.setText(f"{len(self.findings)} findings · " + ", ".join(f"{v} {k}" for k, v in counts.items())
                                  if self.findings else "No findings yet: play, analyse, or add one at a frame.")
+        self.table.fit_columns()
         if sel is not None:
             self.select_finding(sel["id"])
+        self._selection_changed()
 
     def selected_finding(self) -> dict | None:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
@@ -97,6 +217,12 @@ class FindingsMixin:
     def _selection_changed(self) -> None:
         f = self.selected_finding()
         self.timeline.selected_id = f["id"] if f else None
+        # a long word (a file name in a note) may break after _ . - / rather than widen the column
+        self.detail_label.setText(re.sub(r"\S{20,}", lambda m: re.sub(r"([_.\-/])(?=\S)", "\\1\u200b", m.group()),
+                                         self._detail_text(f)))
+        self.detail_label.setVisible(f is not None)
+        if f is not None:  # PgDn to a finding shows its row, once the line above has taken its room
+            self._scroll_timer.start()
         self.timeline.update()
 
     def _jump_row(self, row: int) -> None:

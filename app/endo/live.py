@@ -20,31 +20,11 @@ class LiveMixin:
     # -- live mode ----------------------------------------------------------------------------------
     @staticmethod
     def _live_analyser(registry, fps: float):
-        """Quality of every frame taken (duplicates against the last analysed one), plus the polyp
-        model on usable frames: the bundled Lightbox segmenter (default) or a user-installed one.
-        Built on the live worker: checking the model's hash and opening its ONNX session must not hold
-        up the UI thread. Returns (status, detections, probability mask or None, domain note)."""
-        from inference.endo.models import default_polyp_id, load_quality_config, polyp_model
-        from inference.endo.quality import FrameSelector
+        """Built on the live worker (checking the model's hash and opening its ONNX session must not hold
+        up the UI thread): inference.endo.playback.make_live_analyser."""
+        from inference.endo.playback import make_live_analyser
 
-        cfg, _ = load_quality_config(registry)
-        sel = FrameSelector(cfg, fps)
-        model, st = None, None
-        mid = default_polyp_id(registry)
-        if mid is not None:
-            st = registry.state(mid)
-            model = polyp_model(registry, mid, threads=1)
-
-        def analyse_frame(i: int, rgb: np.ndarray):
-            rec = sel.measure(i, rgb)
-            if model is None or not rec.ok:
-                return rec.status, [], None, ""
-            if hasattr(model, "analyse"):
-                r = model.analyse([rgb])[0]
-                return rec.status, r.detections(), (r.prob if r.polyp else None), r.domain_note
-            return rec.status, model.detect([rgb])[0], None, ""
-
-        return analyse_frame, st
+        return make_live_analyser(registry, fps)
 
     def set_live(self, on: bool) -> None:
         if self.live_box.isChecked() != on:
@@ -57,13 +37,16 @@ class LiveMixin:
             self.live_job, self.live_slot = None, None
             self.live_timer.stop()
             self.live_label.setText("")
+            self.live_label.hide()
             return
         if self.src is None or self.live_job is not None:
             return
         self.live_slot = LatestSlot()
         self.live_out = collections.deque()
-        self._live_runs: dict[str, dict] = {}
-        self._live_hits: dict[str, list[int]] = {}  # label -> consecutive analysed frames with a detection
+        self._live_persist = None  # the persistence rule, built once the worker has checked the model
+        self._live_prev = self._live_prev_analysed = None
+        self._live_filed: dict[int, int] = {}  # id(persistence finding) -> store finding id
+        self._live_keys: dict[int, tuple] = {}
         self.live_model = None  # the polyp model's state, once the worker has checked it
         slot, src, out, registry, fps = self.live_slot, self.src, self.live_out, self.ctx.registry, self.fps
 
@@ -82,7 +65,8 @@ class LiveMixin:
             return
         changed = False
         while self.live_out:
-            idx, (status, dets, mask, domain), secs = self.live_out.popleft()
+            idx, out, secs = self.live_out.popleft()
+            status, dets, mask, domain = out["status"], out["dets"], out["mask"], out["domain"]
             self.timeline.set_live(idx, status)
             prev = self.live_last
             if status != "ok" and prev.get("index") is not None and abs(idx - prev["index"]) <= self.fps / 2:
@@ -90,54 +74,61 @@ class LiveMixin:
                 dets, mask, domain = prev.get("dets") or [], prev.get("mask"), prev.get("domain") or ""
             self.live_last = {"index": idx, "dets": dets, "secs": secs, "mask": mask, "domain": domain}
             changed = True
-            if self.study_id is not None:
-                self._file_live_detections(idx, dets)
+            self._live_event(idx, out)
         s = self.live_slot
         model = f"{self.live_model.entry.id} · " if self.live_model is not None else "quality only · "
+        self.live_label.show()
         self.live_label.setText(f"live: {model}{s.taken} analysed · {s.dropped} dropped from queue"
                                 + (f" · {1000 * self.live_last['secs']:.1f} ms/frame" if self.live_last.get("secs") else ""))
         if changed:
             self.timeline.update()
 
-    def _file_live_detections(self, idx: int, dets) -> None:
-        """Live detections become a proposed finding once the polyp persists: seen on
-        ``persist_frames`` consecutive analysed frames (manifest, default 3; an analysed frame without
-        it resets the count). While it stays in view, the finding's key frame moves to the most
-        confident view; a detection of the same label within 1 s of the last one joins that finding
-        (a polyp seen for 3 s is one finding, not 75)."""
+    def _live_event(self, idx: int, out: dict) -> None:
+        """One live-analysed frame into the same rules as review mode (inference.endo.persistence): a
+        finding once the polyp persists (persist_frames analysed or held frames, median confidence >=
+        persist_confidence, from the manifest); a scene cut or a step back ends it; a duplicate frame
+        (the scope held still, a frozen image) carries it. Its key frame follows the most confident view,
+        and its mask is kept (live_track) so stepping back shows it."""
+        from inference.endo.masks import MaskTrack
+        from inference.endo.persistence import Persistence
+
         st = self.live_model
-        need = int((st.entry.outputs or {}).get("persist_frames", 3)) if st is not None else 3
-        tag = f"{st.entry.id} (live)" if st else "live"
-        seen = {d.label for d in dets}
-        for label in list(self._live_hits):
-            if label not in seen:
-                self._live_hits.pop(label)
-        filed = False
-        for d in dets:
-            hits = self._live_hits.setdefault(d.label, [])
-            hits.append(idx)
-            run = self._live_runs.get(d.label)
-            area = (d.extra or {}).get("area")
-            if run is not None and abs(idx - run["last"]) <= self.fps:
-                run["last"] = idx
-                if d.confidence > run["conf"]:
-                    run["conf"] = d.confidence
-                    self.ctx.store.update_finding(run["id"], frame_index=idx, time_s=round(idx / self.fps, 3),
-                                                  confidence=d.confidence, box=json.dumps(d.box))
-                filed = True
-            elif len(hits) >= need:
-                parts = [f"seen on {len(hits)} consecutive analysed frames from frame {hits[0]}"]
-                if area is not None:
-                    parts.append(f"area {100 * area:.1f} % of the frame")
-                if st is not None and not st.clinical:
-                    parts.append(NOT_CLINICAL)
-                fid = self.ctx.store.add_finding(self.study_id, time_s=round(idx / self.fps, 3), frame_index=idx,
-                                                 label=d.label, confidence=d.confidence, source=tag,
-                                                 note="; ".join(parts), box=d.box, status="proposed")
-                self._live_runs[d.label] = {"id": fid, "last": idx, "conf": d.confidence}
-                filed = True
-        if filed:
-            self.reload_findings()
+        if self._live_persist is None:
+            o = (st.entry.outputs or {}) if st is not None else {}
+            self._live_persist = Persistence(self.fps, min_frames=int(o.get("persist_frames", 3)),
+                                             max_gap_s=max(float(o.get("persist_gap_s", 0.5)), 1.0),
+                                             source=f"{st.entry.id} (live)" if st else "live",
+                                             min_confidence=float(o.get("persist_confidence", 0.0)))
+        if self.live_track is None:
+            self.live_track = MaskTrack(self.n)
+        p = self._live_persist
+        if (self._live_prev is not None and idx <= self._live_prev) or out.get("cut"):
+            p.cut(idx)
+        if out["status"] == "duplicate" and self._live_prev_analysed is not None:
+            p.hold(idx)
+            self.live_track.hold(idx, self._live_prev_analysed)
+        elif out.get("res") is not None:
+            p.add(idx, out["res"])
+            self.live_track.add(idx, out["mask"])
+            self._live_prev_analysed = idx
+        self._live_prev = idx
+        f = p.open_finding
+        if f is None or self.study_id is None:
+            return
+        key = (f["frame_index"], f["confidence"], f["last_frame"])
+        fid = self._live_filed.get(id(f))
+        note = f["note"] + ("" if st is None or st.clinical else f"; {NOT_CLINICAL}")
+        if fid is None:
+            self._live_filed[id(f)] = self.ctx.store.add_finding(
+                self.study_id, time_s=f["time_s"], frame_index=f["frame_index"], label=f["label"],
+                confidence=f["confidence"], source=f["source"], note=note, box=f["box"], status="proposed")
+        elif self._live_keys.get(fid) != key:
+            self.ctx.store.update_finding(fid, frame_index=f["frame_index"], time_s=f["time_s"],
+                                          confidence=f["confidence"], box=json.dumps(f["box"]), note=note)
+        else:
+            return
+        self._live_keys[self._live_filed[id(f)]] = key
+        self.reload_findings()
 
     # -- optional VLM -------------------------------------------------------------------------------
     def _update_vlm(self) -> None:

@@ -1,13 +1,12 @@
 """The endoscopy timeline: frame-quality bands, findings and the playhead; click or drag to seek."""
 from __future__ import annotations
 
-
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QWidget
 
-from inference.endo.export import fmt_time
+from inference.endo.export import finding_span, fmt_time
 from inference.endo.quality import STATUSES
 
 QUALITY_COLOURS = {
@@ -36,12 +35,17 @@ class Timeline(QWidget):
         self.live_count = 0
         self._row: QPixmap | None = None  # the quality row, rendered once per change (hour-long videos)
         self.findings: list[dict] = []
+        self.cuts: list[int] = []  # scene cuts of the review result: a finding never spans one
         self.selected_id: int | None = None
-        self.setToolTip("Click or drag to seek. Upper row: frame quality; lower row: findings.")
+        self.images = False
+        self.setToolTip("Click or drag to seek. Upper row: frame quality (white ticks: scene cuts); lower row: "
+                        "findings (diamond: key frame; bar: the frames it was seen on).")
 
-    def set_video(self, n: int, fps: float) -> None:
+    def set_video(self, n: int, fps: float, images: bool = False) -> None:
+        """``images``: a set of stills, whose axis counts images (1, 2, ...) rather than time."""
         self.n, self.fps, self.pos = n, fps, 0
-        self.bands, self.findings = [], []
+        self.images = images
+        self.bands, self.findings, self.cuts = [], [], []
         self.codes = np.zeros(n, np.uint8)
         self.live_count = 0
         self._row = None
@@ -113,27 +117,47 @@ class Timeline(QWidget):
         p.setPen(QColor("#8b949e"))
         p.drawText(QRectF(4, q_y, self.LABEL_W - 8, q_h), Qt.AlignVCenter | Qt.AlignRight, "Quality")
         p.drawText(QRectF(4, f_y, self.LABEL_W - 8, f_h), Qt.AlignVCenter | Qt.AlignRight, "Findings")
-        # axis ticks every 1/2/5/10/30/60... s, labelled mm:ss
-        dur = self.n / self.fps if self.fps else 0
         w = self.width() - self.LABEL_W - 8
-        step = next((s for s in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800)
-                     if dur / s <= max(w / 70, 1)), 3600)
-        t = 0.0
-        while t <= dur + 1e-6:
-            x = self.x_of(t * self.fps)
-            p.setPen(QColor("#444c56"))
-            p.drawLine(QPointF(x, axis_y + 12), QPointF(x, f_y + f_h))
-            p.setPen(QColor("#8b949e"))
-            lab = fmt_time(t)[:-3] if step >= 1 else fmt_time(t)
-            p.drawText(QPointF(x + 2, axis_y + 10), lab)
-            t += step
+        if self.images:  # a set of stills: image numbers, each at its slot's centre
+            step = next((s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500) if self.n / s <= max(w / 40, 1)), 1000)
+            for k in range(0, self.n, step):
+                x = self.x_of(k + 0.5)
+                p.setPen(QColor("#444c56"))
+                p.drawLine(QPointF(x, axis_y + 12), QPointF(x, f_y + f_h))
+                p.setPen(QColor("#8b949e"))
+                p.drawText(QRectF(x - 20, axis_y, 40, 12), Qt.AlignCenter, str(k + 1))
+        else:  # axis ticks every 1/2/5/10/30/60... s, labelled mm:ss
+            dur = self.n / self.fps if self.fps else 0
+            step = next((s for s in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800)
+                         if dur / s <= max(w / 70, 1)), 3600)
+            t = 0.0
+            while t <= dur + 1e-6:
+                x = self.x_of(t * self.fps)
+                p.setPen(QColor("#444c56"))
+                p.drawLine(QPointF(x, axis_y + 12), QPointF(x, f_y + f_h))
+                p.setPen(QColor("#8b949e"))
+                lab = fmt_time(t)[:-3] if step >= 1 else fmt_time(t)
+                p.drawText(QPointF(x + 2, axis_y + 10), lab)
+                t += step
         # quality bands
         p.drawPixmap(int(self.LABEL_W), q_y, self._quality_row(int(w), q_h))
-        # findings
+        # scene cuts: thin white ticks across the quality row
+        p.setPen(QPen(QColor(255, 255, 255, 200), 1))
+        for c in self.cuts:
+            x = self.x_of(c)
+            p.drawLine(QPointF(x, q_y - 2), QPointF(x, q_y + q_h + 2))
+        # findings: the frames each was seen on (a bar), its key frame (a diamond)
         p.fillRect(QRectF(self.LABEL_W, f_y, w, f_h), QColor("#22272e"))
+        for fd in self.findings:
+            span = finding_span(fd)
+            if span:
+                c = QColor(STATUS_COLOURS.get(fd.get("status") or "proposed", "#d29922"))
+                c.setAlpha(90)
+                x0, x1 = self.x_of(span[0]) + 1, self.x_of(span[1] + 1) - 1  # a gap between findings that touch
+                p.fillRect(QRectF(x0, f_y + f_h - 7, max(x1 - x0, 2.0), 5), c)
         p.setRenderHint(QPainter.Antialiasing)
         for fd in self.findings:
-            x = self.x_of(fd.get("frame_index") or 0)
+            x = self.x_of((fd.get("frame_index") or 0) + 0.5)  # the key frame's centre, as the play head
             c = QColor(STATUS_COLOURS.get(fd.get("status") or "proposed", "#d29922"))
             p.setPen(QPen(c, 2))
             p.drawLine(QPointF(x, f_y), QPointF(x, f_y + f_h))
@@ -155,7 +179,8 @@ class Timeline(QWidget):
             return
         fr = self.frame_at(ev.position().x())
         st = self.status_at(fr)
-        self.setToolTip(f"{fmt_time(fr / self.fps)} · frame {fr}" + (f" · {st}" if st else ""))
+        where = f"image {fr + 1} of {self.n}" if self.images else f"{fmt_time(fr / self.fps)} · frame {fr}"
+        self.setToolTip(where + (f" · {st}" if st else ""))
         if ev.buttons() & Qt.LeftButton:
             self.seek.emit(fr)
 

@@ -1,5 +1,8 @@
 """Endoscopy viewer: video player, quality/findings timeline, live and review analysis, findings.
 
+- Layout (app.endo.panes): the frame, the timeline and the transport take what the panel (analysis, mask
+  controls, findings) leaves; the panel sits beside the frame, or below it when the frame is wide (16:9);
+  F or the Findings button folds it away; its sizes are remembered per user.
 - Playback: a QTimer at the file's frame rate x speed; frames come from a decode-ahead thread
   (inference.endo.playback.Prefetcher) with a synchronous fallback, so a seek is frame-accurate.
   Space plays/pauses, Left/Right step a frame, PgUp/PgDn jump to the previous/next finding.
@@ -7,6 +10,11 @@
   and findings (proposed / confirmed / rejected); click or drag to seek.
 - Live mode: the frame on screen is offered to an analyser running through app.jobs; when it is
   slower than playback, frames are dropped from the analysis queue (counted), never from the display.
+- Polyp masks (app.endo.masks_ui): the mask of every analysed frame of a review result (stored with
+  the result, no model run) and of every frame live mode analysed, on playback and stepping; M or the
+  Mask box shows/hides it, the slider sets its fill's opacity.
+- Still images: one image (a photograph from the endoscopy processor) or a folder read as a set of
+  stills: no playback or live mode; Analyse image(s) gives each image its own verdict.
 - Review mode: the whole video through the pipeline on a worker (main window's Analyse, with
   progress and cancel); the model's proposed findings are filed in the store's findings table.
 - Findings table: add at the current frame, edit, confirm, reject, delete, double-click to jump.
@@ -25,12 +33,12 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QHBoxLayout,
-                               QHeaderView, QLabel, QPushButton, QSplitter, QTableWidget, QVBoxLayout,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QLabel, QPushButton, QVBoxLayout,
                                QWidget)
 
 from app.endo.timeline import QUALITY_COLOURS, STATUS_COLOURS
 from app.context import AppContext
+from app.widgets.flow import FlowLayout
 from app.widgets.viewer_base import ViewerBase
 from inference import paths
 from inference.endo.export import fmt_time
@@ -44,12 +52,19 @@ SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
 from app.endo.findings import FindingsMixin
 from app.endo.live import LiveMixin
 from app.endo.frames import FrameView, rgb_to_qimage
+from app.endo.masks_ui import MaskMixin
+from app.endo.panes import PanesMixin
 from app.endo.timeline import Timeline
 
 
-class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
+KEY_HELP = {Qt.Key_Space: "Play / pause", Qt.Key_Left: "Previous frame", Qt.Key_Right: "Next frame",
+            Qt.Key_PageUp: "Previous finding", Qt.Key_PageDown: "Next finding", Qt.Key_Insert: "Add a finding here",
+            Qt.Key_C: "Confirm the selected finding", Qt.Key_X: "Reject the selected finding",
+            Qt.Key_M: "Show / hide the polyp mask", Qt.Key_F: "Show / hide the findings panel"}
+
+
+class EndoViewer(PanesMixin, MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
     modality = "endo"
-    COLS = ["Time", "Frame", "Finding", "Conf.", "Source", "Status", "Note"]
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None):
         super().__init__(ctx, parent)
@@ -112,90 +127,59 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
         self.review_btn.setObjectName("primary")
         self.review_btn.setToolTip("Review mode: every frame on a worker, with progress and cancel (Ctrl+R)")
         self.review_btn.clicked.connect(lambda: self.request_analysis.emit(""))
-        tr = QHBoxLayout()
+        self.panel_btn = QPushButton("Findings")
+        self.panel_btn.setCheckable(True)
+        self.panel_btn.setChecked(True)
+        self.panel_btn.setToolTip("Show / hide the panel: analysis, mask and findings (F)")
+        self.panel_btn.toggled.connect(self.show_panel)
         for w in (self.prev_f, self.back, self.fwd, self.next_f):
             w.setFixedWidth(40)
         self.play_btn.setFixedWidth(84)
-        for w in (self.prev_f, self.back, self.play_btn, self.fwd, self.next_f, self.speed_box):
+        tr = FlowLayout()  # wraps onto a second line in a narrow column rather than widening it
+        for w in (self.prev_f, self.back, self.play_btn, self.fwd, self.next_f, self.speed_box, self.time_label,
+                  self.panel_btn):
             tr.addWidget(w)
-        tr.addWidget(self.time_label)
-        tr.addStretch(1)
-        tr.addWidget(self.live_box)
-        tr.addWidget(self.vlm_btn)
-        tr.addWidget(self.review_btn)
 
-        top = QWidget()
-        tl = QVBoxLayout(top)
+        # the frame column: what the endoscopist looks at, as large as the viewer allows
+        left = QWidget()
+        tl = QVBoxLayout(left)
         tl.setContentsMargins(0, 0, 0, 0)
+        tl.setSpacing(4)
         self.header = QLabel("")
         self.header.setObjectName("muted")
         self.header.setWordWrap(True)
         tl.addWidget(self.header)
         tl.addWidget(self.view, 1)
         tl.addWidget(self.timeline)
-        self.selection_label = QLabel("")
-        self.selection_label.setWordWrap(True)  # long text must not widen the viewer
-        sl = QHBoxLayout()
-        sl.addWidget(self.selection_label, 1)
-        sl.addWidget(self.live_label)
-        tl.addLayout(sl)
-        legend = QLabel("  ".join(f"<span style='color:{c}'>■</span> {k}" for k, c in QUALITY_COLOURS.items()
-                                  if k != "live") + "  &nbsp;&nbsp; findings: "
-                        + "  ".join(f"<span style='color:{c}'>◆</span> {k}" for k, c in STATUS_COLOURS.items()))
-        legend.setObjectName("muted")
-        legend.setWordWrap(True)
-        tl.addWidget(legend)
         tl.addLayout(tr)
 
-        # findings
-        self.table = QTableWidget(0, len(self.COLS))
-        self.table.setHorizontalHeaderLabels(self.COLS)
-        self.table.verticalHeader().hide()
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        hh = self.table.horizontalHeader()
-        for i in range(len(self.COLS) - 1):
-            hh.setSectionResizeMode(i, QHeaderView.ResizeToContents)
-        hh.setSectionResizeMode(len(self.COLS) - 1, QHeaderView.Stretch)
-        self.table.cellDoubleClicked.connect(lambda r, _c: self._jump_row(r))
-        self.table.itemSelectionChanged.connect(self._selection_changed)
-        fb = QHBoxLayout()
-        self.add_btn = QPushButton("Add at frame")
-        self.add_btn.setToolTip("Add a finding at the frame on screen (Ins)")
-        self.add_btn.clicked.connect(self.add_dialog)
-        self.edit_btn = QPushButton("Edit…")
-        self.edit_btn.clicked.connect(self.edit_dialog)
-        self.confirm_btn = QPushButton("Confirm")
-        self.confirm_btn.setToolTip("Confirm the selected finding (C)")
-        self.confirm_btn.clicked.connect(lambda: self.set_status_selected("confirmed"))
-        self.reject_btn = QPushButton("Reject")
-        self.reject_btn.setToolTip("Reject the selected finding (X)")
-        self.reject_btn.clicked.connect(lambda: self.set_status_selected("rejected"))
-        self.delete_btn = QPushButton("Delete")
-        self.delete_btn.clicked.connect(self.delete_selected)
-        self.export_btn = QPushButton("Export bundle…")
-        self.export_btn.setToolTip("metadata.json, summary.json, findings.csv, findings.json, report.txt (zip) "
-                                   "+ PDF report with key frames")
-        self.export_btn.clicked.connect(lambda: self.export_bundle())
-        self.count_label = QLabel("")
-        self.count_label.setObjectName("muted")
-        for w in (self.add_btn, self.edit_btn, self.confirm_btn, self.reject_btn, self.delete_btn):
-            fb.addWidget(w)
-        fb.addWidget(self.count_label, 1)
-        fb.addWidget(self.export_btn)
-        bottom = QWidget()
-        bl = QVBoxLayout(bottom)
-        bl.setContentsMargins(0, 0, 0, 0)
-        bl.addWidget(self.table, 1)
-        bl.addLayout(fb)
-
-        split = QSplitter(Qt.Vertical)
-        split.addWidget(top)
-        split.addWidget(bottom)
-        split.setStretchFactor(0, 4)
-        split.setStretchFactor(1, 1)
-        split.setSizes([640, 200])
+        # the panel (beside or below the frame): analysis, mask, findings
+        an = FlowLayout()
+        for w in (self.review_btn, self.live_box, self.vlm_btn):
+            an.addWidget(w)
+        self.selection_label = QLabel("")
+        self.selection_label.setWordWrap(True)  # long text must not widen the viewer
+        self.live_label.setWordWrap(True)
+        self.live_label.hide()  # until live mode runs
+        legend = QLabel("  ".join(f"<span style='color:{c}'>■</span>&nbsp;{k}" for k, c in QUALITY_COLOURS.items()
+                                  if k != "live") + " · findings: "
+                        + "  ".join(f"<span style='color:{c}'>◆</span>&nbsp;{k}" for k, c in STATUS_COLOURS.items()))
+        legend.setObjectName("muted")
+        legend.setWordWrap(True)
+        legend.setToolTip("Timeline colours: frame quality (upper row) and findings (lower row)")
+        self.legend = legend
+        info = QWidget()
+        il = QVBoxLayout(info)
+        il.setContentsMargins(0, 0, 0, 0)
+        il.setSpacing(4)
+        il.addLayout(an)
+        il.addWidget(self.selection_label)
+        il.addWidget(self.live_label)
+        il.addWidget(legend)
+        il.addWidget(self._make_mask_controls())
+        il.addStretch(1)
+        split = self._make_panes(left, info, *self._make_findings_pane())  # app.endo.panes: beside or below
+        self.legend_homes = ((il, 3), (tl, 3))  # in the panel beside the frame; under the timeline when below
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(split)
@@ -211,9 +195,11 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
                         (Qt.Key_Right, lambda: self.step(1)), (Qt.Key_PageUp, lambda: self.jump_finding(-1)),
                         (Qt.Key_PageDown, lambda: self.jump_finding(1)), (Qt.Key_Insert, self.add_dialog),
                         (Qt.Key_C, lambda: self.set_status_selected("confirmed")),
+                        (Qt.Key_M, self.mask_box.toggle), (Qt.Key_F, self.panel_btn.toggle),
                         (Qt.Key_X, lambda: self.set_status_selected("rejected"))):
             sc = QShortcut(QKeySequence(key), self)
             sc.setContext(Qt.WidgetWithChildrenShortcut)
+            sc.setWhatsThis(KEY_HELP.get(key, ""))  # Help ▸ Keyboard shortcuts reads it
             sc.activated.connect(fn)
         self._enable(False)
 
@@ -231,21 +217,36 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
             self.prefetch.close()
             self.prefetch = None
         super().set_study(study, study_id)
+        self.review_track = self.live_track = None
+        self.kind = ("still" if study.metadata.get("format") == "image" else
+                     "set" if study.metadata.get("folder_as") == "set" else "video")
         self.src = study.data["source"]
         self.n, self.fps = len(self.src), float(self.src.fps)
         self.prefetch = Prefetcher(self.src)
-        self.timeline.set_video(self.n, self.fps)
+        self.timeline.set_video(self.n, self.fps, images=self.kind != "video")
+        try:
+            first = self.frame_rgb(0) if self.n else None
+        except Exception:  # noqa: BLE001 - a damaged first frame: show_frame says so
+            first = None
+        if first is not None:
+            self.set_frame_aspect(first.shape[1] / max(first.shape[0], 1))
         m = study.metadata
-        self.header.setText(f"{study.name} · {m.get('width')}×{m.get('height')} · {m.get('fps')} fps · "
-                            f"{self.n} frames · {fmt_time(self.n / self.fps)}"
-                            + (f" · {m.get('codec')}" if m.get("codec") else "")
-                            + ("  — " + "; ".join(study.notes) if study.notes else ""))
+        if self.kind == "video":
+            facts = (f"{m.get('width')}×{m.get('height')} · {m.get('fps')} fps · {self.n} frames · "
+                     f"{fmt_time(self.n / self.fps)}" + (f" · {m.get('codec')}" if m.get("codec") else ""))
+        elif self.kind == "still":
+            facts = f"still image · {m.get('width')}×{m.get('height')} · {str(m.get('file_type', '')).upper()}"
+        else:
+            facts = f"{self.n} still images"
+        self.header.setText(f"{study.name} · {facts}" + ("  — " + "; ".join(study.notes) if study.notes else ""))
         self.display_late = 0
-        longest = f"{fmt_time(self.n / self.fps)} / {fmt_time(self.n / self.fps)} · frame {self.n}/{self.n}"
+        longest = (f"{fmt_time(self.n / self.fps)} / {fmt_time(self.n / self.fps)} · frame {self.n}/{self.n}"
+                   if self.kind == "video" else f"image {self.n} of {self.n}")
         self.time_label.setFixedWidth(self.time_label.fontMetrics().horizontalAdvance(longest) + 12)
         self.selection_label.setText("Frame selection: not analysed yet (Analyse video, or tick Live and play).")
         self.live_last = {}
         self._enable(self.n > 0)
+        self._apply_kind()
         self._update_vlm()
         self.reload_findings()
         self.show_frame(0)
@@ -256,17 +257,12 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
             return
         o = result.outputs
         if "frames_total" in o:
-            sk = ", ".join(f"{k} {v}" for k, v in (o.get("skipped") or {}).items())
-            self.selection_label.setText(f"Frame selection ({result.model_id}, result #{result.id}): "
-                                         f"<b>{o.get('frames_analysed')}</b> of {o.get('frames_total')} frames "
-                                         f"analysed · skipped {o.get('frames_skipped')} ({sk})"
-                                         + (f" · <b>{o.get('findings_count')}</b> finding(s) proposed"
-                                            if result.model_id != "endo-quality" else "")
-                                         + ("" if result.clinical else
-                                            f" · <span style='color:#e5534b'><b>{NOT_CLINICAL}</b></span>"))
+            self.selection_label.setText(self._selection_text(result))
         bands = result.outputs.get("_bands")
         if bands:
             self.timeline.set_bands(bands)
+        self.load_review_track(result)
+        self.timeline.cuts = list(result.outputs.get("_scene_cuts") or [])
         if self.study_id is not None:
             n = self.ctx.store.file_proposed_findings(self.study_id, result)
             if n:
@@ -292,7 +288,7 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
             self.pause()
             return
         boxes = []
-        near = max(1, int(round(self.fps / 4)))
+        near = max(1, int(round(self.fps / 4))) if self.kind == "video" else 0  # a still's own findings only
         for f in self.findings:
             fi = f.get("frame_index")
             if fi is None or abs(fi - i) > near or not f.get("box"):
@@ -317,11 +313,18 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
         warn = status if status and status not in ("ok", "live") else ""
         if near_live and self.live_last.get("domain"):
             warn = "outside what this model was trained on"
-        self.view.set_frame(rgb_to_qimage(rgb), boxes, f"{fmt_time(i / self.fps)}  ·  frame {i}", warn,
-                            mask=self.live_last.get("mask") if near_live else None)
+        mask, note = self.mask_at(i, near_live)
+        if self.kind == "video":
+            osd = f"{fmt_time(i / self.fps)}  ·  frame {i}"
+            self.time_label.setText(f"{fmt_time(i / self.fps)} / {fmt_time(self.n / self.fps)} · frame {i + 1}/{self.n}")
+        else:
+            files = getattr(self.src, "files", None) or []
+            name = files[i].name if i < len(files) else ""
+            osd = name if self.kind == "still" else f"{i + 1}/{self.n}  ·  {name}"
+            self.time_label.setText(f"image {i + 1} of {self.n}")
+        self.view.set_frame(rgb_to_qimage(rgb), boxes, osd, warn, mask=mask, mask_note=note)
         self.timeline.pos = i
         self.timeline.update()
-        self.time_label.setText(f"{fmt_time(i / self.fps)} / {fmt_time(self.n / self.fps)} · frame {i + 1}/{self.n}")
         if self.live_slot is not None:
             self.live_slot.put(i)
 
@@ -341,7 +344,7 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
         self.pause() if self.playing else self.play()
 
     def play(self) -> None:
-        if not self.n:
+        if not self.n or getattr(self, "kind", "video") != "video":  # stills are stepped, not played
             return
         if self.pos >= self.n - 1:
             self.seek(0)
@@ -373,6 +376,44 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
             return
         self.show_frame(nxt)
         self._drain_live()
+
+    def _selection_text(self, result: Result) -> str:
+        o = result.outputs
+        stamp = "" if result.clinical else f" · <span style='color:#e5534b'><b>{NOT_CLINICAL}</b></span>"
+        head = f"({result.model_id}, result #{result.id})"
+        if self.kind == "still" and "polyp" in o:
+            verdict = ("<b>polyp</b>" if o["polyp"] else "no polyp") if o.get("in_domain", True) else \
+                "<b>outside what this model was trained on</b>"
+            return (f"Image {head}: {verdict} · confidence {o.get('confidence', 0):.2f}"
+                    + (f" · area {100 * o['area_fraction']:.1f} % of the image" if o.get("area_fraction") else "")
+                    + stamp)
+        if self.kind == "set" and "images_with_polyp" in o:
+            return (f"Images {head}: <b>{o['images_with_polyp']}</b> of {o.get('frames_total')} with a polyp"
+                    f" · {o.get('frames_out_of_domain', 0)} outside the model's domain" + stamp)
+        sk = ", ".join(f"{k} {v}" for k, v in (o.get("skipped") or {}).items())
+        return (f"Frame selection {head}: <b>{o.get('frames_analysed')}</b> of {o.get('frames_total')} frames "
+                f"analysed · skipped {o.get('frames_skipped')} ({sk})"
+                + (f" · <b>{o.get('findings_count')}</b> finding(s) proposed" if result.model_id != "endo-quality" else "")
+                + (f" · {o['scene_cuts']} scene cut(s)" if o.get("scene_cuts") else "") + stamp)
+
+    def _apply_kind(self) -> None:
+        """Stills have no playback: a single image hides the transport and timeline, a set keeps the
+        image steps; the review button says what it analyses."""
+        video, still = self.kind == "video", self.kind == "still"
+        for w in (self.play_btn, self.speed_box, self.live_box):
+            w.setVisible(video)
+        for w in (self.back, self.fwd, self.prev_f, self.next_f, self.time_label):
+            w.setVisible(not still)
+        self.timeline.setVisible(not still)
+        self.legend.setVisible(not still)
+        self.table.always_hidden = set() if video else {0}  # a still has no time
+        self.table.fit_columns()
+        self.table.horizontalHeaderItem(1).setText("Frame" if video else "Image")
+        self.review_btn.setText({"video": "Analyse video", "still": "Analyse image", "set": "Analyse images"}[self.kind])
+        self.review_btn.setToolTip("Review mode: every frame on a worker, with progress and cancel (Ctrl+R)" if video
+                                   else "Every image to the polyp model on its own, whatever its quality (Ctrl+R)")
+        self.back.setToolTip("Previous image (Left)" if not video else "One frame back (Left)")
+        self.fwd.setToolTip("Next image (Right)" if not video else "One frame forward (Right)")
 
     # -- export ---------------------------------------------------------------------------------------
     def export_bundle(self, path: str | None = None, on_done=None):
@@ -411,6 +452,7 @@ class EndoViewer(LiveMixin, FindingsMixin, ViewerBase):
         return {"frame_index": self.pos}
 
     def shutdown(self) -> None:
+        self.save_panes()
         self.pause()
         self.set_live(False)
         if self.prefetch is not None:

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.patients.model import study_key
+from app.widgets import user_state
 from inference import paths
 from inference.patients import deltas, study_day
 from inference.study import MODALITY_TITLES
@@ -42,11 +43,11 @@ class CompareWindow(QWidget):
         self.viewers: list = []
         self.keys = [study_key(ctx.store, i, self.modality) for i in self.ids]
         self.setWindowTitle(f"Compare with prior — {MODALITY_TITLES[self.modality]} — Lightbox")
-        self.resize(1500, 900)
         lay = QVBoxLayout(self)
         head = QHBoxLayout()
         self.title = QLabel(self._title_text())
         self.title.setWordWrap(True)
+        self.title.setMinimumWidth(200)
         head.addWidget(self.title, 1)
         self.play_btn = QPushButton("▶ Play both")
         self.play_btn.setVisible(self.modality == "echo")
@@ -59,6 +60,7 @@ class CompareWindow(QWidget):
         from app.modalities import viewer_class
 
         self.split = QSplitter(Qt.Vertical if self.modality == "ecg" else Qt.Horizontal)
+        self.split.setObjectName(f"compare_{self.modality}")
         for i in range(2):
             box = QWidget()
             bl = QVBoxLayout(box)
@@ -67,9 +69,11 @@ class CompareWindow(QWidget):
             lab = QLabel(f"<b>{'Prior' if i == 0 else 'Current'}</b> · {study_day(r)} · {r['name']}"
                          f" · {self.keys[i].text if self.keys[i] else 'not analysed'}")
             lab.setObjectName("muted")
+            lab.setWordWrap(True)
             bl.addWidget(lab)
             v = viewer_class(self.modality)(ctx)
             v.modality = self.modality
+            v.autoplay = False  # echo: both loops start together once both are read
             bl.addWidget(v, 1)
             self.viewers.append(v)
             self.split.addWidget(box)
@@ -77,6 +81,10 @@ class CompareWindow(QWidget):
         self.status = QLabel("Reading both studies…")
         self.status.setObjectName("muted")
         lay.addWidget(self.status)
+        self.key = f"compare_{self.modality}"
+        # never larger than the screen it opens on; two 12-lead papers one above the other need all its height
+        user_state.restore(self, self.key, None if self.modality == "ecg" else (1600, 1000))
+        user_state.restore_splitters(self, self.key)
         from inference.detect import open_study
 
         for i, r in enumerate(self.rows):
@@ -105,6 +113,8 @@ class CompareWindow(QWidget):
                                               "ecg": "time axis, layout, speed and gain"}.get(self.modality, "nothing")
                                 + ". Both studies are shown with their stored results.")
             self._link()
+            if self.modality == "echo" and user_state.flag("echo/autoplay", True):
+                self.toggle_play()
 
     # -- linking -------------------------------------------------------------------------------------------
     def _link(self) -> None:
@@ -177,6 +187,7 @@ class CompareWindow(QWidget):
                                    on_error=lambda msg: self.status.setText(msg))
 
     def closeEvent(self, ev) -> None:
+        user_state.save(self, self.key)
         for v in self.viewers:
             v.shutdown()
         super().closeEvent(ev)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.patients.study_item import ROLE_PARTS, StudyDelegate, study_parts
 from app.theme import MUTED, WARN
 from app.widgets.icons import modality_icon
 from inference.patients import (
@@ -64,7 +65,7 @@ class StudyBrowser(QWidget):
         #: () -> {study id: neutral label}: studies shown under a label instead of their name, path and key
         #: result (an echo teaching loop before the trainee's estimate is locked: the main window's blind_map)
         self.blind = None
-        self._keys: dict[int, tuple] = {}  # study id -> (results signature, key result text)
+        self._keys: dict[int, tuple] = {}  # study id -> (results signature, key result text, verdict)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(3)
@@ -110,10 +111,9 @@ class StudyBrowser(QWidget):
         self.tree.setHeaderHidden(True)
         self.tree.setIconSize(QSize(24, 24))
         self.tree.setIndentation(12)
-        self.tree.setWordWrap(True)
         self.tree.setUniformRowHeights(False)
         self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.tree.setTextElideMode(Qt.ElideRight)
+        self.tree.setItemDelegate(StudyDelegate(self.tree))  # wrapped, never cut; results in their verdict's colour
         self.tree.itemActivated.connect(self._activated)
         self.tree.itemClicked.connect(self._activated)
         self.tree.setContextMenuPolicy(Qt.CustomContextMenu)
@@ -129,7 +129,7 @@ class StudyBrowser(QWidget):
             sig = (r.get("n_results"), r.get("last_result_at"), r.get("last_model"))
             cached = self._keys.get(r["id"])
             if cached is not None and cached[0] == sig and r["modality"] != "endo":  # endo: findings change too
-                r["key_text"] = cached[1]
+                r["key_text"], r["key_verdict"] = cached[1], cached[2]
                 continue
             try:
                 results = self.store.results(r["id"]) if r.get("n_results") else []
@@ -138,7 +138,8 @@ class StudyBrowser(QWidget):
             except Exception:  # a damaged row must not empty the list
                 k = None
             r["key_text"] = k.text if k else ""
-            self._keys[r["id"]] = (sig, r["key_text"])
+            r["key_verdict"] = k.verdict if k else ""
+            self._keys[r["id"]] = (sig, r["key_text"], r["key_verdict"])
         self.rows = rows
         self.apply()
 
@@ -148,15 +149,17 @@ class StudyBrowser(QWidget):
                            non_clinical=self.non_clinical.isChecked(), not_analysed=self.not_analysed.isChecked())
 
     def _study_text(self, r: dict) -> str:
-        if r.get("last_model"):
-            ai = r.get("key_text") or r["last_model"]
-            if r.get("n_non_clinical"):
-                ai += " · NOT CLINICAL"
-        else:
-            ai = "not analysed"
+        name, date, ai, _verdict, tag = self._study_fields(r)
+        return f"{name}\n{date} · {ai}{' · NOT CLINICAL' if tag else ''}"
+
+    @staticmethod
+    def _study_fields(r: dict) -> tuple[str, str, str, str, bool]:
+        """name, date, result text, verdict, NOT CLINICAL tag"""
+        ai = (r.get("key_text") or r["last_model"]) if r.get("last_model") else "not analysed"
         day = study_day(r)
         date = day if r.get("study_date") else (r.get("opened_at") or "")[:16].replace("T", " ")
-        return f"{r['name']}\n{date} · {ai}"
+        return (r["name"], date, ai, r.get("key_verdict") or "",
+                bool(r.get("last_model") and r.get("n_non_clinical")))
 
     def _blinded(self, r: dict, label: str) -> dict:
         """A row as the list may show it while blinded: the label for the name, no path, no result."""
@@ -166,6 +169,9 @@ class StudyBrowser(QWidget):
 
     def _study_item(self, r: dict) -> QTreeWidgetItem:
         it = QTreeWidgetItem([self._study_text(r)])
+        name, date, ai, verdict, tag = self._study_fields(r)
+        it.setData(0, ROLE_PARTS, study_parts(name, date, ai, "" if r.get("_blinded") else verdict, tag,
+                                              bool(r.get("last_model")) and not r.get("_blinded")))
         it.setIcon(0, modality_icon(r["modality"]))
         it.setData(0, ROLE_STUDY, r["id"])
         if r.get("_blinded"):
@@ -184,8 +190,6 @@ class StudyBrowser(QWidget):
         if r.get("patient_source") == "user":
             tip.append("assigned to this patient by hand")
         it.setToolTip(0, "\n".join(tip))
-        if r.get("n_non_clinical"):
-            it.setForeground(0, QBrush(QColor("#f0a8a4")))
         return it
 
     def apply(self, *_) -> None:
@@ -241,6 +245,15 @@ class StudyBrowser(QWidget):
 
     def visible_study_ids(self) -> list[int]:
         return [it.data(0, ROLE_STUDY) for it in getattr(self, "_items", [])]
+
+    def step(self, d: int) -> None:
+        """Open the next (d=1) or previous (d=-1) study of the list as shown (keyboard reading through a list)."""
+        ids = self.visible_study_ids()
+        if not ids:
+            return
+        i = ids.index(self.current_study) + d if self.current_study in ids else (0 if d > 0 else len(ids) - 1)
+        if 0 <= i < len(ids):
+            self.study_activated.emit(int(ids[i]))
 
     def set_current(self, study_id: int | None) -> None:
         self.current_study = study_id
@@ -300,9 +313,10 @@ class StudyBrowser(QWidget):
 
         d = PickPatientDialog(self.store.patients(), "Assign study to patient",
                               "Put this study under one of the patients below, or type a new patient.", parent=self)
-        if not d.exec():
+        ok, c = d.exec(), d.chosen()
+        d.deleteLater()  # each dialog would otherwise stay as a hidden child for the rest of the session
+        if not ok:
             return
-        c = d.chosen()
         if isinstance(c, tuple):
             from app.store import StoreError
 
@@ -323,8 +337,10 @@ class StudyBrowser(QWidget):
         if p is None:
             return
         d = EditPatientDialog(p, self)
-        if d.exec():
-            self._do(lambda: self.store.update_patient(patient_id, **d.form.values()))
+        ok, values = d.exec(), d.form.values()
+        d.deleteLater()
+        if ok:
+            self._do(lambda: self.store.update_patient(patient_id, **values))
 
     def merge_dialog(self, patient_id: int) -> None:
         from app.patients.dialogs import PickPatientDialog
@@ -334,5 +350,7 @@ class StudyBrowser(QWidget):
                               f"Merge {patient_label(p)} into which patient? Every study moves there; "
                               "files of either patient find the merged one from now on.",
                               exclude={patient_id}, allow_new=False, parent=self)
-        if d.exec() and d.chosen() is not None:
-            self._do(self.store.merge_patients, patient_id, int(d.chosen()))
+        ok, c = d.exec(), d.chosen()
+        d.deleteLater()
+        if ok and c is not None:
+            self._do(self.store.merge_patients, patient_id, int(c))

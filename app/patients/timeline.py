@@ -28,9 +28,10 @@ from app.theme import ACCENT, MODALITY_COLOURS, MUTED, PANEL, TEXT, WARN
 from inference.patients import patient_label
 from inference.study import MODALITIES, MODALITY_TITLES
 
-ROW_H = 50
+ROW_H = 56
 GUTTER = 118
 PAD_R = 150
+SAME_DAY_DX = 18  # studies of one modality on one day sit side by side, this far apart (px)
 
 
 def _ordinal(day: str) -> float:
@@ -105,10 +106,17 @@ class TimelineCanvas(QWidget):
         return GUTTER + (_ordinal(day) - lo) / (hi - lo) * w
 
     def marker_positions(self) -> dict[int, QPointF]:
-        """Where each study's marker is drawn (study id -> centre), for clicks and tests."""
+        """Where each study's marker is drawn (study id -> centre), for clicks and tests. Studies of one
+        modality on one day are spread side by side around their day, never on top of each other."""
         out = {}
+        same: dict[tuple[str, str], list[Entry]] = {}
         for e in self.items:
-            out[e.study_id] = QPointF(self.x_of(e.day), 24 + ROW_H * self.rows.index(e.modality) + ROW_H / 2)
+            same.setdefault((e.modality, e.day), []).append(e)
+        for (m, day), group in same.items():
+            group.sort(key=lambda e: (e.time, e.study_id))
+            for k, e in enumerate(group):
+                dx = (k - (len(group) - 1) / 2) * SAME_DAY_DX
+                out[e.study_id] = QPointF(self.x_of(day) + dx, 24 + ROW_H * self.rows.index(m) + ROW_H / 2)
         return out
 
     def paintEvent(self, ev) -> None:
@@ -145,31 +153,35 @@ class TimelineCanvas(QWidget):
             p.drawText(QRectF(8, y, GUTTER - 12, ROW_H), Qt.AlignVCenter | Qt.AlignLeft, MODALITY_TITLES[m])
             p.setPen(QPen(QColor("#373e47"), 1))
             p.drawLine(QPointF(GUTTER, y + ROW_H / 2), QPointF(self.width() - PAD_R + 40, y + ROW_H / 2))
-        # markers, labels alternating above / below within a row when neighbours are close
+        # markers; labels above or below (whichever is free), cut only where the next labels begin
         self._hits = []
         pos = self.marker_positions()
-        last_x: dict[str, tuple[float, int]] = {}
         p.setFont(small)
-        for e in sorted(self.items, key=lambda e: (e.modality, e.day, e.study_id)):
-            c = pos[e.study_id]
-            colour = QColor(MODALITY_COLOURS.get(e.modality, ACCENT))
-            pen = QPen(QColor(WARN) if not e.clinical else colour.lighter(130), 2.5 if not e.clinical else 1.5)
-            if not e.day_known:
-                pen.setStyle(Qt.DashLine)
-            p.setPen(pen)
-            p.setBrush(colour if e.day_known else Qt.NoBrush)
-            p.drawEllipse(c, 7, 7)
-            text = e.label
-            if len(text) > 30:
-                text = text[:29] + "…"
-            prev = last_x.get(e.modality)
-            side = 1 if prev is not None and c.x() - prev[0] < fm.horizontalAdvance(text) + 16 and prev[1] < 0 else -1
-            last_x[e.modality] = (c.x(), side)
-            ty = c.y() - 11 - fm.height() if side < 0 else c.y() + 10
-            p.setPen(QColor(TEXT if e.key else MUTED))
-            r = QRectF(c.x() - 8, ty, fm.horizontalAdvance(text) + 4, fm.height())
-            p.drawText(r, Qt.AlignLeft | Qt.AlignVCenter, text)
-            self._hits.append((QRectF(c.x() - 10, c.y() - 10, 20, 20).united(r), e))
+        for m in self.rows:
+            row = sorted((e for e in self.items if e.modality == m), key=lambda e: (pos[e.study_id].x(), e.study_id))
+            free = {-1: -1e9, 1: -1e9}  # lane (above, below) -> x from which it is free
+            for i, e in enumerate(row):
+                c = pos[e.study_id]
+                colour = QColor(MODALITY_COLOURS.get(e.modality, ACCENT))
+                pen = QPen(QColor(WARN) if not e.clinical else colour.lighter(130), 2.5 if not e.clinical else 1.5)
+                if not e.day_known:
+                    pen.setStyle(Qt.DashLine)
+                p.setPen(pen)
+                p.setBrush(colour if e.day_known else Qt.NoBrush)
+                p.drawEllipse(c, 7, 7)
+                x0 = c.x() - 8
+                lanes = [lane for lane in (-1, 1) if free[lane] <= x0]
+                side = lanes[0] if lanes else min(free, key=free.get)
+                # room: up to the marker after next (the next one takes the other lane), or the edge
+                limit = pos[row[i + 2].study_id].x() - 12 if i + 2 < len(row) else self.width() - 6
+                text = fm.elidedText(e.label, Qt.ElideRight, int(max(40.0, limit - x0)))
+                w = fm.horizontalAdvance(text) + 4
+                free[side] = x0 + w + 6
+                ty = c.y() - 11 - fm.height() if side < 0 else c.y() + 10
+                p.setPen(QColor(TEXT if e.key else MUTED))
+                r = QRectF(x0, ty, w, fm.height())
+                p.drawText(r, Qt.AlignLeft | Qt.AlignVCenter, text)
+                self._hits.append((QRectF(c.x() - 10, c.y() - 10, 20, 20).united(r), e))
 
     def _hit(self, pt) -> Entry | None:
         for r, e in reversed(self._hits):
@@ -205,12 +217,12 @@ class TrendPlot(QWidget):
         super().__init__(parent)
         self.metric_name = metric
         self.points = sorted(points)
-        self.setMinimumSize(260, 140)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.setMinimumSize(240, 170)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)  # fills the trend row's height
         self.setToolTip(f"{metric}: " + ", ".join(f"{d} {v:g}" for d, v, _, _ in self.points))
 
     def sizeHint(self) -> QSize:
-        return QSize(320, 150)
+        return QSize(420, 220)
 
     def paintEvent(self, ev) -> None:
         p = QPainter(self)
@@ -222,9 +234,17 @@ class TrendPlot(QWidget):
         fm = QFontMetrics(small)
         p.setPen(QColor(TEXT))
         p.drawText(QRectF(8, 4, self.width() - 16, 16), Qt.AlignLeft, f"{self.metric_name} over time")
-        l, r, t, b = 34.0, self.width() - 22.0, 30.0, self.height() - 22.0
+        l, r, t, b = 34.0, self.width() - 22.0, 30.0 + fm.height(), self.height() - 22.0
         xs = [_ordinal(d) for d, *_ in self.points]
         ys = [v for _, v, _, _ in self.points]
+        # one day's several values side by side (a few px apart), not on top of each other
+        x_span = max(1.0, max(xs) - min(xs))
+        nudge = 10.0 / max(1.0, r - l) * x_span
+        seen: dict[float, int] = {}
+        for i, x in enumerate(list(xs)):
+            k = seen.get(x, 0)
+            seen[x] = k + 1
+            xs[i] = x + k * nudge
         x0, x1 = min(xs), max(xs)
         if x1 == x0:
             x0, x1 = x0 - 1, x1 + 1
@@ -249,12 +269,17 @@ class TrendPlot(QWidget):
         p.setBrush(Qt.NoBrush)
         p.drawPath(path)
         p.setBrush(colour)
+        placed: list[QRectF] = []
         for x, y in zip(xs, ys):
             q = pt(x, y)
             p.drawEllipse(q, 3.5, 3.5)
             p.setPen(QColor(TEXT))
             label = f"{y:.0f}" if abs(y) >= 10 or self.metric_name.endswith("%") else f"{y:.2f}"
-            p.drawText(QRectF(q.x() - 30, q.y() - 6 - fm.height(), 60, fm.height()), Qt.AlignHCenter, label)
+            box = QRectF(q.x() - 30, q.y() - 6 - fm.height(), 60, fm.height())
+            if any(box.intersects(o) for o in placed):  # a neighbour's label is there: below the point
+                box.moveTop(q.y() + 6)
+            placed.append(box)
+            p.drawText(box, Qt.AlignHCenter, label)
             p.setPen(QPen(colour, 2))
 
 
@@ -290,6 +315,7 @@ class PatientTimeline(QWidget):
         canvas_scroll = QScrollArea()
         canvas_scroll.setWidgetResizable(True)
         canvas_scroll.setWidget(self.canvas)
+        self.canvas_scroll = canvas_scroll
         split.addWidget(canvas_scroll)
         self.trend_box = QWidget()
         self.trend_lay = QHBoxLayout(self.trend_box)
@@ -297,7 +323,7 @@ class PatientTimeline(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.trend_box)
-        scroll.setMinimumHeight(110)
+        scroll.setMinimumHeight(150)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
         self.trend_scroll = scroll
         split.addWidget(scroll)
@@ -310,7 +336,8 @@ class PatientTimeline(QWidget):
         hh.setSectionResizeMode(QHeaderView.ResizeToContents)
         hh.setSectionResizeMode(3, QHeaderView.Stretch)
         hh.setSectionResizeMode(4, QHeaderView.Stretch)
-        self.table.setWordWrap(True)
+        self.table.setWordWrap(True)  # key results and changes wrap onto a second line, never cut
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.setMinimumHeight(120)
         self.table.cellDoubleClicked.connect(lambda r, _c: self.study_activated.emit(self.items[::-1][r].study_id))
         split.addWidget(self.table)
@@ -335,10 +362,13 @@ class PatientTimeline(QWidget):
         self.subtitle.setText(f"{patient_label(p)} · {len(self.items)} stud{'y' if len(self.items) == 1 else 'ies'}"
                               + (f" · {min(days)} – {max(days)} · {', '.join(mods)}" if days else ""))
         self.canvas.set_entries(self.items)
-        # the whole time axis, the trends, then the table in what is left
+        # the time axis never taller than its rows: the spare height goes to the trends and the table
+        self.canvas_scroll.setMaximumHeight(self.canvas.sizeHint().height() + 2 * self.canvas_scroll.frameWidth())
+        # the whole time axis, trends of a readable size, then the table in what is left
         total = max(self.split.height(), 500)
         axis = self.canvas.sizeHint().height() + 4
-        self.split.setSizes([axis, 176, max(140, total - axis - 176)])
+        trend = max(190, min(300, int(0.3 * total)))
+        self.split.setSizes([axis, trend, max(140, total - axis - trend)])
         while self.trend_lay.count():
             w = self.trend_lay.takeAt(0).widget()
             if w is not None:

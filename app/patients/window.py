@@ -32,12 +32,12 @@ class PatientsWindowMixin:
     def _make_patients_menu(self, mb) -> None:
         m = mb.addMenu("&Patients")
         self._act(m, "Patient &timeline", "Ctrl+T", self.timeline_of_current)
-        self._act(m, "&Assign study to patient…", None, self.assign_current)
+        self._act(m, "&Assign study to patient…", "Ctrl+Shift+A", self.assign_current)
         self._act(m, "&Compare with prior…", "Ctrl+Shift+C", lambda: self.compare_with_prior(self.study_id))
         m.addSeparator()
         self._act(m, "Export &anonymised PDF…", "Ctrl+Shift+P", lambda: self.export_pdf(anonymise=True))
-        self._act(m, "Export results table (CSV/&JSON)…", None, self.export_table)
-        self._act(m, "Export anonymised &endoscopy bundle…", None, self.export_endo_anonymised)
+        self._act(m, "Export results table (CSV/&JSON)…", "Ctrl+Shift+E", self.export_table)
+        self._act(m, "Export anonymised &endoscopy bundle…", "Ctrl+Shift+B", self.export_endo_anonymised)
 
     # -- list and timeline ------------------------------------------------------------------------------
     def open_study_id(self, sid: int) -> None:
@@ -133,8 +133,9 @@ class PatientsWindowMixin:
             prior = cands[-1]["id"]
         from app.patients.compare import CompareWindow
 
-        if self.compare_window is not None:
+        if self.compare_window is not None:  # deleted, not only hidden: each holds two viewers and their plots
             self.compare_window.close()
+            self.compare_window.deleteLater()  # results still on their way to it are dropped (app.jobs)
         self.compare_window = CompareWindow(self.ctx, prior, sid, parent=self)
         self.compare_window.show()
 

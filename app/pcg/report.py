@@ -18,7 +18,7 @@ def _figure(study, result: Result | None, seg: dict, selection: list | None = No
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from inference.pcg.features import display_spectrogram, mel_centres_hz
 
@@ -29,8 +29,10 @@ def _figure(study, result: Result | None, seg: dict, selection: list | None = No
     xs = x[: int(show * sr)]
     out = result.outputs if result else {}
     rows = 3 if out.get("window_probabilities") else 2
-    fig, axes = plt.subplots(rows, 1, figsize=(10, 2.0 * rows + 1.2), sharex=True,
-                             gridspec_kw={"height_ratios": [3, 3, 1.4][:rows]})
+    # a bare Figure, not pyplot: pyplot keeps every figure in a global registry until closed (the soak
+    # found one kept per PDF) and is not meant for worker threads, where reports are written
+    fig = Figure(figsize=(10, 2.0 * rows + 1.2))
+    axes = fig.subplots(rows, 1, sharex=True, gridspec_kw={"height_ratios": [3, 3, 1.4][:rows]})
     ax = axes[0]
     t = np.arange(len(xs)) / sr
     ax.plot(t, xs, lw=0.4, color="#1f4e8c")

@@ -247,9 +247,11 @@ class PcgViewer(ViewerBase):
                              " &nbsp; envelope segmentation · <span style='color:#f0c000'>│</span> playback cursor · "
                              "shaded band = selection (drag its edges)")
         self.legend.setObjectName("muted")
+        self.legend.setWordWrap(True)  # long texts wrap: the viewer fits a 1366-px screen beside its panels
         lay.addWidget(self.legend)
         self.audio_msg = QLabel(self.player.message)
         self.audio_msg.setObjectName("muted")
+        self.audio_msg.setWordWrap(True)
         self.audio_msg.setVisible(not self.player.available)
         lay.addWidget(self.audio_msg)
 

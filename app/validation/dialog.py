@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFormLayout, QHB
                                QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from app.validation.cli import run_validation
+from app.widgets import user_state
 from inference import evaluate as E
 
 
@@ -33,7 +34,6 @@ class ValidateDialog(QDialog):
         self.job = None
         self.ev: dict | None = None
         self.setWindowTitle("Validate a model on my cases")
-        self.resize(720, 520)
         lay = QVBoxLayout(self)
         intro = QLabel("A label file (CSV) names each case's file and its reference: <code>file,label</code> for "
                        "classifiers, <code>file,ef</code> for EF (or EchoNet's FileList.csv as it is), "
@@ -96,6 +96,7 @@ class ValidateDialog(QDialog):
         if not self.model.count():
             self.status.setText("No installed model can be validated yet.")
             self.run_btn.setEnabled(False)
+        user_state.restore(self, "validate", (760, 560))
 
     def _choose_labels(self) -> None:
         f, _ = QFileDialog.getOpenFileName(self, "Label file", str(Path.home()), "CSV (*.csv);;All files (*)")
@@ -163,6 +164,7 @@ class ValidateDialog(QDialog):
             QDesktopServices.openUrl(QUrl.fromLocalFile(self.ev["pdf"]))
 
     def closeEvent(self, ev) -> None:
+        user_state.save(self, "validate")
         if self.job is not None:
             self.job.cancel()
         super().closeEvent(ev)

@@ -16,6 +16,9 @@ class FlowLayout(QLayout):
     def addItem(self, item):
         self._items.append(item)
 
+    def addStretch(self, _stretch: int = 0) -> None:
+        """A flow packs its items from the left: no stretch (so it can stand in for a QHBoxLayout)."""
+
     def count(self):
         return len(self._items)
 
@@ -39,8 +42,9 @@ class FlowLayout(QLayout):
         self._do_layout(rect, False)
 
     def sizeHint(self):
-        w = sum(i.sizeHint().width() + self.spacing() for i in self._items)
-        h = max((i.sizeHint().height() for i in self._items), default=0)
+        shown = [i for i in self._items if not i.isEmpty()]
+        w = sum(i.sizeHint().width() + self.spacing() for i in shown)
+        h = max((i.sizeHint().height() for i in shown), default=0)
         return QSize(w, h)
 
     def minimumSize(self):
@@ -51,20 +55,28 @@ class FlowLayout(QLayout):
         return size + QSize(m.left() + m.right(), m.top() + m.bottom())
 
     def _do_layout(self, rect, test_only):
+        """Items left to right, wrapping; each centred in its line's height (a check box beside buttons)."""
         x, y, line_h = rect.x(), rect.y(), 0
         sp = self.spacing()
+        placed, lines = [], []  # (item, x, y of its line, hint); the height of each line
         for item in self._items:
+            if item.isEmpty():  # a hidden widget takes no room, not even its spacing
+                continue
             wid = item.widget()
             space_x = sp if sp >= 0 else wid.style().layoutSpacing(QSizePolicy.PushButton, QSizePolicy.PushButton, Qt.Horizontal)
             hint = item.sizeHint()
             next_x = x + hint.width() + space_x
             if next_x - space_x > rect.right() and line_h > 0:
+                lines.append(line_h)
                 x = rect.x()
                 y = y + line_h + sp
                 next_x = x + hint.width() + space_x
                 line_h = 0
-            if not test_only:
-                item.setGeometry(QRect(QPoint(x, y), hint))
+            placed.append((item, x, y, len(lines), hint))
             x = next_x
             line_h = max(line_h, hint.height())
+        lines.append(line_h)
+        if not test_only:
+            for item, ix, iy, line, hint in placed:
+                item.setGeometry(QRect(QPoint(ix, iy + (lines[line] - hint.height()) // 2), hint))
         return y + line_h - rect.y()

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSizePolicy,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from inference.registry import CHECKING, DEMO, NOT_INSTALLED, READY, REFUSED, Registry
@@ -23,8 +23,38 @@ def format_value(v) -> str:
             return f"[{len(v)} values]"
         return ", ".join(format_value(x) for x in v)
     if isinstance(v, dict):
-        return ", ".join(f"{k}: {format_value(x)}" for k, x in v.items())
+        return ", ".join(f"{str(k).replace('_', ' ')}: {format_value(x)}" for k, x in v.items())
     return str(v)
+
+
+class FitTable(QTableWidget):
+    """A table exactly as tall as its rows, long values wrapped: every row on show, no scroll bar of its own
+    (the panel around it scrolls when a screen is too low)."""
+
+    def __init__(self, rows: int, cols: int, parent: QWidget | None = None):
+        super().__init__(rows, cols, parent)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setWordWrap(True)
+        self.verticalHeader().hide()
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        self._fit_timer = QTimer(self, singleShot=True, interval=0, timeout=self.fit)  # dies with the table
+        self.verticalHeader().sectionResized.connect(lambda *_: self._fit_later())
+
+    def _fit_later(self) -> None:
+        self._fit_timer.start()
+
+    def fit(self) -> None:
+        self.resizeRowsToContents()
+        head = self.horizontalHeader().sizeHint().height() if self.horizontalHeader().isVisible() else 0
+        rows = sum(self.rowHeight(r) for r in range(self.rowCount()) if not self.isRowHidden(r))
+        self.setFixedHeight(head + rows + 2 * self.frameWidth())
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self._fit_later()
 
 
 class ResultsPanel(QWidget):
@@ -41,6 +71,8 @@ class ResultsPanel(QWidget):
         self.model_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.model_box.setMinimumContentsLength(14)
         self.model_box.currentIndexChanged.connect(self._update_state)
+        # a long model name is cut in a narrow panel: the whole name is the tooltip and the line below
+        self.model_box.currentTextChanged.connect(self.model_box.setToolTip)
         self.model_box.activated.connect(lambda _i: self.model_changed.emit(self.current_model() or ""))
         self.run_btn = QPushButton("Analyse")
         self.run_btn.setObjectName("primary")
@@ -60,15 +92,16 @@ class ResultsPanel(QWidget):
         self.stamp.setToolTip("Computed with non-official weights: for testing and teaching only")
         self.stamp.hide()
         lay.addWidget(self.stamp)
-        self.table = QTableWidget(0, 2)
+        self.table = FitTable(0, 2)
+        self.table.setObjectName("outputs")
         self.table.setHorizontalHeaderLabels(["Output", "Value"])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        lay.addWidget(self.table, 1)
+        self.table.hide()  # shown with a result's rows
+        lay.addWidget(self.table)
         self.extra_holder = QVBoxLayout()
-        lay.addLayout(self.extra_holder, 2)
+        self.extra_holder.addStretch(1)
+        lay.addLayout(self.extra_holder, 1)
         self.prov = QLabel("")
         self.prov.setMinimumWidth(100)
         self.prov.setObjectName("muted")
@@ -101,12 +134,19 @@ class ResultsPanel(QWidget):
     def current_model(self) -> str | None:
         return self.model_box.currentData()
 
+    def choose_model(self) -> None:
+        """Keyboard: the model list open, arrows and Enter pick one."""
+        if self.model_box.isVisible():
+            self.model_box.setFocus(Qt.ShortcutFocusReason)
+            self.model_box.showPopup()
+
     def select_model(self, model_id: str) -> None:
         i = self.model_box.findData(model_id)
         if i >= 0:
             self.model_box.setCurrentIndex(i)
 
     def _update_state(self) -> None:
+        self.model_box.setToolTip(self.model_box.currentText())
         mid = self.current_model()
         if not mid:
             self.state.setText("No model for this modality yet.")
@@ -144,13 +184,18 @@ class ResultsPanel(QWidget):
     def set_extra(self, w: QWidget | None) -> None:
         if self._extra is not None:
             self._extra.setParent(None)
+        while self.extra_holder.count():  # the old widget's item and any spacer
+            self.extra_holder.takeAt(0)
         self._extra = w
         if w is not None:
-            self.extra_holder.addWidget(w)
+            self.extra_holder.addWidget(w, 1)  # the spare height: the widget packs its parts at its top
+        else:
+            self.extra_holder.addStretch(1)  # spare height below the panel's texts, not between them
 
     def show_result(self, result: Result | None, hidden: bool = False) -> None:
         self.result = result
         self.table.setRowCount(0)
+        self.table.hide()
         if result is None:
             self.stamp.hide()
             self.prov.setText("")
@@ -163,7 +208,14 @@ class ResultsPanel(QWidget):
         self.table.setRowCount(len(rows))
         for i, (k, v) in enumerate(rows):
             self.table.setItem(i, 0, QTableWidgetItem(k.replace("_", " ")))
-            self.table.setItem(i, 1, QTableWidgetItem(format_value(v)))
+            text = format_value(v)
+            item = QTableWidgetItem(text)
+            if k.endswith("sha256") and len(text) > 8:  # a digest, one unbreakable word: its start (as git does)
+                item.setText(text[:8])
+                item.setToolTip(text)
+            self.table.setItem(i, 1, item)
+        self.table.setVisible(bool(rows))
+        self.table.fit()
         rid = f"result #{result.id} · " if result.id else ""
         local = f" · {self.validation(result.model_id, result.weights_sha256)}" if self.validation else ""
         self.prov.setText(f"{rid}{result.provenance()} · {result.created}{local}")

@@ -38,7 +38,7 @@ def panels_figure(study, result, extra: dict | None = None):
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
 
-    from inference.xray.pipeline import heatmap_from_result
+    from inference.xray.pipeline import heat_is_fixed, heatmap_from_result
 
     extra = extra or {}
     disp = study.data["display"]
@@ -55,13 +55,15 @@ def panels_figure(study, result, extra: dict | None = None):
         cmap = colors.ListedColormap(lut)
         im = axes[1].imshow(heat, cmap=cmap, vmin=0, vmax=1)
         pneu = result.model_id == "xray-pneumonia"
-        axes[1].set_title("Class activation map, pneumonia unit (relative)" if pneu
+        fixed = heat_is_fixed(result)
+        axes[1].set_title("Class activation map, pneumonia (0 = threshold, 1 = typical pneumonia)" if fixed else
+                          "Class activation map, pneumonia unit (relative)" if pneu
                           else "Grad-CAM of fused score (relative)", fontsize=8)
         cb = fig.colorbar(cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap=cmap), ax=axes[1],
                           fraction=0.046, pad=0.02)
         cb.ax.tick_params(labelsize=6)
         del im
-        ov = imaging.overlay(disp, heat, float(extra.get("opacity", 0.65)), cmap_name, use_clahe=True)
+        ov = imaging.overlay(disp, heat, float(extra.get("opacity", 0.65)), cmap_name, use_clahe=True, fixed=fixed)
         axes[2].imshow(ov, interpolation="lanczos")
         o = result.outputs
         what = (f"P(pneumonia) {o['p_pneumonia']:.3f}" if pneu and o.get("p_pneumonia") is not None
@@ -101,12 +103,15 @@ def pneumonia_section(r) -> list:
         flow.append(Paragraph(
             f"P(pneumonia) <font size='14'><b>{p:.3f}</b></font> · threshold {thr:.3f} → "
             f"<font color='{col}'><b>{'PNEUMONIA' if pos else 'normal'}</b></font> ·{stamp}", SCORE))
-        flow.append(Paragraph("Threshold chosen on the validation split (Youden). Heatmap: class activation map "
-                              "(= Grad-CAM) of the pneumonia unit on the last conv block, upsampled; it shows where "
-                              "the network's evidence lies, not a lesion outline.", SMALL))
-    flow.append(Paragraph(f"Population: {o.get('population', '')}. Model card: resources/models/xray_pneumonia_cnn.md. "
+        flow.append(Paragraph("Threshold chosen on the validation split (high sensitivity; see the model card). "
+                              "Heatmap: class activation map of the decision (the network's stride-16 logit map), "
+                              "upsampled; it shows where the network's evidence lies, not a lesion outline.", SMALL))
+    flow.append(Paragraph(f"Population: {o.get('population', '')}. Model card: resources/models/{CARD}. "
                           f"Weights sha256 {r.weights_sha256}.", SMALL))
     return flow
+
+
+CARD = "xray_pneumonia_effnet.md"
 
 
 def sections(study, results, store, study_id, extra):

@@ -1,31 +1,32 @@
-"""Chest X-ray viewer: window/level, pan/zoom, invert, CLAHE, pixel readout, ruler, heatmap panels,
-anomaly score widget and the clinical-note box with highlighted entities.
+"""Chest X-ray viewer: one large radiograph with window/level, pan/zoom, invert, CLAHE, pixel readout and
+ruler; the model's heatmap as an overlay toggled on the image (H) with its opacity and colour map, side
+by side (original | overlay) or in three panels (original | heatmap | overlay) on demand (S); the anomaly
+score widget and the clinical note with highlighted entities (``app.xray.note``).
 
 Mouse: left-drag does what the tool buttons say (W/L: horizontal = width, vertical = level; Pan;
-Ruler), wheel zooms about the cursor, right-drag zooms a box, double-click resets. Views are
-linked, so the three panels (original | Grad-CAM heatmap | overlay) always show the same anatomy.
+Ruler), wheel zooms about the cursor, right-drag zooms a box, double-click resets. Panels are
+linked, so side by side they always show the same anatomy.
 """
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QKeySequence, QShortcut, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel,
-                               QPlainTextEdit, QProgressBar, QPushButton, QSlider, QSplitter, QTextEdit,
-                               QToolButton, QVBoxLayout, QWidget)
+                               QProgressBar, QPushButton, QSizePolicy, QSlider, QSplitter, QToolButton,
+                               QVBoxLayout)
 
 from app import theme
+from app.widgets import user_state
+from app.widgets.flow import FlowLayout
+from app.widgets.keys import add_keys
 from app.widgets.viewer_base import ViewerBase
+from app.xray.note import ENTITY_SOURCE, NOTE_SOURCE, NoteMixin  # noqa: F401  (the sources, named here too)
 from inference.xray.reader import apply_window, percentile_window
 from inference.results import Result
 from inference.xray import imaging
-from inference.xray.entities import COLORS, extract, summary
 
-NOTE_SOURCE = "symptoms-note"
-ENTITY_SOURCE = "symptoms-entity"
+LAYOUTS = ("Single image", "Side by side", "Three panels")
 BAND_COLOURS = {"low": theme.OK, "intermediate": theme.AMBER, "high": theme.WARN}
 
 
@@ -69,6 +70,7 @@ class AnomalyWidget(QFrame):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 6, 0, 0)
         self.title = QLabel("Anomaly score")
+        self.title.setWordWrap(True)
         self.title.setObjectName("muted")
         self.score = QLabel("—")
         self.score.setObjectName("headline")
@@ -160,7 +162,7 @@ class AnomalyWidget(QFrame):
                          f"(raw recon {float(o['recon_error']):.4g}, KL {float(o['kl_divergence']):.4g}).")
 
 
-class XrayViewer(ViewerBase):
+class XrayViewer(NoteMixin, ViewerBase):
     modality = "xray"
 
     def __init__(self, ctx, parent=None):
@@ -169,6 +171,7 @@ class XrayViewer(ViewerBase):
         self.image: np.ndarray | None = None  # modality values
         self.header_display: np.ndarray | None = None
         self.heat: np.ndarray | None = None
+        self.heat_fixed = False  # the heatmap is on the pneumonia model's fixed scale (not relative to its peak)
         self.center, self.width = 0.5, 1.0
         self.use_header_lut = True
         self.invert = False
@@ -181,10 +184,14 @@ class XrayViewer(ViewerBase):
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(2)
         outer.addLayout(self._make_toolbar())
         split = QSplitter(Qt.Vertical)
+        split.setObjectName("xraySplit")
+        split.setChildrenCollapsible(False)
         self.glw = pg.GraphicsLayoutWidget()
         self.glw.setBackground("#000000")
+        self.glw.setFocusPolicy(Qt.StrongFocus)
         self.boxes = [_ImageBox(self) for _ in range(3)]
         self.items = [pg.ImageItem(axisOrder="row-major") for _ in range(3)]
         self.labels = []
@@ -200,9 +207,15 @@ class XrayViewer(ViewerBase):
         for b in self.boxes[1:]:
             b.setXLink(self.boxes[0])
             b.setYLink(self.boxes[0])
+        self.heat_layers = [pg.ImageItem(axisOrder="row-major") for _ in range(2)]  # over box 0 and box 2
+        for b, layer in zip((self.boxes[0], self.boxes[2]), self.heat_layers):
+            layer.setZValue(5)
+            b.addItem(layer)
         self.glw.scene().sigMouseMoved.connect(self._on_mouse)
         split.addWidget(self.glw)
-        split.addWidget(self._make_note_box())
+        self.note_box = self._make_note_box()
+        self.note_box.hide()  # on demand (Note, N), and whenever the study has a note
+        split.addWidget(self.note_box)
         split.setStretchFactor(0, 5)
         split.setStretchFactor(1, 1)
         outer.addWidget(split, 1)
@@ -210,30 +223,35 @@ class XrayViewer(ViewerBase):
         bottom.setContentsMargins(4, 0, 4, 2)
         self.readout = QLabel("")
         self.readout.setObjectName("muted")
+        self.readout.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # never widens the viewer
         self.wl_label = QLabel("")
         self.wl_label.setObjectName("muted")
-        self.attribution = QLabel("")
-        self.attribution.setObjectName("muted")
-        self.attribution.setWordWrap(True)
         bottom.addWidget(self.readout, 1)
-        bottom.addWidget(self.attribution, 2)
         bottom.addWidget(self.wl_label)
         outer.addLayout(bottom)
+        self.attribution = QLabel("")  # an image's licence credit (the demo radiograph): the whole width
+        self.attribution.setObjectName("muted")
+        self.attribution.setWordWrap(True)
+        self.attribution.setContentsMargins(4, 0, 4, 2)
+        self.attribution.hide()
+        outer.addWidget(self.attribution)
         self.anomaly = AnomalyWidget()
-        # single-key shortcuts while the image has focus (never while typing in the note)
-        for key, slot in (("I", lambda: self.invert_btn.toggle()), ("C", lambda: self.clahe_btn.toggle()),
-                          ("R", self.reset_view), ("W", lambda: self.set_tool("wl")),
-                          ("P", lambda: self.set_tool("pan")), ("M", lambda: self.set_tool("ruler")),
-                          ("H", lambda: self.mode.setCurrentIndex((self.mode.currentIndex() + 1) % 3))):
-            sc = QShortcut(QKeySequence(key), self.glw)
-            sc.setContext(Qt.WidgetWithChildrenShortcut)
-            sc.activated.connect(slot)
+        # single keys while the focus is in the viewer (a text field keeps its typing keys)
+        add_keys(self, (("I", "Invert grey scale", lambda: self.invert_btn.toggle()),
+                        ("C", "CLAHE on / off", lambda: self.clahe_btn.toggle()),
+                        ("R", "Reset window, zoom, invert, CLAHE", self.reset_view),
+                        ("W", "Tool: window / level drag", lambda: self.set_tool("wl")),
+                        ("P", "Tool: pan", lambda: self.set_tool("pan")),
+                        ("M", "Tool: ruler (measure)", lambda: self.set_tool("ruler")),
+                        ("H", "Heatmap overlay on / off", lambda: self.heat_btn.toggle()),
+                        ("S", "Layout: single image → side by side → three panels",
+                         lambda: self.mode.setCurrentIndex((self.mode.currentIndex() + 1) % len(LAYOUTS))),
+                        ("N", "Clinical note on / off", lambda: self.note_btn.toggle())))
         self._layout_panels()
 
     # -- construction -----------------------------------------------------------------------------
     def _make_toolbar(self):
-        row = QHBoxLayout()
-        row.setContentsMargins(4, 4, 4, 0)
+        row = FlowLayout(spacing=4)
         self.tool_group = QButtonGroup(self)
         for key, text, tip in (("wl", "W/L", "Left-drag: horizontal = window width, vertical = level (W)"),
                                ("pan", "Pan", "Left-drag pans; wheel zooms (P)"),
@@ -243,10 +261,8 @@ class XrayViewer(ViewerBase):
             b.clicked.connect(lambda _=False, k=key: self.set_tool(k))
             self.tool_group.addButton(b)
             row.addWidget(b)
-        row.addSpacing(8)
         self.preset = QComboBox(toolTip="Window presets (header windows first)")
-        self.preset.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        self.preset.setMinimumContentsLength(16)
+        self.preset.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.preset.activated.connect(self._preset_chosen)
         row.addWidget(self.preset)
         self.invert_btn = QToolButton(text="Invert", checkable=True, toolTip="Invert grey scale (I)")
@@ -255,58 +271,38 @@ class XrayViewer(ViewerBase):
         self.clahe_btn.toggled.connect(self._set_clahe)
         reset = QPushButton("Reset", toolTip="Reset window, zoom, invert, CLAHE (R, or double-click the image)")
         reset.clicked.connect(self.reset_view)
-        clear = QPushButton("Clear", toolTip="Remove all rulers")
+        clear = QPushButton("Clear rulers", toolTip="Remove all rulers")
         clear.clicked.connect(self.clear_rulers)
         for w in (self.invert_btn, self.clahe_btn, reset, clear):
             row.addWidget(w)
-        row.addStretch(1)
-        top = QVBoxLayout()
-        top.setSpacing(2)
-        top.addLayout(row)
-        row = QHBoxLayout()
-        row.setContentsMargins(4, 0, 4, 0)
-        row.addWidget(QLabel("Heatmap:"))
-        self.mode = QComboBox(toolTip="Image only, three panels (original | heatmap | overlay), or overlay only (H)")
-        self.mode.addItems(["Image", "Three panels", "Overlay"])
+        self.heat_btn = QToolButton(text="Heatmap", checkable=True,
+                                    toolTip="The model's heatmap over the image (H); it appears after Analyse")
+        self.heat_btn.setChecked(user_state.flag("xray/heatmap", True))
+        self.heat_btn.toggled.connect(self._heat_toggled)
+        self.mode = QComboBox(toolTip="Single image (heatmap as overlay), side by side (original | overlay), or "
+                                      "three panels (original | heatmap | overlay) (S)")
+        self.mode.addItems(list(LAYOUTS))
+        self.mode.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.mode.currentIndexChanged.connect(self._layout_panels)
-        row.addWidget(self.mode)
         self.cmap = QComboBox(toolTip="Heatmap colour map")
         self.cmap.addItems(list(imaging.COLORMAPS))
-        self.cmap.currentIndexChanged.connect(self._render)
-        row.addWidget(self.cmap)
-        row.addWidget(QLabel("Opacity"))
-        self.opacity = QSlider(Qt.Horizontal, minimum=0, maximum=100, value=65)
-        self.opacity.setFixedWidth(80)
-        self.opacity.valueChanged.connect(self._render)
-        row.addWidget(self.opacity)
-        row.addStretch(1)
-        top.addLayout(row)
-        return top
-
-    def _make_note_box(self):
-        w = QWidget()
-        lay = QVBoxLayout(w)
-        lay.setContentsMargins(4, 2, 4, 2)
-        head = QHBoxLayout()
-        head.addWidget(QLabel("Clinical note / symptoms"))
-        legend = " ".join(f"<span style='color:{c}'>■ {k}</span>" for k, c in COLORS.items())
-        head.addWidget(QLabel(legend + " <span style='color:#8b949e'>· struck through = negated</span>"))
-        head.addStretch(1)
-        self.extract_btn = QPushButton("Extract entities", toolTip="Find diseases, symptoms, medications and "
-                                                                   "anatomy (offline) and save them with the study")
-        self.extract_btn.clicked.connect(self.extract_entities)
-        head.addWidget(self.extract_btn)
-        lay.addLayout(head)
-        self.note = QPlainTextEdit()
-        self.note.setPlaceholderText("e.g. 58-year-old with productive cough and fever for 5 days, denies hemoptysis, "
-                                     "no chest pain. On salbutamol.")
-        self.note.setMaximumHeight(110)
-        lay.addWidget(self.note)
-        self.entity_summary = QLabel("")
-        self.entity_summary.setWordWrap(True)
-        self.entity_summary.setTextFormat(Qt.RichText)
-        lay.addWidget(self.entity_summary)
-        return w
+        self.cmap.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+        self.cmap.currentIndexChanged.connect(self._render_heat)
+        self.opacity = QSlider(Qt.Horizontal, minimum=0, maximum=100, value=65, toolTip="Heatmap opacity")
+        self.opacity.setFixedWidth(90)
+        self.opacity_label = QLabel("65 %")
+        self.opacity.valueChanged.connect(lambda v: self.opacity_label.setText(f"{v} %"))
+        self.opacity.valueChanged.connect(self._layout_labels)
+        self.note_btn = QToolButton(text="Note", checkable=True,
+                                    toolTip="Clinical note / symptoms, with entities found and stored (N)")
+        self.note_btn.toggled.connect(lambda on: self.note_box.setVisible(on))
+        for w in (self.heat_btn, self.mode, self.cmap, QLabel("Opacity"), self.opacity, self.opacity_label,
+                  self.note_btn):
+            row.addWidget(w)
+        box = QVBoxLayout()
+        box.setContentsMargins(4, 4, 4, 0)
+        box.addLayout(row)
+        return box
 
     # -- contract -----------------------------------------------------------------------------------
     def set_study(self, study, study_id):
@@ -320,15 +316,17 @@ class XrayViewer(ViewerBase):
         self._fill_presets()
         self.reset_view()
         self._load_note()
-        if self.mode.currentIndex() != 0:
-            self.mode.setCurrentIndex(0)
+        if self.note.toPlainText().strip():
+            self.note_btn.setChecked(True)
         spacing = (f"{self.spacing[0]:.3f} × {self.spacing[1]:.3f} mm ({md.get('spacing_source')})"
                    if self.spacing else "no pixel spacing")
         from inference.xray.demo import attribution_for
 
         credit = attribution_for(study)
         self.attribution.setText(credit or "")
-        self.attribution.setToolTip(credit or "")
+        self.attribution.setVisible(bool(credit))
+        self._layout_panels()
+        self.glw.setFocus()  # the keys (H, S, I, W …) work at once
         self.status_message.emit(f"{md.get('columns')} × {md.get('rows')} px · {md.get('bits_stored')} bit · "
                                  f"{md.get('photometric')} · {spacing}")
 
@@ -337,11 +335,10 @@ class XrayViewer(ViewerBase):
         self.anomaly.show_result(result)
         self.heat = None
         if result is not None and self.image is not None and "_gradcam_grid" in result.outputs:
-            from inference.xray.pipeline import heatmap_from_result
+            from inference.xray.pipeline import heat_is_fixed, heatmap_from_result
 
             self.heat = heatmap_from_result(result, self.image.shape[:2])
-            if self.heat is not None and self.mode.currentIndex() == 0:
-                self.mode.setCurrentIndex(1)
+            self.heat_fixed = heat_is_fixed(result)
         self._layout_panels()
 
     def result_widget(self):
@@ -426,36 +423,63 @@ class XrayViewer(ViewerBase):
         return disp
 
     def _render(self):
+        """The greyscale display (every W/L step); the heatmap layers follow only when they change."""
         if self.image is None:
             return
         disp = self.windowed()
         self.items[0].setImage(disp, levels=(0, 255), autoLevels=False)
-        if self.heat is not None:
-            cmap = self.cmap.currentText()
-            self.items[1].setImage(imaging.colorize(self.heat, cmap), levels=(0, 255), autoLevels=False)
-            ov = imaging.overlay(disp, self.heat, self.opacity.value() / 100.0, cmap, use_clahe=not self.use_clahe)
-            self.items[2].setImage(ov, levels=(0, 255), autoLevels=False)
+        self.items[2].setImage(disp, levels=(0, 255), autoLevels=False)
+        self._render_heat()
         lut = " (header VOI)" if self.use_header_lut else ""
         self.wl_label.setText(f"W {self.width:.0f}  L {self.center:.0f}{lut}{'  · inverted' if self.invert else ''}"
                               f"{'  · CLAHE' if self.use_clahe else ''}")
 
+    def _render_heat(self):
+        """The heatmap as an RGBA layer over the image: colour map, and an alpha that rises to the opacity at
+        heat 1 - from 0 at heat 0 for the pneumonia model's fixed-scale map (a normal film stays clear), from
+        the map's 30th percentile for a map relative to its own peak (MedSight)."""
+        key = (id(self.heat), self.cmap.currentText(), self.opacity.value())
+        if self.heat is None or key == getattr(self, "_heat_key", None):
+            return
+        self._heat_key = key
+        rgb = imaging.colorize(self.heat, self.cmap.currentText())
+        self.items[1].setImage(rgb, levels=(0, 255), autoLevels=False)
+        floor = None if getattr(self, "heat_fixed", False) else 30.0
+        alpha = (imaging.alpha_map(self.heat, self.opacity.value() / 100.0, floor) * 255 + 0.5).astype(np.uint8)
+        rgba = np.concatenate([rgb, alpha[:, :, None]], axis=2)
+        for layer in self.heat_layers:
+            layer.setImage(rgba, levels=(0, 255), autoLevels=False)
+
+    def _layout_labels(self):
+        self._render_heat()
+        if self.heat_layers[0].isVisible():
+            self.labels[0].setText(f"heatmap overlay, opacity {self.opacity.value()} %")
+
+    def heat_shown(self) -> bool:
+        """The heatmap is drawn over the image now (single image with Heatmap on, or an overlay panel)."""
+        return self.heat is not None and (self.heat_btn.isChecked() or self.mode.currentIndex() > 0)
+
+    def _heat_toggled(self, on: bool):
+        user_state.set_flag("xray/heatmap", on)
+        if on and self.heat is None and self.study is not None:
+            self.status_message.emit("No heatmap yet: press Analyse (none is drawn for an image outside what "
+                                     "the model was trained on)")
+        self._layout_panels()
+
     def _layout_panels(self):
-        mode = self.mode.currentIndex()
-        have = self.heat is not None
+        mode = self.mode.currentIndex() if self.heat is not None else 0
         for b in self.boxes:
             if b in self.glw.ci.items:
                 self.glw.removeItem(b)
-        if mode == 1 and have:
-            show = [0, 1, 2]
-        elif mode == 2 and have:
-            show = [2]
-        else:
-            show = [0]
-            if mode != 0 and not have:
-                self.status_message.emit("No heatmap yet: press Analyse (none is drawn for an image outside what the model was trained on)")
+        show = ([0], [0, 2], [0, 1, 2])[mode]
         for col, i in enumerate(show):
             self.glw.addItem(self.boxes[i], row=0, col=col)
-        self.labels[2].setText("Overlay" if mode == 1 else f"Overlay (opacity {self.opacity.value()} %)")
+        single_heat = self.heat is not None and mode == 0 and self.heat_btn.isChecked()
+        self.heat_layers[0].setVisible(single_heat)
+        self.heat_layers[1].setVisible(self.heat is not None)
+        op = f"heatmap overlay, opacity {self.opacity.value()} %"
+        self.labels[0].setText(op if single_heat else ("Original" if mode else ""))
+        self.labels[2].setText("Overlay")
         self._render()
         QTimer.singleShot(0, self.fit)
 
@@ -548,63 +572,3 @@ class XrayViewer(ViewerBase):
         if self.heat is not None:
             txt += f"  ·  heatmap {float(self.heat[y, x]):.2f}"
         return txt
-
-    # -- clinical note ---------------------------------------------------------------------------------------
-    def _load_note(self):
-        self.entities = []
-        self.note.blockSignals(True)
-        self.note.setPlainText("")
-        self.note.blockSignals(False)
-        self.entity_summary.setText("")
-        if self.study_id is None:
-            return
-        for f in self.ctx.store.findings(self.study_id):
-            if f.get("source") == NOTE_SOURCE:
-                self.note.setPlainText(f.get("note") or "")
-        if self.note.toPlainText().strip():
-            self.entities = extract(self.note.toPlainText())
-            self._highlight()
-
-    def extract_entities(self):
-        text = self.note.toPlainText()
-        self.entities = extract(text)
-        self._highlight()
-        if self.study_id is not None:
-            store = self.ctx.store
-            for f in store.findings(self.study_id):
-                if f.get("source") in (NOTE_SOURCE, ENTITY_SOURCE):
-                    store.delete_finding(f["id"])
-            store.add_finding(self.study_id, label="clinical note", source=NOTE_SOURCE, note=text, status="note")
-            for e in self.entities:
-                store.add_finding(self.study_id, label=e.canonical, source=ENTITY_SOURCE,
-                                  note=json.dumps(e.as_dict()), status=e.status)
-        self.status_message.emit(f"{len(self.entities)} entities found and saved with the study")
-
-    def _highlight(self):
-        sels = []
-        for e in self.entities:
-            cur = QTextCursor(self.note.document())
-            cur.setPosition(e.start)
-            cur.setPosition(e.end, QTextCursor.KeepAnchor)
-            fmt = QTextCharFormat()
-            fmt.setForeground(QColor(COLORS.get(e.category, "#888888")))
-            fmt.setFontWeight(700)
-            if e.negated:
-                fmt.setFontStrikeOut(True)
-            else:
-                fmt.setBackground(QColor(COLORS.get(e.category, "#888888")).darker(350))
-            sel = QTextEdit.ExtraSelection()
-            sel.cursor, sel.format = cur, fmt
-            sels.append(sel)
-        self.note.setExtraSelections(sels)
-        parts = []
-        for cat, by in summary(self.entities).items():
-            col = COLORS.get(cat, "#888")
-            bits = []
-            for status, names in by.items():
-                shown = ", ".join(names)
-                bits.append(f"<s>{shown}</s>" if status == "negated" else
-                            (shown if status == "present" else f"{shown} <i>({status})</i>"))
-            parts.append(f"<b style='color:{col}'>{cat}</b>: " + "; ".join(bits))
-        self.entity_summary.setText(" · ".join(parts) if parts else
-                                    ("<i>no entities found</i>" if self.note.toPlainText().strip() else ""))

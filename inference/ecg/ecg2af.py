@@ -76,13 +76,12 @@ ALLOWED_LAYERS = {"InputLayer", "Conv1D", "SeparableConv1D", "DepthwiseConv1D", 
                   "ZeroPadding1D", "Cropping1D", "UpSampling1D", "Multiply", "Average"}
 
 
-def normalise(x: np.ndarray) -> np.ndarray:
-    """ML4H ZeroMeanStd1 over the whole (5000, 12) tensor (one ECG); batched: per ECG."""
-    x = np.asarray(x, dtype=np.float32)
-    axes = tuple(range(x.ndim - 2, x.ndim))
-    mean = x.mean(axis=axes, keepdims=True)
-    std = x.std(axis=axes, keepdims=True)
-    return ((x - mean) / (std + EPS)).astype(np.float32)
+def normalise(x: np.ndarray, how: str = "zero_mean_std1") -> np.ndarray:
+    """One ECG (5000, k) or a batch, normalised per ECG as the file was trained (``ecg2af_files``): ML4H
+    ZeroMeanStd1 over the whole tensor by default."""
+    from inference.ecg.ecg2af_files import normalise as norm
+
+    return norm(x, how)
 
 
 # -- decoding ---------------------------------------------------------------------------------
@@ -155,15 +154,17 @@ def custom_objects(keras=None, generation: int = 2) -> dict[str, Any]:
 def build_model(*, conv_width: int = 71, conv_layers: tuple[int, ...] = (32,),
                 dense_blocks: tuple[int, ...] = (32, 32, 32), block_size: int = 3,
                 dense_layers: tuple[int, ...] = (256,), activation: str = "swish", pool: int = 2,
-                seed: int = 0):
-    """An ECG2AF-family graph (ML4H ``ConvEncoderBlock`` + four heads) with seeded random weights.
+                seed: int = 0, leads: tuple[str, ...] = LEADS, input_name: str = INPUT_NAME,
+                heads: tuple[str, ...] = OUTPUT_NAMES):
+    """An ECG2AF-family graph (ML4H ``ConvEncoderBlock`` + named heads) with seeded random weights.
 
-    Defaults are ML4H's recipe defaults. Input/output names and shapes are those of the published file.
+    Defaults are ML4H's recipe defaults and the 2021 12-lead file's input/output names and shapes; ``leads``
+    and ``input_name`` give a strip file's (5000, 1) input, ``heads`` any known heads (``inference.ecg.heads``).
     """
     keras = _keras()
     L = keras.layers
     keras.utils.set_random_seed(seed)
-    inp = keras.Input(shape=(N_SAMPLES, len(LEADS)), name=INPUT_NAME)
+    inp = keras.Input(shape=(N_SAMPLES, len(leads)), name=input_name)
     # residual block: conv -> act, then for later convs a 1x1 conv + Add of the previous output
     x = inp
     previous = None
@@ -185,7 +186,8 @@ def build_model(*, conv_width: int = 71, conv_layers: tuple[int, ...] = (32,),
     for k, width in enumerate(dense_layers):
         name = "embed_ecg_5000_std_continuous" if k == len(dense_layers) - 1 else None
         x = L.Activation(activation)(L.Dense(width, name=name)(x))
-    outs = [L.Dense(OUTPUT_UNITS[n][0], activation=OUTPUT_UNITS[n][1], name=n)(x) for n in OUTPUT_NAMES]
+    act = {"survival": "sigmoid", "categorical": "softmax", "continuous": "linear"}
+    outs = [L.Dense(H.HEADS[n].units, activation=act[H.HEADS[n].kind], name=n)(x) for n in heads]
     return keras.Model(inp, outs, name="ecg2af_family")
 
 
@@ -196,11 +198,17 @@ def save_official_format(model, path: str | Path) -> Path:
     return path
 
 
-def make_test_checkpoint(path: str | Path, seed: int = 0, small: bool = True) -> Path:
-    """A random-weights checkpoint in the official .h5 format (tests: small; benchmark: full size)."""
+def make_test_checkpoint(path: str | Path, seed: int = 0, small: bool = True, model_id: str = MODEL_ID,
+                         heads: tuple[str, ...] | None = None) -> Path:
+    """A random-weights checkpoint in the official .h5 format (tests: small; benchmark: full size), with the
+    input of the published file ``model_id`` (12 leads, or a strip's one lead)."""
+    from inference.ecg.ecg2af_files import published
+
+    f = published(model_id)
     kw = dict(conv_width=15, conv_layers=(8,), dense_blocks=(8, 8, 8), block_size=2,
               dense_layers=(16,)) if small else {}
-    return save_official_format(build_model(seed=seed, **kw), path)
+    return save_official_format(build_model(seed=seed, leads=f.leads, input_name=f.input_name,
+                                            heads=heads or OUTPUT_NAMES, **kw), path)
 
 
 # -- loading the real file --------------------------------------------------------------------
@@ -257,7 +265,7 @@ def _read_config(path: Path) -> tuple[dict, str | None, str]:
     return json.loads(raw), keras_version, "h5"
 
 
-def inspect_h5(path: str | Path, trusted: bool = False) -> dict[str, Any]:
+def inspect_h5(path: str | Path, trusted: bool = False, input_name: str | None = None) -> dict[str, Any]:
     """Read the model config without building anything, and check what it contains.
 
     ``trusted``: the file's sha256 is the published one, so its content is what the authors released;
@@ -279,8 +287,11 @@ def inspect_h5(path: str | Path, trusted: bool = False) -> dict[str, Any]:
         raise ModelFileError(f"{path.name} contains layer types {', '.join(bad)} that ECG2AF does not "
                              "use; refusing to deserialise it (a Lambda layer would run code)")
     names = {layer.get("name") or (layer.get("config") or {}).get("name") for layer in layers}
-    if INPUT_NAME not in names and not trusted:
-        raise ModelFileError(f"{path.name} is not an ECG2AF model: no input {INPUT_NAME}")
+    from inference.ecg.ecg2af_files import FILES
+
+    wanted = {input_name} if input_name else {f.input_name for f in FILES.values()}
+    if not (names & wanted) and not trusted:
+        raise ModelFileError(f"{path.name} is not an ECG2AF model: no input {' or '.join(sorted(wanted))}")
     try:
         heads = H.declared_heads(cfg)
         H.check_heads(heads, source=path.name)
@@ -291,7 +302,7 @@ def inspect_h5(path: str | Path, trusted: bool = False) -> dict[str, Any]:
             "heads": heads}
 
 
-def load_keras(path: str | Path, trusted: bool = False):
+def load_keras(path: str | Path, trusted: bool = False, input_name: str | None = None):
     """The authors' loading path: ``load_model(file, custom_objects=…, compile=False)``, with the
     Keras that wrote the file (tf_keras for Keras 2 files, Keras 3 for Keras 3 files and .keras).
 
@@ -302,7 +313,7 @@ def load_keras(path: str | Path, trusted: bool = False):
     import tempfile
 
     path = Path(path)
-    info = inspect_h5(path, trusted=trusted)
+    info = inspect_h5(path, trusted=trusted, input_name=input_name)
     if info["generation"] < 3:
         keras = _keras()
         return keras.models.load_model(str(path), custom_objects=custom_objects(keras, 2), compile=False)
@@ -331,12 +342,18 @@ def output_names(model) -> list[str]:
     return names
 
 
-def _probes(n: int = 2) -> np.ndarray:
+def input_columns(model) -> int:
+    """Leads (columns) the model's input takes: 12, or 1 for a strip file."""
+    shape = model.inputs[0].shape
+    return int(shape[-1]) if shape[-1] is not None else len(LEADS)
+
+
+def _probes(n: int = 2, columns: int = len(LEADS)) -> np.ndarray:
     """Inputs for checking an exported twin: normalised noise and a smooth ECG-like wave."""
     rng = np.random.default_rng(17)
-    noise = rng.normal(size=(N_SAMPLES, len(LEADS)))
+    noise = rng.normal(size=(N_SAMPLES, columns))
     t = np.arange(N_SAMPLES) / FS
-    wave = np.stack([np.sin(2 * np.pi * 1.2 * t * (1 + k / 12)) ** 15 for k in range(len(LEADS))], axis=1)
+    wave = np.stack([np.sin(2 * np.pi * 1.2 * t * (1 + k / 12)) ** 15 for k in range(columns)], axis=1)
     return normalise(np.stack([noise, wave][:n]))
 
 
@@ -356,7 +373,7 @@ def verify_onnx_twin(model, onnx_bytes: bytes, atol: float = 1e-3) -> dict[str, 
     onnx_names = [o.name for o in sess.get_outputs()]
     if sorted(onnx_names) != sorted(names):
         raise ModelFileError(f"the ONNX twin's outputs {sorted(onnx_names)} are not the model's heads {sorted(names)}")
-    x = _probes()
+    x = _probes(columns=input_columns(model))
     got = dict(zip(onnx_names, sess.run(None, {sess.get_inputs()[0].name: x})))
     ref = model(x, training=False)
     ref = ref if isinstance(ref, (list, tuple)) else [ref]
@@ -399,7 +416,8 @@ def export_onnx_file(model, out: str | Path, opset: int = 17) -> Path:
 
     out = Path(out)
     names = output_names(model)
-    spec = [tf.TensorSpec((None, N_SAMPLES, len(LEADS)), tf.float32, name=INPUT_NAME)]
+    in_name = str(getattr(model.inputs[0], "name", INPUT_NAME) or INPUT_NAME).split(":")[0]
+    spec = [tf.TensorSpec((None, N_SAMPLES, input_columns(model)), tf.float32, name=in_name)]
 
     @tf.function(input_signature=spec)
     def heads(x):

@@ -1,16 +1,19 @@
 """ECG pipelines: ECG2AF (the heads its file declares) and the model-free rhythm measurements.
 
-``ecg2af``       the published Broad Institute model (Keras .h5). Its verified weights are loaded by the
-                 authors' path (``load_model(..., compile=False)`` with the Keras that wrote the file);
+``ecg2af-2024``, ``ecg2af``, ``ecg2af-strip-I``, ``ecg2af-strip-II``: the published Broad Institute files
+                 (``inference.ecg.ecg2af_files``: the 2024 main model, the 2021 12-lead model, the single-lead
+                 strip models for 1-2-lead recordings), each with its own input leads and normalisation,
+                 established from ml4h's history. Verified weights are loaded by the authors' path (``load_model(..., compile=False)`` with the Keras that wrote the file);
                  its heads are decoded by the names the file declares; when an ONNX twin derived
                  from those exact weights exists (``lightbox weights export ecg2af``) it runs on ONNX
                  Runtime instead (same numbers to 1e-4, much faster start-up).
 ``ecg-measure``  heart rate, RR intervals and R peaks from neurokit2 on lead II (no weights).
-``ecg-rhythm``   Lightbox's own single-lead rhythm classifier (normal / AF / other / too noisy), trained on
+``ecg-rhythm``   Lightbox's own rhythm classifier (normal / AF / other / too noisy), trained on
                  PhysioNet/CinC 2017 with ``lightbox ecg-rhythm-train`` and bundled
                  (resources/models/ecg_rhythm_cnn.onnx); ``clinical = false``: NOT A CLINICAL RESULT. It
-                 runs on lead I (the lead it was trained on) unless another is asked for:
-                 ``ecg-rhythm:II`` runs it on lead II. Any rate (resampled), any length (windows).
+                 runs on every lead of the model's decision leads the recording has (I, II, V1-V6 of a 12-lead
+                 ECG, MLII + V5 of a Holter, lead I of an AliveCor) and averages them; ``ecg-rhythm:II`` runs it
+                 on lead II alone. Any rate (resampled), any length (windows). The result names the leads.
 """
 from __future__ import annotations
 
@@ -22,17 +25,20 @@ from typing import Any
 import numpy as np
 
 from inference.ecg import ecg2af as E
+from inference.ecg import ecg2af_files as F
 from inference.registry import Registry, WeightsError
 from inference.results import Result, jsonable
 from inference.runtimes import KerasRuntime, OnnxRuntime, cpu_label
 from inference.study import ReadError, Study
 
-MODELS = ("ecg2af", "ecg-rhythm", "ecg-measure")  # default: the first usable (ECG2AF once installed)
+#: default: the first usable (ECG2AF 2024, then 2021, once installed; the strip files for 1-2-lead recordings)
+MODELS = F.MODEL_IDS + ("ecg-rhythm", "ecg-measure")
 MEASURE_ID = "ecg-measure"
 RHYTHM_ID = "ecg-rhythm"
 MEASURE_MAX_S = 1800.0  # R-peak detection covers at most the first 30 min
-#: the rhythm model's lead when the caller names none: the lead it was trained on first
-RHYTHM_MODEL_LEADS = ("I", "II", "aVF", "V5", "V6", "III", "aVL", "V4", "V3", "V2", "V1", "aVR")
+#: the order of the leads the rhythm model runs on (of those its decision names and the recording has); a
+#: recording with none of them uses the first it has, in this order (the lead the model was trained on first)
+RHYTHM_MODEL_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6", "aVF", "III", "aVL", "aVR")
 RHYTHM_LEAD_ORDER = ("II", "I", "V5", "V2", "aVF", "III", "V1", "V6", "V3", "V4", "aVL", "aVR")
 
 _cache: dict[tuple[str, str], Any] = {}
@@ -47,11 +53,10 @@ def _import_serialised(name: str):
     first imports in flight on two threads; serialising them is a mitigation, not a proven fix (the
     crash still occurred in 1 of 4 runs of one test combination with this in place)."""
     import importlib
-    import sys
 
-    mod = sys.modules.get(name)
-    if mod is not None:
-        return mod
+    # always under the lock: while one thread imports, sys.modules already holds the half-built module, and
+    # a second thread handed that ("partially initialized module 'neurokit2' has no attribute 'ecg_clean'",
+    # seen with two ECG viewers in compare-with-prior) fails; a finished import is a dictionary look-up
     with _import_lock:
         return importlib.import_module(name)
 
@@ -132,23 +137,37 @@ def _analyse_measure(study: Study, registry: Registry, ctx) -> Result:
 
 
 # -- ECG2AF ----------------------------------------------------------------------------------------
-def model_batch(studies_or_inputs) -> np.ndarray:
-    """(n, 5000, 12) float32 normalised input from Studies or raw (5000, 12) mV arrays."""
+def model_batch(studies_or_inputs, model_id: str = E.MODEL_ID, how: str | None = None) -> np.ndarray:
+    """(n, 5000, k) float32 normalised input of the published file ``model_id`` (its leads, its normalisation)
+    from Studies or raw (5000, 12) mV arrays."""
+    f = F.published(model_id)
+    cols = [E.LEADS.index(ld) for ld in f.leads]
     xs = []
     for s in studies_or_inputs:
         x = s.data["model_input"] if isinstance(s, Study) else np.asarray(s)
-        xs.append(x)
-    return E.normalise(np.stack(xs).astype(np.float32))
+        xs.append(x[:, cols] if x.shape[-1] == len(E.LEADS) else x)
+    return E.normalise(np.stack(xs).astype(np.float32), how or f.normalisation)
 
 
-def check_input(study: Study) -> None:
+def check_input(study: Study, model_id: str = E.MODEL_ID) -> None:
+    f = F.published(model_id)
     x = study.data.get("model_input")
     if x is None or x.shape != (E.N_SAMPLES, len(E.LEADS)):
-        raise ReadError(study.source, "this study has no 12-lead 500 Hz input for ECG2AF")
-    missing = study.metadata.get("missing_leads") or []
+        raise ReadError(study.source, "this study has no 500 Hz input for ECG2AF")
+    missing = [ld for ld in f.leads if ld in (study.metadata.get("missing_leads") or [])
+               or ld in (study.metadata.get("flat_leads") or []) and f.is_strip]
+    if missing and f.is_strip:
+        other = [g for g in F.FILES.values() if g.is_strip and g.leads[0] not in missing]
+        raise ReadError(study.source, f"ECG2AF {f.short} needs lead {f.leads[0]}, which this recording does not have"
+                        + (f"; use ECG2AF {other[0].short}" if other else ""))
     if missing:
-        raise ReadError(study.source, f"ECG2AF needs all 12 leads; missing: {', '.join(missing)}")
-    if not np.isfinite(x).all():
+        present = [ld for ld in E.LEADS if ld not in (study.metadata.get("missing_leads") or [])]
+        hint = ""
+        if len(present) <= 2 and any(ld in present for ld in ("I", "II")):
+            lead = "II" if "II" in present else "I"
+            hint = f"; for a 1-2-lead recording use ECG2AF strip {lead} (the single-lead model)"
+        raise ReadError(study.source, f"ECG2AF needs all 12 leads; missing: {', '.join(missing)}{hint}")
+    if not np.isfinite(x[:, [E.LEADS.index(ld) for ld in f.leads]]).all():
         raise ReadError(study.source, "the ECG2AF input has missing samples")
 
 
@@ -179,9 +198,10 @@ def runtime_for(registry: Registry, model_id: str = E.MODEL_ID, prefer: str = "a
 def _load_keras(registry: Registry, st):
     """The verified file through the authors' loader; a file Lightbox refuses (code-carrying layers,
     an output head it cannot decode) is a WeightsError naming the reason."""
+    f = F.FILES.get(st.entry.id)
     try:
         # the published file (hash verified) is trusted as released; anything else is inspected
-        return E.load_keras(registry.path_of(st.entry), trusted=st.clinical)
+        return E.load_keras(registry.path_of(st.entry), trusted=st.clinical, input_name=f.input_name if f else None)
     except E.ModelFileError as e:
         raise WeightsError(f"{st.entry.title}: {e}") from None
 
@@ -219,20 +239,39 @@ def decoded_outputs(raw: dict[str, np.ndarray], index: int = 0) -> tuple[dict[st
     return outputs, notes
 
 
+def normalisation(registry: Registry, model_id: str) -> str:
+    return F.normalisation_for(model_id, registry.get(model_id).inputs)
+
+
+def input_notes(model_id: str, how: str) -> list[str]:
+    """What the file sees and how its input was normalised (and how that was established): on screen."""
+    f = F.published(model_id)
+    leads = f"lead {f.leads[0]}" if f.is_strip else "12 leads"
+    src = f.established if how == f.normalisation else "set in weights/manifest.toml (not the established one)"
+    return [f"Input: {leads} × 5000 samples at 500 Hz (the first 10 s), normalised per ECG by "
+            f"{F.NORMALISATIONS[how].split(':')[0]} — {src}."]
+
+
 def _analyse_ecg2af(study: Study, model_id: str, registry: Registry, ctx, prefer: str = "auto") -> Result:
-    check_input(study)
-    ctx.progress(0.05, "Loading ECG2AF")
+    check_input(study, model_id)
+    f = F.published(model_id)
+    ctx.progress(0.05, f"Loading ECG2AF ({f.short})")
     rt, st = runtime_for(registry, model_id, prefer)
     ctx.progress(0.4, f"Running ECG2AF on {rt.name}")
-    x = model_batch([study])
+    how = normalisation(registry, model_id)
+    x = model_batch([study], model_id, how)
     t0 = time.perf_counter()
     raw = rt.run({rt.input_names[0]: x})
     secs = time.perf_counter() - t0
     ctx.progress(0.9, "Decoding")
     outputs, head_notes = decoded_outputs(raw)
+    outputs.update({"model_file": f.file, "input_leads": list(f.leads), "normalisation": how})
     notes = ["AF risk = 1 − cumulative AF-free survival over 25 intervals (5 years), as the ECG2AF authors "
-             "decode the survival-curve head.", "Input: 12 × 5000 samples at 500 Hz, ZeroMeanStd1 normalised.",
+             "decode the survival-curve head."] + input_notes(model_id, how) + [
              "Heads decoded by the names the model file declares: " + ", ".join(sorted(raw)) + "."]
+    if f.is_strip:
+        notes.append(f"Single-lead ECG2AF ({f.file}): the authors trained it on lead {f.leads[0]} strips of 10-s "
+                     "resting ECGs; on a hand-held or Holter recording it sees the first 10 s of that lead.")
     notes += head_notes
     notes += [n for n in study.notes if "ECG2AF" in n]
     if not st.clinical:
@@ -260,18 +299,25 @@ def usable_leads(study: Study) -> list[str]:
     return out
 
 
-def rhythm_lead(study: Study, lead: str | None = None) -> str:
+def rhythm_leads(study: Study, model, lead: str | None = None) -> list[str]:
+    """The leads the rhythm model runs on: the one asked for, else every lead of the model's decision leads
+    the recording has with a signal (``RhythmModel.leads_to_use``)."""
     ok = usable_leads(study)
     if lead:
         if lead not in E.LEADS:
             raise ReadError(study.source, f"no lead named {lead!r} (leads: {', '.join(E.LEADS)})")
         if lead not in ok:
             raise ReadError(study.source, f"lead {lead} is missing or flat in this ECG; usable: {', '.join(ok) or 'none'}")
-        return lead
-    for name in RHYTHM_MODEL_LEADS:
-        if name in ok:
-            return name
-    raise ReadError(study.source, "no usable lead for the rhythm model (all missing or flat)")
+        return [lead]
+    if not ok:
+        raise ReadError(study.source, "no usable lead for the rhythm model (all missing or flat)")
+    ordered = [ld for ld in RHYTHM_MODEL_LEADS if ld in ok]
+    return model.leads_to_use(ordered)
+
+
+def _rhythm_input(study: Study, leads: list[str]) -> np.ndarray:
+    sig = study.data["signal_mv"]
+    return np.stack([sig[E.LEADS.index(ld)] for ld in leads])
 
 
 def rhythm_model(registry: Registry, model_id: str = RHYTHM_ID):
@@ -310,12 +356,26 @@ def rhythm_outputs(r) -> dict[str, Any]:
         **{f"p_{c}": p for c, p in r.probabilities.items()},
         "probabilities": dict(r.probabilities),  # the same, as one mapping (lightbox evaluate reads it)
         "lead": r.lead,
+        "n_leads": len(r.leads or [r.lead]),
         "duration_s": r.seconds,
         "windows": len(r.windows),
         "af_burden": r.af_burden,
+        "ectopic_windows": r.ectopic_windows,  # long recordings: 'other' windows with isolated premature beats only
         "_windows": r.windows,  # the per-window band (machine payload)
+        "_leads": list(r.leads or [r.lead]),  # the leads used, in order
+        "_per_lead": r.per_lead,  # each lead's own recording probabilities and label
+        "_af_threshold": r.af_threshold,
     }
     return out
+
+
+def _rhythm_notes(model, r) -> list[str]:
+    how = ("mean of the per-lead probabilities" if len(r.leads) > 1 else "one lead")
+    thr = (f"; AF when p(AF) >= {r.af_threshold:.3f} (chosen on validation data)" if r.af_threshold is not None
+           else "")
+    return [f"Lightbox rhythm model on lead{'s' if len(r.leads) > 1 else ''} {r.lead} ({how}): "
+            f"{model.spec.window_s:g}-s windows at {model.spec.fs:g} Hz; recording probabilities = mean of the "
+            f"windows'{thr}."]
 
 
 def _analyse_rhythm(study: Study, model_id: str, registry: Registry, ctx, lead: str | None = None) -> Result:
@@ -323,17 +383,16 @@ def _analyse_rhythm(study: Study, model_id: str, registry: Registry, ctx, lead: 
 
     ctx.progress(0.05, "Loading the rhythm model")
     model, st = rhythm_model(registry, model_id)
-    name = rhythm_lead(study, lead)
-    x = study.data["signal_mv"][E.LEADS.index(name)]
-    ctx.progress(0.3, f"Classifying the rhythm on lead {name}")
+    names = rhythm_leads(study, model, lead)
+    x = _rhythm_input(study, names)
+    ctx.progress(0.3, f"Classifying the rhythm on lead{'s' if len(names) > 1 else ''} {', '.join(names)}")
     t0 = time.perf_counter()
     try:
-        r = model.classify(x, float(study.data["fs"]), lead=name)
+        r = model.classify(x, float(study.data["fs"]), lead=names)
     except RhythmError as e:
         raise ReadError(study.source, str(e)) from None
     secs = time.perf_counter() - t0
-    notes = [f"Lightbox rhythm model on lead {name}: {model.spec.window_s:g}-s windows at {model.spec.fs:g} Hz; "
-             "recording probabilities = mean of the windows'."] + r.notes
+    notes = _rhythm_notes(model, r) + r.notes
     ctx.progress(1.0, "Done")
     return Result(model_id, st.sha256 or "", "onnxruntime", cpu_label(), secs, jsonable(rhythm_outputs(r)),
                   clinical=st.clinical, notes=notes)
@@ -348,24 +407,20 @@ def _rhythm_many(studies: list[Study], model_id: str, registry: Registry) -> lis
     jobs, idx = [], []
     for i, s in enumerate(studies):
         try:
-            name = rhythm_lead(s)
-            jobs.append((s.data["signal_mv"][E.LEADS.index(name)], float(s.data["fs"])))
-            idx.append((i, name))
+            names = rhythm_leads(s, model)
+            jobs.append((_rhythm_input(s, names), float(s.data["fs"]), names))
+            idx.append(i)
         except ReadError as e:
             out[i] = e
     t0 = time.perf_counter()
     res = model.classify_many(jobs) if jobs else []
     per = (time.perf_counter() - t0) / max(len(jobs), 1)
-    for (i, name), r in zip(idx, res):
+    for i, r in zip(idx, res):
         if isinstance(r, RhythmError):
             out[i] = ReadError(studies[i].source, str(r))
             continue
-        r.lead = name
-        if name != "I":
-            r.notes.append(f"Lead {name}: the model was trained on lead-I recordings; other leads are outside what "
-                           "it was trained on.")
         out[i] = Result(model_id, st.sha256 or "", "onnxruntime", cpu_label(), per, jsonable(rhythm_outputs(r)),
-                        clinical=st.clinical, notes=["batch run"] + r.notes)
+                        clinical=st.clinical, notes=["batch run"] + _rhythm_notes(model, r) + r.notes)
     return out
 
 
@@ -375,7 +430,7 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
         return _analyse_rhythm(study, base, registry, ctx, lead)
     if model_id == MEASURE_ID:
         return _analyse_measure(study, registry, ctx)
-    if model_id == E.MODEL_ID:
+    if F.is_ecg2af(model_id):
         return _analyse_ecg2af(study, model_id, registry, ctx)
     raise ValueError(f"unknown ECG model {model_id!r}; known: {', '.join(MODELS)}")
 
@@ -386,25 +441,28 @@ def analyse_many(studies: list[Study], model_id: str, registry: Registry, ctx,
     ``analyse``, about twice the throughput on CPU). Returns a Result or the error for each study."""
     if model_id == RHYTHM_ID:
         return _rhythm_many(studies, model_id, registry)
-    if model_id != E.MODEL_ID:
+    if not F.is_ecg2af(model_id):
         return [_or_error(lambda s=s: analyse(s, model_id, registry, ctx)) for s in studies]
     out: list[Result | Exception] = [None] * len(studies)  # type: ignore[list-item]
     ok = []
     for i, s in enumerate(studies):
         try:
-            check_input(s)
+            check_input(s, model_id)
             ok.append(i)
         except ReadError as e:
             out[i] = e
     if not ok:
         return out
     rt, st = runtime_for(registry, model_id)
+    f, how = F.published(model_id), normalisation(registry, model_id)
     t0 = time.perf_counter()
-    raw = run_batch(rt, model_batch([studies[i] for i in ok]), batch_size)
+    raw = run_batch(rt, model_batch([studies[i] for i in ok], model_id, how), batch_size)
     per = (time.perf_counter() - t0) / len(ok)
     for k, i in enumerate(ok):
         outputs, head_notes = decoded_outputs(raw, k)
-        notes = ["batch run"] + head_notes + ([] if st.clinical else ["Computed with non-official weights."])
+        outputs.update({"model_file": f.file, "input_leads": list(f.leads), "normalisation": how})
+        notes = (["batch run"] + input_notes(model_id, how) + head_notes
+                 + ([] if st.clinical else ["Computed with non-official weights."]))
         out[i] = Result(model_id, st.sha256 or "", rt.name, rt.device, per, jsonable(outputs),
                         clinical=st.clinical, notes=notes)
     return out
@@ -419,7 +477,7 @@ def _or_error(fn):
 
 def export_onnx(registry: Registry, model_id: str = E.MODEL_ID) -> Path:
     """Write the ONNX twin of the verified Keras weights (named after their sha256)."""
-    if model_id != E.MODEL_ID:
+    if not F.is_ecg2af(model_id):
         raise ValueError(f"{model_id}: no ONNX export")
     st = registry.require(model_id)
     model = _load_keras(registry, st)

@@ -1,14 +1,20 @@
-"""``lightbox ecg-rhythm-train``: train the single-lead rhythm classifier (N / AF / other / noisy), export ONNX.
+"""``lightbox ecg-rhythm-train``: train the rhythm classifier (N / AF / other / noisy), export ONNX.
 
-    lightbox ecg-rhythm-train /work/data/ecg/training2017 --out resources/models     # the shipped model
+    lightbox ecg-rhythm-train /work/data/cinc2017/training2017 --out resources/models     # the shipped model
 
 Data: the PhysioNet/CinC Challenge 2017 layout: ``REFERENCE.csv`` (record,label with labels N, A, O, ~) and
 ``<record>.mat`` (+ ``.hea``) per record, 300 Hz, 1000 units/mV. Decoded signals are cached once (int16, one
 ``.npz``) under ``$LIGHTBOX_ECG_CACHE`` (default: the temp folder).
 
-Split by record, stratified by label, with a seed: train / validation (early stopping on the challenge
-score, the mean F1 of N, A and O) / test (held out: evaluated once, at the end, on the exported ONNX file).
-One CPU thread and fixed seeds: the command reproduces the shipped model (``--epochs`` = the epochs it ran).
+Split by record, stratified by label, with a seed: train / validation (early stopping on the mean of the
+challenge score -- the mean F1 of N, A and O -- on whole records and on 10-s crops; the AF operating point) /
+test (held out: evaluated once, at the end, on the exported ONNX file). The loop is the shared
+:func:`inference.training.fit`; this module brings the data, the crops and the metrics. Training windows are
+random crops of one length per batch -- 10 s (half of them), 5-20 s, or the whole record up to 30 s -- never
+zero-padded: the network (global pooling) takes any length, and a 10-s ECG is classified as a 10-s window.
+Crops are randomly inverted and time-stretched so the model can be used on other leads (module
+:mod:`inference.ecg.rhythm`: each of I, II, V1-V6, their mean). One CPU thread and fixed seeds: the command
+reproduces the shipped model (the card gives the exact command).
 
 Writes ``<name>.onnx`` (spec, classes and headline metrics embedded), ``<name>.json`` and ``<name>.md``.
 """
@@ -26,11 +32,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..training import (cache_dir, embed_onnx_metadata, event_printer, file_facts, max_abs_diff, onnx_session,
-                        pct as _pct, report_error, seed_everything, state_snapshot)
+from ..training import (cache_dir, embed_onnx_metadata, event_printer, file_facts, onnx_session, report_error,
+                        seed_everything)
 from ..training import write_card as write_card_files
-from .rhythm import (CHALLENGE_CODES, CLASSES, MODEL_NAME, ONNX_META_KEY, RhythmSpec, make_windows, normalise,
-                     preprocess)
+from .rhythm import (CHALLENGE_CODES, CLASSES, INDEPENDENT_LEADS, MODEL_NAME, ONNX_META_KEY, Decision, RhythmSpec,
+                     decide, make_windows, normalise, preprocess)
 
 RAW_FS = 300.0
 ADC_GAIN = 1000.0  # units per mV in the challenge's .mat files
@@ -197,12 +203,15 @@ def build_net(n_classes: int = 4, width: int = 16, dropout: float = 0.3):
     return Net()
 
 
-def export_onnx(net, path: Path, window: int) -> None:
-    import io
+def _embed_metadata(path: Path, meta: dict) -> None:
+    embed_onnx_metadata(path, ONNX_META_KEY, meta, producer="lightbox ecg-rhythm-train")
 
+
+def _with_softmax(net):
+    """The exported module: window(s) of any length -> class probabilities."""
     import torch
 
-    class WithSoftmax(torch.nn.Module):
+    class _M(torch.nn.Module):
         def __init__(self, n):
             super().__init__()
             self.n = n
@@ -210,65 +219,156 @@ def export_onnx(net, path: Path, window: int) -> None:
         def forward(self, x):
             return torch.softmax(self.n(x), dim=1)
 
-    net.eval()
-    buf = io.BytesIO()
-    torch.onnx.export(WithSoftmax(net), torch.zeros(1, 1, window), buf, input_names=["ecg"],
-                      output_names=["probabilities"], dynamic_axes={"ecg": {0: "batch"}, "probabilities": {0: "batch"}},
-                      opset_version=17, dynamo=False)
-    Path(path).write_bytes(buf.getvalue())
+    return _M(net).eval()
 
 
-def _embed_metadata(path: Path, meta: dict) -> None:
-    embed_onnx_metadata(path, ONNX_META_KEY, meta, producer="lightbox ecg-rhythm-train")
+# -- training crops ---------------------------------------------------------------------------------
+#: share of training crops per kind: 10 s (the resting ECG), a random 5-20 s, and the whole record (up to
+#: one window, 30 s; the AliveCor recording and a long recording's window)
+CROP_MIX = (0.5, 0.2, 0.3)
 
 
-# -- training -------------------------------------------------------------------------------------
-def _crops(pre: list[np.ndarray], idx: np.ndarray, spec: RhythmSpec, rng, augment: bool = True) -> np.ndarray:
-    """One training window per record: a random crop of the window length (or the whole record, zero-padded);
-    a third of the time a shorter random crop (9 s up to the window) so short recordings are seen too;
-    small Gaussian noise and a random baseline offset before normalisation."""
-    W = spec.window
-    out = np.zeros((len(idx), 1, W), np.float32)
-    min_len = int(9 * spec.fs)
+def crop(x: np.ndarray, L: int, spec: RhythmSpec, rng, augment: bool = True) -> np.ndarray:
+    """A normalised (L,) training window from a preprocessed record at least L long: a random crop; with
+    ``augment`` half of them time-stretched 0.85-1.15x (heart rate, QRS width), half of them inverted (the
+    model is used on leads of either polarity: aVR, V1, an AliveCor held the other way), Gaussian noise of
+    up to 5 % of the signal's SD."""
+    n = len(x)
+    src = L
+    if augment and rng.rand() < 0.5:
+        src = int(round(L * rng.uniform(0.85, 1.15)))
+    src = max(2, min(src, n))
+    s = int(rng.randint(0, n - src + 1)) if n > src else 0
+    seg = x[s:s + src].astype(np.float32)
+    if src != L:
+        seg = np.interp(np.linspace(0, src - 1, L), np.arange(src), seg).astype(np.float32)
+    if augment:
+        if rng.rand() < 0.5:
+            seg = -seg
+        seg = seg + rng.normal(0, rng.uniform(0, 0.05) * (np.std(seg) + 1e-6), len(seg)).astype(np.float32)
+    return normalise(seg, spec)
+
+
+def epoch_plan(lengths: np.ndarray, spec: RhythmSpec, rng, batch: int, mix=CROP_MIX) -> list[tuple[np.ndarray, int]]:
+    """The epoch's batches as (positions into ``lengths``, crop length): every record once, each batch one
+    length (no padding: the network takes any length). Whole-record batches group records of similar length
+    and use the shortest of them (capped at one window)."""
+    fs = spec.fs
+    kind = rng.choice(len(mix), size=len(lengths), p=np.asarray(mix) / np.sum(mix))
+    plan = []
+
+    def chunks(idx):
+        return [idx[i:i + batch] for i in range(0, len(idx), batch) if len(idx[i:i + batch]) >= 2]
+
+    for c in chunks(rng.permutation(np.flatnonzero(kind == 0))):
+        plan.append((c, int(min(round(10 * fs), lengths[c].min()))))
+    for c in chunks(rng.permutation(np.flatnonzero(kind == 1))):
+        plan.append((c, int(min(round(rng.uniform(5, 20) * fs), lengths[c].min()))))
+    g = np.flatnonzero(kind == 2)
+    g = g[np.lexsort((rng.rand(len(g)), lengths[g]))]
+    for c in chunks(g):
+        plan.append((c, int(min(spec.window, lengths[c].min()))))
+    order = rng.permutation(len(plan))
+    return [plan[i] for i in order]
+
+
+def fixed_crops(pre: list[np.ndarray], idx: np.ndarray, spec: RhythmSpec, seconds: float = 10.0,
+                per_record: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic ``seconds`` crops (start, middle and end of each record; fewer when it is short), as a
+    list of (windows (m, 1, L), owner positions into ``idx``) per length: a record shorter than ``seconds``
+    gives one crop of its own length (in a group of its own)."""
+    L = int(round(seconds * spec.fs))
+    xs, owner = [], []
+    short = []
     for j, i in enumerate(idx):
         x = pre[i]
         n = len(x)
-        L = min(n, W)
-        if augment and n > min_len and rng.rand() < 0.33:
-            L = int(rng.randint(min_len, min(n, W) + 1))
-        s = int(rng.randint(0, n - L + 1)) if n > L else 0
-        seg = x[s:s + L].astype(np.float32)
-        if augment:
-            seg = seg + rng.normal(0, 0.02 * (np.std(seg) + 1e-6), len(seg)).astype(np.float32)
-            seg = seg * np.float32(rng.uniform(0.7, 1.3))
-        out[j, 0, :L] = seg
-        out[j, 0] = normalise(out[j, 0], spec, valid=L)
+        if n < L:
+            short.append((j, x))
+            continue
+        starts = sorted({0, (n - L) // 2, n - L})[:per_record]
+        for s in starts:
+            xs.append(normalise(x[s:s + L], spec))
+            owner.append(j)
+    groups = [(np.stack(xs)[:, None], np.asarray(owner))] if xs else []
+    for j, x in short:
+        groups.append((normalise(x, spec)[None, None], np.asarray([j])))
+    return groups
+
+
+# -- training -------------------------------------------------------------------------------------
+def _predict(fn, x: np.ndarray, batch: int = 128) -> np.ndarray:
+    return np.concatenate([fn(x[s:s + batch]) for s in range(0, len(x), batch)]) if len(x) else np.zeros((0, 4))
+
+
+def record_probs(fn, pre: list[np.ndarray], idx: np.ndarray, spec: RhythmSpec) -> np.ndarray:
+    """Recording probabilities (mean of its windows) of each record in ``idx``; ``fn`` maps a (b, 1, L) batch
+    of one length to probabilities. Windows of one length go through together."""
+    groups: dict[int, list] = {}
+    for j, i in enumerate(idx):
+        w, _ = make_windows(pre[i], spec)
+        groups.setdefault(w.shape[-1], []).append((j, w))
+    out = np.zeros((len(idx), len(CLASSES)))
+    for L, items in groups.items():
+        x = np.concatenate([w for _, w in items])
+        p = _predict(fn, x)
+        k = 0
+        for j, w in items:
+            out[j] = p[k:k + len(w)].mean(axis=0)
+            k += len(w)
     return out
 
 
-def _record_windows(pre, idx, spec):
-    xs, owner, starts = [], [], []
-    for r, i in enumerate(idx):
-        w, s = make_windows(pre[i], spec)
-        xs.append(w)
-        owner += [r] * len(w)
-        starts.append(s)
-    return np.concatenate(xs), np.asarray(owner), starts
+def crop_probs(fn, groups) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, owner) of the fixed crops of :func:`fixed_crops`."""
+    ps, owners = [], []
+    for x, owner in groups:
+        ps.append(_predict(fn, x))
+        owners.append(owner)
+    return np.concatenate(ps), np.concatenate(owners)
+
+
+def calibrate_af_threshold(y: np.ndarray, p_af: np.ndarray, min_specificity: float = 0.95) -> dict:
+    """The AF operating point on validation: the threshold of highest sensitivity + specificity (Youden)
+    among those with specificity >= ``min_specificity`` (AF against everything else)."""
+    a = CLASSES.index("af")
+    pos = np.asarray(y) == a
+    p_af = np.asarray(p_af, dtype=np.float64)
+    best = None
+    for t in np.unique(np.round(p_af, 4)):
+        pred = p_af >= t
+        sens = float(np.mean(pred[pos])) if pos.any() else 0.0
+        spec = float(np.mean(~pred[~pos])) if (~pos).any() else 0.0
+        if spec + 1e-12 < min_specificity:
+            continue
+        if best is None or sens + spec > best["sensitivity"] + best["specificity"] + 1e-12:
+            best = {"threshold": float(t), "sensitivity": sens, "specificity": spec}
+    if best is None:
+        best = {"threshold": float(p_af.max() + 1e-4) if len(p_af) else 0.5, "sensitivity": 0.0, "specificity": 1.0}
+    best["min_specificity"] = min_specificity
+    return best
 
 
 def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_dir: str | Path,
                  name: str = MODEL_NAME, *, spec: RhythmSpec | None = None, seed: int = 2017, epochs: int = 30,
                  patience: int = 8, batch: int = 64, width: int = 16, lr: float = 3e-3, threads: int = 1,
                  val_frac: float = 0.15, test_frac: float = 0.15, max_minutes: float | None = None,
-                 emit: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
-                 records: list[str] | None = None, data_description: str = "", write_card: bool = True,
-                 class_weight_power: float = 0.5, stop_after: int | None = None) -> dict:
-    """Train on in-memory single-lead signals (mV at ``fs``), export ONNX, evaluate the ONNX once on test."""
+                 emit: Callable[[dict], None] | None = None, records: list[str] | None = None,
+                 data_description: str = "", write_card: bool = True, class_weight_power: float = 0.5,
+                 stop_after: int | None = None, leads: tuple[str, ...] = INDEPENDENT_LEADS,
+                 af_min_specificity: float = 0.95, crop_mix=CROP_MIX, checkpoint: str | Path | None = None,
+                 init_state: str | Path | None = None, short_window_s: float = 20.0,
+                 previous_card: str | Path | None = None) -> dict:
+    """Train on in-memory single-lead signals (mV at ``fs``) with :func:`inference.training.fit`, export ONNX
+    (any window length), choose the AF threshold on validation 10-s crops, evaluate the ONNX once on test."""
     import torch
     from torch import nn
 
+    from ..training import agreement_check, fit
+    from ..training import export_onnx as export
+
     emit = emit or (lambda e: None)
-    spec = spec or RhythmSpec()
+    spec = spec or RhythmSpec(variable_length=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -279,6 +379,7 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
 
     t0 = time.time()
     pre = [preprocess(s, fs, spec) for s in signals]
+    lengths = np.array([len(p) for p in pre])
     emit({"event": "preprocessed", "records": len(pre), "seconds": round(time.time() - t0, 1)})
     parts = stratified_split(labels, seed, val_frac, test_frac)
     emit({"event": "split", **{k: {c: int(np.sum(y_all[v] == classes.index(c))) for c in classes}
@@ -292,111 +393,109 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
     cw[counts == 0] = 0.0
     cw = cw / max(np.sum(cw * counts) / max(counts.sum(), 1), 1e-9)
     net = build_net(len(classes), width=width)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
-    steps_per_epoch = max(1, int(np.ceil(len(tr) / batch)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=0.15, div_factor=10, final_div_factor=100)
+    if init_state:
+        net.load_state_dict(torch.load(str(init_state), weights_only=True))
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(cw, dtype=torch.float32), label_smoothing=0.05)
-    va_x, va_owner, va_starts = _record_windows(pre, va, spec)
+    va_crops = fixed_crops(pre, va, spec)
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        net.eval()
-        out = []
-        with torch.inference_mode():
-            for s in range(0, len(x), 128):
-                out.append(torch.softmax(net(torch.from_numpy(x[s:s + 128])), 1).numpy())
-        return np.concatenate(out)
+    def torch_fn(x):
+        return torch.softmax(net(torch.from_numpy(x)), 1).numpy()
 
-    def record_probs(wp, owner, n):
-        return np.stack([wp[owner == r].mean(axis=0) for r in range(n)])
+    def batches(epoch):
+        for pos, L in epoch_plan(lengths[tr], spec, rng, batch, crop_mix):
+            x = np.stack([crop(pre[tr[j]], L, spec, rng) for j in pos])[:, None]
+            yield torch.from_numpy(x), torch.from_numpy(y_all[tr[pos]])
 
-    best, best_state, best_epoch, stale, history = -1.0, None, 0, 0, []
-    stopped = "max epochs"
-    for ep in range(1, epochs + 1):
-        t0 = time.time()
-        x = _crops(pre, tr, spec, rng)
-        y = y_all[tr]
-        perm = rng.permutation(len(x))
-        net.train()
-        tot, correct, nb = 0.0, 0, 0
-        for s in range(0, len(perm), batch):
-            b = perm[s:s + batch]
-            if len(b) < 2:
-                sched.step() if sched.last_epoch + 1 < epochs * steps_per_epoch else None
-                continue
-            xb, yb = torch.from_numpy(x[b]), torch.from_numpy(y[b])
-            opt.zero_grad()
-            logits = net(xb)
-            loss = loss_fn(logits, yb)
-            loss.backward()
-            opt.step()
-            if sched.last_epoch + 1 < epochs * steps_per_epoch:
-                sched.step()
-            tot += float(loss.detach()) * len(b)
-            correct += int((logits.argmax(1) == yb).sum())
-            nb += len(b)
-            if should_stop and should_stop():
-                raise KeyboardInterrupt("stopped")
-            if s // batch % 20 == 0:
-                emit({"event": "step", "epoch": ep, "done": s + len(b), "total": len(perm),
-                      "loss": round(tot / max(nb, 1), 4), "seconds": round(time.time() - t0, 1)})
-        rp = record_probs(predict(va_x), va_owner, len(va))
-        vm = summary(y_all[va], rp.argmax(1), classes)
-        row = {"event": "epoch", "epoch": ep, "train_loss": round(tot / max(nb, 1), 4),
-               "train_acc": round(correct / max(nb, 1), 4), "val_challenge": round(vm["challenge_score"], 4),
-               "val_f1": {c: round(d["f1"], 3) for c, d in vm["per_class"].items()},
-               "val_acc": round(vm["accuracy"], 4), "lr": opt.param_groups[0]["lr"],
-               "seconds": round(time.time() - t0, 1)}
-        history.append(row)
-        if vm["challenge_score"] > best:
-            best, best_epoch, stale = vm["challenge_score"], ep, 0
-            best_state = state_snapshot(net)
-        else:
-            stale += 1
-        row["best_epoch"] = best_epoch
-        emit(row)
-        if stale >= patience:
-            stopped = f"early stop: no validation improvement for {patience} epochs"
-            break
-        if stop_after and ep >= stop_after:
-            stopped = f"stopped after {stop_after} epochs (--max-epochs-run)"
-            break
-        if max_minutes and (time.time() - t_start) / 60 > max_minutes:
-            stopped = f"time budget of {max_minutes:g} min reached"
-            break
-    net.load_state_dict(best_state)
-    net.eval()
+    def step(net_, b):
+        return loss_fn(net_(b[0]), b[1])
+
+    def validate(net_):
+        full = challenge_score(y_all[va], record_probs(torch_fn, pre, va, spec).argmax(1))
+        cp, owner = crop_probs(torch_fn, va_crops)
+        yc = y_all[va][owner]
+        ten = challenge_score(yc, cp.argmax(1))
+        a = classes.index("af")
+        from ..metrics import roc_auc
+
+        return {"score": 0.5 * (full + ten), "challenge_full": full, "challenge_10s": ten,
+                "af_auroc_10s": roc_auc((yc == a).astype(int), cp[:, a])}
+
+    def human_epoch(e):
+        emit(e)
+
+    budget = max_minutes * 60 if max_minutes else None
+    res = fit(net, batches, step, validate, epochs=epochs, patience=patience, lr=lr, weight_decay=1e-2,
+              warmup_epochs=1, time_budget_s=budget, emit=human_epoch, checkpoint=checkpoint,
+              stop_after=stop_after, grad_clip=5.0)
 
     onnx_path = out_dir / f"{name}.onnx"
-    export_onnx(net, onnx_path, spec.window)
+    model = _with_softmax(net)
+    export(model, torch.zeros(1, 1, int(round(10 * spec.fs))), onnx_path, input_names=["ecg"],
+           output_names=["probabilities"], dynamic_axes={"ecg": {2: "samples"}})
+    probe = np.concatenate([va_crops[0][0][:8], va_crops[0][0][8:16]])
+    agree = agreement_check(model, onnx_path, {"ecg": probe}, tol=1e-4, threads=threads)
+    full_probe = make_windows(pre[va[0]], spec)[0]
+    agree30 = agreement_check(model, onnx_path, {"ecg": full_probe}, tol=1e-4, threads=threads)
     sess = onnx_session(onnx_path, threads)
 
-    def onnx_probs(idx):
-        x, owner, _ = _record_windows(pre, idx, spec)
-        wp = np.concatenate([sess.run(None, {"ecg": x[s:s + 128]})[0] for s in range(0, len(x), 128)])
-        return record_probs(wp, owner, len(idx))
+    def onnx_fn(x):
+        return sess.run(None, {"ecg": x})[0]
 
-    chk = va_x[:16]
-    diff = max_abs_diff(predict, sess, "ecg", chk)
+    # the operating point, on validation only: AF threshold on the 10-s crops
+    cp, owner = crop_probs(onnx_fn, va_crops)
+    yc = y_all[va][owner]
+    a = classes.index("af")
+    op = calibrate_af_threshold(yc, cp[:, a], af_min_specificity)
+    thr = op["threshold"]
+    # two operating points (chosen before any test figure of this run): short windows (a 10-s resting ECG,
+    # whose goal is AF sensitivity at a set specificity) use the threshold from the 10-s validation crops;
+    # 30-s windows (AliveCor recordings, Holter windows; goal: the challenge's 4-class F1) the argmax
+    decision = Decision(leads=tuple(leads), combine="mean", af_threshold=round(thr, 4), short_window_s=short_window_s,
+                        af_threshold_long=None,
+                        source=f"CinC 2017 validation split: windows up to {short_window_s:g} s use the threshold of "
+                               f"the 10-s crops with the highest sensitivity + specificity at specificity >= "
+                               f"{af_min_specificity:g} (AF vs rest); longer windows the most probable class")
+
+    def rec_decide(probs, idx):
+        return np.array([int(decide(p, classes, decision.threshold_for(min(len(pre[i]), spec.window) / spec.fs))[0])
+                         for p, i in zip(probs, idx)])
+
+    vp = record_probs(onnx_fn, pre, va, spec)
+    val_m = summary(y_all[va], rec_decide(vp, va), classes)
+    val_m["argmax"] = _short(summary(y_all[va], vp.argmax(1), classes))
+    val_m["ten_s"] = crop_metrics(yc, cp, thr)
     t0 = time.time()
-    val_m = summary(y_all[va], onnx_probs(va).argmax(1), classes)
-    test_m = summary(y_all[te], onnx_probs(te).argmax(1), classes, ci=True, seed=seed) if len(te) else None
+    test_m = None
+    if len(te):  # the one look at the internal test split
+        tp = record_probs(onnx_fn, pre, te, spec)
+        test_m = summary(y_all[te], rec_decide(tp, te), classes, ci=True, seed=seed)
+        test_m["argmax"] = _short(summary(y_all[te], tp.argmax(1), classes))
+        tcp, towner = crop_probs(onnx_fn, fixed_crops(pre, te, spec))
+        test_m["ten_s"] = crop_metrics(y_all[te][towner], tcp, thr, ci=True, seed=seed)
+        test_m["af_auroc"] = _af_auroc(y_all[te], tp)
     eval_s = time.time() - t0
     secs = [len(p) / spec.fs for p in pre]
+    tr_facts = res.as_dict()
     meta = {
-        "name": name, "classes": classes, "challenge_codes": list(CHALLENGE_CODES), "preprocessing": spec.to_dict(),
-        "input": {"name": "ecg", "shape": [None, 1, spec.window]},
+        "name": name, "version": 2, "classes": classes, "challenge_codes": list(CHALLENGE_CODES),
+        "preprocessing": spec.to_dict(), "decision": decision.to_dict(), "operating_point": op,
+        "input": {"name": "ecg", "shape": [None, 1, None]},
         "output": {"name": "probabilities", "shape": [None, len(classes)]},
-        "aggregation": (f"windows of {spec.window_s:g} s every {spec.hop_s:g} s (one zero-padded window when the "
-                        "recording is shorter); recording probabilities = mean of the window probabilities; "
-                        "class = argmax; per-window labels form the rhythm band"),
+        "aggregation": (f"per lead: a recording up to {spec.window_s:g} s is one window of its own length, a longer "
+                        f"one windows of {spec.window_s:g} s every {spec.hop_s:g} s; per window the mean over the "
+                        f"leads used ({', '.join(leads)} when present); recording = mean of the windows; windows up "
+                        f"to {short_window_s:g} s: AF when p(AF) >= {thr:.3f}, else the most probable other class; "
+                        "longer windows: the most probable class; per-window labels form the band"),
         "metrics": {"validation": val_m, "test": test_m},
-        "training": {"seed": seed, "epochs_run": len(history), "max_epochs": epochs, "patience": patience,
-                     "best_epoch": best_epoch, "stopped": stopped, "batch": batch, "width": width, "lr": lr,
-                     "threads": threads, "class_weights": [round(float(c), 4) for c in cw],
-                     "class_weight_power": class_weight_power, "seconds": round(time.time() - t_start, 1),
-                     "torch_onnx_max_abs_diff": diff, "params": int(sum(p.numel() for p in net.parameters())),
-                     "eval_seconds": round(eval_s, 1)},
+        "training": {"seed": seed, "epochs_run": tr_facts["epochs_run"], "max_epochs": epochs, "patience": patience,
+                     "best_epoch": tr_facts["best_epoch"] + 1, "stopped": tr_facts["stopped"], "batch": batch,
+                     "width": width, "lr": lr, "threads": threads, "class_weights": [round(float(c), 4) for c in cw],
+                     "class_weight_power": class_weight_power, "crop_mix": list(crop_mix),
+                     "seconds": round(time.time() - t_start, 1),
+                     "torch_onnx_max_abs_diff": max(agree["max_abs_diff"], agree30["max_abs_diff"]),
+                     "params": int(sum(p.numel() for p in net.parameters())), "eval_seconds": round(eval_s, 1),
+                     "loop": "inference.training.fit (AdamW, 1 warm-up epoch, cosine to 1 %, early stop, grad clip 5)",
+                     "stop_after": stop_after, "init_state": str(init_state) if init_state else None},
         "split": {k: {"records": int(len(v)), **{c: int(np.sum(y_all[v] == classes.index(c))) for c in classes}}
                   for k, v in parts.items()},
         "record_seconds": {"min": round(min(secs), 1), "median": round(float(np.median(secs)), 1),
@@ -404,16 +503,56 @@ def train_arrays(signals: list[np.ndarray], fs: float, labels: list[str], out_di
         "test_records": sorted(records[i] for i in te),
         "data": data_description,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "looks": ([f"{time.strftime('%Y-%m-%d')}: CinC 2017 internal test split ({len(te)} records), once, on the "
+                   "exported ONNX file at the end of this training run, after early stopping and the AF threshold "
+                   "were fixed on validation."] if len(te) else []),
     }
-    _embed_metadata(onnx_path, {k: meta[k] for k in ("name", "classes", "preprocessing", "aggregation")}
+    _embed_metadata(onnx_path, {k: meta[k] for k in ("name", "version", "classes", "preprocessing", "decision",
+                                                     "aggregation")}
                     | {"test": _short(test_m), "validation": _short(val_m)})
     meta.update(file_facts(onnx_path))
-    meta["history"] = history
+    meta["history"] = tr_facts["history"]
+    if previous_card:  # finalised from a checkpoint (epochs = 0): the run that trained it keeps its facts
+        prev = json.loads(Path(previous_card).read_text())
+        kept = {k: prev["training"][k] for k in ("epochs_run", "max_epochs", "patience", "best_epoch", "stopped",
+                                                 "seconds", "stop_after") if k in prev["training"]}
+        meta["training"].update(kept, finalised_from=str(init_state))
+        meta["history"] = prev.get("history") or []
+        meta["looks"] = list(prev.get("looks") or []) + meta["looks"]
+    from .rhythm_card import model_card
+
     write_card_files(out_dir, name, meta, model_card(meta) if write_card else None)
     emit({"event": "done", "onnx": str(onnx_path), "sha256": meta["onnx_sha256"], "validation": _short(val_m),
           "test": _short(test_m), "confusion": (test_m or val_m)["confusion"], "classes": classes,
-          "seconds": meta["training"]["seconds"]})
+          "operating_point": op, "seconds": meta["training"]["seconds"]})
     return meta
+
+
+def _af_auroc(y, probs) -> float:
+    from ..metrics import roc_auc
+
+    a = CLASSES.index("af")
+    return float(roc_auc((np.asarray(y) == a).astype(int), np.asarray(probs)[:, a]))
+
+
+def crop_metrics(y, probs, thr: float | None, ci: bool = False, seed: int = 0) -> dict:
+    """10-s crops: the 4-class summary at the shipped decision, and AF vs rest (sensitivity, specificity with
+    Wilson intervals, AUROC)."""
+    from ..metrics import wilson_ci
+
+    y = np.asarray(y)
+    pred = decide(probs, CLASSES, thr)
+    m = _short(summary(y, pred, CLASSES))
+    m["confusion"] = summary(y, pred, CLASSES)["confusion"]
+    a = CLASSES.index("af")
+    pos, called = y == a, pred == a
+    tp, fn = int(np.sum(pos & called)), int(np.sum(pos & ~called))
+    tn, fp = int(np.sum(~pos & ~called)), int(np.sum(~pos & called))
+    m.update({"af_tp": tp, "af_fn": fn, "af_tn": tn, "af_fp": fp,
+              "af_sens": tp / max(tp + fn, 1), "af_spec": tn / max(tn + fp, 1),
+              "af_sens_ci": list(wilson_ci(tp, tp + fn)), "af_spec_ci": list(wilson_ci(tn, tn + fp)),
+              "af_auroc": _af_auroc(y, probs)})
+    return m
 
 
 def _short(m):
@@ -425,186 +564,9 @@ def _short(m):
     return out
 
 
-def _ci(c):
-    return f" (95 % CI {100 * c[0]:.1f}–{100 * c[1]:.1f})" if c else ""
-
-
-def model_card(meta: dict) -> str:
-    t = meta["metrics"]["test"] or {}
-    v = meta["metrics"]["validation"]
-    sp = meta["preprocessing"]
-    tr = meta["training"]
-    classes = meta["classes"]
-    codes = dict(zip(classes, meta.get("challenge_codes", classes)))
-    rows = "\n".join(f"| {k} | {d['records']} | " + " | ".join(str(d.get(c, 0)) for c in classes) + " |"
-                     for k, d in meta["split"].items())
-    cm = t.get("confusion") or []
-    cm_txt = ("| truth \\ predicted | " + " | ".join(classes) + " |\n|---|" + "---|" * len(classes) + "\n"
-              + "\n".join(f"| {c} | " + " | ".join(str(x) for x in row) + " |" for c, row in zip(classes, cm)))
-    per = "\n".join(f"| {c} ({codes[c]}) | {_pct(d['precision'])} | {_pct(d['recall'])} | {_pct(d['f1'])} | {d['support']} |"
-                    for c, d in (t.get("per_class") or {}).items())
-    vper = " / ".join(f"{c} {100 * d['f1']:.1f}" for c, d in v["per_class"].items())
-    app = meta.get("app_check") or {}
-    app_txt = ""
-    if app:
-        app_txt = (f"\nThe same test records opened as WFDB files and run through Lightbox's own reader and pipeline "
-                   f"(`{app['command']}`): accuracy {_pct(app['accuracy'])}, macro F1 {_pct(app['macro_f1'])}, the same "
-                   f"confusion matrix; AF against the rest by p(AF): AUROC {app['auroc']:.3f} (95 % CI "
-                   f"{app['auroc_ci'][0]:.3f}–{app['auroc_ci'][1]:.3f}); at p(AF) ≥ 0.5 sensitivity "
-                   f"{_pct(app['sensitivity'])}, specificity {_pct(app['specificity'])}, PPV {_pct(app['ppv'])} "
-                   f"(the argmax above calls AF more often). {app['n']} recordings in {app['seconds']:.0f} s.\n")
-    speed = meta.get("speed") or {}
-    speed_txt = ""
-    if speed:
-        speed_txt = (f"\n## Speed (ONNX Runtime, CPU)\n{speed.get('text', '')}\n")
-    return f"""# {meta['name']} — Lightbox single-lead ECG rhythm classifier ({' / '.join(classes)})
-
-**Lightbox's own research model. It is not a validated medical device and has not been evaluated
-clinically: every result it produces is stamped NOT A CLINICAL RESULT.** The figures below come from a
-held-out split of a public challenge data set recorded with one hand-held device; they say how the model does
-on recordings like those, not on your patients, leads or recorders.
-
-## Data
-{meta['data'] or 'Labelled single-lead recordings supplied to `lightbox ecg-rhythm-train`.'}
-
-## Split (by record; stratified by label; seed {tr['seed']})
-| part | records | {' | '.join(classes)} |
-|---|---|{'---|' * len(classes)}
-{rows}
-
-Each record is one recording of one person's session; the challenge publishes no patient ids, so a person with
-several recordings could appear in more than one part. The test split was used once, after training, on the
-exported ONNX file: never in training, early stopping or any other choice. Its record ids are in
-`{meta['name']}.json`. Recording lengths: {meta['record_seconds']['min']}–{meta['record_seconds']['max']} s
-(median {meta['record_seconds']['median']} s).
-
-## Preprocessing (also embedded in the ONNX file's metadata)
-One lead in mV -> polyphase resampling to {sp['fs']:g} Hz -> Butterworth band-pass order {sp['band_order']},
-{sp['band_low_hz']:g}–{sp['band_high_hz']:g} Hz, zero phase -> windows of {sp['window_s']:g} s ({int(sp['window_s'] * sp['fs'])} samples):
-a recording up to {sp['window_s']:g} s is one window zero-padded at the end, a longer one is cut every
-{sp['hop_s']:g} s (last window aligned to the end) -> per window: minus the median, divided by the
-{sp['scale_percentile']:g}th percentile of |x|, clipped to ±{sp['clip']:g} (padding stays 0).
-Input `ecg` (N, 1, {int(sp['window_s'] * sp['fs'])}); output `probabilities` (N, {len(classes)}) in the order {classes}.
-Recording: mean of the window probabilities, class = argmax. For recordings longer than one window the
-per-window labels are drawn as a band over the rhythm strip; AF burden = share of time in windows labelled AF.
-
-## Model and training
-1-D ResNet: stem conv (k 15, stride 2) + max-pool, 5 residual blocks (two k-9 convs, stride 2), width {tr['width']},
-global average + max pooling, dropout 0.3, linear. {tr['params']:,} parameters, {meta.get('onnx_bytes', 0) / 1024:.0f} KiB as ONNX (opset 17).
-PyTorch, AdamW (one-cycle, max lr {tr['lr']:g}, weight decay 1e-2), cross-entropy with label smoothing 0.05 and
-class weights {tr['class_weights']} (inverse frequency to the power {tr['class_weight_power']}),
-one random crop per training record per epoch (a third of them shortened to 9 s or more), Gaussian noise,
-batch {tr['batch']}, {tr['threads']} CPU thread(s). No sign flip (lead I polarity carries information).
-Early stopping on the validation challenge score: best epoch {tr['best_epoch']} of {tr['epochs_run']}
-({tr['stopped']}); {tr['seconds'] / 60:.1f} min in all.
-ONNX and PyTorch window probabilities agree to {tr['torch_onnx_max_abs_diff']:.1e}.
-
-## Results (recording level, the ONNX file)
-| metric | held-out test (n = {t.get('n', 0)}) | validation (n = {v.get('n', 0)}, early stopping) |
-|---|---|---|
-| Challenge score (mean F1 of N, A, O) | {_pct(t.get('challenge_score'))}{_ci(t.get('challenge_score_ci'))} | {_pct(v.get('challenge_score'))} |
-| AF sensitivity | {_pct(t.get('af_sensitivity'))}{_ci(t.get('af_sensitivity_ci'))} | {_pct(v.get('af_sensitivity'))} |
-| AF positive predictive value | {_pct(t.get('af_ppv'))}{_ci(t.get('af_ppv_ci'))} | {_pct(v.get('af_ppv'))} |
-| Accuracy (4 classes) | {_pct(t.get('accuracy'))} | {_pct(v.get('accuracy'))} |
-| Macro F1 (4 classes) | {_pct(t.get('macro_f1'))} | {_pct(v.get('macro_f1'))} |
-
-Per class on the test split (validation F1: {vper}):
-
-| class | precision | recall | F1 | n |
-|---|---|---|---|---|
-{per}
-
-Confusion matrix (test, recordings):
-
-{cm_txt}
-
-For scale: the best entries of the PhysioNet/CinC Challenge 2017 scored about 0.83 on the challenge's hidden
-test set. That is a different evaluation (other recordings, re-reviewed labels), so the numbers are not
-directly comparable; a random split of the public training set is usually somewhat easier.
-{app_txt}{speed_txt}
-## Reproduce
-    lightbox ecg-rhythm-train /path/to/training2017 --out resources/models --seed {tr['seed']} --epochs {tr['max_epochs']} \\
-        --patience {tr['patience']} --width {tr['width']} --batch {tr['batch']} --lr {tr['lr']:g} --threads {tr['threads']}
-{"" if tr['epochs_run'] == tr['max_epochs'] or tr['stopped'].startswith("early") else
- f"(This run stopped after {tr['epochs_run']} of {tr['max_epochs']} epochs: {tr['stopped']}. The learning-rate schedule "
- f"spans all {tr['max_epochs']}, so add `--max-epochs-run {tr['epochs_run']}` to stop at the same point.)"}
-
-The sha256 of the ONNX file is pinned in `weights/manifest.toml`; another torch build or CPU may change the
-last digits of the weights, and so the hash, but not the figures above beyond noise.
-
-## Limits
-- One lead, one device: AliveCor hand-held recordings (lead I equivalent), 9–61 s. Other leads (II, V1, ...),
-  12-lead carts and Holter recorders are outside what it was trained on; Lightbox says so beside the result.
-- Four classes only. "Other rhythm" pools every non-AF abnormal rhythm in the challenge data (e.g. ectopy,
-  flutter, blocks); it does not name them. "Too noisy" is the challenge's own noise class (284 recordings).
-- Long recordings are classified window by window ({sp['window_s']:g} s); an episode much shorter than a window can be missed.
-- Not for diagnosis.
-"""
-
-
-CINC_DESCRIPTION = (
-    "{n} single-lead ECG recordings ({counts}) of the PhysioNet/Computing in Cardiology Challenge 2017, "
-    "\"AF Classification from a Short Single Lead ECG Recording\" (public training set: AliveCor KardiaMobile, "
-    "lead-I equivalent, 300 Hz, 9–61 s; labels N normal sinus rhythm, A atrial fibrillation, O other rhythm, "
-    "~ too noisy, from `REFERENCE.csv`; the copy used is the `training2017/` folder of the public repository "
-    "`Enei7/ECG2Text-AF`). Licence: Open Data Commons Attribution License v1.0 (ODC-By 1.0), the licence PhysioNet "
-    "gives the challenge's files; PhysioNet lists the project as \"Challenge Open Access\" at "
-    "physionet.org/content/challenge-2017/1.0.0/ (that page's title, authors, version 1.0.0 of 1 Feb 2017 and "
-    "citation were checked for this card; its licence line could not be re-read offline, so confirm it there "
-    "before redistributing anything derived from the data). "
-    "Attribution: Clifford GD, Liu C, Moody B, Lehman LH, Silva I, Li Q, Johnson AE, Mark RG. AF Classification "
-    "from a Short Single Lead ECG Recording: the PhysioNet/Computing in Cardiology Challenge 2017. Computing in "
-    "Cardiology 2017;44; Goldberger AL, et al. PhysioBank, PhysioToolkit, and PhysioNet. Circulation "
-    "2000;101(23):e215–e220. No recording is shipped with Lightbox; only the trained weights are.")
-
-
-def measure_speed(onnx_path: Path, n: int = 200) -> dict:
-    """Per-ECG latency (30 s, 300 Hz, 1 thread, best of 10) and batched throughput (all cores, best of 3)."""
-    from .rhythm import RhythmModel
-    from .rhythm_synth import synth_lead
-
-    def best(fn, k):
-        ts = []
-        for _ in range(k):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        return min(ts)
-
-    one = RhythmModel(onnx_path, threads=1)
-    x = synth_lead(30, 300.0, seed=1)
-    one.classify(x, 300.0)
-    per = best(lambda: one.classify(x, 300.0), 10)
-    cores = os.cpu_count() or 1
-    many = RhythmModel(onnx_path, threads=cores)
-    ecgs = [(synth_lead(30, 300.0, irregular=bool(i % 3 == 0), seed=i), 300.0) for i in range(n)]
-    dt = best(lambda: many.classify_many(ecgs, batch=100), 3)
-    return {"per_ecg_ms": round(per * 1000, 2), "batch_per_min": round(n / dt * 60), "cores": cores,
-            "text": (f"One 30-s recording at 300 Hz (resample, band-pass, ONNX, one thread, best of 10): "
-                     f"{per * 1000:.1f} ms. Batched, {n} recordings through `classify_many` on {cores} CPU "
-                     f"core(s) (best of 3): {n / dt * 60:,.0f} ECGs/min (target >= 5000/min on 2 cores). "
-                     "Measured on a 2-core machine shared with other jobs; `lightbox bench --only ecg` "
-                     "re-measures on the target PC.")}
-
-
-def rewrite_card(json_path: Path) -> Path:
-    meta = json.loads(json_path.read_text())
-    onnx_path = json_path.with_suffix(".onnx")
-    if onnx_path.exists():
-        meta["speed"] = measure_speed(onnx_path)
-    if "Challenge 2017" in (meta.get("data") or ""):  # the current wording of the data/licence paragraph
-        tot = {c: sum(d.get(c, 0) for d in meta["split"].values()) for c in meta["classes"]}
-        meta["data"] = CINC_DESCRIPTION.format(
-            n=sum(tot.values()), counts=", ".join(f"{tot[c]} {code}" for c, code in zip(CLASSES, CHALLENGE_CODES)))
-    json_path.write_text(json.dumps(meta, indent=2))
-    out = json_path.with_suffix(".md")
-    out.write_text(model_card(meta))
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lightbox ecg-rhythm-train", description=__doc__.split("\n\n")[0])
-    p.add_argument("data", help="PhysioNet/CinC 2017 folder (REFERENCE.csv + <record>.mat/.hea)")
+    p.add_argument("data", nargs="?", help="PhysioNet/CinC 2017 folder (REFERENCE.csv + <record>.mat/.hea)")
     p.add_argument("--out", default="out/ecg-rhythm-train", help="output folder (resources/models for the shipped model)")
     p.add_argument("--name", default=MODEL_NAME)
     p.add_argument("--seed", type=int, default=2017)
@@ -623,19 +585,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="use only the first N records (smoke runs)")
     p.add_argument("--no-cache", action="store_true", help="do not cache the decoded signals")
     p.add_argument("--jsonl", action="store_true", help="print JSON events, one per line")
+    p.add_argument("--af-min-specificity", type=float, default=0.95,
+                   help="AF operating point on validation 10-s crops: best sensitivity + specificity with at least this "
+                        "specificity")
+    p.add_argument("--checkpoint", default=None, help="save the best state dict here after each improvement")
+    p.add_argument("--init", default=None, help="start from this state dict (plain tensors) instead of random weights")
+    p.add_argument("--previous-card", default=None,
+                   help="with --init CKPT --epochs 0: finalise that run's checkpoint (export, operating points, one "
+                        "look at test) keeping the training facts, history and looks of its JSON")
     p.add_argument("--card", metavar="JSON", help="only rewrite <name>.md from <name>.json, adding measured speed")
     args = p.parse_args(argv)
     if args.card:
+        from .rhythm_card import rewrite_card
+
         print(rewrite_card(Path(args.card)))
         return 0
+    if not args.data:
+        p.error("the data folder is required (or --card JSON)")
 
     def human(e: dict) -> None:
         if e["event"] == "epoch":
-            print(f"epoch {e['epoch']:3d}  loss {e['train_loss']:.3f}  acc {e['train_acc']:.3f}  |  val challenge "
-                  f"{e['val_challenge']:.3f}  F1 {e['val_f1']}  (best {e['best_epoch']}, {e['seconds']:.0f} s)", flush=True)
-        elif e["event"] == "step":
-            if e["done"] >= e["total"] or e["done"] % (20 * args.batch * 2) < args.batch:
-                print(f"  epoch {e['epoch']} {e['done']}/{e['total']} loss {e['loss']:.3f} {e['seconds']:.0f} s", flush=True)
+            print(f"epoch {e['epoch'] + 1:3d}  lr {e['lr']:.2e}  loss {e['train_loss']:.3f}  |  val score "
+                  f"{e['val_score']:.4f} (whole {e['val_challenge_full']:.4f}, 10-s {e['val_challenge_10s']:.4f}, "
+                  f"AF AUROC 10-s {e['val_af_auroc_10s']:.4f}){'  *' if e['best'] else ''}  {e['seconds']:.0f} s",
+                  flush=True)
         elif e["event"] in ("decoding", "decoded", "preprocessed", "split", "skipped"):
             print(e, flush=True)
         elif e["event"] == "done":
@@ -648,11 +621,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit:
             names, labs, sigs = names[:args.limit], labs[:args.limit], sigs[:args.limit]
         counts = ", ".join(f"{sum(1 for x in labs if x == c)} {code}" for c, code in zip(CLASSES, CHALLENGE_CODES))
+        from .rhythm_card import CINC_DESCRIPTION
+
         desc = CINC_DESCRIPTION.format(n=len(names), counts=counts)
         train_arrays(sigs, RAW_FS, labs, args.out, args.name, seed=args.seed, epochs=args.epochs,
                      patience=args.patience, batch=args.batch, width=args.width, lr=args.lr, threads=args.threads,
                      val_frac=args.val, test_frac=args.test, max_minutes=args.max_minutes, emit=emit,
-                     stop_after=args.max_epochs_run,
+                     stop_after=args.max_epochs_run, af_min_specificity=args.af_min_specificity,
+                     checkpoint=args.checkpoint, init_state=args.init, previous_card=args.previous_card,
                      records=names, data_description=desc)
     except DatasetError as e:
         return report_error(e, args.jsonl)

@@ -97,11 +97,11 @@ def run():
         pf = Prefetcher(src)
         slot, out = LatestSlot(), collections.deque()
         ctx = JobContext()
-        sel = FrameSelector(fps=src.fps)
+        from inference.endo.playback import make_live_analyser
+        from inference.registry import default_registry
 
-        def analyse_frame(i, rgb):
-            rec = sel.measure(i, rgb)
-            return rec.status, live_model.detect([rgb])[0] if rec.ok else []
+        # the viewer's own live analyser: quality, scene cut, model, mask
+        analyse_frame, _ = make_live_analyser(default_registry(), src.fps, model=live_model)
 
         th = threading.Thread(target=live_loop, args=(ctx, slot, src, analyse_frame, out), daemon=True)
         th.start()

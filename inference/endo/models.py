@@ -119,27 +119,33 @@ class PolypOnnx:
         return prob[:, 0], score
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        return [d for d, _ in self.detect_with_masks(frames)]
+
+    def detect_with_masks(self, frames: list[np.ndarray]) -> list[tuple[list[Detection], np.ndarray | None]]:
+        """Per frame: the detections and the mask of their regions (bool at the model's size, None
+        when there is none)."""
         import cv2
 
         if not frames:
             return []
         probs, scores = self.probabilities(frames)
-        out: list[list[Detection]] = []
+        out: list[tuple[list[Detection], np.ndarray | None]] = []
         for k, p in enumerate(probs):
             h, w = p.shape
             n, lab, stats, _ = cv2.connectedComponentsWithStats((p >= self.threshold).astype(np.uint8), 8)
-            dets = []
+            dets, kept = [], []
             for j in range(1, n):
                 x, y, bw, bh, area = stats[j]
                 if area < self.min_area * h * w:
                     continue
+                kept.append(j)
                 conf = float(p[lab == j].max())
                 if scores is not None:
                     conf = float(scores[k])
                 dets.append(Detection(self.label, round(conf, 4),
                                       [round(x / w, 4), round(y / h, 4), round((x + bw) / w, 4), round((y + bh) / h, 4)]))
             dets.sort(key=lambda d: -d.confidence)
-            out.append(dets)
+            out.append((dets, np.isin(lab, kept) if kept else None))
         return out
 
 

@@ -129,3 +129,52 @@ def live_loop(ctx, slot: LatestSlot, source, analyse_frame: Callable[[int, np.nd
     finally:
         src.close()
     return {"offered": slot.offered, "analysed": slot.taken, "dropped": slot.dropped}
+
+
+def make_live_analyser(registry, fps: float, model=None, state=None):
+    """The live analyser the viewer runs on its worker (and ``lightbox bench`` times): quality of every
+    frame taken (duplicates against the last analysed one), a scene-cut check against the last usable
+    one, then the polyp model on usable frames — the bundled Lightbox segmenter (default) or a
+    user-installed one, or ``model`` when given. Returns (analyse_frame, model state); analyse_frame(i,
+    rgb) gives a dict: status, dets, mask (bool, the kept regions; None when no polyp), domain (note),
+    cut (a scene cut before this frame), res (a PolypFrame for the persistence rule; None when the
+    frame was not given to the model)."""
+    from inference.endo.models import default_polyp_id, load_quality_config, polyp_model
+    from inference.endo.polyp import PolypFrame
+    from inference.endo.quality import FrameSelector
+    from inference.endo.scenes import CutDetector
+
+    cfg, _ = load_quality_config(registry)
+    sel = FrameSelector(cfg, fps)
+    cuts = CutDetector()
+    if model is None:
+        mid = default_polyp_id(registry)
+        if mid is not None:
+            state = registry.state(mid)
+            model = polyp_model(registry, mid, threads=1)
+    last = {"index": -1}
+
+    def analyse_frame(i: int, rgb: np.ndarray) -> dict[str, Any]:
+        if i < last["index"]:  # stepped back: the selector's and cut detector's references are stale
+            sel.reset()
+            cuts.reset()
+        last["index"] = i
+        rec = sel.measure(i, rgb)
+        out: dict[str, Any] = {"status": rec.status, "dets": [], "mask": None, "domain": "", "cut": False,
+                               "res": None}
+        if rec.ok:
+            out["cut"] = cuts.update(i, rgb)
+        if model is None or not rec.ok:
+            return out
+        if hasattr(model, "analyse"):
+            r = model.analyse([rgb])[0]
+            out.update(dets=r.detections(), mask=r.mask if r.polyp else None, domain=r.domain_note, res=r)
+        else:
+            dets, mask = model.detect_with_masks([rgb])[0]
+            top = dets[0] if dets else None
+            out.update(dets=dets, mask=mask if dets else None,
+                       res=PolypFrame(True, polyp=bool(dets), confidence=top.confidence if top else 0.0,
+                                      box=top.box if top else None, mask=mask if dets else None))
+        return out
+
+    return analyse_frame, state

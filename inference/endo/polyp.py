@@ -14,16 +14,13 @@
   the frame-level operating point chosen on the validation split and stated in the manifest).
 
 ``detect(frames)`` is the :class:`inference.endo.models.PolypOnnx` interface (list of Detection per
-frame) with the gate applied. :class:`Persistence` turns per-frame detections into findings: a polyp
-seen on ``min_frames`` consecutive analysed frames (gaps up to ``max_gap_s``) is one finding with its
-time, frame, confidence, box and area.
+frame) with the gate applied. :class:`inference.endo.persistence.Persistence` turns per-frame
+detections into findings (scene cuts end them, frozen frames carry them).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 
 from .models import IMAGENET_MEAN, IMAGENET_STD, Detection
@@ -90,6 +87,7 @@ class PolypFrame:
     area: float = 0.0
     prob: np.ndarray | None = None      # uint8 [S, S] probability * 255 (None when out of domain)
     regions: int = 0
+    mask: np.ndarray | None = None      # bool [S, S]: the kept regions (what is drawn; None when none)
 
     def detections(self) -> list[Detection]:
         if not self.polyp:
@@ -148,11 +146,13 @@ class PolypSegmenter:
         n, lab, stats, _ = cv2.connectedComponentsWithStats((p >= self.threshold).astype(np.uint8), connectivity=8)
         smooth = cv2.blur(p, (5, 5))
         keep, best, best_box, area = 0, 0.0, None, 0
+        kept: list[int] = []
         for j in range(1, n):
             x, y, bw, bh, a = stats[j]
             if a < self.min_area * h * w:
                 continue
             keep += 1
+            kept.append(j)
             area += int(a)
             c = float(smooth[lab == j].max())
             if c > best:
@@ -162,7 +162,8 @@ class PolypSegmenter:
             best = float(smooth.max())
         found = keep > 0 and best >= self.min_confidence
         return PolypFrame(True, "", found, round(best, 4), best_box if found else None,
-                          round(area / (h * w), 5) if found else 0.0, (np.clip(p, 0, 1) * 255).astype(np.uint8), keep)
+                          round(area / (h * w), 5) if found else 0.0, (np.clip(p, 0, 1) * 255).astype(np.uint8), keep,
+                          np.isin(lab, kept) if found else None)
 
     def analyse(self, frames: list[np.ndarray]) -> list[PolypFrame]:
         out: list[PolypFrame | None] = [None] * len(frames)
@@ -184,56 +185,5 @@ class PolypSegmenter:
         return [r.detections() for r in self.analyse(frames)]
 
 
-# -- persistence: per-frame detections -> findings -------------------------------------------------
-@dataclass
-class Persistence:
-    """A finding = a polyp on at least ``min_frames`` consecutive analysed frames; a gap of more than
-    ``max_gap_s`` seconds without a detection ends a run. Feed frames in order with :meth:`add`; a
-    finding is returned once, by the call that confirms it, and updated (best frame) while it lasts."""
-
-    fps: float
-    min_frames: int = 3
-    max_gap_s: float = 0.5
-    source: str = "endo-polyp-lightbox"
-    findings: list[dict[str, Any]] = field(default_factory=list)
-    _run: list[tuple[int, float, PolypFrame]] = field(default_factory=list)
-    _last_t: float = -1e9
-    _open: dict[str, Any] | None = None
-
-    def add(self, index: int, res: PolypFrame) -> dict[str, Any] | None:
-        t = index / self.fps if self.fps else float(index)
-        if not res.polyp:
-            if t - self._last_t > self.max_gap_s:
-                self._close()
-            return None
-        if t - self._last_t > self.max_gap_s:
-            self._close()
-        self._last_t = t
-        self._run.append((index, t, res))
-        if self._open is not None:
-            self._update(self._open)
-            return None
-        if len(self._run) >= self.min_frames:
-            f: dict[str, Any] = {"label": LABEL, "source": self.source}
-            self._update(f)
-            self._open = f
-            self.findings.append(f)
-            return f
-        return None
-
-    def _update(self, f: dict[str, Any]) -> None:
-        i, t, r = max(self._run, key=lambda x: x[2].confidence)
-        a, b = self._run[0][0], self._run[-1][0]
-        f.update(time_s=round(t, 3), frame_index=int(i), confidence=round(r.confidence, 4), box=r.box,
-                 area=round(r.area, 5), first_frame=int(a), last_frame=int(b), frames_seen=len(self._run),
-                 note=f"seen on {len(self._run)} analysed frames, frames {a}-{b} "
-                      f"({self._run[0][1]:.2f}-{self._run[-1][1]:.2f} s); area {100 * r.area:.1f} % of the frame")
-
-    def _close(self) -> None:
-        self._run = []
-        self._open = None
-
-    def run(self, results: list[tuple[int, PolypFrame]]) -> list[dict[str, Any]]:
-        for i, r in results:
-            self.add(i, r)
-        return self.findings
+# the persistence rule lives in inference.endo.persistence (with scene cuts and held frames)
+from .persistence import Persistence  # noqa: E402,F401  (re-exported: the older import path)

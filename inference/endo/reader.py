@@ -1,4 +1,5 @@
-"""Endoscopy video reader: MP4 / AVI / MOV / MKV through OpenCV, and folders of frames.
+"""Endoscopy reader: video (MP4 / AVI / MOV / MKV through OpenCV), folders of frames or of stills, and
+single still images (PNG / JPEG / TIFF / BMP).
 
 A procedure video can be an hour long (90 000 frames of 1080p = 560 GB as raw RGB), so nothing
 here loads a whole video. ``read()`` checks the file, measures it and returns a Study whose
@@ -11,7 +12,14 @@ Frames are RGB uint8 arrays (H, W, 3).
 
 ``sniff`` tells endoscopy from echo for the extensions both readers claim (.mp4, .avi):
 endoscopy is colourful (saturated red/pink mucosa), echo is greyscale (a fan-shaped sector, at
-most a small colour-Doppler box), so a grey video scores low here.
+most a small colour-Doppler box), so a grey video scores low here. For an image file it scores the
+content as an endoscopy photograph (:mod:`inference.endo.stills`: colour, the scope's black mask,
+text overlay in the border), so a colour endoscopy JPEG opens here and a grey radiograph does not.
+
+A folder is read as a **sequence** (the frames of one video) or as a **set** of unrelated stills (one
+verdict per image); ``folder_as="auto"`` (the default) decides by the scene cuts between its first
+images (:func:`inference.endo.stills.folder_is_set`). A set is its own study (its identity is the
+folder's hash with "set:" before it), so a folder read both ways keeps two sets of results.
 """
 from __future__ import annotations
 
@@ -27,8 +35,10 @@ import numpy as np
 from inference.study import ReadError, Study, sha256_file
 from inference.reading import require_file
 
-EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+EXTENSIONS = VIDEO_EXTENSIONS + FRAME_EXTENSIONS
+FOLDER_AS = ("auto", "sequence", "set")
 FOLDER_FPS = 25.0  # a folder of frames carries no rate; assumed (and said so in the notes)
 MAX_PIXELS = 4096 * 4096
 CACHE_FRAMES = 64
@@ -157,37 +167,44 @@ class VideoSource(FrameSource):
 
 
 class FolderSource(FrameSource):
-    """A folder of still frames (png/jpg/...), in natural sort order."""
+    """A folder of still frames (png/jpg/...), in natural sort order; also one still image (a list of
+    one file). ``keep_size``: each image keeps its own size (a set of stills); otherwise every frame
+    is resized to the first one's (the frames of one video)."""
 
     def __init__(self, path: str | Path, files: list[Path], fps: float, width: int, height: int,
-                 cache_frames: int = CACHE_FRAMES):
+                 cache_frames: int = CACHE_FRAMES, keep_size: bool = False):
         super().__init__(cache_frames)
         self.path = Path(path)
         self.files = files
+        self.keep_size = keep_size
         self.fps, self.n_frames, self.width, self.height = fps, len(files), width, height
         self._cache_size = max(4, min(cache_frames, CACHE_BYTES // max(width * height * 3, 1)))
 
     def _decode(self, index: int) -> np.ndarray:
         img = _imread(self.files[index])
         if img is None:
-            raise ReadError(self.files[index], "this frame image cannot be decoded")
-        if img.shape[:2] != (self.height, self.width):
+            raise ReadError(self.files[index], "this image cannot be decoded")
+        if img.shape[0] * img.shape[1] > MAX_PIXELS:
+            raise ReadError(self.files[index], f"the image is {img.shape[1]}x{img.shape[0]}; Lightbox opens "
+                                               "images up to 4096x4096")
+        if not self.keep_size and img.shape[:2] != (self.height, self.width):
             img = _cv2().resize(img, (self.width, self.height), interpolation=_cv2().INTER_AREA)
         return img
 
     def reopen(self) -> "FolderSource":
-        return FolderSource(self.path, self.files, self.fps, self.width, self.height, self._cache_size)
+        return FolderSource(self.path, self.files, self.fps, self.width, self.height, self._cache_size,
+                            self.keep_size)
 
 
 def _imread(path: Path) -> np.ndarray | None:
-    cv2 = _cv2()
-    from inference.png_guard import png_problem
+    """RGB uint8, or None when the file cannot be decoded (PNG chunk bombs refused before decoding;
+    processor TIFFs that mislabel their colour samples read as stored)."""
+    from inference.endo.stills import read_image
 
-    data = np.fromfile(str(path), dtype=np.uint8)  # unicode paths work on every platform
-    if png_problem(data.data):  # a chunk claiming more than the file holds: OpenCV would allocate it
+    try:
+        return read_image(path)
+    except (OSError, ValueError):
         return None
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _natural_key(p: Path):
@@ -255,7 +272,11 @@ def sniff(path: str | Path, head: bytes = b"") -> float:
     path = Path(path)
     if path.is_dir():
         return 0.9 if any(p.suffix.lower() in FRAME_EXTENSIONS for p in path.iterdir()) else 0.0
-    if path.suffix.lower() not in EXTENSIONS:
+    if path.suffix.lower() in FRAME_EXTENSIONS:
+        from inference.endo.stills import sniff_image
+
+        return sniff_image(path)
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
         return 0.0
     try:
         return endo_score(_sample_frames(path))
@@ -279,7 +300,9 @@ def folder_sha256(path: Path, files: list[Path] | None = None) -> str:
     return h.hexdigest()
 
 
-def read_folder(path: Path) -> Study:
+def read_folder(path: Path, folder_as: str = "auto") -> Study:
+    if folder_as not in FOLDER_AS:
+        raise ReadError(path, f"a folder is read as {' or '.join(FOLDER_AS)}, not {folder_as!r}")
     files = frame_files(path)
     if not files:
         raise ReadError(path, "the folder holds no frame images (.png, .jpg, .bmp, .tif)")
@@ -289,11 +312,44 @@ def read_folder(path: Path) -> Study:
     h, w = first.shape[:2]
     if h * w > MAX_PIXELS:
         raise ReadError(path, f"frames are {w}x{h}; Lightbox opens frames up to 4096x4096")
+    how = ""
+    if folder_as == "auto":
+        from inference.endo.stills import folder_is_set
+
+        is_set, frac = folder_is_set(files, _imread)
+        folder_as = "set" if is_set else "sequence"
+        how = (f" ({100 * frac:.0f} % of its first consecutive images are scene cuts; File > Open folder as… "
+               "reads it the other way)")
+    sha = folder_sha256(path, files)
+    if folder_as == "set":
+        src = FolderSource(path, files, FOLDER_FPS, w, h, keep_size=True)
+        meta = {"format": "frames", "folder_as": "set", "fps": FOLDER_FPS, "frame_count": len(files),
+                "duration_s": src.duration_s, "width": w, "height": h, "first_file": files[0].name,
+                "last_file": files[-1].name}
+        notes = [f"read as a set of stills, each analysed on its own{how}"]
+        return Study("endo", str(path), hashlib.sha256(f"set:{sha}".encode()).hexdigest(),
+                     f"{path.name} ({len(files)} stills)", meta, {"source": src}, notes)
     src = FolderSource(path, files, FOLDER_FPS, w, h)
-    meta = {"format": "frames", "fps": FOLDER_FPS, "frame_count": len(files), "duration_s": src.duration_s,
-            "width": w, "height": h, "first_file": files[0].name, "last_file": files[-1].name}
-    notes = [f"folder of {len(files)} frames: no frame rate stored, {FOLDER_FPS:g} fps assumed"]
-    return Study("endo", str(path), folder_sha256(path, files), path.name, meta, {"source": src}, notes)
+    meta = {"format": "frames", "folder_as": "sequence", "fps": FOLDER_FPS, "frame_count": len(files),
+            "duration_s": src.duration_s, "width": w, "height": h, "first_file": files[0].name,
+            "last_file": files[-1].name}
+    notes = [f"folder of {len(files)} frames: no frame rate stored, {FOLDER_FPS:g} fps assumed{how}"]
+    return Study("endo", str(path), sha, path.name, meta, {"source": src}, notes)
+
+
+def read_still(path: Path) -> Study:
+    """One still image (PNG / JPEG / TIFF / BMP) as a one-frame study."""
+    size = require_file(path)
+    img = _imread(path)
+    if img is None:
+        raise ReadError(path, "the image cannot be decoded (damaged, or not an image)")
+    h, w = img.shape[:2]
+    if h * w > MAX_PIXELS:
+        raise ReadError(path, f"the image is {w}x{h}; Lightbox opens images up to 4096x4096")
+    src = FolderSource(path, [path], FOLDER_FPS, w, h, keep_size=True)
+    meta = {"format": "image", "fps": FOLDER_FPS, "frame_count": 1, "duration_s": 0.0, "width": w, "height": h,
+            "bytes": size, "file_type": path.suffix.lower().lstrip(".")}
+    return Study("endo", str(path), sha256_file(path), path.name, meta, {"source": src}, [])
 
 
 def _probe_last(cap, n: int) -> bool:
@@ -303,10 +359,12 @@ def _probe_last(cap, n: int) -> bool:
     return bool(ok)
 
 
-def read(path: str | Path) -> Study:
+def read(path: str | Path, folder_as: str = "auto") -> Study:
     path = Path(path)
     if path.is_dir():
-        return read_folder(path)
+        return read_folder(path, folder_as)
+    if path.suffix.lower() in FRAME_EXTENSIONS:
+        return read_still(path)
     size = require_file(path)
     cv2 = _cv2()
     cap = cv2.VideoCapture(str(path))

@@ -44,7 +44,8 @@ def run_pneumonia(n_batch: int = 64):
         yield "pneumonia model: load + verify (first time)", time.perf_counter() - t0, "s", rt.device
         st = read(demo)
         best, med = _best(lambda: model.preprocess(st.data["display"]))
-        yield "pneumonia: preprocess (grey, INTER_AREA 160²)", best * 1000, "ms", f"median {med * 1000:.1f} ms"
+        yield (f"pneumonia: preprocess (grey, border crop, INTER_AREA {model.size}²)", best * 1000, "ms",
+               f"median {med * 1000:.1f} ms")
 
         def one():
             pipe.analyse_pneumonia(read(demo), pipe.PNEUMONIA, reg, ctx)

@@ -5,7 +5,8 @@
 - ``clahe``: contrast-limited adaptive histogram equalisation for the overlay base image.
 - ``clinical_colormap``: black -> dark red -> red -> orange -> yellow (the reference's clinical map).
 - ``upsample_cam`` / ``overlay``: a Grad-CAM grid at image size, and an overlay whose alpha rises
-  only above the 30th percentile of the map, so normal lung shows through unchanged.
+  only above the 30th percentile of the map (a map relative to its own peak: MedSight) or from 0 (a map on a
+  fixed scale: Lightbox's pneumonia model, where a cold map must stay invisible).
 """
 from __future__ import annotations
 
@@ -82,29 +83,33 @@ def upsample_cam(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(up, 0.0, 1.0).astype(np.float32)
 
 
-def alpha_map(heat: np.ndarray, opacity: float = 0.65, floor_percentile: float = 30.0) -> np.ndarray:
-    """Per-pixel alpha: 0 below the map's 30th percentile, rising (power 1.3) to ``opacity`` at the peak."""
-    p = float(np.percentile(heat, floor_percentile))
+def alpha_map(heat: np.ndarray, opacity: float = 0.65, floor_percentile: float | None = 30.0) -> np.ndarray:
+    """Per-pixel alpha rising (power 1.3) to ``opacity`` at heat 1: from 0 below the map's 30th percentile
+    (a map relative to its own peak), or (``floor_percentile=None``, a map on a fixed scale) from 0 at heat 0,
+    so a cold map stays invisible."""
+    p = float(np.percentile(heat, floor_percentile)) if floor_percentile is not None else 0.0
     a = np.clip((heat - p) / (1.0 - p + 1e-8), 0.0, 1.0) ** 1.3
     return (a * float(opacity)).astype(np.float32)
 
 
 def overlay(base8: np.ndarray, heat: np.ndarray, opacity: float = 0.65, cmap: str = "clinical",
-            use_clahe: bool = True) -> np.ndarray:
-    """Heatmap over the (CLAHE-enhanced) radiograph: (H, W, 3) uint8 RGB."""
+            use_clahe: bool = True, fixed: bool = False) -> np.ndarray:
+    """Heatmap over the (CLAHE-enhanced) radiograph: (H, W, 3) uint8 RGB (``fixed``: see :func:`alpha_map`)."""
     base = clahe(base8) if use_clahe else to_uint8(base8)
     rgb = np.repeat(base[:, :, None], 3, axis=2).astype(np.float32)
     col = colorize(heat, cmap).astype(np.float32)
-    a = alpha_map(heat, opacity)[:, :, None]
+    a = alpha_map(heat, opacity, None if fixed else 30.0)[:, :, None]
     return (a * col + (1.0 - a) * rgb + 0.5).clip(0, 255).astype(np.uint8)
 
 
-def top_regions(heat: np.ndarray, n: int = 3, percentile: float = 85.0, min_area_frac: float = 0.002):
-    """Bounding boxes (x, y, w, h in image pixels) of the hottest connected regions, hottest first."""
+def top_regions(heat: np.ndarray, n: int = 3, percentile: float = 85.0, min_area_frac: float = 0.002,
+                floor: float = 1e-6):
+    """Bounding boxes (x, y, w, h in image pixels) of the hottest connected regions, hottest first: above the
+    map's ``percentile`` and at least ``floor`` (on a fixed-scale map, what counts as hot at all)."""
     import cv2
 
     thr = float(np.percentile(heat, percentile))
-    binary = (heat >= max(thr, 1e-6)).astype(np.uint8)
+    binary = (heat >= max(thr, floor)).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     out = []
     min_area = min_area_frac * heat.size

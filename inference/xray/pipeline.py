@@ -1,9 +1,11 @@
 """Chest X-ray pipelines.
 
 ``xray-pneumonia`` (the default, bundled): Lightbox's own pneumonia classifier trained on the Kermany
-paediatric set (``inference.xray.pneumonia``): display image -> 160 px -> ONNX -> P(pneumonia), threshold,
-label, class-activation heatmap, and an out-of-distribution gate that withholds the label (and the heatmap)
-for images that are not like its training radiographs. Its CAM grid is stored as ``_gradcam_grid`` too, so
+paediatric set (``inference.xray.pneumonia``): display image -> edge bands cropped -> 192 px -> ONNX
+(EfficientNet-Lite0) -> P(pneumonia), threshold, label, class-activation heatmap (stride-16 logit map), and
+an out-of-distribution gate that withholds the label (and the heatmap) for images that are not like its
+training radiographs (rotated, inverted, not a chest film, unusual statistics or features). Its CAM grid
+is stored as ``_gradcam_grid`` too, so
 the viewer, the PDF and a reopened study draw it exactly like the MedSight heatmap.
 
 ``xray-anomaly`` (installable: MedSight): display image -> VGG16 -> VAE -> ViT -> fused anomaly score + Grad-CAM.
@@ -104,6 +106,19 @@ def load_pneumonia(registry: Registry, model_id: str = PNEUMONIA):
     return hit[0], hit[1], st
 
 
+HEAT_SCALE_MEANING = ("0 (no colour) where the local evidence is at or below the decision threshold, 1 at the "
+                      "typical strength of the evidence on the validation pneumonia films; not relative to "
+                      "this film's own peak, so a normal film stays cool")
+
+
+HOT = 0.25  # a fixed-scale heatmap region counts as hot from a quarter of the typical pneumonia evidence
+
+
+def heat_is_fixed(result: Result | None) -> bool:
+    """The result's heatmap is on the pneumonia model's fixed scale (not relative to its own peak)."""
+    return bool(result is not None and result.outputs.get("_heat_scale"))
+
+
 def analyse_pneumonia(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     from inference.xray.pneumonia import OUTSIDE
 
@@ -124,6 +139,7 @@ def analyse_pneumonia(study: Study, model_id: str, registry: Registry, ctx) -> R
     ok = r["in_distribution"]
     cam = np.maximum(np.asarray(r["cam"], np.float64), 0)
     peak = float(cam.max())
+    box = [int(v) for v in r.get("box") or (0, display.shape[0], 0, display.shape[1])]
     notes = []
     outputs = {
         "finding": r["label"] if ok else "not assessed",
@@ -136,21 +152,29 @@ def analyse_pneumonia(study: Study, model_id: str, registry: Registry, ctx) -> R
         "population": "paediatric (1-5 y) AP chest radiographs, one centre (Guangzhou); adults are out of distribution",
         "_p_raw": round(r["probability"], 4),
         "_inference_s": infer_s,
-        "_gradcam_layer": f"last conv block ({cam.shape[0]}x{cam.shape[1]}), class activation map of the pneumonia unit",
+        "_gradcam_layer": f"stride-16 logit map ({cam.shape[0]}x{cam.shape[1]}): class activation map of the decision",
         "_weights": {model_id: st.sha256},
     }
+    if r.get("bands_cropped"):
+        outputs["_analysed_box"] = box  # top, bottom, left, right of the part the model read
+        notes.append("uniform bands at the image edges (a frame or padding) were left out of the analysis")
     heat = None
     if ok:
-        grid = cam / peak if peak > 0 else cam
-        heat = imaging.upsample_cam(cam, display.shape[:2])
-        outputs["_gradcam_grid"] = np.round(grid, 4)
+        heat = np.asarray(r["heatmap"], np.float32)
+        hot = float(heat.max())
+        outputs["_gradcam_grid"] = np.round(np.asarray(r["heat_grid"], np.float64), 4)
+        outputs["_heat_scale"] = dict(r["heat_scale"], meaning=HEAT_SCALE_MEANING)
         outputs["_gradcam_peak"] = peak
         outputs["hottest_regions_px"] = [[g["x"], g["y"], g["width"], g["height"]]
-                                         for g in (imaging.top_regions(heat) if peak > 0 else [])]
-        notes.append(f"heatmap: class activation map (= Grad-CAM) of the pneumonia unit on the last conv block "
-                     f"({cam.shape[0]}×{cam.shape[1]}), upsampled to the image")
-        if peak <= 0:
-            notes.append("the heatmap is empty: no image region raised the pneumonia score")
+                                         for g in (imaging.top_regions(heat, floor=HOT) if hot >= HOT else [])]
+        notes.append(f"heatmap: class activation map of the decision (the network's stride-16 logit map, "
+                     f"{cam.shape[0]}×{cam.shape[1]}), upsampled to the image, on a fixed scale: "
+                     f"{HEAT_SCALE_MEANING}")
+        if hot <= 0:
+            notes.append("the heatmap is empty: no region of the film is as pneumonia-like as the threshold")
+        elif hot < HOT:
+            notes.append(f"the heatmap is faint everywhere (peak {hot:.2f} of the typical pneumonia evidence): "
+                         f"no hot region")
     else:
         notes.append(f"{OUTSIDE}: {r['ood_reason']}; no pneumonia label and no heatmap are given")
     if colour:
@@ -277,6 +301,12 @@ def heatmap_from_result(result: Result, shape: tuple[int, int]) -> np.ndarray | 
     grid = result.outputs.get("_gradcam_grid")
     if grid is None:
         return None
+    box = result.outputs.get("_analysed_box")
+    fixed = heat_is_fixed(result)
+    if box or fixed:  # the model read only part of the image (uniform edge bands cropped) / fixed scale
+        from inference.xray.pneumonia import heat_on_image
+
+        return heat_on_image(np.asarray(grid, np.float32), shape, tuple(box) if box else None, fixed=fixed)
     return imaging.upsample_cam(np.asarray(grid, np.float32), shape)
 
 

@@ -125,6 +125,14 @@ def resize_square(grey8: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(grey8, (size, size), interpolation=cv2.INTER_AREA)
 
 
+def model_input(grey8: np.ndarray, size: int) -> np.ndarray:
+    """The run-time preprocessing of the model, in one place: uniform edge bands cropped
+    (:func:`inference.xray.pneumonia.crop_flat_borders`), then :func:`resize_square`."""
+    from .pneumonia import crop_flat_borders
+
+    return resize_square(crop_flat_borders(grey8)[0], size)
+
+
 def cache_dir() -> Path:
     from ..training import cache_dir as shared
 
@@ -133,9 +141,10 @@ def cache_dir() -> Path:
 
 def load_images(items: list[Item], size: int, emit: Callable[[dict], None] | None = None,
                 cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(N, size, size) uint8 images and (N, 3) original (rows, cols, 1) - cached once per file list + size."""
+    """(N, size, size) uint8 model inputs (:func:`model_input`) and (N, 2) original (rows, cols) - decoded
+    once per file list + size and cached (uint8, compressed)."""
     emit = emit or (lambda e: None)
-    h = hashlib.sha256(f"v1|{size}".encode())
+    h = hashlib.sha256(f"v2-crop|{size}".encode())
     for it in items:
         st = it.path.stat()
         h.update(f"{it.path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -150,7 +159,7 @@ def load_images(items: list[Item], size: int, emit: Callable[[dict], None] | Non
     for i, it in enumerate(items):
         g = decode_grey(it.path)
         shape[i] = g.shape[:2]
-        x[i] = resize_square(g, size)
+        x[i] = model_input(g, size)
         if i % 200 == 0 or i == len(items) - 1:
             emit({"event": "images", "done": i + 1, "total": len(items), "seconds": round(time.time() - t0, 1)})
     if cache:
