@@ -277,6 +277,27 @@ def test_polyp_train_command_end_to_end_on_a_tiny_fake_dataset(tmp_path, monkeyp
     assert main(args + ["--evaluate-only"]) == 0  # a second look is logged
     assert len(json.loads((out / "polyp_unet.json").read_text())["test_looks"]) == 2
 
+    # finalising stopped runs from their best checkpoints: no training, history from their logs, a third look
+    cache = tmp_path / "cache"
+    log = tmp_path / "main.log"
+    log.write_text("event=views done=4 total=4 seconds=12.5\n"
+                   "event=epoch epoch=0 lr=0.001 train_loss=0.9 val_dice=0.5 val_score=0.5 best=True seconds=10.0\n"
+                   "event=epoch epoch=1 lr=0.001 train_loss=0.5 val_dice=0.4 val_score=0.4 best=False seconds=11.0\n")
+    ck, xck = cache / "polyp_unet-seed2020-best.pt", cache / "polyp_unet_without_cvc-seed2020-best.pt"
+    before = ck.read_bytes()
+    e = args.index("--epochs")
+    fin = [*args[:e + 1], "0", *args[e + 2:], "--init", str(ck), "--init-log", str(log), "--cross-init", str(xck)]
+    assert main(fin) == 0
+    meta = json.loads((out / "polyp_unet.json").read_text())
+    tr = meta["training"]
+    assert tr["epochs_run"] == 2 and tr["best_epoch"] == 0 and tr["seconds"] == 33.5
+    assert tr["finalised_from"] == str(ck) and "finalised" in tr["stopped"] and ck.read_bytes() == before
+    assert "dice" in tr["validation_on_finalise"] and len(meta["test_looks"]) == 3
+    pp = meta["metrics"]["operating_point"]["persistence"]
+    assert pp["persist_confidence"] in (0.5, 0.6, 0.7, 0.8, 0.9) and meta["metrics"]["false_findings"]["persist_confidence"] == pp["persist_confidence"]
+    card = (out / "polyp_unet.md").read_text()
+    assert "finalised without further training" in card and "persist_confidence" in card and "previous model" in card
+
 
 # -- gate ---------------------------------------------------------------------------------------
 def test_out_of_domain_gate():

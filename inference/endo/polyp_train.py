@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -104,9 +105,15 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
           seed: int = 2020, epochs: int = 20, patience: int = 6, batch: int = 16, lr: float = 1e-3,
           encoder_lr_scale: float = 0.3, threads: int = 1, views: int = 6, neg_views: int = 2,
           negatives_per_epoch: int = 250, warmup_epochs: int = 1, max_minutes: float = 0.0,
-          pretrained: bool = True, emit: Callable[[dict], None] | None = None) -> dict:
+          pretrained: bool = True, init_state: str | Path | None = None, previous_log: str | Path | None = None,
+          emit: Callable[[dict], None] | None = None) -> dict:
     """Train on data['split'] == 'train' frames of ``sources``, early-stop on their validation frames,
-    export ONNX (to ``out_dir``, or the cache folder when None). Returns a JSON-able summary."""
+    export ONNX (to ``out_dir``, or the cache folder when None). Returns a JSON-able summary.
+
+    ``init_state``: start from this state dict (plain tensors, e.g. a run's ``-best.pt`` checkpoint).
+    With ``epochs=0`` that finalises a run that was stopped before its end (its best checkpoint is
+    validated once more, exported and checked); ``previous_log`` (that run's ``event=epoch`` log) then
+    supplies its training history for the card."""
     import torch
 
     from ..training import agreement_check, export_onnx, fit
@@ -120,7 +127,9 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
     emit({"event": "split", "sources": list(sources),
           **{s: {src: int(((split == s) & (source == src)).sum()) for src in sorted(set(source))}
              for s in ("train", "val", "test")}})
-    net = LiteUNet(size, pretrained=pretrained)
+    net = LiteUNet(size, pretrained=pretrained and not init_state)
+    if init_state:
+        net.load_state_dict(torch.load(str(init_state), weights_only=True))
     net.freeze_encoder(FROZEN_UPTO)
 
     # offline augmentation through the frozen encoder (shared by every run on this split)
@@ -183,7 +192,17 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
     ckpt = cache_dir() / f"{name}-seed{seed}-best.pt"
     res = fit(net, batches, step, validate, epochs=epochs, patience=patience, lr=lr, warmup_epochs=warmup_epochs,
               params=[{"params": enc_params, "lr_scale": encoder_lr_scale}, {"params": dec_params, "lr_scale": 1.0}],
-              time_budget_s=60 * max_minutes if max_minutes else None, emit=emit, checkpoint=ckpt)
+              time_budget_s=60 * max_minutes if max_minutes else None, emit=emit,
+              checkpoint=ckpt if epochs else None)
+    training = res.as_dict()
+    views_seconds = None
+    if not epochs:  # finalising a checkpoint: validate it once more, take the history from its log
+        net.eval()
+        with torch.no_grad():
+            val_now = validate(net)
+        emit({"event": "finalise", "init": str(init_state), **{f"val_{k}": v for k, v in val_now.items()}})
+        training = finalised_training(previous_log, init_state, val_now)
+        views_seconds = training.pop("views_seconds", None)
 
     # export the whole network (frozen part included) and check ONNX against torch on validation frames
     out_dir = Path(out_dir) if out_dir is not None else cache_dir()
@@ -206,17 +225,52 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
         tl = net(torch.from_numpy(chk)).numpy()
     ag["mask_pixels_disagreeing"] = float(((tl >= 0) != (ol >= 0)).mean())
     emit({"event": "exported", "onnx": str(onnx_path), "agreement": ag})
-    summary = {"onnx": str(onnx_path), "checkpoint": str(ckpt), **facts, "agreement": ag,
-               "training": res.as_dict(), "views_folder": str(folder),
+    summary = {"onnx": str(onnx_path), "checkpoint": str(init_state if not epochs else ckpt), **facts, "agreement": ag,
+               "training": training, "views_folder": str(folder),
                "settings": {"sources": list(sources), "size": size, "seed": seed, "epochs": epochs,
                             "patience": patience, "batch": batch, "lr": lr, "encoder_lr_scale": encoder_lr_scale,
                             "threads": threads, "views": views, "neg_views": neg_views,
                             "negatives_per_epoch": negatives_per_epoch, "warmup_epochs": warmup_epochs,
                             "max_minutes": max_minutes, "frozen_upto_block": FROZEN_UPTO,
                             "params": n_params(net), "trainable_params": int(sum(p.numel() for p in enc_params + dec_params)),
-                            "seconds": round(time.time() - t_start, 1)}}
+                            "seconds": round(time.time() - t_start, 1) if epochs else
+                            round((views_seconds or 0) + sum(r.get("seconds", 0) for r in training["history"]), 1)}}
     (cache_dir() / f"{name}-seed{seed}-train.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The ``event=... key=value`` lines a training command printed (without --jsonl) -> dicts."""
+    import ast
+
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if not line.startswith("event="):
+            continue
+        row = {}
+        for k, v in re.findall(r"(\w+)=(\S+)", line):
+            try:
+                row[k] = ast.literal_eval(v)
+            except (ValueError, SyntaxError):
+                row[k] = v
+        out.append(row)
+    return out
+
+
+def finalised_training(previous_log, init_state, val_now: dict) -> dict:
+    """The ``training`` facts of a run finalised from its best checkpoint: history from its log (when
+    given), the best epoch = the last one marked best (the checkpoint fit() saved), the score re-measured."""
+    rows = read_log(previous_log) if previous_log else []
+    hist = [{k: v for k, v in r.items() if k != "event"} for r in rows if r.get("event") == "epoch"]
+    views = [r for r in rows if r.get("event") == "views"]
+    best = [h["epoch"] for h in hist if h.get("best") is True]
+    n = len(hist)
+    return {"epochs_run": n, "best_epoch": int(best[-1]) if best else -1, "best_val": float(val_now["score"]),
+            "stopped": (f"stopped from outside after {n} epochs (session end); finalised from its best checkpoint "
+                        f"{Path(str(init_state)).name} with --epochs 0"),
+            "seconds": round(sum(h.get("seconds", 0) for h in hist), 1), "history": hist,
+            "finalised_from": str(init_state), "validation_on_finalise": val_now,
+            "views_seconds": float(views[-1]["seconds"]) if views else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="run one stage only (the others are read from the cache folder)")
     ap.add_argument("--evaluate-only", action="store_true", help="same as --stage evaluate (a logged look at the test split)")
     ap.add_argument("--demo-video", default="", help="a polyp-free video to measure the false finding rate on")
+    ap.add_argument("--init", default=None, metavar="CKPT",
+                    help="start the main run from this state dict; with --epochs 0: finalise that checkpoint (validate, "
+                         "export, agreement check, evaluation) without training")
+    ap.add_argument("--init-log", default=None, metavar="LOG", help="the log of the run --init comes from (its history)")
+    ap.add_argument("--cross-init", default=None, metavar="CKPT", help="the same for the cross-site run")
+    ap.add_argument("--cross-init-log", default=None, metavar="LOG")
     ap.add_argument("--jsonl", action="store_true", help="one JSON event per line")
     a = ap.parse_args(argv)
     if a.evaluate_only:
@@ -273,10 +333,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise PolypDataError(f"no finished training run at {p} (run --stage main / cross-site first)")
             return json.loads(p.read_text())
 
-        res = train(data, a.out, a.name, **kw) if a.stage in ("all", "main") else None
+        res = (train(data, a.out, a.name, init_state=a.init, previous_log=a.init_log, **kw)
+               if a.stage in ("all", "main") else None)
         xres = None
         if not a.no_cross_site and a.stage in ("all", "cross-site"):
-            xres = train(data, None, xname, sources=("kvasir", "normal"), **kw)
+            xres = train(data, None, xname, sources=("kvasir", "normal"), init_state=a.cross_init,
+                         previous_log=a.cross_init_log, **kw)
         if a.stage == "main" or a.stage == "cross-site":
             return 0
         res = res or done(a.name)
