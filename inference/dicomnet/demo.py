@@ -1,7 +1,7 @@
 """Lightbox's demo studies as DICOM, as modalities would send them: one synthetic patient (DEMO^SYNTHETIC,
 ID LIGHTBOX-DEMO), one study per modality, deterministic content (name-based UUID UIDs under 2.25).
 
-- X-ray: the synthetic 16-bit CR radiograph (``inference.xray.demo.make_dicom``)
+- X-ray: the shipped real Kermany radiograph (bacterial pneumonia, CC BY 4.0) as an 8-bit CR image
 - ECG: the demo 12-lead ECG (``inference.ecg.demo.synth_ecg``) as a 12-Lead ECG Waveform (500 Hz, 1 µV/LSB)
 - Echo: the demo apical-4-chamber phantom loop as an Ultrasound Multi-frame image (RGB, frame time,
   320 x 240, JPEG-LS lossless)
@@ -172,15 +172,37 @@ def endo_dicoms(folder: Path, indices=ENDO_FRAMES) -> list[Path]:
 
 
 def xray_dicom(folder: Path) -> Path:
-    import pydicom
+    """The shipped real demo radiograph (Kermany et al., paediatric bacterial pneumonia, CC BY 4.0; see
+    ``inference.xray.demo``) as a CR image of the demo patient, 8 bits stored, as a digitiser would send it.
+    Real rather than the drawn phantom: the pneumonia model calls the phantom outside what it was trained on,
+    and the network demo should show a result with its heatmap going back to the PACS."""
+    from PIL import Image
 
-    from inference.xray.demo import make_dicom
+    from inference.xray import demo as xdemo
 
-    p = make_dicom(folder / "xray")
-    ds = pydicom.dcmread(str(p))  # give it the same patient as the others (it already names DEMO^SYNTHETIC)
-    for k, v in PATIENT.items():
-        setattr(ds, k, v)
-    ds.AccessionNumber = ds.get("AccessionNumber") or "LBXDEMO-XRAY"
+    src = xdemo.RESOURCES / xdemo.REAL["pneumonia"]
+    with Image.open(src) as im:
+        a = np.asarray(im.convert("L"), np.uint8)
+    ds = _base("1.2.840.10008.5.1.4.1.1.1", "CR", "xray", study_date="20260101")
+    # the UIDs the phantom carried (fixed: other demos and tests name this study)
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.7000001.2"
+    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.7000001.3"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.7000001.1"
+    ds.AccessionNumber = "LBXDEMO-XRAY"
+    ds.StudyDescription = "Chest AP (Lightbox demo)"
+    ds.SeriesDescription = "Kermany et al. 2018 image, CC BY 4.0"  # LO: 64 characters at most
+    ds.BodyPartExamined = "CHEST"
+    ds.ViewPosition = "AP"
+    ds.ImageComments = xdemo.ATTRIBUTION
+    ds.Manufacturer = "Lightbox (demo; real image, see ImageComments)"
+    ds.Rows, ds.Columns = a.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.WindowCenter, ds.WindowWidth = "128", "256"
+    ds.PixelData = a.tobytes()
     return _save(ds, folder / "demo_chest_cr.dcm")
 
 
