@@ -485,6 +485,18 @@ def model_card(m: dict) -> str:
     dv = ff["demo_video"]
     cs = ff["polyp_free_crops_as_25fps_sequence"]
     ag = m["torch_onnx_agreement"]
+    tc = m.get("training_commands")
+    reproduce = (f"Training (both runs were stopped by a session end; their best checkpoints were kept):\n\n"
+                 + "".join(f"    {c}\n" for c in tc)
+                 + "\nFinalising those checkpoints without further training (validation, export, agreement check, operating "
+                   "points, the look at the test split, this card):\n\n"
+                 + f"    {m['command']}") if tc else f"    {m['command']}"
+    demo_note = ("\n\n**The synthetic demo video is outside what this model learnt**: it marks most of every demo frame "
+                 f"as polyp ({dv['frames_flagged']} of its {dv['polyp_free_usable_frames']} polyp-free usable frames flagged, "
+                 "confidence about 1.0), so the demo shows false findings that no confidence rule removes; the demo's "
+                 "synthetic tunnel (a smooth pink textured disk) is no stand-in for real mucosa, on which the held-out "
+                 "polyp-free frames above are the measure."
+                 if dv["frames_flagged"] > 0.5 * max(dv["polyp_free_usable_frames"], 1) else "")
     vf = tr.get("validation_on_finalise")
     fin = (f" The run was stopped from outside (session end) after epoch {tr['epochs_run']}; the shipped weights are its best"
            f" checkpoint (epoch {tr['best_epoch'] + 1}), finalised without further training (`--init CKPT --epochs 0`):"
@@ -659,8 +671,13 @@ scored {same} time(s).
 |---|---|---|---|
 {look_rows}
 
+Besides these, a few test-split frames are the test suite's fixtures (tests/fixtures/polyp: 3 Kvasir-SEG, 3 CVC-ClinicDB,
+3 polyp-free; tests/fixtures/endo: 5 Kvasir-SEG, picked by a stated rule before the model was scored): every run of
+the suite shows them to the model, to fail a broken model; they played no part in training, early stopping or any
+operating point.
+
 ## Reproduce
-    {m['command']}
+{reproduce}
 
 DATA_DIR = the snapshot's `datasets/` folder; `LIGHTBOX_POLYP_CACHE` holds the frame cache, the feature cache,
 checkpoints, the cross-site model and the ledger of looks. Seeded, one thread; another torch build or CPU may change
@@ -671,5 +688,5 @@ Still frames of adult colonoscopy from two centres (Norway, Spain), white light 
 upper GI, no capsule. Every training image with a polyp shows one; the polyp-free frames are close-ups of mucosa,
 not whole withdrawal frames, so the false-finding rate on a real withdrawal video is not measured here. Flat and
 small lesions are the hardest and the most often missed. It segments; it does not classify histology or size.
-Not for diagnosis.
+Not for diagnosis.{demo_note}
 """
