@@ -52,7 +52,8 @@ def _fixture_pass(v: dict) -> bool:
 
 
 def _broken_variant(src: Path, dst: Path, kind: str) -> Path:
-    """The shipped ONNX graph with its output inverted (logit -> -logit) or replaced by a constant."""
+    """The shipped ONNX graph with its output inverted (logit -> -logit), replaced by a constant, or by random
+    logits (seeded normal noise, sd 4: speckle over the whole frame)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -65,6 +66,8 @@ def _broken_variant(src: Path, dst: Path, kind: str) -> Path:
                 node.output[k] = "raw_logits"
     if kind == "inverted":
         g.node.append(helper.make_node("Neg", ["raw_logits"], [name]))
+    elif kind == "random":
+        g.node.append(helper.make_node("RandomNormalLike", ["raw_logits"], [name], scale=4.0, seed=0.0))
     else:
         g.initializer.extend([numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
                               numpy_helper.from_array(np.array(8.0 if kind == "constant-polyp" else -8.0, np.float32), "c")])
@@ -76,8 +79,8 @@ def _broken_variant(src: Path, dst: Path, kind: str) -> Path:
 
 def test_shipped_model_segments_real_frames_and_a_broken_model_would_fail(registry, tmp_path):
     """Real held-out frames: the shipped model outlines the polyps (mean Dice >= FIXTURE_MIN_DICE), finds the
-    polyp frames and flags none of the polyp-free ones. The same check fails an inverted model and constant
-    'polyp everywhere' / 'never a polyp' models run through the same code."""
+    polyp frames and flags none of the polyp-free ones. The same check fails an inverted model, constant
+    'polyp everywhere' / 'never a polyp' models and a random-output model run through the same code."""
     from inference.endo.models import LIGHTBOX_POLYP_ID, polyp_model
     from inference.endo.polyp import PolypSegmenter
 
@@ -85,7 +88,7 @@ def test_shipped_model_segments_real_frames_and_a_broken_model_would_fail(regist
     v = _fixture_verdict(seg)
     assert _fixture_pass(v), v
     src = registry.path_of(registry.state(LIGHTBOX_POLYP_ID).entry)
-    for kind in ("inverted", "constant-polyp", "constant-background"):
+    for kind in ("inverted", "constant-polyp", "constant-background", "random"):
         bad = PolypSegmenter(_broken_variant(src, tmp_path / f"{kind}.onnx", kind), threads=1,
                              min_confidence=seg.min_confidence)
         vb = _fixture_verdict(bad)
