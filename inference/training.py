@@ -163,7 +163,10 @@ def fit(net, batches: Callable[[int], Any], step: Callable[[Any, Any], Any], val
     - ``step(net, batch)`` returns the loss tensor of one batch (the loop does zero_grad/backward/step);
     - ``validate(net)`` returns a dict of validation metrics with ``monitor`` among them (the net is in
       eval mode and under ``torch.no_grad`` while it runs);
-    - ``params`` limits the optimised parameters (frozen blocks stay out); default: those requiring grad;
+    - ``params`` limits the optimised parameters (frozen blocks stay out); default: those requiring grad.
+      It may also be a list of groups ``{"params": [...], "lr_scale": 0.1}`` (discriminative learning
+      rates, e.g. a pretrained encoder slower than a new decoder): each group follows the schedule at
+      ``lr * lr_scale``;
     - the schedule is cosine decay to 1 % of ``lr`` over ``epochs`` (after ``warmup_epochs`` of linear
       warm-up), or ``"constant"``;
     - ``time_budget_s`` stops between epochs once the next epoch would not fit; ``checkpoint`` saves the
@@ -178,8 +181,15 @@ def fit(net, batches: Callable[[int], Any], step: Callable[[Any, Any], Any], val
 
     import torch
 
-    params = [p for p in (params if params is not None else net.parameters()) if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raw = list(params if params is not None else net.parameters())
+    if raw and isinstance(raw[0], dict):
+        groups = [{"params": [p for p in g["params"] if p.requires_grad], "lr_scale": float(g.get("lr_scale", 1.0))}
+                  for g in raw]
+        groups = [g for g in groups if g["params"]]
+    else:
+        groups = [{"params": [p for p in raw if p.requires_grad], "lr_scale": 1.0}]
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
 
     def lr_at(epoch: int) -> float:
         if warmup_epochs and epoch < warmup_epochs:
@@ -196,7 +206,7 @@ def fit(net, batches: Callable[[int], Any], step: Callable[[Any, Any], Any], val
     for epoch in range(epochs):
         te = time.time()
         for g in opt.param_groups:
-            g["lr"] = lr_at(epoch)
+            g["lr"] = lr_at(epoch) * g["lr_scale"]
         net.train()
         total, n = 0.0, 0
         for batch in batches(epoch):

@@ -1,5 +1,6 @@
 """Endoscopy test clips with a known answer, built at test time from the five committed Kvasir-SEG
-fixtures (tests/fixtures/endo, see ATTRIBUTION.md) and Lightbox's synthetic demo tunnel."""
+fixtures (tests/fixtures/endo, see ATTRIBUTION.md), a held-out polyp-free close-up (tests/fixtures/polyp) and
+Lightbox's synthetic demo tunnel."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,13 +60,25 @@ def tunnel(n: int):
     return [cv2.resize(f, (W, H), interpolation=cv2.INTER_AREA) for f in fr], [np.zeros((H, W), bool)] * n
 
 
+def mucosa(n: int):
+    """n polyp-free frames: a slow camera move over a real polyp-free close-up of the polyp model's held-out
+    test split (tests/fixtures/polyp/normal_551_full.jpg, full size: the half-size copies blur into frames
+    the selector skips). The demo's synthetic tunnel served here before; the v2 polyp model marks most of
+    that tunnel as polyp (its model card), so it is no polyp-free reference."""
+    import cv2
+
+    img = cv2.cvtColor(cv2.imread(str(FIXTURES.parent / "polyp" / "normal_551_full.jpg")), cv2.COLOR_BGR2RGB)
+    f, _ = moving(img, np.zeros(img.shape[:2], bool), n, 0)
+    return f, [np.zeros((H, W), bool)] * n
+
+
 def clip(kind: str, per: int = 25, lead_in: int = 0):
     """(frames, gt masks, segments): the five polyps joined by hard cuts, each ``per`` frames, moving
-    (``kind="moving"``) or frozen (``kind="held"``); ``lead_in`` polyp-free tunnel frames first.
+    (``kind="moving"``) or frozen (``kind="held"``); ``lead_in`` real polyp-free frames first (:func:`mucosa`).
     ``segments``: [(first, end)) of each polyp."""
     frames, masks, segs = [], [], []
     if lead_in:
-        f, m = tunnel(lead_in)
+        f, m = mucosa(lead_in)
         frames += f
         masks += m
     for k, (img, mask) in enumerate(kvasir_fixtures()):

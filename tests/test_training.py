@@ -64,3 +64,30 @@ def test_export_and_agreement_check(tmp_path):
     other = torch.nn.Linear(4, 1)  # a different network must not pass as the exported one
     with pytest.raises(AssertionError):
         training.agreement_check(other, tmp_path / "m.onnx", {"x": xv}, tol=1e-5)
+
+
+def test_fit_takes_parameter_groups_with_their_own_learning_rate():
+    """Discriminative learning rates: a group at lr_scale 0 never moves, the other one learns."""
+    torch.manual_seed(0)
+    x, y = _data()
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 1))
+    first = net[0].weight.detach().clone()
+    bce = torch.nn.BCEWithLogitsLoss()
+    lrs = []
+
+    def step(net, b):
+        return bce(net(b[0])[:, 0], b[1])
+
+    def batches(epoch):
+        for i in range(0, len(x), 50):
+            yield torch.from_numpy(x[i:i + 50]), torch.from_numpy(y[i:i + 50])
+
+    def validate(net):
+        return {"score": -float(bce(net(torch.from_numpy(x))[:, 0], torch.from_numpy(y)))}
+
+    res = training.fit(net, batches, step, validate, epochs=5, patience=5, lr=0.05, warmup_epochs=1,
+                       params=[{"params": net[0].parameters(), "lr_scale": 0.0},
+                               {"params": net[1].parameters(), "lr_scale": 1.0}],
+                       on_epoch=lambda e, row: lrs.append(row["lr"]))
+    assert torch.equal(net[0].weight, first) and res.best_score > res.history[0]["val_score"] - 1e-9
+    assert all(v == 0.0 for v in lrs)  # the row reports the first group's rate

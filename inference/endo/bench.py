@@ -2,7 +2,7 @@
 
 Measured on the synthetic demo (256 x 256 MPEG-4) and on a 720p re-encode of it (the size of a
 typical HD endoscopy stream after the usual 1280 x 720 capture). Model figures: the bundled Lightbox
-polyp segmenter (``endo-polyp-lightbox``, 160 px, one thread) alone, and a seeded random ONNX model in
+polyp segmenter (``endo-polyp-lightbox``, its own input size, one thread) alone, and a seeded random ONNX model in
 the user-installable endo-polyp contract (352 px input; it times the runtime, not a clinical network;
 a PraNet/Polyp-PVT class segmenter is 10-50x heavier per frame). Live: playback at the file's 25 fps
 for 4 s on the 720p stream with the bundled model attached on another thread.
@@ -71,7 +71,7 @@ def run():
             t0 = time.perf_counter()
             for f in frames:
                 lb.analyse([f])
-            yield "Lightbox polyp model alone, batch 1 (160x160)", _fps(len(frames), time.perf_counter() - t0), \
+            yield f"Lightbox polyp model alone, batch 1 ({lb.size}x{lb.size})", _fps(len(frames), time.perf_counter() - t0), \
                 "fps", f"gate + ONNX + decoding, 1 thread, {lb.device}"
             hd_frames = [f for _, f in read(hd).data["source"].iter_frames(0, 32)]
             t0 = time.perf_counter()

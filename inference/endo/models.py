@@ -14,7 +14,7 @@ what the model saw. Backends:
   probability. An optional second output ``score`` [N, 1] (frame-level logit) is used as the
   confidence of the frame when present. Not installed until its weights are.
 - ``endo-polyp-lightbox`` (:class:`inference.endo.polyp.PolypSegmenter`): Lightbox's own segmenter,
-  bundled and sha256-pinned, in the same ONNX contract (160 px input), with an out-of-domain gate and
+  bundled and sha256-pinned, in the same ONNX contract (its fixed input size), with an out-of-domain gate and
   masks for the overlay; see :func:`polyp_model`.
 - MedGemma-4B-it (:class:`MedGemmaBackend`): optional local vision-language model (Hugging Face
   folder, transformers, CUDA bf16) asked for structured JSON findings. Used only when the folder is

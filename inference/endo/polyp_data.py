@@ -4,19 +4,24 @@ Layout read (``DATA_DIR`` = the ``datasets/`` folder of ``ViniciusSimm/Colo-Reta
 commit c5846892339ad5295f05c4dbec123f7b6bbbf3e6, or any folder with the same sub-folders):
 
 - ``Kvasir-SEG/{images,masks}/<id>.jpg``: 1000 polyp images with masks at original sizes (Jha et al.,
-  MMM 2020). Split by image, after grouping near-duplicate images (thumbnail correlation) so that two
-  views of one polyp never fall on both sides of a split.
+  MMM 2020). No patient ids are published: split by image after grouping near-duplicates (cosine
+  similarity of ImageNet EfficientNet-Lite0 embeddings, :func:`near_duplicate_groups`; the embedding
+  itself is computed by :mod:`inference.endo.polyp_views`), so that two views of one polyp never fall
+  on both sides of a split.
 - ``CVC-ClinicDB/{images,masks}/<n>.tif``: 612 frames, 384x288 (Bernal et al., CMIG 2015). In that
   snapshot the two folders hold EACH OTHER's files: ``images/<n>.tif`` is the 1-channel mask and
   ``masks/<n>.tif`` the RGB frame, whose TIFF header says 1 colour channel + 2 "extra samples"
   (photometric = min-is-black with 3 samples per pixel): readers that trust it return only the red
   plane. :func:`read_tiff` reads the raw strips and keeps all 3 samples; :func:`load_pair` decides which
   file is the frame by its content (3 samples, many grey levels), not by the folder name. Frames
-  1-612 come from 29 video sequences (table in the data set's README, :data:`CVC_SEQUENCES`); a
-  sequence is never split.
+  1-612 come from 29 video sequences (table in the data set's README, :data:`CVC_SEQUENCES`) of 25
+  examinations; which sequences share an examination is not published, so :func:`cvc_video_groups`
+  merges adjacent sequences that look like one examination (same endoscope image mask and colour
+  rendition). A merged group is never split.
 - ``Children_NoPolip/{images,masks}/<n>.jpg``: 1000 close-up 256x256 crops of polyp-free mucosa with
   all-zero masks. Used as negatives (frames without a polyp), split in blocks of 50 consecutive
-  numbers so that neighbouring crops stay together.
+  numbers so that neighbouring crops stay together, blocks joined when they hold near-duplicates (the
+  folder holds 24 byte-identical-looking pairs far apart in numbering, e.g. 154 and 756).
 - Not used: ``Kvasir-recortado`` (960 of the Kvasir-SEG images, same ids, cropped and resized to
   256x256: duplicates) and ``sessile-main-Kvasir-SEG`` (196 of the Kvasir-SEG images, same ids: the
   Kvasir-Sessile subset). Using them would put copies of test images into training.
@@ -24,6 +29,7 @@ commit c5846892339ad5295f05c4dbec123f7b6bbbf3e6, or any folder with the same sub
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 import time
 from dataclasses import dataclass
@@ -185,6 +191,9 @@ def scan(data_dir: str | Path) -> tuple[list[Item], list[str]]:
 
 
 # -- cache -----------------------------------------------------------------------------------------
+CACHE_VERSION = "polyp-cache-v2"
+
+
 def _letterless_resize(a: np.ndarray, size: int, mask: bool = False):
     import cv2
 
@@ -193,13 +202,25 @@ def _letterless_resize(a: np.ndarray, size: int, mask: bool = False):
     return cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA)
 
 
+def phash(rgb: np.ndarray) -> np.ndarray:
+    """64-bit DCT perceptual hash (grey 32x32, the 8x8 lowest frequencies without DC vs their median):
+    63 bools. Kept in the cache for the record; near-duplicates are found with embeddings (pHash is
+    dominated by Kvasir's black overlay box: unrelated frames sit 6-10 bits apart)."""
+    import cv2
+
+    g = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    d = cv2.dct(g)[:8, :8].ravel()[1:]
+    return d > np.median(d)
+
+
 def build_cache(items: list[Item], size: int, cache_dir: str | Path,
                 emit: Callable[[dict], None] = lambda e: None) -> Path:
-    """Decode every item once, resize to size x size (square, as the model sees it), store uint8 in a
-    .npz keyed by the file list + sizes + mtimes. Masks keep the area-resized soft value 0..255."""
+    """Decode every item once, resize to size x size (square, ignoring aspect: what the app does to a
+    frame), store uint8 in an .npz keyed by the file list + sizes + mtimes. Masks keep the area-resized
+    soft value 0..255. Also: the original height/width and a perceptual hash per item."""
     from ..atomic import atomic_path
 
-    h = hashlib.sha256(f"polyp-cache-v1|{size}".encode())
+    h = hashlib.sha256(f"{CACHE_VERSION}|{size}".encode())
     for it in items:
         for p in (it.image, it.mask):
             if p is not None:
@@ -215,58 +236,151 @@ def build_cache(items: list[Item], size: int, cache_dir: str | Path,
     imgs = np.zeros((n, size, size, 3), np.uint8)
     masks = np.zeros((n, size, size), np.uint8)
     orig = np.zeros((n, 2), np.int32)
-    thumbs = np.zeros((n, 16 * 16), np.float32)
+    hashes = np.zeros((n, 63), bool)
     t0 = time.time()
-    import cv2
-
     for i, it in enumerate(items):
         img, m = load_pair(it)
         orig[i] = img.shape[:2]
         imgs[i] = _letterless_resize(img, size)
         masks[i] = _letterless_resize(m, size, mask=True)
-        g = cv2.resize(cv2.cvtColor(imgs[i], cv2.COLOR_RGB2GRAY), (16, 16), interpolation=cv2.INTER_AREA)
-        g = g.astype(np.float32).ravel()
-        thumbs[i] = (g - g.mean()) / (g.std() + 1e-6)
-        if i % 100 == 0 or i == n - 1:
+        hashes[i] = phash(imgs[i])
+        if i % 200 == 0 or i == n - 1:
             emit({"event": "cache", "done": i + 1, "total": n, "seconds": round(time.time() - t0, 1)})
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, images=imgs, masks=masks, orig_hw=orig, thumbs=thumbs,
+            np.savez(fh, images=imgs, masks=masks, orig_hw=orig, phash=hashes,
                      source=np.array([it.source for it in items]), ids=np.array([it.id for it in items]),
-                     group=np.array([it.group for it in items]))
+                     group=np.array([it.group for it in items]),
+                     files=np.array([json.dumps([str(it.image), str(it.mask) if it.mask else None]) for it in items]))
     return path
 
 
-def merge_near_duplicates(group: np.ndarray, thumbs: np.ndarray, source: np.ndarray, thr: float = 0.97) -> np.ndarray:
-    """Kvasir images whose 16x16 grey thumbnails correlate above thr join one group (union-find), so a
-    near-duplicate pair is never split between training and test."""
-    g = group.copy()
-    idx = np.flatnonzero(source == "kvasir")
-    if len(idx) < 2:
-        return g
-    t = thumbs[idx] / np.sqrt((thumbs[idx] ** 2).sum(1, keepdims=True) + 1e-9)
-    c = t @ t.T
-    parent = list(range(len(idx)))
+def item_of(data: dict, i: int) -> Item:
+    """The :class:`Item` of cached row i (to reload the original files, e.g. for full-size test Dice)."""
+    img, msk = json.loads(str(data["files"][i]))
+    return Item(str(data["source"][i]), str(data["ids"][i]), Path(img), Path(msk) if msk else None,
+                str(data["group"][i]))
 
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
+
+# -- grouping ----------------------------------------------------------------------------------------
+class _UnionFind:
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, a: int) -> int:
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
         return a
 
-    ii, jj = np.nonzero(np.triu(c, 1) > thr)
-    for a, b in zip(ii, jj):
-        parent[find(a)] = find(b)
-    for k, i in enumerate(idx):
-        g[i] = g[idx[find(k)]]
-    return g
+    def union(self, a: int, b: int) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+# CVC-ClinicDB: adjacent sequences are taken for one examination when their endoscope image masks
+# (pixels dark in >= 90 % of the sequence's frames) overlap with IoU >= CVC_MASK_IOU and their mean colours
+# (CIELAB of lit pixels, OpenCV 8-bit scale) differ by <= CVC_MAX_DLAB.
+CVC_DARK_V = 30
+CVC_MASK_IOU = 0.95
+CVC_MAX_DLAB = 10.0
+
+
+def cvc_sequence_signature(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(endoscope image mask: bool [H, W], mean CIELAB of lit pixels: [3]) of one sequence's frames."""
+    import cv2
+
+    dark, lab = [], []
+    for f in frames:
+        v = cv2.cvtColor(f, cv2.COLOR_RGB2HSV)[..., 2]
+        dark.append(v < CVC_DARK_V)
+        lab.append(cv2.cvtColor(f, cv2.COLOR_RGB2LAB)[v > 2 * CVC_DARK_V].reshape(-1, 3).mean(0))
+    return np.mean(dark, 0) > 0.9, np.mean(lab, 0)
+
+
+def cvc_video_groups(images: np.ndarray, source: np.ndarray, ids: np.ndarray, group: np.ndarray
+                     ) -> tuple[np.ndarray, list[dict]]:
+    """Merge adjacent CVC-ClinicDB sequences that look like one examination (see the constants above).
+
+    The README says the 29 sequences come from 25 examinations but not which; no two adjacent sequences
+    have near-identical boundary frames, so that cannot tell either. Same examination => same video
+    processor image mask and the same light / white balance; the rule merges more pairs than the 4 that
+    must exist, which only makes the split coarser. Returns the new groups and one row per adjacent pair
+    (the evidence, for the model card)."""
+    g = group.astype(object)
+    sel = np.flatnonzero(source == "cvc")
+    if not len(sel):
+        return g.astype(str), []
+    seq = np.array([cvc_sequence(int(ids[i])) for i in sel])
+    present = sorted(set(seq))
+    sig = {k: cvc_sequence_signature(images[sel[seq == k]]) for k in present}
+    uf = _UnionFind(30)
+    rows = []
+    for a, b in zip(present, present[1:]):
+        if b != a + 1:
+            continue
+        (ma, ca), (mb, cb) = sig[a], sig[b]
+        iou = float((ma & mb).sum() / max((ma | mb).sum(), 1))
+        dlab = float(np.linalg.norm(ca - cb))
+        same = iou >= CVC_MASK_IOU and dlab <= CVC_MAX_DLAB
+        rows.append({"pair": f"{a}-{b}", "mask_iou": round(iou, 3), "dlab": round(dlab, 1), "merged": same})
+        if same:
+            uf.union(a, b)
+    members: dict[int, list[int]] = {}
+    for k in present:
+        members.setdefault(uf.find(k), []).append(k)
+    name = {k: "cvc:seq" + "+".join(f"{m:02d}" for m in sorted(ms)) for ms in members.values() for k in ms}
+    for i, k in zip(sel, seq):
+        g[i] = name[k]
+    return g.astype(str), rows
+
+
+# cosine similarity (masked Lite0 embedding, :func:`inference.endo.polyp_views.embeddings`) at which two
+# frames of one source are near-duplicates. Kvasir-SEG: every pair >= 0.88 and about half of the pairs in
+# 0.845-0.88 showed the same polyp on visual review, few below 0.845; union-find chains start to grow
+# beyond 0.84 (largest group 5 at 0.84, 91 at 0.82). Polyp-free crops (close-ups of vessels, all alike):
+# only (near-)identical crops, >= 0.95.
+DUP_THRESHOLDS = {"kvasir": 0.84, "normal": 0.95}
+
+
+def near_duplicate_groups(group: np.ndarray, source: np.ndarray, emb: np.ndarray,
+                          thr: dict[str, float] | None = None) -> tuple[np.ndarray, dict[str, int]]:
+    """Within each source of ``thr``, items whose embeddings have cosine similarity >= thr[source] join
+    one group (union-find over all pairs, on top of the existing groups). Rows of ``emb`` of other sources
+    are ignored. Returns (groups, pairs linked per source)."""
+    thr = DUP_THRESHOLDS if thr is None else thr
+    g = group.astype(object)
+    e = emb / np.sqrt((emb.astype(np.float64) ** 2).sum(1, keepdims=True) + 1e-12)
+    linked: dict[str, int] = {}
+    for src, t in thr.items():
+        idx = np.flatnonzero(source == src)
+        if len(idx) < 2:
+            continue
+        uf = _UnionFind(len(idx))
+        first: dict[str, int] = {}
+        for k, i in enumerate(idx):  # existing groups (e.g. blocks of negatives) stay together
+            if g[i] in first:
+                uf.union(k, first[g[i]])
+            else:
+                first[g[i]] = k
+        c = e[idx] @ e[idx].T
+        ii, jj = np.nonzero(np.triu(c, 1) >= t)
+        linked[src] = int(len(ii))
+        for a, b in zip(ii, jj):
+            uf.union(int(a), int(b))
+        names: dict[int, str] = {}
+        for k, i in enumerate(idx):
+            r = uf.find(k)
+            names.setdefault(r, str(g[idx[r]]))
+        for k, i in enumerate(idx):
+            g[i] = names[uf.find(k)]
+    return g.astype(str), linked
 
 
 def split_groups(group: np.ndarray, source: np.ndarray, seed: int,
                  fracs: dict[str, tuple[float, float]] | None = None) -> np.ndarray:
-    """Per source, shuffle the groups with the seed and assign whole groups to train / val / test by
-    cumulative item count. Returns an array of 'train' | 'val' | 'test'."""
-    fracs = fracs or {"kvasir": (0.1, 0.1), "cvc": (0.12, 0.18), "normal": (0.1, 0.3)}
+    """Per source, shuffle the groups with the seed and assign whole groups to test, then validation, then
+    train, by cumulative item count (fractions (val, test) per source). Returns 'train' | 'val' | 'test'."""
+    fracs = fracs or {"kvasir": (0.1, 0.1), "cvc": (0.15, 0.2), "normal": (0.1, 0.3)}
     out = np.array(["train"] * len(group), dtype=object)
     rng = np.random.RandomState(seed)
     for src in SOURCES:

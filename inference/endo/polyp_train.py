@@ -1,24 +1,36 @@
-"""``lightbox polyp-train``: train the Lightbox polyp segmenter on colonoscopy frames, export it to ONNX.
+"""``lightbox polyp-train``: train the Lightbox polyp segmenter (U-Net on an ImageNet EfficientNet-Lite0
+encoder) on colonoscopy frames, export it to ONNX, evaluate it and write its model card.
 
-    lightbox polyp-train /work/data/polyp/datasets --out resources/models     # the shipped model
-    lightbox polyp-train DATA_DIR --out /tmp/run --epochs 5                   # a quick run
+    lightbox polyp-train DATA_DIR --out resources/models          # the shipped model + the cross-site run
+    lightbox polyp-train DATA_DIR --out /tmp/run --epochs 2 --no-cross-site   # a quick run
 
-Data: see :mod:`inference.endo.polyp_data` (Kvasir-SEG, CVC-ClinicDB, Children_NoPolip; what is left out
-and why). Every frame is decoded once and cached, resized to ``--cache-size`` px, as uint8 .npz under
-``$LIGHTBOX_POLYP_CACHE`` (default: the temp folder). Split: Kvasir by image (near-duplicates grouped),
-CVC by video sequence, the polyp-free crops by blocks of 50 numbers; train / validation (early stopping
-on validation Dice) / test (held out, evaluated once, with the exported ONNX file, at the end).
-Fixed seed and one thread: the command reproduces the shipped model on the same torch build.
+DATA_DIR = the ``datasets/`` folder of the snapshot named in :mod:`inference.endo.polyp_data` (what is
+read, what is left out and why). Steps:
 
-Writes ``<name>.onnx`` (contract of ``[models.endo-polyp]``: input ``image`` [N,3,S,S], output ``mask``
-[N,1,S,S] logits), ``<name>.json`` (split, history, metrics) and ``<name>.md`` (model card). The best
-checkpoint (.pt) is kept under the cache folder, never beside the ONNX file. ``--jsonl`` prints one
-JSON event per line.
+1. every frame is decoded once and cached as uint8 at ``--cache-size`` px under ``$LIGHTBOX_POLYP_CACHE``
+   (default: the temp folder);
+2. grouping: CVC-ClinicDB sequences merged into examinations (:func:`cvc_video_groups`); Kvasir-SEG and
+   the polyp-free crops linked into near-duplicate groups by the cosine similarity of ImageNet Lite0
+   embeddings (``--dup-threshold``); whole groups go to train / validation / test (seeded);
+3. offline augmentation: ``--views`` augmented views per training frame go once through the frozen
+   part of the encoder (:class:`inference.endo.polyp_views.ViewCache`);
+4. :func:`inference.training.fit` trains the rest (AdamW, cosine schedule, early stop on validation
+   Dice minus 0.1 x the validation false-positive rate on polyp-free crops);
+5. ONNX export (contract of ``[models.endo-polyp-lightbox]``: input ``image`` [N,3,S,S] RGB /255 ImageNet
+   mean/std, output ``mask`` [N,1,S,S] logits), torch-vs-ONNX agreement check;
+6. unless ``--no-cross-site``: the same recipe trained WITHOUT CVC-ClinicDB (Kvasir-SEG + polyp-free
+   crops only), scored on every CVC-ClinicDB frame: the external, other-centre figure of the card;
+7. :func:`inference.endo.polyp_eval.evaluate_and_card`: the held-out test split, scored once with the
+   exported ONNX file through the class the app uses; every look at the test split is logged.
+
+Writes ``<name>.onnx``, ``<name>.json`` and ``<name>.md`` in ``--out``; checkpoints, view caches and the
+cross-site model stay under the cache folder. ``--jsonl`` prints one JSON event per line.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,203 +38,239 @@ from typing import Callable
 
 import numpy as np
 
-from ..metrics import dice_iou
-from ..training import cache_dir as _cache_dir, event_printer, onnx_session, print_fields, seed_everything
-from .polyp_data import PolypDataError, build_cache, merge_near_duplicates, scan, split_groups
+from ..training import cache_dir as _cache_dir, event_printer, print_fields, seed_everything
+from .polyp_data import (DUP_THRESHOLDS, PolypDataError, build_cache, cvc_video_groups, near_duplicate_groups,
+                         scan, split_groups)
+from .polyp_views import ViewCache, resize_all, to_input, view_folder, view_rows
 
 NAME = "polyp_unet"
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+ONNX_META_KEY = "lightbox.polyp"
+ALL_SOURCES = ("kvasir", "cvc", "normal")
 
 
 def cache_dir() -> Path:
     return _cache_dir("LIGHTBOX_POLYP_CACHE", "lightbox-polyp-cache")
 
 
-def load_cache(path: Path, seed: int) -> dict:
-    z = np.load(path)
+def load_data(cache_file: Path, seed: int, dup_thresholds: dict[str, float] | None = None,
+              emit: Callable[[dict], None] = lambda e: None) -> dict:
+    """The cached frames with their groups and split (see the module docstring, step 2)."""
+    from .polyp_views import embeddings
+
+    z = np.load(cache_file)
     d = {k: z[k] for k in z.files}
-    d["group"] = merge_near_duplicates(d["group"], d["thumbs"], d["source"])
-    d["split"] = split_groups(d["group"], d["source"], seed)
+    d["cache_file"] = str(cache_file)
+    g, cvc_rows = cvc_video_groups(d["images"], d["source"], d["ids"], d["group"])
+    thr = dict(DUP_THRESHOLDS if dup_thresholds is None else dup_thresholds)
+    rows = np.flatnonzero(np.isin(d["source"], list(thr)))
+    emb = np.zeros((len(d["source"]), 1280), np.float32)
+    emb[rows] = embeddings(d["images"][rows], Path(cache_file).with_suffix(".emb.npy"), emit=emit)
+    g, linked = near_duplicate_groups(g, d["source"], emb, thr)
+    d["group"] = g
+    d["split"] = split_groups(g, d["source"], seed)
+    d["grouping"] = {"cvc_adjacent_pairs": cvc_rows, "dup_thresholds": thr, "dup_pairs_linked": linked,
+                     "groups": {s: int(len(set(g[d["source"] == s]))) for s in ALL_SOURCES}}
     return d
 
 
-# -- augmentation ----------------------------------------------------------------------------------
-def augment(img: np.ndarray, msk: np.ndarray, size: int, rng: np.random.RandomState):
-    """Random resized crop (area 55-100 %, aspect 3/4-4/3), flips, 90-degree turns, small rotation,
-    brightness / contrast / saturation / hue-ish channel gains, blur. uint8 in, uint8 out at size."""
-    import cv2
-
-    H, W = msk.shape
-    area = rng.uniform(0.55, 1.0) * H * W
-    ar = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-    ch = int(min(H, round(np.sqrt(area / ar))))
-    cw = int(min(W, round(np.sqrt(area * ar))))
-    y0, x0 = rng.randint(0, H - ch + 1), rng.randint(0, W - cw + 1)
-    img = img[y0:y0 + ch, x0:x0 + cw]
-    msk = msk[y0:y0 + ch, x0:x0 + cw]
-    if rng.rand() < 0.4:
-        M = cv2.getRotationMatrix2D((cw / 2, ch / 2), rng.uniform(-25, 25), rng.uniform(1.0, 1.15))
-        img = cv2.warpAffine(img, M, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        msk = cv2.warpAffine(msk, M, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-    msk = cv2.resize(msk, (size, size), interpolation=cv2.INTER_AREA)
-    if rng.rand() < 0.5:
-        img, msk = img[:, ::-1], msk[:, ::-1]
-    if rng.rand() < 0.5:
-        img, msk = img[::-1], msk[::-1]
-    k = rng.randint(4)
-    img, msk = np.rot90(img, k), np.rot90(msk, k)
-    x = img.astype(np.float32)
-    x = x * rng.uniform(0.75, 1.25) + rng.uniform(-20, 20)                 # contrast, brightness
-    x = x * rng.uniform(0.9, 1.1, size=3)                                   # colour balance
-    g = x.mean(axis=2, keepdims=True)
-    x = g + (x - g) * rng.uniform(0.7, 1.3)                                 # saturation
-    if rng.rand() < 0.2:
-        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.5))
-    return np.clip(x, 0, 255).astype(np.uint8), np.ascontiguousarray(msk)
-
-
-def to_input(imgs: np.ndarray) -> np.ndarray:
-    """uint8 [N,H,W,3] RGB -> float32 [N,3,H,W] normalised."""
-    x = imgs.astype(np.float32) / 255.0
-    return np.ascontiguousarray(((x - MEAN) / STD).transpose(0, 3, 1, 2))
-
-
-def resize_all(imgs: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
-    if imgs.shape[1] == size:
-        return imgs
-    return np.stack([cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA) for a in imgs])
-
-
-# -- training --------------------------------------------------------------------------------------
-def train(data: dict, out_dir: str | Path, name: str = NAME, *, size: int = 160, seed: int = 2020,
-          epochs: int = 24, patience: int = 24, batch: int = 16, lr: float = 3e-3, threads: int = 1,
-          negatives_per_epoch: int = 200, max_minutes: float = 0.0, widths=(16, 32, 64, 128),
-          emit: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
-    """Train on data['split'] == 'train', early-stop on validation Dice, export ONNX. Returns a dict
-    with the ONNX path, the checkpoint path, the history and the training settings."""
+# -- loss / metrics on the cached views ------------------------------------------------------------------
+def seg_loss(logits, target):
+    """BCE over all pixels + soft Dice on frames with a polyp (the BCE keeps polyp-free frames quiet)."""
     import torch
     import torch.nn.functional as F
 
-    from .polyp_net import PolypUNet, export_onnx
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum((1, 2, 3))
+    den = (p + target).sum((1, 2, 3))
+    has = (target.sum((1, 2, 3)) > 0).float()
+    dice = ((1 - (2 * inter + 1) / (den + 1)) * has).sum() / has.sum().clamp(min=1)
+    return bce + dice
+
+
+def _largest_region(p: np.ndarray, thr: float = 0.5) -> float:
+    import cv2
+
+    n, _, stats, _ = cv2.connectedComponentsWithStats((p >= thr).astype(np.uint8), connectivity=8)
+    return float(stats[1:, cv2.CC_STAT_AREA].max() / p.size) if n > 1 else 0.0
+
+
+def _dice(p: np.ndarray, t: np.ndarray) -> float:
+    s = p.sum() + t.sum()
+    return 1.0 if s == 0 else float(2 * (p & t).sum() / s)
+
+
+# -- training ----------------------------------------------------------------------------------------------
+def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=ALL_SOURCES, size: int = 224,
+          seed: int = 2020, epochs: int = 20, patience: int = 6, batch: int = 16, lr: float = 1e-3,
+          encoder_lr_scale: float = 0.3, threads: int = 1, views: int = 6, neg_views: int = 2,
+          negatives_per_epoch: int = 250, warmup_epochs: int = 1, max_minutes: float = 0.0,
+          pretrained: bool = True, init_state: str | Path | None = None, previous_log: str | Path | None = None,
+          emit: Callable[[dict], None] | None = None) -> dict:
+    """Train on data['split'] == 'train' frames of ``sources``, early-stop on their validation frames,
+    export ONNX (to ``out_dir``, or the cache folder when None). Returns a JSON-able summary.
+
+    ``init_state``: start from this state dict (plain tensors, e.g. a run's ``-best.pt`` checkpoint).
+    With ``epochs=0`` that finalises a run that was stopped before its end (its best checkpoint is
+    validated once more, exported and checked); ``previous_log`` (that run's ``event=epoch`` log) then
+    supplies its training history for the card."""
+    import torch
+
+    from ..training import agreement_check, export_onnx, fit
+    from .polyp_net import FROZEN_UPTO, LiteUNet, n_params
 
     emit = emit or (lambda e: None)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rng = seed_everything(seed, threads)
     t_start = time.time()
+    rng = seed_everything(seed, threads)
     split, source = data["split"], data["source"]
-    pos_tr = np.flatnonzero((split == "train") & (source != "normal"))
-    neg_tr = np.flatnonzero((split == "train") & (source == "normal"))
-    va = np.flatnonzero(split == "val")
-    if len(pos_tr) < 2 or len(va) < 1:
+    use = np.isin(source, list(sources))
+    emit({"event": "split", "sources": list(sources),
+          **{s: {src: int(((split == s) & (source == src)).sum()) for src in sorted(set(source))}
+             for s in ("train", "val", "test")}})
+    net = LiteUNet(size, pretrained=pretrained and not init_state)
+    if init_state:
+        net.load_state_dict(torch.load(str(init_state), weights_only=True))
+    net.freeze_encoder(FROZEN_UPTO)
+
+    # offline augmentation through the frozen encoder (shared by every run on this split)
+    rows = view_rows(split, source, views, neg_views)
+    folder = view_folder(cache_dir(), Path(data["cache_file"]), rows, size, FROZEN_UPTO, seed)
+    vc = ViewCache.build(net, data["images"], data["masks"], rows, size, seed, folder, emit=emit)
+    item = vc.rows[:, 0]
+    on = use[item]
+    tr_pos = np.flatnonzero(on & (split[item] == "train") & (source[item] != "normal"))
+    tr_neg = np.flatnonzero(on & (split[item] == "train") & (source[item] == "normal"))
+    va = np.flatnonzero(on & (split[item] == "val"))
+    if len(tr_pos) < 2 or not len(va):
         raise PolypDataError("too few frames with polyps to train and validate")
-    emit({"event": "split", **{s: {src: int(((split == s) & (source == src)).sum()) for src in sorted(set(source))}
-                               for s in ("train", "val", "test")}})
-    imgs, masks = data["images"], data["masks"]
-    va_x = to_input(resize_all(imgs[va], size))
-    va_m = resize_all(masks[va], size) > 127
+    pos_items = np.unique(item[tr_pos])
+    by_item = {i: tr_pos[item[tr_pos] == i] for i in pos_items}
 
-    net = PolypUNet(tuple(widths))
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    steps_per_epoch = int(np.ceil((len(pos_tr) + min(negatives_per_epoch, len(neg_tr))) / batch))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=0.1)
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        net.eval()
-        with torch.inference_mode():
-            return np.concatenate([torch.sigmoid(net(torch.from_numpy(x[s:s + 32]))).numpy()[:, 0]
-                                   for s in range(0, len(x), 32)])
-
-    ckpt = cache_dir() / f"{name}-seed{seed}-best.pt"
-    best, best_epoch, stale, history, stopped = -1.0, 0, 0, [], "max epochs"
-    for ep in range(1, epochs + 1):
-        t0 = time.time()
-        neg = rng.choice(neg_tr, min(negatives_per_epoch, len(neg_tr)), replace=False) if len(neg_tr) else neg_tr
-        order = rng.permutation(np.concatenate([pos_tr, neg]))
-        net.train()
-        tot, nb = 0.0, 0
+    def batches(epoch: int):
+        chosen = np.array([rng.choice(by_item[i]) for i in pos_items])
+        neg = rng.choice(tr_neg, min(negatives_per_epoch, len(tr_neg)), replace=False) if len(tr_neg) else tr_neg
+        order = rng.permutation(np.concatenate([chosen, neg]))
         for s in range(0, len(order), batch):
             b = order[s:s + batch]
-            if len(b) < 2:
-                continue
-            pairs = [augment(imgs[i], masks[i], size, rng) for i in b]
-            xb = torch.from_numpy(to_input(np.stack([p[0] for p in pairs])))
-            yb = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.float32)[:, None] / 255.0)
-            logits = net(xb)
-            bce = F.binary_cross_entropy_with_logits(logits, yb)
-            p = torch.sigmoid(logits)
-            inter = (p * yb).sum((1, 2, 3))
-            den = (p + yb).sum((1, 2, 3))
-            has = (yb.sum((1, 2, 3)) > 0).float()  # soft Dice on frames with a polyp; BCE keeps the rest quiet
-            dice = ((1 - (2 * inter + 1) / (den + 1)) * has).sum() / has.sum().clamp(min=1)
-            loss = bce + dice
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if sched.last_epoch + 1 < sched.total_steps:
-                sched.step()
-            tot += float(loss.detach()) * len(b)
-            nb += len(b)
-            if should_stop and should_stop():
-                raise KeyboardInterrupt("stopped")
-        pv = predict(va_x)
-        dices = []
-        fp_frames = 0
-        for k, i in enumerate(va):
-            pm = pv[k] >= 0.5
-            if source[i] == "normal":
-                fp_frames += int(pm.mean() > 0.002)
+            if len(b) >= 2:
+                yield vc.batch(b)
+
+    def step(net, b):
+        feats, m = b
+        return seg_loss(net.tail(*feats), m)
+
+    va_sorted = np.sort(va)
+    va_src = source[item[va_sorted]]
+    va_true = np.asarray(vc.mask[va_sorted]) > 127
+
+    def validate(net):
+        probs = []
+        for s in range(0, len(va_sorted), 32):
+            feats, _ = vc.batch(va_sorted[s:s + 32])
+            probs.append(torch.sigmoid(net.tail(*feats))[:, 0].numpy())
+        p = np.concatenate(probs)
+        out: dict = {}
+        dices = {src: [] for src in sources if src != "normal"}
+        fp = []
+        for k in range(len(p)):
+            if va_src[k] == "normal":
+                fp.append(_largest_region(p[k]) >= 0.002)
             else:
-                dices.append(dice_iou(pm, va_m[k])[0])
-        vd = float(np.mean(dices)) if dices else 0.0
-        n_neg = int((source[va] == "normal").sum())
-        row = {"event": "epoch", "epoch": ep, "train_loss": round(tot / max(nb, 1), 4), "val_dice": round(vd, 4),
-               "val_neg_fp_rate": round(fp_frames / n_neg, 4) if n_neg else None,
-               "lr": round(opt.param_groups[0]["lr"], 6), "seconds": round(time.time() - t0, 1),
-               "frames_per_s": round(nb / max(time.time() - t0, 1e-6), 1)}
-        score = vd - 0.1 * (row["val_neg_fp_rate"] or 0.0)
-        if score > best:
-            best, best_epoch, stale = score, ep, 0
-            torch.save(net.state_dict(), ckpt)
-        else:
-            stale += 1
-        row["best_epoch"] = best_epoch
-        history.append(row)
-        emit(row)
-        if stale >= patience:
-            stopped = f"early stop: no validation improvement for {patience} epochs"
-            break
-        if max_minutes and time.time() - t_start > 60 * max_minutes:
-            stopped = f"time limit of {max_minutes:g} min"
-            break
-    net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
-    net.eval()
-    onnx_path = export_onnx(net, out_dir / f"{name}.onnx", size)
-    # torch vs ONNX on validation frames
-    sess = onnx_session(onnx_path, threads)
-    chk = va_x[:8]
-    with torch.inference_mode():
+                dices[va_src[k]].append(_dice(p[k] >= 0.5, va_true[k]))
+        alld = [d for v in dices.values() for d in v]
+        out["dice"] = float(np.mean(alld)) if alld else 0.0
+        for src, v in dices.items():
+            if v:
+                out[f"dice_{src}"] = float(np.mean(v))
+        out["neg_fp_rate"] = float(np.mean(fp)) if fp else 0.0
+        out["score"] = out["dice"] - 0.1 * out["neg_fp_rate"]
+        return out
+
+    enc_params = [p for m in net.blocks[FROZEN_UPTO + 1:] for p in m.parameters()]
+    enc_ids = {id(p) for p in enc_params}
+    dec_params = [p for p in net.parameters() if p.requires_grad and id(p) not in enc_ids]
+    ckpt = cache_dir() / f"{name}-seed{seed}-best.pt"
+    res = fit(net, batches, step, validate, epochs=epochs, patience=patience, lr=lr, warmup_epochs=warmup_epochs,
+              params=[{"params": enc_params, "lr_scale": encoder_lr_scale}, {"params": dec_params, "lr_scale": 1.0}],
+              time_budget_s=60 * max_minutes if max_minutes else None, emit=emit,
+              checkpoint=ckpt if epochs else None)
+    training = res.as_dict()
+    views_seconds = None
+    if not epochs:  # finalising a checkpoint: validate it once more, take the history from its log
+        net.eval()
+        with torch.no_grad():
+            val_now = validate(net)
+        emit({"event": "finalise", "init": str(init_state), **{f"val_{k}": v for k, v in val_now.items()}})
+        training = finalised_training(previous_log, init_state, val_now)
+        views_seconds = training.pop("views_seconds", None)
+
+    # export the whole network (frozen part included) and check ONNX against torch on validation frames
+    out_dir = Path(out_dir) if out_dir is not None else cache_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{name}.onnx"
+    meta = {"name": name, "input": {"name": "image", "layout": "NCHW", "size": size, "colour": "RGB",
+                                    "scale": "1/255", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                    "resize": "whole frame to size x size, area interpolation, aspect ignored"},
+            "output": {"name": "mask", "meaning": "polyp logits per pixel (sigmoid -> probability)"},
+            "sources": list(sources)}
+    facts = export_onnx(net, torch.zeros(1, 3, size, size), onnx_path, input_names=["image"], output_names=["mask"],
+                        meta_key=ONNX_META_KEY, meta=meta, producer="lightbox polyp-train")
+    vi = np.flatnonzero(use & (split == "val"))[:8]
+    chk = to_input(resize_all(data["images"][vi], size))
+    ag = agreement_check(net, onnx_path, {"image": chk}, tol=1e-3, threads=threads)
+    from ..training import onnx_session
+
+    ol = onnx_session(onnx_path, threads).run(None, {"image": chk})[0]
+    with torch.no_grad():
         tl = net(torch.from_numpy(chk)).numpy()
-    ol = sess.run(None, {"image": chk})[0]
-    sig = lambda a: 1 / (1 + np.exp(-a))
-    agreement = {"frames": int(len(chk)), "max_abs_diff_logit": float(np.abs(tl - ol).max()),
-                 "max_abs_diff_prob": float(np.abs(sig(tl) - sig(ol)).max()),
-                 "mask_pixels_disagreeing": float(((sig(tl) >= 0.5) != (sig(ol) >= 0.5)).mean())}
-    emit({"event": "exported", "onnx": str(onnx_path), "agreement": agreement})
-    res = {"onnx": str(onnx_path), "checkpoint": str(ckpt), "history": history, "best_epoch": best_epoch,
-            "stopped": stopped, "agreement": agreement,
-            "settings": {"size": size, "seed": seed, "epochs": epochs, "patience": patience, "batch": batch,
-                         "lr": lr, "threads": threads, "negatives_per_epoch": negatives_per_epoch,
-                         "widths": list(widths), "max_minutes": max_minutes,
-                         "params": int(sum(p.numel() for p in net.parameters())),
-                         "seconds": round(time.time() - t_start, 1)}}
-    (cache_dir() / f"{name}-seed{seed}-train.json").write_text(json.dumps(res, indent=1))
-    return res
+    ag["mask_pixels_disagreeing"] = float(((tl >= 0) != (ol >= 0)).mean())
+    emit({"event": "exported", "onnx": str(onnx_path), "agreement": ag})
+    summary = {"onnx": str(onnx_path), "checkpoint": str(init_state if not epochs else ckpt), **facts, "agreement": ag,
+               "training": training, "views_folder": str(folder),
+               "settings": {"sources": list(sources), "size": size, "seed": seed, "epochs": epochs,
+                            "patience": patience, "batch": batch, "lr": lr, "encoder_lr_scale": encoder_lr_scale,
+                            "threads": threads, "views": views, "neg_views": neg_views,
+                            "negatives_per_epoch": negatives_per_epoch, "warmup_epochs": warmup_epochs,
+                            "max_minutes": max_minutes, "frozen_upto_block": FROZEN_UPTO,
+                            "params": n_params(net), "trainable_params": int(sum(p.numel() for p in enc_params + dec_params)),
+                            "seconds": round(time.time() - t_start, 1) if epochs else
+                            round((views_seconds or 0) + sum(r.get("seconds", 0) for r in training["history"]), 1)}}
+    (cache_dir() / f"{name}-seed{seed}-train.json").write_text(json.dumps(summary, indent=1, default=float))
+    return summary
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The ``event=... key=value`` lines a training command printed (without --jsonl) -> dicts."""
+    import ast
+
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if not line.startswith("event="):
+            continue
+        row = {}
+        for k, v in re.findall(r"(\w+)=(\S+)", line):
+            try:
+                row[k] = ast.literal_eval(v)
+            except (ValueError, SyntaxError):
+                row[k] = v
+        out.append(row)
+    return out
+
+
+def finalised_training(previous_log, init_state, val_now: dict) -> dict:
+    """The ``training`` facts of a run finalised from its best checkpoint: history from its log (when
+    given), the best epoch = the last one marked best (the checkpoint fit() saved), the score re-measured."""
+    rows = read_log(previous_log) if previous_log else []
+    hist = [{k: v for k, v in r.items() if k != "event"} for r in rows if r.get("event") == "epoch"]
+    views = [r for r in rows if r.get("event") == "views"]
+    best = [h["epoch"] for h in hist if h.get("best") is True]
+    n = len(hist)
+    return {"epochs_run": n, "best_epoch": int(best[-1]) if best else -1, "best_val": float(val_now["score"]),
+            "stopped": (f"stopped from outside after {n} epochs (session end); finalised from its best checkpoint "
+                        f"{Path(str(init_state)).name} with --epochs 0"),
+            "seconds": round(sum(h.get("seconds", 0) for h in hist), 1), "history": hist,
+            "finalised_from": str(init_state), "validation_on_finalise": val_now,
+            "views_seconds": float(views[-1]["seconds"]) if views else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,41 +278,76 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("data_dir", help="folder with Kvasir-SEG/, CVC-ClinicDB/, Children_NoPolip/")
     ap.add_argument("--out", required=True, help="output folder for the .onnx/.json/.md")
     ap.add_argument("--name", default=NAME)
-    ap.add_argument("--size", type=int, default=160, help="model input size (px)")
-    ap.add_argument("--cache-size", type=int, default=192, help="size frames are cached at (px)")
-    ap.add_argument("--epochs", type=int, default=24)
-    ap.add_argument("--patience", type=int, default=24)
+    ap.add_argument("--size", type=int, default=224, help="model input size (px, multiple of 32)")
+    ap.add_argument("--cache-size", type=int, default=288, help="size frames are cached at (px)")
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--patience", type=int, default=6)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--encoder-lr-scale", type=float, default=0.3, help="encoder blocks learn at lr x this")
+    ap.add_argument("--views", type=int, default=6, help="augmented views per training frame with a polyp")
+    ap.add_argument("--neg-views", type=int, default=2, help="augmented views per polyp-free training crop")
+    ap.add_argument("--negatives-per-epoch", type=int, default=250)
+    ap.add_argument("--dup-threshold", type=str, nargs=2, action="append", metavar=("SOURCE", "COS"), default=None,
+                    help="embedding cosine similarity at which two frames of SOURCE (kvasir, normal) are "
+                         f"near-duplicates (default {DUP_THRESHOLDS})")
     ap.add_argument("--seed", type=int, default=2020)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--max-minutes", type=float, default=0.0, help="stop training after this long (0 = no limit)")
+    ap.add_argument("--max-minutes", type=float, default=0.0, help="stop each training after this long (0 = no limit)")
+    ap.add_argument("--no-cross-site", action="store_true",
+                    help="skip the second training without CVC-ClinicDB (the card then has no cross-site figure)")
+    ap.add_argument("--stage", choices=("all", "main", "cross-site", "evaluate"), default="all",
+                    help="run one stage only (the others are read from the cache folder)")
+    ap.add_argument("--evaluate-only", action="store_true", help="same as --stage evaluate (a logged look at the test split)")
     ap.add_argument("--demo-video", default="", help="a polyp-free video to measure the false finding rate on")
-    ap.add_argument("--evaluate-only", action="store_true",
-                    help="re-run the held-out evaluation and the model card of the last finished run")
+    ap.add_argument("--init", default=None, metavar="CKPT",
+                    help="start the main run from this state dict; with --epochs 0: finalise that checkpoint (validate, "
+                         "export, agreement check, evaluation) without training")
+    ap.add_argument("--init-log", default=None, metavar="LOG", help="the log of the run --init comes from (its history)")
+    ap.add_argument("--cross-init", default=None, metavar="CKPT", help="the same for the cross-site run")
+    ap.add_argument("--cross-init-log", default=None, metavar="LOG")
     ap.add_argument("--jsonl", action="store_true", help="one JSON event per line")
     a = ap.parse_args(argv)
+    if a.evaluate_only:
+        a.stage = "evaluate"
 
     emit = event_printer(a.jsonl, print_fields)
-
+    kw = dict(size=a.size, seed=a.seed, epochs=a.epochs, patience=a.patience, batch=a.batch, lr=a.lr,
+              encoder_lr_scale=a.encoder_lr_scale, threads=a.threads, views=a.views, neg_views=a.neg_views,
+              negatives_per_epoch=a.negatives_per_epoch, max_minutes=a.max_minutes, emit=emit)
+    xname = f"{a.name}_without_cvc"
     try:
         items, notes = scan(a.data_dir)
         for n in notes:
             emit({"event": "note", "note": n})
         cpath = build_cache(items, a.cache_size, cache_dir(), emit)
-        data = load_cache(cpath, a.seed)
-        done = cache_dir() / f"{a.name}-seed{a.seed}-train.json"
-        if a.evaluate_only:
-            if not done.exists():
-                raise PolypDataError(f"--evaluate-only: no finished training run at {done}")
-            res = json.loads(done.read_text())
-        else:
-            res = train(data, a.out, a.name, size=a.size, seed=a.seed, epochs=a.epochs, patience=a.patience,
-                        batch=a.batch, lr=a.lr, threads=a.threads, max_minutes=a.max_minutes, emit=emit)
+        thr = dict(DUP_THRESHOLDS)
+        for src, v in a.dup_threshold or []:
+            thr[str(src)] = float(v)
+        data = load_data(cpath, a.seed, thr, emit)
+        emit({"event": "grouping", **{k: v for k, v in data["grouping"].items() if k != "cvc_adjacent_pairs"}})
+
+        def done(nm: str) -> dict:
+            p = cache_dir() / f"{nm}-seed{a.seed}-train.json"
+            if not p.exists():
+                raise PolypDataError(f"no finished training run at {p} (run --stage main / cross-site first)")
+            return json.loads(p.read_text())
+
+        res = (train(data, a.out, a.name, init_state=a.init, previous_log=a.init_log, **kw)
+               if a.stage in ("all", "main") else None)
+        xres = None
+        if not a.no_cross_site and a.stage in ("all", "cross-site"):
+            xres = train(data, None, xname, sources=("kvasir", "normal"), init_state=a.cross_init,
+                         previous_log=a.cross_init_log, **kw)
+        if a.stage == "main" or a.stage == "cross-site":
+            return 0
+        res = res or done(a.name)
+        if not a.no_cross_site:
+            xres = xres or done(xname)
         from .polyp_eval import evaluate_and_card
 
-        meta = evaluate_and_card(data, res, a.out, a.name, notes=notes, demo_video=a.demo_video or None,
-                                 emit=emit)
+        meta = evaluate_and_card(data, res, a.out, a.name, notes=notes, cross_site=xres,
+                                 demo_video=a.demo_video or None, emit=emit, argv=list(argv or sys.argv[1:]))
     except PolypDataError as e:
         print(f"polyp-train: {e}", file=sys.stderr)
         return 2
