@@ -33,11 +33,15 @@ def test_an_old_cycle_is_freed_by_the_periodic_full_collection(qtbot, monkeypatc
     assert ref() is None
 
 
-def test_views_dropped_while_a_thread_allocates_survive_with_the_guard():
-    """tests/soak/gc_repro.py with the guard: widgets with running timers, left to the collector while a
-    thread allocates (without the guard this segfaults in every run: `make soak` shows both)."""
-    p = subprocess.run([sys.executable, "-m", "tests.soak.gc_repro", "--views", "120", "--no-show", "--guard"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+def test_views_deleted_as_lightbox_does_survive_while_a_thread_allocates():
+    """tests/soak/gc_repro.py as Lightbox runs: the guard installed (collection on the UI thread) and each
+    view deleted explicitly (deleteLater) rather than left to the collector, while a thread allocates as a
+    job does. Measured: 0 crashes in 10 runs this way; with the guard but views left to the collector, 3
+    crashes in 15 runs (a timer event reaching a view whose Python wrapper was freed; gdb backtrace in
+    README); without the guard, every run. So the guard alone is not enough and the explicit deletion of
+    windows and dialogs is part of the fix."""
+    p = subprocess.run([sys.executable, "-m", "tests.soak.gc_repro", "--views", "120", "--no-show", "--guard",
+                        "--delete-later"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "survived 120 views" in p.stdout and "Timers cannot be stopped" not in p.stderr
 
