@@ -402,7 +402,8 @@ def _outputs(r: Any) -> dict:
     return getattr(r, "outputs", None) or (r.get("outputs") if isinstance(r, Mapping) else None) or {}
 
 
-def _num(v: Any) -> float | None:
+def finite_number(v: Any) -> float | None:
+    """A stored value as a finite number, or None (booleans, text, NaN and infinities are not numbers)."""
     if isinstance(v, bool) or v is None:
         return None
     try:
@@ -444,10 +445,10 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
             used.append(r)
 
     if modality == "echo":
-        hit = _latest_with(results, lambda k, v, m: k == "LVEF_whole_video_%" and _num(v) is not None)
+        hit = _latest_with(results, lambda k, v, m: k == "LVEF_whole_video_%" and finite_number(v) is not None)
         if hit:
             r, k = hit
-            ef = _num(_outputs(r)[k])
+            ef = finite_number(_outputs(r)[k])
             cat = _outputs(r).get("LVEF_category")
             parts.append(f"EF {ef:.0f} %" + (f" ({cat})" if cat else ""))
             metrics["EF %"] = ef
@@ -464,43 +465,43 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
             parts.append(f"rhythm {labels['rhythm']}")
             verdict = _worse(verdict, _rhythm_verdict(labels["rhythm"]))
             use(r)
-        hit = _latest_with(results, lambda k, v, m: k == "af_risk_5y" and _num(v) is not None)
+        hit = _latest_with(results, lambda k, v, m: k == "af_risk_5y" and finite_number(v) is not None)
         if hit:
             r, k = hit
-            v = _num(_outputs(r)[k])
+            v = finite_number(_outputs(r)[k])
             parts.append(f"AF risk 5 y {100 * v:.0f} %")
             metrics["AF risk 5 y %"] = round(100 * v, 2)
             use(r)
-        hit = _latest_with(results, lambda k, v, m: k == "heart_rate_bpm" and _num(v) is not None)
+        hit = _latest_with(results, lambda k, v, m: k == "heart_rate_bpm" and finite_number(v) is not None)
         if hit:
             r, k = hit
-            v = _num(_outputs(r)[k])
+            v = finite_number(_outputs(r)[k])
             parts.append(f"HR {v:.0f}/min")
             metrics["heart rate /min"] = v
             use(r)
     elif modality == "xray":
-        hit = _latest_with(results, lambda k, v, m: (_num(v) is not None) and 0.0 <= _num(v) <= 1.0 and (
+        hit = _latest_with(results, lambda k, v, m: (finite_number(v) is not None) and 0.0 <= finite_number(v) <= 1.0 and (
             "pneumonia" in k.lower() or ("pneumonia" in m and k in ("probability", "p", "score"))))
         if hit:
             r, k = hit
-            v = _num(_outputs(r)[k])
+            v = finite_number(_outputs(r)[k])
             parts.append(f"P(pneumonia) {v:.2f}")
             metrics["P(pneumonia)"] = v
             use(r)
             lab = _outputs(r).get("label") or _outputs(r).get("prediction")
             if isinstance(lab, str) and lab:
                 labels["pneumonia"] = lab
-            thr = _num(_outputs(r).get("threshold"))
+            thr = finite_number(_outputs(r).get("threshold"))
             if thr is not None:
                 verdict = _worse(verdict, "abnormal" if v >= thr else "normal")
             elif isinstance(lab, str) and lab:
                 verdict = _worse(verdict, "normal" if lab.lower() == "normal" else
                                  "abnormal" if "pneumonia" in lab.lower() else "")
-        hit = _latest_with(results, lambda k, v, m: k == "anomaly_score" and _num(v) is not None)
+        hit = _latest_with(results, lambda k, v, m: k == "anomaly_score" and finite_number(v) is not None)
         if hit:
             r, k = hit
             o = _outputs(r)
-            v = _num(o[k])
+            v = finite_number(o[k])
             band = o.get("risk_band")
             parts.append(f"anomaly {v:.2f}" + (f" ({band})" if band else ""))
             metrics["anomaly score"] = v
@@ -514,16 +515,16 @@ def key_result(modality: str, results: Iterable[Any], findings: Iterable[Mapping
         if hit:
             r, k = hit
             o = _outputs(r)
-            p = _num(o.get("probability"))
+            p = finite_number(o.get("probability"))
             parts.append(str(o[k]) + (f" ({p:.2f})" if p is not None else ""))
             labels["heart sound"] = str(o[k])
             verdict = {"abnormal": "abnormal", "normal": "normal"}.get(str(o[k]).lower(), "")
             use(r)
     elif modality == "endo":
         fs = [f for f in findings if (f.get("status") or "proposed") != "rejected"]
-        hit = _latest_with(results, lambda k, v, m: k == "findings_count" and _num(v) is not None)
+        hit = _latest_with(results, lambda k, v, m: k == "findings_count" and finite_number(v) is not None)
         if fs or hit:
-            n = len(fs) if fs else int(_num(_outputs(hit[0])["findings_count"]))
+            n = len(fs) if fs else int(finite_number(_outputs(hit[0])["findings_count"]))
             confirmed = sum(1 for f in fs if f.get("status") == "confirmed")
             parts.append(f"{n} polyp finding{'s' if n != 1 else ''}" + (f", {confirmed} confirmed" if confirmed else ""))
             metrics["polyp findings"] = float(n)

@@ -467,22 +467,9 @@ def _markers_overlap(canvas) -> int:
 
 
 def _dicom(path: Path, date: str, img):
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from tests.xray_fixtures import cr_dicom
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "CR"
-    ds.PatientName, ds.PatientID, ds.StudyDate = "ROE^RICHARD", "P-2002", date
-    ds.Rows, ds.Columns = img.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = img.tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
-    return path
+    return cr_dicom(path, img, date, "ROE^RICHARD", "P-2002")
 
 
 # -- running -------------------------------------------------------------------------------------------------

@@ -135,23 +135,10 @@ def test_main_window_patients_actions(main_window, qtbot, tmp_path, monkeypatch)
 
 
 def _xray_dicom(path, date, value_scale=1.0):
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from tests.xray_fixtures import cr_dicom
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "CR"
-    ds.PatientName, ds.PatientID, ds.StudyDate = "DOE^JOHN", "P1", date
     img = (np.add.outer(np.arange(128), np.arange(128)) * 8 * value_scale).astype(np.uint16)
-    ds.Rows, ds.Columns = img.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = img.tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
-    return path
+    return cr_dicom(path, img, date)
 
 
 def test_compare_xray_links_zoom_pan_and_window(qtbot, store, tmp_path):

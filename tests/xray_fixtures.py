@@ -23,3 +23,25 @@ def weight_files(tmp_path_factory):
     vgg = make_vgg16_file(d / VGG_FILE, seed=0)
     yield vgg, make_heads_file(d / HEADS_FILE, seed=1, vgg_path=vgg)
     shutil.rmtree(d, ignore_errors=True)
+
+
+def cr_dicom(path, img, date: str, name: str = "DOE^JOHN", patient_id: str = "P1"):
+    """A minimal CR DICOM of ``img`` (uint8 -> 8 bits stored, uint16 -> 12 bits) for patient/compare tests."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID, "CR"
+    ds.PatientName, ds.PatientID, ds.StudyDate = name, patient_id, date
+    ds.Rows, ds.Columns = img.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    bits = (8, 8, 7) if img.dtype.itemsize == 1 else (16, 12, 11)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits
+    ds.PixelRepresentation = 0
+    ds.PixelData = img.tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return path

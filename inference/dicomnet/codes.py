@@ -8,7 +8,6 @@ else ``LBX-`` and a hash of it; its meaning is the key itself, so a reader sees 
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from typing import Any
 
@@ -93,10 +92,7 @@ def qualitative_value(key: str, v: Any):
 
 
 def finite(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+    """A result value as a finite number, or None (booleans, text, NaN and infinities are not numbers)."""
+    from inference.patients import finite_number
+
+    return finite_number(v)
