@@ -27,8 +27,8 @@ from inference.atomic import atomic_path
 from inference.pcg.dataset import DatasetError, Item, classes_of, scan, split
 from inference.pcg.features import FeatureSpec, fit_length, recording_logmel, standardise, windows
 from inference.pcg.metrics import evaluate
-from inference.training import (cache_dir, embed_onnx_metadata, event_printer, file_facts, max_abs_diff,
-                                onnx_session, pct as _pct, report_error, seed_everything, state_snapshot,
+from inference.training import (cache_dir, embed_onnx_metadata, event_printer, file_facts, fit, max_abs_diff,
+                                onnx_session, pct as _pct, report_error, seed_everything,
                                 write_card)
 from inference.training import read_onnx_metadata as _read_onnx_metadata
 
@@ -160,8 +160,6 @@ def train(items: list[Item], out_dir: str | Path, name: str = "heart_sound_cnn",
     counts = np.bincount(labels[tr_idx], minlength=len(classes)).astype(float)
     cw = counts.sum() / (len(classes) * np.maximum(counts, 1))
     net = HeartSoundCNN(len(classes), width=width)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=lr / 100)
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(cw, dtype=torch.float32))
     # validation during training uses a 2-s window hop (cheaper); the final evaluation uses the model's own
     va_x, va_owner = _record_windows(feats, va_idx, replace(spec, hop_s=max(spec.hop_s, 2.0)))
@@ -175,51 +173,57 @@ def train(items: list[Item], out_dir: str | Path, name: str = "heart_sound_cnn",
                 out.append(torch.softmax(net(torch.from_numpy(x[s:s + 256])), 1).numpy())
         return np.concatenate(out)
 
-    best, best_state, best_epoch, stale, history = -1.0, None, 0, 0, []
-    stopped = "max epochs"
-    for ep in range(1, epochs + 1):
-        t0 = time.time()
+    # the one training loop (inference.training.fit); this model brings its sampling, loss and metrics
+    tally = {"correct": 0, "n": 0, "t0": time.time(), "best_epoch": 0}
+
+    def batches(epoch: int):
+        tally.update(correct=0, n=0, t0=time.time())
         x, y = _sample_windows(feats, tr_idx, labels, spec, windows_per_record, rng)
         perm = rng.permutation(len(x))
-        net.train()
-        tot, correct, nb = 0.0, 0, 0
         for s in range(0, len(perm), batch):
             b = perm[s:s + batch]
             if len(b) < 2:
                 continue
-            xb, yb = torch.from_numpy(x[b]), torch.from_numpy(y[b])
-            opt.zero_grad()
-            logits = net(xb)
-            loss = loss_fn(logits, yb)
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach()) * len(b)
-            correct += int((logits.argmax(1) == yb).sum())
-            nb += len(b)
             if should_stop and should_stop():
                 raise KeyboardInterrupt("stopped")
+            yield torch.from_numpy(x[b]), torch.from_numpy(y[b])
+
+    def step(model, b):
+        xb, yb = b
+        logits = model(xb)
+        tally["correct"] += int((logits.argmax(1) == yb).sum())
+        tally["n"] += len(yb)
+        return loss_fn(logits, yb)
+
+    def validate(model) -> dict:
         wp = predict(va_x)
         va_loss = float(np.mean(-np.log(np.maximum(wp[np.arange(len(wp)), va_wy], 1e-7)) * cw[va_wy]) / np.mean(cw[va_wy]))
-        rp = _record_probs(wp, va_owner, len(va_idx))
-        vm = evaluate(labels[va_idx], rp.argmax(1), classes)
-        row = {"event": "epoch", "epoch": ep, "train_loss": tot / max(nb, 1), "train_acc": correct / max(nb, 1),
-               "val_loss": va_loss, "val_acc": vm["accuracy"], "val_balanced_acc": vm["balanced_accuracy"],
-               "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1),
-               "windows_per_s": round(nb / max(time.time() - t0, 1e-6), 1)}
+        vm = evaluate(labels[va_idx], _record_probs(wp, va_owner, len(va_idx)).argmax(1), classes)
+        # balanced accuracy, equal accuracies told apart by the loss
+        return {"loss": va_loss, "acc": vm["accuracy"], "balanced_acc": vm["balanced_accuracy"],
+                "score": vm["balanced_accuracy"] - 1e-3 * va_loss}
+
+    history: list[dict] = []
+
+    def on_epoch_event(e: dict) -> None:  # the event the retraining monitor reads (1-based epochs)
+        if e.get("event") != "epoch":
+            return emit(e)
+        ep = int(e["epoch"]) + 1
+        if e.get("best"):
+            tally["best_epoch"] = ep
+        secs = max(time.time() - tally["t0"], 1e-6)
+        row = {"event": "epoch", "epoch": ep, "train_loss": e["train_loss"],
+               "train_acc": tally["correct"] / max(tally["n"], 1), "val_loss": e["val_loss"],
+               "val_acc": e["val_acc"], "val_balanced_acc": e["val_balanced_acc"], "lr": e["lr"],
+               "seconds": e["seconds"], "windows_per_s": round(tally["n"] / secs, 1),
+               "best_epoch": tally["best_epoch"]}
         history.append(row)
-        score = vm["balanced_accuracy"] - 1e-3 * va_loss  # tie-break equal accuracies by loss
-        if score > best:
-            best, best_epoch, stale = score, ep, 0
-            best_state = state_snapshot(net)
-        else:
-            stale += 1
-        row["best_epoch"] = best_epoch
         emit(row)
-        sched.step()
-        if stale >= patience:
-            stopped = f"early stop: no validation improvement for {patience} epochs"
-            break
-    net.load_state_dict(best_state)
+
+    res = fit(net, batches, step, validate, epochs=epochs, patience=patience, lr=lr, weight_decay=1e-3,
+              monitor="score", emit=on_epoch_event)
+    best_epoch = res.best_epoch + 1
+    stopped = res.stopped
     net.eval()
 
     onnx_path = out_dir / f"{name}.onnx"
