@@ -297,6 +297,15 @@ def test_polyp_train_command_end_to_end_on_a_tiny_fake_dataset(tmp_path, monkeyp
     assert pp["persist_confidence"] in (0.5, 0.6, 0.7, 0.8, 0.9) and meta["metrics"]["false_findings"]["persist_confidence"] == pp["persist_confidence"]
     card = (out / "polyp_unet.md").read_text()
     assert "finalised without further training" in card and "persist_confidence" in card and "previous model" in card
+    assert meta["domain_gate"]["limit"] > 0 and meta["metrics"]["domain_gate"]["rows"] and "Feature gate" in card
+
+    # the feature gate's figures added to an existing card without rescoring the test split (one logged look:
+    # refusals and calls only); Dice and detection figures are kept as they were
+    assert main(args + ["--stage", "gate", "--no-cross-site"]) == 0
+    meta2 = json.loads((out / "polyp_unet.json").read_text())
+    assert len(meta2["test_looks"]) == 4 and "no Dice" in meta2["test_looks"][-1]["what"]
+    assert meta2["metrics"]["segmentation_test"] == meta["metrics"]["segmentation_test"]
+    assert meta2["metrics"]["detection_test"] == meta["metrics"]["detection_test"]
 
 
 # -- gate ---------------------------------------------------------------------------------------
