@@ -505,6 +505,13 @@ def model_card(m: dict) -> str:
                  + "\nFinalising those checkpoints without further training (validation, export, agreement check, operating "
                    "points, the look at the test split, this card):\n\n"
                  + f"    {m['command']}") if tc else f"    {m['command']}"
+    if m.get("gate_command"):
+        reproduce += ("\n\nThe feature gate was added later to these finalised weights: re-export from the same checkpoints "
+                      "(fits the gate on training frames and its limit on validation frames; scores nothing), then add the "
+                      "gate's figures to this card (one logged look at the test split: refusals only):\n\n"
+                      "    lightbox polyp-train DATA_DIR --out resources/models --stage main --epochs 0 --init $LIGHTBOX_POLYP_CACHE/polyp_unet-seed2020-best.pt --init-log main.log\n"
+                      "    lightbox polyp-train DATA_DIR --out resources/models --stage cross-site --epochs 0 --cross-init $LIGHTBOX_POLYP_CACHE/polyp_unet_without_cvc-seed2020-best.pt --cross-init-log cross.log\n"
+                      f"    {m['gate_command']}")
     fg = M.get("domain_gate")
     gate_facts = m.get("domain_gate") or {}
     feature_gate = ""
@@ -513,6 +520,15 @@ def model_card(m: dict) -> str:
                            f"{pct(v['refused'] / max(v['frames'], 1))} | {v['called_polyp']} |" for k, v in fg["rows"].items())
         fit_on = ", ".join(f"{n} {NAMES.get(k, k)}" for k, n in gate_facts["fit_on"].items())
         lim_on = ", ".join(f"{n} {NAMES.get(k, k)}" for k, n in gate_facts["limit_on"].items())
+        re_exp = m.get("re_export") or {}
+        re_note = ""
+        if re_exp.get("previous_onnx_sha256"):
+            re_note = (f"This file is a re-export of the same checkpoint ({re_exp.get('from_checkpoint')}) as the file scored above "
+                       f"(`{re_exp['previous_onnx_sha256'][:12]}`), with the two gate outputs added; the figures above were not "
+                       "measured again" + (f" (its `mask` output differs from the previous file's by at most "
+                       f"{re_exp['mask_probability_max_abs_diff_vs_previous']:.1e} in probability, "
+                       f"{100 * re_exp['mask_pixels_disagreeing_vs_previous']:.3f} % of mask pixels, on {re_exp['checked_on']})"
+                       if "checked_on" in re_exp else "") + ". ")
         feature_gate = f"""
 ### Feature gate (what the network sees)
 The colour rule lets through anything red-pink. Behind it, the network's own features decide: the ONNX file's
@@ -527,7 +543,7 @@ A frame over the limit is answered "outside what this model was trained on: unli
 |---|---|---|---|---|---|
 {frows}
 
-The internal-test rows are a look at the test split (logged below; refusals and calls only, no Dice). The
+{re_note}The internal-test rows are a look at the test split (logged below; refusals and calls only, no Dice). The
 cross-site row uses the model trained without CVC-ClinicDB with its own gate (fitted on its own training frames):
 how a centre the model never saw fares. Refused polyp frames are missed polyps: the detection figures above were
 measured before this gate existed (colour rule only); with it, a test polyp frame counts as detected only when it is

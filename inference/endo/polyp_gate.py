@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-GATE_DIMS = 64        # principal components kept (1782 training frames; 320 features)
+GATE_DIMS = 320       # principal components kept: all 320 features (1782 training frames)
 GATE_SHRINK = 0.05    # eigenvalues shrunk this far toward their mean
 GATE_KEEP = 0.99      # the limit keeps at least this fraction of the validation frames in domain
 
@@ -52,11 +52,16 @@ def distances(feats: np.ndarray, mu: np.ndarray, proj: np.ndarray) -> np.ndarray
     return (z * z).sum(1)
 
 
+LIMIT_MARGIN = 1e-3  # the torch-vs-ONNX tolerance of the 'ood' output (agreement check), so the frame that sets
+                     # the limit stays in domain when the app computes its distance with ONNX Runtime
+
+
 def limit_for(val_dist: np.ndarray, keep: float = GATE_KEEP) -> float:
-    """The smallest distance that keeps >= ``keep`` of the validation frames (<= limit is in domain)."""
+    """The smallest distance that keeps >= ``keep`` of the validation frames (<= limit is in domain), raised
+    by ``LIMIT_MARGIN`` (relative)."""
     d = np.sort(np.asarray(val_dist, np.float64))
     k = int(np.ceil(keep * len(d))) - 1
-    return float(d[min(max(k, 0), len(d) - 1)])
+    return float(d[min(max(k, 0), len(d) - 1)]) * (1 + LIMIT_MARGIN)
 
 
 def fit_gate(net, data: dict, use: np.ndarray, size: int, *, dims: int = GATE_DIMS, shrink: float = GATE_SHRINK,
@@ -81,7 +86,8 @@ def fit_gate(net, data: dict, use: np.ndarray, size: int, *, dims: int = GATE_DI
         "dims": dims, "shrink": shrink, "keep": keep,
         "fit_on": {s: int((source[tr] == s).sum()) for s in sorted(set(source[tr]))},
         "limit_on": {s: int((source[va] == s).sum()) for s in sorted(set(source[va]))},
-        "rule": f"the smallest distance that keeps >= {keep:.0%} of the validation frames in domain",
+        "rule": f"the smallest distance that keeps >= {keep:.0%} of the validation frames in domain (+{LIMIT_MARGIN:.1%}, "
+                "the torch-vs-ONNX tolerance)",
         "train_distance_quantiles": {q: round(float(np.quantile(d_tr, float(q))), 2) for q in ("0.5", "0.99")},
         "val_refused": int((d_va > limit).sum()), "val_frames": int(len(d_va)),
         "val_refused_by_source": {s: int((d_va[source[va] == s] > limit).sum()) for s in sorted(set(source[va]))},
@@ -181,7 +187,7 @@ def card_update(data: dict, res: dict, xres: dict | None, out_dir, name: str, *,
 
     from ..training import write_card
     from .polyp import PolypSegmenter
-    from .polyp_eval import _public_args, demo_findings, log_look, model_card, speed
+    from .polyp_eval import demo_findings, log_look, model_card, speed
 
     out_dir = Path(out_dir)
     onnx_path = out_dir / f"{name}.onnx"
@@ -223,7 +229,9 @@ def card_update(data: dict, res: dict, xres: dict | None, out_dir, name: str, *,
     meta["torch_onnx_agreement"] = res["agreement"]
     meta["test_looks"] = looks
     meta["onnx_sha256"], meta["onnx_bytes"] = sha, onnx_path.stat().st_size
-    meta["gate_command"] = "lightbox polyp-train " + " ".join(_public_args(argv or []))
+    meta["gate_command"] = ("lightbox polyp-train DATA_DIR --out " + str(out_dir) + " --stage gate"
+                            + (" --previous-onnx PREVIOUS.onnx" if previous_onnx else "")
+                            + (" --no-cross-site" if xres is None else ""))
     meta["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_card(out_dir, name, meta, model_card(meta), indent=1, default=float, end="\n")
     emit({"event": "card", "onnx_sha256": sha, "limit": fg["limit"]})
