@@ -144,10 +144,14 @@ def _run(tmp_path, frames, name, registry, monkeypatch=None, broken: str | None 
 
         def model(reg, mid, threads=None):
             seg = real(reg, mid, threads)
-            orig = seg.probabilities
-            seg.probabilities = {"constant-1": lambda fr: np.ones_like(orig(fr)),
-                                 "constant-0": lambda fr: np.zeros_like(orig(fr)),
-                                 "inverted": lambda fr: 1.0 - orig(fr)}[broken]
+            orig = seg.run  # (probability maps, feature-gate distances): the maps are broken, the gate kept
+            bend = {"constant-1": np.ones_like, "constant-0": np.zeros_like, "inverted": lambda p: 1.0 - p}[broken]
+
+            def run(fr):
+                p, dist = orig(fr)
+                return bend(p), dist
+
+            seg.run = run
             return seg
 
         monkeypatch.setattr(pipeline, "polyp_model", model)
