@@ -381,14 +381,17 @@ def test_pipeline_runs_the_bundled_model_on_a_short_clip(tmp_path, registry):
     from inference.endo import demo
     from inference.pipeline import analyse
 
-    import cv2
+    from tests.endo_clips import clip as real_clip
 
-    imgs, _ = _blob_frames(30, seed=5)
-    clip = demo.write_video(tmp_path / "clip.mp4", [cv2.resize(f, (128, 128)) for f in imgs], fps=25)
+    # real polyp frames (the Kvasir-SEG fixtures in a slow camera move): synthetic blobs are outside the model's
+    # domain now (its feature gate), so they no longer exercise the model's answers
+    frames = real_clip("moving", per=6)[0]
+    clip = demo.write_video(tmp_path / "clip.mp4", frames, fps=25)
     r = analyse(open_study(clip), None, registry)
     o = r.outputs
     assert r.model_id == "endo-polyp-lightbox" and not r.clinical
-    assert o["frames_total"] == 30 and o["frames_out_of_domain"] == 0 and "persistence" in o
+    assert o["frames_total"] == 30 and o["frames_out_of_domain"] <= 0.1 * o["frames_to_model"] and "persistence" in o
+    assert o["_findings"]
     for f in o["_findings"]:
         assert {"time_s", "frame_index", "confidence", "box", "area"} <= set(f)
 
@@ -466,8 +469,9 @@ def test_analyse_command_files_the_proposed_findings_like_the_viewer(tmp_path, c
     from app.cli import main
     from app.store import Store
     from inference.endo import demo
+    from tests.endo_clips import clip
 
-    video = demo.make(tmp_path)
+    video = demo.write_video(tmp_path / "polyps.mp4", clip("moving", per=25)[0], fps=25)  # real polyp frames
     db = tmp_path / "a.sqlite"
     assert main(["analyse", str(video), "--db", str(db), "--pdf", str(tmp_path / "r.pdf")]) == 0
     out = capsys.readouterr().out
