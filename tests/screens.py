@@ -292,7 +292,10 @@ class Scenes:
             sys.path.insert(0, str(ROOT))
         from tests.endo_clips import clip
 
-        return clip("moving", per=25)[0]
+        import cv2
+
+        # square, as the demo's 256x256 frames were (the model resizes every frame to its square input anyway)
+        return [cv2.resize(f, (256, 256), interpolation=cv2.INTER_LINEAR) for f in clip("moving", per=25)[0]]
 
     def endo(self):
         """A withdrawal-like clip of real polyp frames analysed by the bundled polyp model, on its first
@@ -313,7 +316,7 @@ class Scenes:
         out = []
         for f in self._polyp_clip()[:50]:
             c = np.zeros((720, 1280, 3), np.uint8)
-            c[80:640, 320:960] = cv2.resize(f, (640, 560), interpolation=cv2.INTER_LINEAR)
+            c[40:680, 320:960] = cv2.resize(f, (640, 640), interpolation=cv2.INTER_LINEAR)
             cv2.putText(c, "ID 0001  CVP:9  Z:1.0", (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
             out.append(c)
         path = write_video(self.tmp / "endo_720p.mp4", out)
