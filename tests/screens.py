@@ -307,14 +307,14 @@ class Scenes:
 
     def endo_wide(self):
         """A 16:9 720p recording as HD video processors write it: the scope's image in the middle of a black
-        1280x720 frame with text beside it (the first two real polyps of the clip above), analysed."""
+        1280x720 frame with text beside it (the first real polyp of the clip above), analysed."""
         import cv2
         import numpy as np
 
         from inference.endo.demo import write_video
 
         out = []
-        for f in self._polyp_clip()[:50]:
+        for f in self._polyp_clip()[:25]:  # one polyp, one finding (as the demo passage had)
             c = np.zeros((720, 1280, 3), np.uint8)
             c[40:680, 320:960] = cv2.resize(f, (640, 640), interpolation=cv2.INTER_LINEAR)
             cv2.putText(c, "ID 0001  CVP:9  Z:1.0", (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
