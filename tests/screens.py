@@ -302,7 +302,7 @@ class Scenes:
         finding's key frame."""
         from inference.endo.demo import write_video
 
-        path = write_video(self.tmp / "endo_polyps.mp4", self._polyp_clip())
+        path = write_video(self.tmp / "endo_polyps.mp4", self._polyp_clip()[:50])  # two polyps: two findings, as the demo had
         return self._endo_facts(self.open(path, "endo-polyp-lightbox"))
 
     def endo_wide(self):
