@@ -309,3 +309,19 @@ def agreement_check(module, path: str | Path, inputs: dict[str, Any], *, tol: fl
         raise AssertionError(f"torch and ONNX disagree on {', '.join(bad)} ({', '.join(f'{per[n]:.3g}' for n in bad)}; "
                              f"tol {tol:g}) on {path}")
     return out
+
+
+def fit_whitening(feats, dims: int = 64, shrink: float = 0.05):
+    """(mu, P): z = (f - mu) @ P is the training features' top ``dims`` principal components, whitened
+    (eigenvalues shrunk toward their mean: a shrinkage covariance); ``|z|^2`` is then a Mahalanobis
+    distance in that space (the out-of-domain score of the X-ray and polyp models)."""
+    import numpy as np
+
+    f = np.asarray(feats, np.float64)
+    mu = f.mean(0)
+    c = np.cov(f - mu, rowvar=False)
+    ev, vec = np.linalg.eigh(c)
+    order = np.argsort(ev)[::-1][:dims]
+    ev, vec = ev[order], vec[:, order]
+    ev = (1 - shrink) * ev + shrink * ev.mean() + 1e-6  # floor: a near-constant feature never explodes
+    return mu.astype(np.float32), (vec / np.sqrt(ev)).astype(np.float32)

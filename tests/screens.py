@@ -283,21 +283,38 @@ class Scenes:
         return self.win, v, share(v, v.glw, img), {"panels": len(shown), "heatmap": v.heat is not None,
                                                    "heatmap_shown": v.heat_layers[0].isVisible()}
 
+    @staticmethod
+    def _polyp_clip():
+        """Real polyp frames with a known answer (tests/endo_clips: the five Kvasir-SEG fixtures, each seen for
+        a second in a slow camera move, joined by hard cuts). The synthetic demo withdrawal is outside the polyp
+        model's domain (its feature gate answers every frame so: no finding to show)."""
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        from tests.endo_clips import clip
+
+        import cv2
+
+        # square, as the demo's 256x256 frames were (the model resizes every frame to its square input anyway)
+        return [cv2.resize(f, (256, 256), interpolation=cv2.INTER_LINEAR) for f in clip("moving", per=25)[0]]
+
     def endo(self):
-        """The demo withdrawal analysed by the bundled polyp model, on its first finding's key frame."""
-        v = self.open(self.demo["endo"], "endo-polyp-lightbox")
-        return self._endo_facts(v)
+        """A withdrawal-like clip of real polyp frames analysed by the bundled polyp model, on its first
+        finding's key frame."""
+        from inference.endo.demo import write_video
+
+        path = write_video(self.tmp / "endo_polyps.mp4", self._polyp_clip()[:50])  # two polyps: two findings, as the demo had
+        return self._endo_facts(self.open(path, "endo-polyp-lightbox"))
 
     def endo_wide(self):
         """A 16:9 720p recording as HD video processors write it: the scope's image in the middle of a black
-        1280x720 frame with text beside it (the demo's polyp passage), analysed."""
+        1280x720 frame with text beside it (the first real polyp of the clip above), analysed."""
         import cv2
         import numpy as np
 
-        from inference.endo.demo import frames, write_video
+        from inference.endo.demo import write_video
 
         out = []
-        for f in frames()[84:116]:
+        for f in self._polyp_clip()[:25]:  # one polyp, one finding (as the demo passage had)
             c = np.zeros((720, 1280, 3), np.uint8)
             c[40:680, 320:960] = cv2.resize(f, (640, 640), interpolation=cv2.INTER_LINEAR)
             cv2.putText(c, "ID 0001  CVP:9  Z:1.0", (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)

@@ -144,10 +144,14 @@ def _run(tmp_path, frames, name, registry, monkeypatch=None, broken: str | None 
 
         def model(reg, mid, threads=None):
             seg = real(reg, mid, threads)
-            orig = seg.probabilities
-            seg.probabilities = {"constant-1": lambda fr: np.ones_like(orig(fr)),
-                                 "constant-0": lambda fr: np.zeros_like(orig(fr)),
-                                 "inverted": lambda fr: 1.0 - orig(fr)}[broken]
+            orig = seg.run  # (probability maps, feature-gate distances): the maps are broken, the gate kept
+            bend = {"constant-1": np.ones_like, "constant-0": np.zeros_like, "inverted": lambda p: 1.0 - p}[broken]
+
+            def run(fr):
+                p, dist = orig(fr)
+                return bend(p), dist
+
+            seg.run = run
             return seg
 
         monkeypatch.setattr(pipeline, "polyp_model", model)
@@ -206,24 +210,21 @@ def test_the_finding_checks_fail_on_a_broken_model(tmp_path, registry, monkeypat
         _check_five(r, track, masks, segs, 40)
 
 
-@pytest.mark.xfail(strict=True, reason="the v2 polyp model (issue 25) marks most of every synthetic demo frame as polyp "
-                   "at confidence ~1.0 (resources/models/polyp_unet.md): the demo video needs a realistic replacement")
-def test_demo_video_gets_no_false_finding(tmp_path, registry):
-    """The demo's polyp-like blob is in view on frames 88-117 and 215-234; the rest is plain synthetic
-    mucosa, on which the previous bundled model flickered at moderate confidence (0.6-0.7): the persistence
-    rule's confidence condition (manifest persist_confidence) kept those from becoming findings. The v2 model
-    calls the synthetic tunnel polyp with confidence ~1.0, so no rule removes them (strict xfail: it fails
-    the suite once fixed, to take the mark off)."""
+def test_demo_video_is_outside_the_model_and_says_so(tmp_path, registry):
+    """The demo video is synthetic (a pink textured tunnel with a planted blob). The v2 polyp model called every
+    frame of it polyp at confidence ~1.0; its feature gate (resources/models/polyp_unet.md) now answers each
+    usable frame 'outside what this model was trained on': no mask, no finding, and the result says so."""
     from inference.detect import open_study
     from inference.endo import demo
+    from inference.endo.polyp import OUT_OF_DOMAIN
     from inference.pipeline import analyse
 
     r = analyse(open_study(demo.make(tmp_path)), None, registry)
-    fs = r.outputs["_findings"]
-    for f in fs:
-        assert any(a <= f["frame_index"] < b and a - 10 <= f["first_frame"] and f["last_frame"] < b + 3
-                   for a, b in demo.BLOB_FRAMES), f
-    assert {next(k for k, (a, b) in enumerate(demo.BLOB_FRAMES) if a <= f["frame_index"] < b) for f in fs} == {0, 1}
+    o = r.outputs
+    assert o["_findings"] == [] and o["findings_count"] == 0
+    assert o["frames_to_model"] == demo.TRUTH["frames_analysed"]
+    assert o["frames_out_of_domain"] == o["frames_to_model"]  # every analysed frame refused
+    assert any(OUT_OF_DOMAIN in n and "no finding" in n for n in r.notes), r.notes
 
 
 def test_a_user_installed_models_detections_are_split_at_scene_cuts():

@@ -34,21 +34,32 @@ def _fixture_verdict(seg) -> dict:
 
     from inference.metrics import dice_iou
 
-    dice, found, flagged = [], 0, 0
+    dice, found, flagged, refused = [], 0, 0, []
     for r, img, m in _fixtures():
         res = seg.analyse([img])[0]
-        assert res.in_domain, r["file"]
-        if r["polyp"]:
-            p = cv2.resize(res.prob, (m.shape[1], m.shape[0]), interpolation=cv2.INTER_LINEAR) >= 128
+        if r["polyp"]:  # the mask's quality, whatever the gate says (a refused frame shows no mask: a miss, below)
+            prob = (seg.probabilities([img])[0] * 255).astype(np.uint8)
+            p = cv2.resize(prob, (m.shape[1], m.shape[0]), interpolation=cv2.INTER_LINEAR) >= 128
             dice.append(dice_iou(p, m)[0])
+        if not res.in_domain:  # answered 'outside what this model was trained on': no mask, a missed polyp
+            assert res.prob is None and not res.polyp and "trained on" in res.domain_note
+            refused.append(r["file"])
+            continue
+        if r["polyp"]:
             found += res.polyp
         else:
             flagged += res.polyp
-    return {"dice": float(np.mean(dice)), "found": found, "n_polyp": len(dice), "flagged": flagged}
+    n_polyp = sum(bool(r["polyp"]) for r, _i, _m in _fixtures())
+    return {"dice": float(np.mean(dice)) if dice else 0.0, "found": found, "n_polyp": n_polyp, "flagged": flagged,
+            "refused": refused}
 
 
 def _fixture_pass(v: dict) -> bool:
-    return v["dice"] >= FIXTURE_MIN_DICE and v["found"] >= v["n_polyp"] - 1 and v["flagged"] == 0
+    """Dice of the masks over the six polyp frames (gate or not); a refused polyp frame is a missed polyp (at most one of the six:
+    the feature gate refuses ~1 % of validation frames by design, and refuses kvasir_cju17x0j4nfc10993y31pvlgs,
+    whose distance (943) is beyond every validation frame's (max 840; limit 720): resources/models/polyp_unet.md)."""
+    return (v["dice"] >= FIXTURE_MIN_DICE and v["found"] >= v["n_polyp"] - 1 and v["flagged"] == 0
+            and len(v["refused"]) <= 1)
 
 
 def _broken_variant(src: Path, dst: Path, kind: str) -> Path:

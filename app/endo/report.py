@@ -168,6 +168,11 @@ def sections(study, results, store, study_id, extra: dict[str, Any]) -> list:
         flow.append(figure(_timeline_fig(n, fps, bands, findings, cuts), 180))
 
     flow.append(Paragraph(f"Findings ({len(findings)})", H2))
+    ood = int((q.outputs.get("frames_out_of_domain") or 0) if q is not None else 0)
+    if ood and not still:
+        flow.append(Paragraph(f"{ood} of {q.outputs.get('frames_to_model')} frames given to the model ({q.model_id}) were "
+                              "<b>outside what this model was trained on</b>: they got no verdict, so no finding on them "
+                              "does not mean no polyp there.", BODY))
     if not findings:
         flow.append(Paragraph("No findings recorded.", BODY))
     else:

@@ -394,6 +394,7 @@ class EndoViewer(PanesMixin, MaskMixin, LiveMixin, FindingsMixin, ViewerBase):
         return (f"Frame selection {head}: <b>{o.get('frames_analysed')}</b> of {o.get('frames_total')} frames "
                 f"analysed · skipped {o.get('frames_skipped')} ({sk})"
                 + (f" · <b>{o.get('findings_count')}</b> finding(s) proposed" if result.model_id != "endo-quality" else "")
+                + (f" · <b>{o['frames_out_of_domain']} outside the model's domain</b>" if o.get("frames_out_of_domain") else "")
                 + (f" · {o['scene_cuts']} scene cut(s)" if o.get("scene_cuts") else "") + stamp)
 
     def _apply_kind(self) -> None:

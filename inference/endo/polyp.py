@@ -2,10 +2,13 @@
 
 ``PolypSegmenter(onnx_path).analyse(frames)`` -> one :class:`PolypFrame` per RGB uint8 frame:
 
-- ``in_domain`` / ``domain_note``: the out-of-domain gate (:func:`domain_check`). A frame that does not
-  look like a white-light colonoscopy frame (a grey X-ray, an echo frame, a photo of something else)
-  is not given to the model's verdict: no finding, and the note says it is outside what this model
-  was trained on.
+- ``in_domain`` / ``domain_note``: the out-of-domain gate, two steps. (1) :func:`domain_check`, a colour
+  rule before the model: a frame that does not look like a white-light colonoscopy frame (a grey X-ray,
+  an echo frame, a photo of something else) never reaches it. (2) The feature gate, when the ONNX file
+  has an ``ood`` output and its metadata a ``domain_gate.limit``: the whitened (Mahalanobis) distance of
+  the frame's pooled bottleneck features from the training frames' (``domain_distance``) must not exceed
+  the limit chosen on the validation split. Either way the frame gets no verdict: no mask, no finding,
+  and the note says it is outside what this model was trained on.
 - ``prob``: the polyp probability map (uint8 0..255 at the model's size; resize it to the frame to
   draw the overlay), ``confidence`` (the frame score: peak of the 5x5-smoothed probability inside the
   kept regions), ``box`` (x0, y0, x1, y1 as fractions of the frame, of the most confident region),
@@ -19,6 +22,7 @@ detections into findings (scene cuts end them, frozen frames carry them).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -26,6 +30,8 @@ import numpy as np
 from .models import IMAGENET_MEAN, IMAGENET_STD, Detection
 
 OUT_OF_DOMAIN = "outside what this model was trained on (not a white-light colonoscopy frame)"
+UNLIKE_TRAINING = "unlike every frame it was trained on"
+ONNX_META_KEY = "lightbox.polyp"
 LABEL = "polyp"
 
 
@@ -88,6 +94,7 @@ class PolypFrame:
     prob: np.ndarray | None = None      # uint8 [S, S] probability * 255 (None when out of domain)
     regions: int = 0
     mask: np.ndarray | None = None      # bool [S, S]: the kept regions (what is drawn; None when none)
+    domain_distance: float | None = None  # the feature gate's distance (None: no feature gate, or not reached)
 
     def detections(self) -> list[Detection]:
         if not self.polyp:
@@ -115,8 +122,25 @@ class PolypSegmenter:
             raise WeightsError(f"{Path(onnx_path).name}: outputs {self.runtime.output_names}; "
                                "the endo-polyp contract needs an output named 'mask' [N, 1, H, W]")
         self.threshold, self.min_area, self.gate = float(threshold), float(min_area), gate
+        self.domain_limit = self._domain_limit(onnx_path)
         self.min_confidence = float(min_confidence)
         self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+    def _domain_limit(self, onnx_path) -> float | None:
+        """The feature gate's limit from the file's metadata (None: this file has no feature gate)."""
+        if "ood" not in self.runtime.output_names:
+            return None
+        raw = self.runtime.session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
+        try:
+            limit = float(json.loads(raw)["domain_gate"]["limit"]) if raw else None
+        except (ValueError, KeyError, TypeError):
+            limit = None
+        if limit is None or not np.isfinite(limit) or limit <= 0:
+            from ..registry import WeightsError
+
+            raise WeightsError(f"{Path(onnx_path).name}: an 'ood' output without a valid domain_gate.limit in its "
+                               f"'{ONNX_META_KEY}' metadata")
+        return limit
 
     @property
     def device(self) -> str:
@@ -133,10 +157,16 @@ class PolypSegmenter:
 
     def probabilities(self, frames: list[np.ndarray]) -> np.ndarray:
         """float32 [N, h, w] polyp probability (no gate)."""
+        return self.run(frames)[0]
+
+    def run(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(float32 [N, h, w] polyp probability, float32 [N] feature distance or None), no gate."""
         if not frames:
-            return np.zeros((0, self.size, self.size), np.float32)
-        logits = self.runtime.run({self.input_name: self.preprocess(frames)})["mask"]
-        return (1.0 / (1.0 + np.exp(-np.clip(logits[:, 0].astype(np.float32), -30, 30)))).astype(np.float32)
+            return np.zeros((0, self.size, self.size), np.float32), None
+        out = self.runtime.run({self.input_name: self.preprocess(frames)})
+        p = (1.0 / (1.0 + np.exp(-np.clip(out["mask"][:, 0].astype(np.float32), -30, 30)))).astype(np.float32)
+        ood = out.get("ood")
+        return p, (np.asarray(ood, np.float32).reshape(len(frames)) if ood is not None else None)
 
     def decode(self, p: np.ndarray) -> PolypFrame:
         """A probability map -> regions, box, area, confidence (in domain)."""
@@ -176,9 +206,15 @@ class PolypSegmenter:
                     continue
             todo.append(i)
         if todo:
-            probs = self.probabilities([frames[i] for i in todo])
-            for i, p in zip(todo, probs):
+            probs, dist = self.run([frames[i] for i in todo])
+            for k, (i, p) in enumerate(zip(todo, probs)):
+                d = None if dist is None else float(dist[k])
+                if self.gate and d is not None and self.domain_limit is not None and not d <= self.domain_limit:
+                    out[i] = PolypFrame(False, f"{OUT_OF_DOMAIN}: {UNLIKE_TRAINING} (feature distance {d:.0f}, "
+                                               f"limit {self.domain_limit:.0f})", domain_distance=round(d, 2))
+                    continue
                 out[i] = self.decode(p)
+                out[i].domain_distance = None if d is None else round(d, 2)
         return out  # type: ignore[return-value]
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Detection]]:

@@ -131,3 +131,36 @@ class LiteUNet(nn.Module):
 
 def n_params(net: nn.Module) -> int:
     return int(sum(p.numel() for p in net.parameters()))
+
+
+def bottleneck_features(net: LiteUNet, x):
+    """(logits, features): the U-Net's output and the global-average-pooled stride-32 bottleneck (the 320
+    channels of the last encoder block, what the decoder starts from) -- the out-of-domain gate's space."""
+    skips = net.frozen_features(x)
+    h, taps = skips[-1], list(skips)
+    for i in range(FROZEN_UPTO + 1, len(net.blocks)):
+        h = net.blocks[i](h)
+        if i in TAPS:
+            taps.append(h)
+    s1, s2, s3, s4, s5 = taps
+    y = net.up1(net.up2(net.up3(net.up4(s5, s4), s3), s2), s1)
+    y = F.interpolate(net.head(y), scale_factor=2.0, mode="bilinear", align_corners=False)
+    return y, s5.mean((2, 3))
+
+
+class GatedUNet(nn.Module):
+    """The exported network: ``image`` -> ``mask`` (logits, unchanged), ``features`` [N, 320] (pooled
+    bottleneck) and ``ood`` [N, 1] = |(features - mu) @ P|^2, the whitened (Mahalanobis) distance from the
+    training frames' features; mu and P (see :func:`inference.training.fit_whitening`) are constants of
+    the graph, so the file's sha256 pins them."""
+
+    def __init__(self, net: LiteUNet, mu, proj):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mu", torch.as_tensor(mu, dtype=torch.float32))
+        self.register_buffer("proj", torch.as_tensor(proj, dtype=torch.float32))
+
+    def forward(self, x):
+        logits, f = bottleneck_features(self.net, x)
+        z = (f - self.mu) @ self.proj
+        return logits, f, (z * z).sum(1, keepdim=True)

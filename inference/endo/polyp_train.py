@@ -213,11 +213,22 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
                                     "resize": "whole frame to size x size, area interpolation, aspect ignored"},
             "output": {"name": "mask", "meaning": "polyp logits per pixel (sigmoid -> probability)"},
             "sources": list(sources)}
-    facts = export_onnx(net, torch.zeros(1, 3, size, size), onnx_path, input_names=["image"], output_names=["mask"],
-                        meta_key=ONNX_META_KEY, meta=meta, producer="lightbox polyp-train")
+    # the feature gate: fitted on the training frames, its limit on the validation frames (polyp_gate)
+    from .polyp_gate import fit_gate
+    from .polyp_net import GatedUNet
+
+    net.eval()
+    gate = fit_gate(net, data, use, size, emit=emit)
+    meta["output"]["features"] = "pooled stride-32 bottleneck features [N, 320]"
+    meta["output"]["ood"] = "[N, 1] whitened distance of the features from the training frames'; > domain_gate.limit: out of domain"
+    meta["domain_gate"] = gate["facts"]
+    exported = GatedUNet(net, gate["mu"], gate["proj"]).eval()
+    facts = export_onnx(exported, torch.zeros(1, 3, size, size), onnx_path, input_names=["image"],
+                        output_names=["mask", "features", "ood"], meta_key=ONNX_META_KEY, meta=meta,
+                        producer="lightbox polyp-train")
     vi = np.flatnonzero(use & (split == "val"))[:8]
     chk = to_input(resize_all(data["images"][vi], size))
-    ag = agreement_check(net, onnx_path, {"image": chk}, tol=1e-3, threads=threads)
+    ag = agreement_check(exported, onnx_path, {"image": chk}, tol=1e-3, threads=threads, rtol={"ood": 1e-3})
     from ..training import onnx_session
 
     ol = onnx_session(onnx_path, threads).run(None, {"image": chk})[0]
@@ -226,6 +237,7 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
     ag["mask_pixels_disagreeing"] = float(((tl >= 0) != (ol >= 0)).mean())
     emit({"event": "exported", "onnx": str(onnx_path), "agreement": ag})
     summary = {"onnx": str(onnx_path), "checkpoint": str(init_state if not epochs else ckpt), **facts, "agreement": ag,
+               "domain_gate": gate["facts"],
                "training": training, "views_folder": str(folder),
                "settings": {"sources": list(sources), "size": size, "seed": seed, "epochs": epochs,
                             "patience": patience, "batch": batch, "lr": lr, "encoder_lr_scale": encoder_lr_scale,
@@ -296,8 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-minutes", type=float, default=0.0, help="stop each training after this long (0 = no limit)")
     ap.add_argument("--no-cross-site", action="store_true",
                     help="skip the second training without CVC-ClinicDB (the card then has no cross-site figure)")
-    ap.add_argument("--stage", choices=("all", "main", "cross-site", "evaluate"), default="all",
-                    help="run one stage only (the others are read from the cache folder)")
+    ap.add_argument("--stage", choices=("all", "main", "cross-site", "evaluate", "gate"), default="all",
+                    help="run one stage only (the others are read from the cache folder); 'gate': add the feature "
+                         "gate's figures to the existing card in --out without rescoring the test split's Dice or "
+                         "detection (after a re-export with --stage main/cross-site --epochs 0 --init CKPT)")
+    ap.add_argument("--previous-onnx", default=None, help="with --stage gate: the file the re-export replaces "
+                                                             "(its mask output is compared with the new one's)")
     ap.add_argument("--evaluate-only", action="store_true", help="same as --stage evaluate (a logged look at the test split)")
     ap.add_argument("--demo-video", default="", help="a polyp-free video to measure the false finding rate on")
     ap.add_argument("--init", default=None, metavar="CKPT",
@@ -333,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise PolypDataError(f"no finished training run at {p} (run --stage main / cross-site first)")
             return json.loads(p.read_text())
 
+        if a.stage == "gate":
+            from .polyp_gate import card_update
+
+            meta = card_update(data, done(a.name), None if a.no_cross_site else done(xname), a.out, a.name,
+                               previous_onnx=a.previous_onnx, emit=emit, argv=list(argv or sys.argv[1:]))
+            emit({"event": "done", "onnx": str(Path(a.out) / f"{a.name}.onnx"), "sha256": meta["onnx_sha256"]})
+            return 0
         res = (train(data, a.out, a.name, init_state=a.init, previous_log=a.init_log, **kw)
                if a.stage in ("all", "main") else None)
         xres = None

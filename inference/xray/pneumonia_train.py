@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..training import event_printer, print_fields, seed_everything
+from ..training import event_printer, fit_whitening, print_fields, seed_everything
 from . import pneumonia_data as pdata
 from . import pneumonia_features as pfeat
 
@@ -167,19 +167,6 @@ def heat_reference(logit_maps: np.ndarray, y: np.ndarray, thr: float, platt: tup
     return {"zero_logit": round(float(zero), 4), "full_logit": round(max(full, float(zero) + 1.0), 4),
             "rule": "0 at the threshold's logit; 1 at the median over validation pneumonia films of each film's "
                     "95th-percentile logit-map cell"}
-
-
-def fit_whitening(feats: np.ndarray, dims: int = 64, shrink: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, P): z = (f - mu) @ P is the training features' top ``dims`` principal components, whitened
-    (eigenvalues shrunk toward their mean); the OOD score is |z|^2 (a Mahalanobis distance in that space)."""
-    f = np.asarray(feats, np.float64)
-    mu = f.mean(0)
-    c = np.cov(f - mu, rowvar=False)
-    ev, vec = np.linalg.eigh(c)
-    order = np.argsort(ev)[::-1][:dims]
-    ev, vec = ev[order], vec[:, order]
-    ev = (1 - shrink) * ev + shrink * ev.mean() + 1e-6  # floor: a near-constant feature never explodes
-    return mu.astype(np.float32), (vec / np.sqrt(ev)).astype(np.float32)
 
 
 def predict_high(high, feats, batch: int = 64) -> dict[str, np.ndarray]:

@@ -1,0 +1,238 @@
+"""The polyp model's feature gate: is a frame like the frames the model was trained on?
+
+The colour rule (:func:`inference.endo.polyp.domain_check`) stops grey, dark and non-red images before the
+model. It lets through anything red-pink -- e.g. the synthetic demo tunnel, which the model calls polyp at
+confidence ~1.0. The feature gate looks at what the network itself sees: the global-average-pooled
+bottleneck (the 320 channels of the last EfficientNet-Lite0 block the decoder starts from).
+
+- fit (:func:`fit_gate`), TRAINING frames only (the sources the model was trained on, split == 'train'):
+  mean and the top ``dims`` principal components whitened with a shrinkage covariance
+  (:func:`inference.training.fit_whitening`); the score is |z|^2, a Mahalanobis distance in that space;
+- limit, on VALIDATION frames only: the smallest distance that keeps >= ``keep`` of them in domain
+  (the ``keep`` quantile, rounded up to the next frame);
+- the constants go into the ONNX graph (output ``ood``, :class:`inference.endo.polyp_net.GatedUNet`) and the
+  limit into its ``lightbox.polyp`` metadata (``domain_gate``), so the file's sha256 pins both.
+
+:func:`gate_report` counts the frames the shipped file refuses (validation, the held-out test frames, the
+cross-site model on another centre's frames, non-endoscopy images, the synthetic demo): the card's table.
+Torch is imported by the fitting code only; the report runs the exported ONNX file through the class the
+app uses.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+GATE_DIMS = 320       # principal components kept: all 320 features (1782 training frames)
+GATE_SHRINK = 0.05    # eigenvalues shrunk this far toward their mean
+GATE_KEEP = 0.99      # the limit keeps at least this fraction of the validation frames in domain
+
+
+def torch_features(net, images: np.ndarray, size: int, batch: int = 32) -> np.ndarray:
+    """Pooled bottleneck features [N, 320] of uint8 frames (resized to ``size``), torch, eval mode."""
+    import torch
+
+    from .polyp_net import bottleneck_features
+    from .polyp_views import resize_all, to_input
+
+    net.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(images), batch):
+            x = torch.from_numpy(to_input(resize_all(np.asarray(images[s:s + batch]), size)))
+            out.append(bottleneck_features(net, x)[1].numpy())
+    return np.concatenate(out) if out else np.zeros((0, 320), np.float32)
+
+
+def distances(feats: np.ndarray, mu: np.ndarray, proj: np.ndarray) -> np.ndarray:
+    z = (np.asarray(feats, np.float64) - mu) @ proj
+    return (z * z).sum(1)
+
+
+LIMIT_MARGIN = 1e-3  # the torch-vs-ONNX tolerance of the 'ood' output (agreement check), so the frame that sets
+                     # the limit stays in domain when the app computes its distance with ONNX Runtime
+
+
+def limit_for(val_dist: np.ndarray, keep: float = GATE_KEEP) -> float:
+    """The smallest distance that keeps >= ``keep`` of the validation frames (<= limit is in domain), raised
+    by ``LIMIT_MARGIN`` (relative)."""
+    d = np.sort(np.asarray(val_dist, np.float64))
+    k = int(np.ceil(keep * len(d))) - 1
+    return float(d[min(max(k, 0), len(d) - 1)]) * (1 + LIMIT_MARGIN)
+
+
+def fit_gate(net, data: dict, use: np.ndarray, size: int, *, dims: int = GATE_DIMS, shrink: float = GATE_SHRINK,
+             keep: float = GATE_KEEP, emit: Callable[[dict], None] = lambda e: None) -> dict:
+    """Fit on the training frames of the model's sources (``use``), the limit on their validation frames.
+    Returns {'mu', 'proj', 'facts'} (facts: JSON-able, stored in the ONNX metadata and on the card)."""
+    from ..training import fit_whitening
+
+    t = time.time()
+    split, source = data["split"], data["source"]
+    tr = np.flatnonzero(use & (split == "train"))
+    va = np.flatnonzero(use & (split == "val"))
+    f_tr = torch_features(net, data["images"][tr], size)
+    f_va = torch_features(net, data["images"][va], size)
+    mu, proj = fit_whitening(f_tr, dims=dims, shrink=shrink)
+    d_tr, d_va = distances(f_tr, mu, proj), distances(f_va, mu, proj)
+    limit = limit_for(d_va, keep)
+    facts = {
+        "limit": round(limit, 3), "feature": "global-average-pooled stride-32 bottleneck (320 channels of EfficientNet-Lite0 block 15)",
+        "score": f"|(f - mu) @ P|^2: Mahalanobis distance in the top {dims} principal components of the training "
+                 f"frames' features, eigenvalues shrunk {shrink:g} toward their mean",
+        "dims": dims, "shrink": shrink, "keep": keep,
+        "fit_on": {s: int((source[tr] == s).sum()) for s in sorted(set(source[tr]))},
+        "limit_on": {s: int((source[va] == s).sum()) for s in sorted(set(source[va]))},
+        "rule": f"the smallest distance that keeps >= {keep:.0%} of the validation frames in domain (+{LIMIT_MARGIN:.1%}, "
+                "the torch-vs-ONNX tolerance)",
+        "train_distance_quantiles": {q: round(float(np.quantile(d_tr, float(q))), 2) for q in ("0.5", "0.99")},
+        "val_refused": int((d_va > limit).sum()), "val_frames": int(len(d_va)),
+        "val_refused_by_source": {s: int((d_va[source[va] == s] > limit).sum()) for s in sorted(set(source[va]))},
+        "seconds": round(time.time() - t, 1),
+    }
+    emit({"event": "domain_gate", **{k: facts[k] for k in ("limit", "fit_on", "val_refused", "val_frames", "seconds")}})
+    return {"mu": mu, "proj": proj, "facts": facts}
+
+
+# -- the card's table --------------------------------------------------------------------------------------
+def _refused(seg, frames, batch: int = 8) -> dict:
+    """How many frames the gated segmenter refuses: by the colour rule, by the feature gate; and how
+    many of the rest it calls polyp."""
+    colour = feature = polyp = 0
+    dist = []
+    for s in range(0, len(frames), batch):
+        for r in seg.analyse(list(frames[s:s + batch])):
+            if not r.in_domain:
+                if r.domain_distance is None:
+                    colour += 1
+                else:
+                    feature += 1
+            polyp += bool(r.polyp)
+            if r.domain_distance is not None:
+                dist.append(r.domain_distance)
+    n = len(frames)
+    return {"frames": n, "refused": colour + feature, "refused_colour": colour, "refused_features": feature,
+            "called_polyp": polyp, "median_distance": round(float(np.median(dist)), 1) if dist else None}
+
+
+def generated_ood(seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Non-endoscopy images generated here: uniform noise, red-pink noise (passes the colour rule)."""
+    rng = np.random.default_rng(seed)
+    noise = [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(10)]
+    pink = []
+    for _ in range(10):
+        a = rng.random((256, 256, 3))
+        pink.append(np.clip(np.stack([150 + 100 * a[..., 0], 40 + 60 * a[..., 1], 50 + 60 * a[..., 2]], -1), 0, 255)
+                    .astype(np.uint8))
+    return {"uniform noise": noise, "red-pink noise (passes the colour rule)": pink}
+
+
+def real_non_endo() -> dict[str, list[np.ndarray]]:
+    """The X-ray demo radiograph shipped in resources/xray and an echo demo frame, when present."""
+    import cv2
+
+    out: dict[str, list[np.ndarray]] = {}
+    root = Path(__file__).resolve().parents[2] / "resources" / "xray"
+    xr = [p for p in sorted(root.glob("*")) if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    imgs = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in xr if cv2.imread(str(p)) is not None]
+    if imgs:
+        out["X-ray demo radiograph (resources/xray)"] = imgs
+    return out
+
+
+def gate_report(onnx_path, data: dict, *, min_confidence: float, cross_onnx=None,
+                emit: Callable[[dict], None] = lambda e: None) -> dict:
+    """Frames the shipped file refuses (colour rule + feature gate, as in the app)."""
+    from .polyp import PolypSegmenter
+    from .polyp_eval import _originals, demo_video_frames, ood_sets
+
+    seg = PolypSegmenter(onnx_path, threads=1, gate=True, min_confidence=min_confidence)
+    split, source = data["split"], data["source"]
+    rows: dict[str, dict] = {}
+    val = np.flatnonzero(split == "val")
+    rows["validation frames (limit chosen here)"] = _refused(seg, data["images"][val])
+    test = np.flatnonzero(split == "test")
+    names = {"kvasir": "Kvasir-SEG", "cvc": "CVC-ClinicDB", "normal": "polyp-free crops"}
+    for s in ("kvasir", "cvc", "normal"):
+        idx = test[source[test] == s]
+        rows[f"internal test: {names[s]}"] = _refused(seg, [img for img, _ in _originals(data, idx)])
+    if cross_onnx is not None:  # the model trained without CVC-ClinicDB, gated by its own training frames
+        xseg = PolypSegmenter(cross_onnx, threads=1, gate=True, min_confidence=min_confidence)
+        cvc = np.flatnonzero(source == "cvc")
+        rows["cross-site: CVC-ClinicDB, every frame, by the model trained without it"] = \
+            _refused(xseg, [img for img, _ in _originals(data, cvc)])
+    fr, free, usable, _fps = demo_video_frames()
+    dn = np.flatnonzero(free & usable)
+    rows["synthetic demo video: usable polyp-free frames"] = _refused(seg, [fr[i] for i in dn])
+    blob = np.flatnonzero(~free & usable)
+    rows["synthetic demo video: frames with its planted blob"] = _refused(seg, [fr[i] for i in blob])
+    for k, frames in {**real_non_endo(), **ood_sets(), **generated_ood()}.items():
+        rows[k] = _refused(seg, frames)
+    emit({"event": "gate_report", **{k: f"{v['refused']}/{v['frames']}" for k, v in rows.items()}})
+    return {"limit": seg.domain_limit, "rows": rows, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def card_update(data: dict, res: dict, xres: dict | None, out_dir, name: str, *, previous_onnx=None,
+                emit: Callable[[dict], None] = lambda e: None, argv=None) -> dict:
+    """``lightbox polyp-train ... --stage gate``: after a re-export (``--stage main --epochs 0 --init CKPT``,
+    which scores nothing), add the feature gate's figures to the existing card WITHOUT rescoring the test
+    split's segmentation or detection: the gate table (one logged look: refusals and calls, no Dice), the
+    demo video, speed, the new file's hash and agreement check. Everything else on the card is kept."""
+    import hashlib
+    import json
+    import shutil
+
+    from ..training import write_card
+    from .polyp import PolypSegmenter
+    from .polyp_eval import demo_findings, log_look, model_card, speed
+
+    out_dir = Path(out_dir)
+    onnx_path = out_dir / f"{name}.onnx"
+    if Path(res["onnx"]).resolve() != onnx_path.resolve():
+        shutil.copyfile(res["onnx"], onnx_path)
+    card_json = out_dir / f"{name}.json"
+    meta = json.loads(card_json.read_text())
+    sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    M = meta["metrics"]
+    op = M["operating_point"]
+    gated = PolypSegmenter(onnx_path, threads=1, gate=True, min_confidence=op["min_confidence"])
+    if gated.domain_limit is None:
+        raise ValueError(f"{onnx_path} has no feature gate: re-export it first (--stage main --epochs 0 --init CKPT)")
+    re_export = dict(meta.get("re_export") or {})
+    if meta.get("onnx_sha256") != sha:
+        re_export = {"previous_onnx_sha256": re_export.get("previous_onnx_sha256", meta.get("onnx_sha256")),
+                     "from_checkpoint": Path(str(res.get("checkpoint"))).name}
+        if previous_onnx:  # the mask output of the file it replaces, on validation frames
+            old = PolypSegmenter(previous_onnx, threads=1, gate=False)
+            vi = np.flatnonzero(data["split"] == "val")[:32]
+            frames = list(data["images"][vi])
+            a, b = old.probabilities(frames), gated.probabilities(frames)
+            re_export["mask_probability_max_abs_diff_vs_previous"] = float(np.max(np.abs(a - b)))
+            re_export["mask_pixels_disagreeing_vs_previous"] = float(((a >= 0.5) != (b >= 0.5)).mean())
+            re_export["checked_on"] = f"{len(frames)} validation frames"
+    fg = gate_report(onnx_path, data, min_confidence=op["min_confidence"],
+                     cross_onnx=(xres or {}).get("onnx"), emit=emit)
+    looks = log_look(name, {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "onnx_sha256": sha,
+                            "what": "feature gate only: frames refused and called polyp per test source (no Dice, "
+                                    "no operating point changed)"})
+    M["domain_gate"] = fg
+    M["false_findings"]["demo_video"] = demo_findings(gated, op["persistence"]["persist_confidence"])
+    val = np.flatnonzero(data["split"] == "val")
+    M["speed"] = speed(gated, data["images"][val[0]])
+    meta["output"]["features"] = "float32 [N, 320]: pooled bottleneck features"
+    meta["output"]["ood"] = "float32 [N, 1]: whitened distance from the training frames' features (the feature gate)"
+    meta["domain_gate"] = res.get("domain_gate")
+    meta["re_export"] = re_export
+    meta["torch_onnx_agreement"] = res["agreement"]
+    meta["test_looks"] = looks
+    meta["onnx_sha256"], meta["onnx_bytes"] = sha, onnx_path.stat().st_size
+    meta["gate_command"] = ("lightbox polyp-train DATA_DIR --out " + str(out_dir) + " --stage gate"
+                            + (" --previous-onnx PREVIOUS.onnx" if previous_onnx else "")
+                            + (" --no-cross-site" if xres is None else ""))
+    meta["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_card(out_dir, name, meta, model_card(meta), indent=1, default=float, end="\n")
+    emit({"event": "card", "onnx_sha256": sha, "limit": fg["limit"]})
+    return meta
