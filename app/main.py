@@ -15,7 +15,7 @@ from app.jobs import Jobs
 from app.patients.window import PatientsWindowMixin
 from app.store import Store
 from app.theme import STYLESHEET
-from app.modalities import viewer_class
+from app.modalities import new_viewer
 from app.widgets.viewer_base import ViewerBase
 from app.widgets import user_state
 from app.widgets.icons import app_icon
@@ -377,7 +377,7 @@ class MainWindow(PatientsWindowMixin, DicomWindowMixin, QMainWindow):
 
     def viewer_for(self, modality: str) -> ViewerBase:
         if modality not in self.viewers:
-            v = viewer_class(modality)(self.ctx)
+            v = new_viewer(modality, self.ctx)
             v.modality = modality
             v.request_analysis.connect(self.run_analysis)
             v.status_message.connect(lambda t: self.statusBar().showMessage(t, 8000))

@@ -45,6 +45,18 @@ def viewer_class(modality: str):
     return getattr(importlib.import_module(mod_name), cls_name)
 
 
+def new_viewer(modality: str, ctx):
+    """A viewer for ``modality`` whose right-dock panel (``result_widget``: parentless until the dock shows
+    it) is deleted with the viewer. The panel's buttons hold the viewer through their connections' lambdas,
+    a reference the collector cannot see, so without this a closed window or compare kept both alive
+    (the soak: +126 widgets per closed window)."""
+    v = viewer_class(modality)(ctx)
+    panel = v.result_widget()
+    if panel is not None:
+        v.destroyed.connect(panel.deleteLater)
+    return v
+
+
 def report_module(modality: str) -> ModuleType | None:
     row = BY_KEY.get(modality)
     return importlib.import_module(row.report) if row else None

@@ -57,7 +57,7 @@ class CompareWindow(QWidget):
         head.addWidget(self.play_btn)
         head.addWidget(self.pdf_btn)
         lay.addLayout(head)
-        from app.modalities import viewer_class
+        from app.modalities import new_viewer
 
         self.split = QSplitter(Qt.Vertical if self.modality == "ecg" else Qt.Horizontal)
         self.split.setObjectName(f"compare_{self.modality}")
@@ -71,7 +71,7 @@ class CompareWindow(QWidget):
             lab.setObjectName("muted")
             lab.setWordWrap(True)
             bl.addWidget(lab)
-            v = viewer_class(self.modality)(ctx)
+            v = new_viewer(self.modality, ctx)
             v.modality = self.modality
             v.autoplay = False  # echo: both loops start together once both are read
             bl.addWidget(v, 1)
