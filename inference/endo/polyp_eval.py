@@ -45,6 +45,14 @@ PERSIST_KEEP = 0.98
 # the model this one replaces (issue 16; its card in git history, commit 8b35f71): 99 k parameters from scratch,
 # 192 px; its split grouped CVC-ClinicDB by sequence (not examination) and Kvasir-SEG by 16x16-thumbnail
 # correlation > 0.97, and its test split was scored twice (14- and 24-epoch runs)
+#: the card's external test: a population the shipped recipe did not train on (figures in metrics.cross_site)
+EXTERNAL = {
+    "cvc_clinicdb_cross_site": {
+        "description": "CVC-ClinicDB (Bernal et al., CMIG 2015; Hospital Clinic, Barcelona: another centre, endoscope and era than Kvasir-SEG's Vestre Viken), all 612 frames of its 29 sequences, scored by the same recipe trained without CVC-ClinicDB (Kvasir-SEG + polyp-free crops only), at that model's own validation-chosen operating point",
+        "metrics": "metrics.cross_site (Dice with group-bootstrap CIs, sensitivity/specificity with Wilson CIs, confusion matrix)"
+    }
+}
+
 PREVIOUS = {"commit": "8b35f71", "params": 99_000, "size": 192,
             "dice": {"kvasir": (0.738, 0.687, 0.787, 100), "cvc": (0.605, 0.548, 0.656, 126), "all": (0.663, 0.625, 0.700, 226)},
             "sensitivity": (223, 226), "specificity": (268, 300), "ms_per_frame": 3.11,
@@ -419,6 +427,7 @@ def evaluate_and_card(data: dict, res: dict, out_dir, name: str, *, notes=(), cr
                               "own Kvasir / ClinicDB test splits (random frames, not held out by video); a different "
                               "split and protocol from ours"},
         "previous_model": PREVIOUS,
+        "external": EXTERNAL,
         "training": {**st, **{k: res["training"][k] for k in ("epochs_run", "best_epoch", "best_val", "stopped")
                               if k in res["training"]},
                      **{k: res["training"][k] for k in ("finalised_from", "validation_on_finalise") if k in res["training"]},
