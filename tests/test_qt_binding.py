@@ -95,3 +95,26 @@ def test_qimage_over_a_numpy_buffer_keeps_the_buffer_alive(qapp):
     del a
     gc.collect()
     assert img.pixelColor(3, 2).getRgb()[:3] == (10, 20, 30)  # still the array's memory, still valid
+
+
+@leaky_python
+def test_widget_churn_never_takes_from_none(qapp):
+    """Creating and deleting widgets (what opening and closing studies does) must never lower None's count:
+    that is the direction that aborts. PySide6 6.11.3 on Python 3.11 *adds* one reference per QWidget
+    created and deleted (a harmless excess that the soak's rising None count comes from; None is never
+    freed by an excess); the test pins that measured figure so a binding change shows up here."""
+    from PySide6.QtWidgets import QApplication, QWidget
+
+    def churn(n):
+        for _ in range(n):
+            QWidget().deleteLater()
+        QApplication.sendPostedEvents(None, 0)
+        qapp.processEvents()
+        gc.collect()
+
+    churn(50)
+    before = sys.getrefcount(None)
+    churn(1000)
+    per = (sys.getrefcount(None) - before) / 1000
+    assert per >= -0.001, f"{binding.version_line()}: QWidget create+delete takes {per:+.3f} from None"
+    assert per <= 1.001, f"{binding.version_line()}: QWidget create+delete adds {per:+.3f} to None (was +1.000)"

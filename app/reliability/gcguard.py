@@ -25,6 +25,8 @@ import time
 
 from PySide6.QtCore import QCoreApplication, QObject, QTimer
 
+from app.reliability import memory
+
 log = logging.getLogger(__name__)
 
 INTERVAL_MS = 100
@@ -40,6 +42,7 @@ class _Guard(QObject):
         self.last_full = time.monotonic()
         self.collections = [0, 0, 0]
         self.full_ms: list[float] = []  # the last full collections' durations (the soak reports them)
+        self.trim_ms: list[float] = []  # and the heap trims after them
         self.old_after_full = len(gc.get_objects(2))
         self.checks = 0
         self.timer = QTimer(self)
@@ -75,6 +78,8 @@ class _Guard(QObject):
             self.full_ms.append(round((time.perf_counter() - t) * 1000, 1))
             del self.full_ms[:-20]
             self.old_after_full = len(gc.get_objects(2))
+            self.trim_ms.append(memory.trim())  # a closed study's freed pages back to the OS
+            del self.trim_ms[:-20]
 
     def _old_grown(self) -> bool:
         self.checks += 1
@@ -106,6 +111,20 @@ def collect_due() -> None:
     ends, so garbage does not wait for the next timer tick while the event loop is busy)."""
     if _guard:
         _guard[0].collect()
+
+
+def full_collect() -> float:
+    """A full collection and heap trim now, as the guard does at its full passes (the soak measures after
+    this step); the collection's time in ms. UI thread only."""
+    t = time.perf_counter()
+    gc.collect()
+    ms = round((time.perf_counter() - t) * 1000, 1)
+    memory.trim()
+    if _guard:
+        g = _guard[0]
+        g.last_full = time.monotonic()
+        g.old_after_full = len(gc.get_objects(2))
+    return ms
 
 
 def uninstall() -> None:

@@ -181,10 +181,11 @@ def run(rounds: int, seed: int, out: Path, level: str = "full", recycle_every: i
                 s.close_window()
                 s.new_window()
             actions.pump(100)
-            # measure what is still reachable, not garbage waiting for its full pass (the guard runs one at
-            # least every 10 min of a real session; a 20-s round would otherwise compare pending garbage)
+            # measure what is still reachable, not garbage waiting for its full pass: the guard's own full
+            # pass (collection, then freed heap back to the OS; it runs one at least every 10 min of a real
+            # session, a 20-s round would otherwise compare pending garbage and pages glibc still holds)
             t_gc = time.perf_counter()
-            gc.collect()
+            gcguard.full_collect()
             s.gc_ms = round((time.perf_counter() - t_gc) * 1000, 1)
             now = widget_classes()
             if r > 1 and grew(classes, now):
