@@ -39,6 +39,21 @@ def test_the_bundled_file_carries_its_gate(seg):
     assert seg.domain_limit == pytest.approx(g["limit"]) and g["limit"] > 0
     assert set(g["fit_on"]) == {"cvc", "kvasir", "normal"} and sum(g["fit_on"].values()) > 1500  # training frames
     assert g["val_refused"] <= 0.01 * g["val_frames"] + 1  # the limit keeps >= 99 % of validation frames
+    # fitted on the training frames AND augmented views of them (crops, turns, colour): what a moving scope shows
+    assert g["views"] >= 1 and g["val_views"] == g["views"] * g["val_frames"]
+
+
+def test_gate_views_are_seeded_augmentations_of_each_frame():
+    from inference.endo.polyp_gate import with_views
+
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (3, 64, 80, 3), dtype=np.uint8)
+    a = with_views(imgs, None, 2, 32, seed=5)
+    b = with_views(imgs, None, 2, 32, seed=5)
+    assert a.shape == (9, 32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)  # seeded: the gate's constants are reproducible
+    assert not np.array_equal(a[3:6], a[:3]) and not np.array_equal(a[6:], a[3:6])  # real views, not copies
+    assert with_views(imgs, None, 0, 32).shape == (3, 32, 32, 3)
 
 
 def test_a_generated_out_of_domain_frame_is_refused(seg):

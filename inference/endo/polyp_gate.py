@@ -5,11 +5,14 @@ model. It lets through anything red-pink -- e.g. the synthetic demo tunnel, whic
 confidence ~1.0. The feature gate looks at what the network itself sees: the global-average-pooled
 bottleneck (the 320 channels of the last EfficientNet-Lite0 block the decoder starts from).
 
-- fit (:func:`fit_gate`), TRAINING frames only (the sources the model was trained on, split == 'train'):
-  mean and the top ``dims`` principal components whitened with a shrinkage covariance
-  (:func:`inference.training.fit_whitening`); the score is |z|^2, a Mahalanobis distance in that space;
-- limit, on VALIDATION frames only: the smallest distance that keeps >= ``keep`` of them in domain
-  (the ``keep`` quantile, rounded up to the next frame);
+- fit (:func:`fit_gate`), TRAINING frames only (the sources the model was trained on, split == 'train'), each
+  with ``views`` augmented views made by the training augmentation (crops, turns, flips, colour jitter, blur:
+  what the segmenter was trained on, and what a moving endoscope shows; fitted on the whole frames alone, the
+  gate refused one in ten frames of a slow pan over real polyps): mean and the top ``dims`` principal
+  components whitened with a shrinkage covariance (:func:`inference.training.fit_whitening`); the score is
+  |z|^2, a Mahalanobis distance in that space;
+- limit, on VALIDATION frames only (and as many augmented views of each): the smallest distance that keeps
+  >= ``keep`` of them in domain (the ``keep`` quantile, rounded up to the next frame);
 - the constants go into the ONNX graph (output ``ood``, :class:`inference.endo.polyp_net.GatedUNet`) and the
   limit into its ``lightbox.polyp`` metadata (``domain_gate``), so the file's sha256 pins both.
 
@@ -29,6 +32,8 @@ import numpy as np
 GATE_DIMS = 320       # principal components kept: all 320 features (1782 training frames)
 GATE_SHRINK = 0.05    # eigenvalues shrunk this far toward their mean
 GATE_KEEP = 0.99      # the limit keeps at least this fraction of the validation frames in domain
+GATE_VIEWS = 2        # augmented views per frame added to the fit and to the limit (camera motion, see fit_gate)
+GATE_SEED = 7
 
 
 def torch_features(net, images: np.ndarray, size: int, batch: int = 32) -> np.ndarray:
@@ -64,18 +69,36 @@ def limit_for(val_dist: np.ndarray, keep: float = GATE_KEEP) -> float:
     return float(d[min(max(k, 0), len(d) - 1)]) * (1 + LIMIT_MARGIN)
 
 
+def with_views(images: np.ndarray, masks: np.ndarray | None, views: int, size: int, seed: int = GATE_SEED) -> np.ndarray:
+    """The frames (resized to ``size``) followed by ``views`` augmented views of each (the training
+    augmentation, seeded), uint8 [N * (1 + views), size, size, 3]."""
+    from .polyp_views import augment, resize_all
+
+    base = resize_all(np.asarray(images), size)
+    if not views:
+        return base
+    rng = np.random.RandomState(seed)
+    out = [base]
+    for _ in range(views):
+        out.append(np.stack([augment(img, (masks[i] if masks is not None else np.zeros(img.shape[:2], np.uint8)),
+                                     size, rng)[0] for i, img in enumerate(images)]))
+    return np.concatenate(out)
+
+
 def fit_gate(net, data: dict, use: np.ndarray, size: int, *, dims: int = GATE_DIMS, shrink: float = GATE_SHRINK,
-             keep: float = GATE_KEEP, emit: Callable[[dict], None] = lambda e: None) -> dict:
-    """Fit on the training frames of the model's sources (``use``), the limit on their validation frames.
-    Returns {'mu', 'proj', 'facts'} (facts: JSON-able, stored in the ONNX metadata and on the card)."""
+             keep: float = GATE_KEEP, views: int = GATE_VIEWS, emit: Callable[[dict], None] = lambda e: None) -> dict:
+    """Fit on the training frames of the model's sources (``use``) and ``views`` augmented views of each,
+    the limit on their validation frames (with as many views). Returns {'mu', 'proj', 'facts'} (facts:
+    JSON-able, stored in the ONNX metadata and on the card)."""
     from ..training import fit_whitening
 
     t = time.time()
     split, source = data["split"], data["source"]
+    masks = data.get("masks")
     tr = np.flatnonzero(use & (split == "train"))
     va = np.flatnonzero(use & (split == "val"))
-    f_tr = torch_features(net, data["images"][tr], size)
-    f_va = torch_features(net, data["images"][va], size)
+    f_tr = torch_features(net, with_views(data["images"][tr], None if masks is None else masks[tr], views, size, GATE_SEED), size)
+    f_va = torch_features(net, with_views(data["images"][va], None if masks is None else masks[va], views, size, GATE_SEED + 1), size)
     mu, proj = fit_whitening(f_tr, dims=dims, shrink=shrink)
     d_tr, d_va = distances(f_tr, mu, proj), distances(f_va, mu, proj)
     limit = limit_for(d_va, keep)
@@ -83,14 +106,16 @@ def fit_gate(net, data: dict, use: np.ndarray, size: int, *, dims: int = GATE_DI
         "limit": round(limit, 3), "feature": "global-average-pooled stride-32 bottleneck (320 channels of EfficientNet-Lite0 block 15)",
         "score": f"|(f - mu) @ P|^2: Mahalanobis distance in the top {dims} principal components of the training "
                  f"frames' features, eigenvalues shrunk {shrink:g} toward their mean",
-        "dims": dims, "shrink": shrink, "keep": keep,
+        "dims": dims, "shrink": shrink, "keep": keep, "views": views,
         "fit_on": {s: int((source[tr] == s).sum()) for s in sorted(set(source[tr]))},
         "limit_on": {s: int((source[va] == s).sum()) for s in sorted(set(source[va]))},
-        "rule": f"the smallest distance that keeps >= {keep:.0%} of the validation frames in domain (+{LIMIT_MARGIN:.1%}, "
+        "augmented_views": f"each frame plus {views} views by the training augmentation (seeded): {len(f_tr)} fitted, {len(f_va)} for the limit",
+        "rule": f"the smallest distance that keeps >= {keep:.0%} of the validation frames and their views in domain (+{LIMIT_MARGIN:.1%}, "
                 "the torch-vs-ONNX tolerance)",
         "train_distance_quantiles": {q: round(float(np.quantile(d_tr, float(q))), 2) for q in ("0.5", "0.99")},
-        "val_refused": int((d_va > limit).sum()), "val_frames": int(len(d_va)),
-        "val_refused_by_source": {s: int((d_va[source[va] == s] > limit).sum()) for s in sorted(set(source[va]))},
+        "val_refused": int((d_va[:len(va)] > limit).sum()), "val_frames": int(len(va)),
+        "val_views_refused": int((d_va[len(va):] > limit).sum()), "val_views": int(len(d_va) - len(va)),
+        "val_refused_by_source": {s: int((d_va[:len(va)][source[va] == s] > limit).sum()) for s in sorted(set(source[va]))},
         "seconds": round(time.time() - t, 1),
     }
     emit({"event": "domain_gate", **{k: facts[k] for k in ("limit", "fit_on", "val_refused", "val_frames", "seconds")}})

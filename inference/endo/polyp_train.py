@@ -252,11 +252,20 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
 
 
 def read_log(path: str | Path) -> list[dict]:
-    """The ``event=... key=value`` lines a training command printed (without --jsonl) -> dicts."""
+    """The events a training command printed -> dicts: ``event=... key=value`` lines (without --jsonl) or
+    JSON lines (with it)."""
     import ast
 
     out = []
     for line in Path(path).read_text().splitlines():
+        if line.startswith("{"):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and "event" in row:
+                out.append(row)
+            continue
         if not line.startswith("event="):
             continue
         row = {}
