@@ -76,7 +76,7 @@ def test_synthetic_demo_frames_are_refused(seg):
     assert all(not r.in_domain and not r.polyp and UNLIKE_TRAINING in r.domain_note for r in res)
 
 
-def test_real_fixtures_are_in_domain_but_one(seg):
+def test_real_fixtures_are_in_domain(seg):
     import cv2
 
     files = [FIX / "polyp" / r["file"] for r in json.loads((FIX / "polyp" / "fixtures.json").read_text())["frames"]]
@@ -90,9 +90,10 @@ def test_real_fixtures_are_in_domain_but_one(seg):
         assert r.domain_distance is not None  # every real frame passes the colour rule and reaches the network
         if not r.in_domain:
             refused.append(f.name)
-    # the limit keeps 99 % of validation frames, so about 1 real frame in 100 is refused; among these 14 (held-out
-    # test frames) one is: its distance (943) is beyond every validation frame's (max 840). Recorded on the card.
-    assert set(refused) <= {"kvasir_cju17x0j4nfc10993y31pvlgs.jpg"}, refused
+    # a gate fitted on whole frames only refused kvasir_cju17x0j4nfc10993y31pvlgs (distance 943 > every validation
+    # frame's); fitted with augmented views (what a moving scope shows) it keeps all 14 held-out real frames (max 493
+    # against the limit 626)
+    assert refused == [], refused
 
 
 def test_gate_off_still_answers(seg):
