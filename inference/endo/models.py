@@ -149,17 +149,26 @@ class PolypOnnx:
         return out
 
 
-def polyp_model(registry: Registry, model_id: str = LIGHTBOX_POLYP_ID, threads: int | None = None):
+def polyp_model(registry: Registry, model_id: str = LIGHTBOX_POLYP_ID, threads: int | None = None,
+                stills: bool = False):
     """The frame model of a polyp id, verified by the registry: the bundled Lightbox segmenter (with
-    its out-of-domain gate) or a user-installed ``endo-polyp`` ONNX file."""
+    its out-of-domain gate) or a user-installed ``endo-polyp`` ONNX file. ``stills``: the model reads still
+    images (one result per image), so it runs the manifest's ``tta_stills`` test-time augmentation; video
+    sweeps, live mode and key-frame masks of video findings run the single view they were found with."""
     if model_id == POLYP_ID:
         return PolypOnnx.from_registry(registry, threads)
-    from .polyp import PolypSegmenter
+    from .polyp import TTA_MODES, PolypSegmenter
 
     st = registry.require(model_id)
     o = st.entry.outputs or {}
+    tta = str(o.get("tta_stills", "none")) if stills else "none"
+    if tta not in TTA_MODES:
+        from ..registry import WeightsError
+
+        raise WeightsError(f"{model_id}: the manifest's tta_stills {tta!r} is not one of {', '.join(TTA_MODES)}")
     return PolypSegmenter(registry.path_of(st.entry), threads=threads, threshold=float(o.get("threshold", 0.5)),
-                          min_area=float(o.get("min_area", 0.002)), min_confidence=float(o.get("min_confidence", 0.5)))
+                          min_area=float(o.get("min_area", 0.002)), min_confidence=float(o.get("min_confidence", 0.5)),
+                          tta=tta)
 
 
 def default_polyp_id(registry: Registry) -> str | None:

@@ -111,7 +111,7 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
     mode = study_mode(study)
     if model_id in (POLYP_ID, LIGHTBOX_POLYP_ID):
         st = registry.require(model_id)
-        model = polyp_model(registry, model_id)
+        model = polyp_model(registry, model_id, stills=mode != "sequence")
         weights_sha, runtime, device, clinical = st.sha256 or "", "onnxruntime", model.device, st.clinical
         batch = int(st.entry.outputs.get("batch", 8))
         # a heavy network on a CPU cannot see every frame of an hour of video: the manifest may cap the
@@ -207,6 +207,8 @@ def analyse(study: Study, model_id: str, registry: Registry, ctx) -> Result:
         if model_fps > 0:
             outputs["model_rate_fps"] = model_fps
         outputs["masks_stored"] = len(run.track)
+        if isinstance(model, PolypSegmenter):
+            outputs["test_time_augmentation"] = model.tta
         outputs.update(run.still_outputs(mode, src))
         outputs["quality_thresholds_sha256"] = q_sha
     if decoded < n:

@@ -19,12 +19,20 @@
 ``detect(frames)`` is the :class:`inference.endo.models.PolypOnnx` interface (list of Detection per
 frame) with the gate applied. :class:`inference.endo.persistence.Persistence` turns per-frame
 detections into findings (scene cuts end them, frozen frames carry them).
+
+``tta`` (test-time augmentation): ``"flips4"`` runs each frame as it is, mirrored left-right, up-down and
+both, and averages the four probability maps after undoing each flip; ``"d4"`` adds the four 90-degree
+turned views (8 in all). The feature gate always reads the frame as it is. The manifest says which mode the
+analysis of still images uses (``tta_stills``, chosen on the validation split, see the model card); live
+mode and video sweeps run the single view, whose cost is what the live speed bar measures.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
 import numpy as np
 
 from .models import IMAGENET_MEAN, IMAGENET_STD, Detection
@@ -33,6 +41,23 @@ OUT_OF_DOMAIN = "outside what this model was trained on (not a white-light colon
 UNLIKE_TRAINING = "unlike every frame it was trained on"
 ONNX_META_KEY = "lightbox.polyp"
 LABEL = "polyp"
+TTA_MODES = ("none", "flips4", "d4")
+
+
+def tta_views(x: np.ndarray, mode: str) -> list[tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]:
+    """The views of a preprocessed batch ``x`` [N, C, S, S] for a TTA mode, each with the function that maps a
+    probability map [S, S] of that view back onto the frame. The first view is the frame as it is."""
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {mode!r} (known: {', '.join(TTA_MODES)})")
+    views: list = [(x, lambda p: p)]
+    if mode in ("flips4", "d4"):
+        views += [(x[..., ::-1], lambda p: p[:, ::-1]), (x[..., ::-1, :], lambda p: p[::-1]),
+                  (x[..., ::-1, ::-1], lambda p: p[::-1, ::-1])]
+    if mode == "d4":
+        t = np.swapaxes(x, 2, 3)
+        views += [(t, lambda p: p.T), (t[..., ::-1], lambda p: p[:, ::-1].T), (t[..., ::-1, :], lambda p: p[::-1].T),
+                  (t[..., ::-1, ::-1], lambda p: p[::-1, ::-1].T)]
+    return views
 
 
 # -- out-of-domain gate ----------------------------------------------------------------------------
@@ -108,7 +133,7 @@ class PolypSegmenter:
 
     def __init__(self, onnx_path: str | Path, threads: int | None = None, threshold: float = 0.5,
                  min_area: float = 0.002, mean=IMAGENET_MEAN, std=IMAGENET_STD, gate: bool = True,
-                 size: int | None = None, min_confidence: float = 0.5):
+                 size: int | None = None, min_confidence: float = 0.5, tta: str = "none"):
         from ..runtimes import OnnxRuntime
 
         self.runtime = OnnxRuntime(onnx_path, threads=threads)
@@ -125,6 +150,9 @@ class PolypSegmenter:
         self.domain_limit = self._domain_limit(onnx_path)
         self.min_confidence = float(min_confidence)
         self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        if tta not in TTA_MODES:
+            raise ValueError(f"unknown test-time augmentation {tta!r} (known: {', '.join(TTA_MODES)})")
+        self.tta = tta
 
     def _domain_limit(self, onnx_path) -> float | None:
         """The feature gate's limit from the file's metadata (None: this file has no feature gate)."""
@@ -163,9 +191,17 @@ class PolypSegmenter:
         """(float32 [N, h, w] polyp probability, float32 [N] feature distance or None), no gate."""
         if not frames:
             return np.zeros((0, self.size, self.size), np.float32), None
-        out = self.runtime.run({self.input_name: self.preprocess(frames)})
+        n = len(frames)
+        views = tta_views(self.preprocess(frames), self.tta)
+        x = views[0][0] if len(views) == 1 else np.ascontiguousarray(np.concatenate([v for v, _ in views]))
+        out = self.runtime.run({self.input_name: x})
         p = (1.0 / (1.0 + np.exp(-np.clip(out["mask"][:, 0].astype(np.float32), -30, 30)))).astype(np.float32)
+        if len(views) > 1:  # undo each view's flip/turn and average the probabilities
+            p = np.stack([np.mean([back(p[k * n + i]) for k, (_, back) in enumerate(views)], axis=0)
+                          for i in range(n)]).astype(np.float32)
         ood = out.get("ood")
+        if ood is not None:
+            ood = np.asarray(ood)[:n]  # the gate reads the frame as it is (the first view)
         return p, (np.asarray(ood, np.float32).reshape(len(frames)) if ood is not None else None)
 
     def decode(self, p: np.ndarray) -> PolypFrame:

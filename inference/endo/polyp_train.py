@@ -317,10 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-minutes", type=float, default=0.0, help="stop each training after this long (0 = no limit)")
     ap.add_argument("--no-cross-site", action="store_true",
                     help="skip the second training without CVC-ClinicDB (the card then has no cross-site figure)")
-    ap.add_argument("--stage", choices=("all", "main", "cross-site", "evaluate", "gate"), default="all",
+    ap.add_argument("--stage", choices=("all", "main", "cross-site", "evaluate", "gate", "tta"), default="all",
                     help="run one stage only (the others are read from the cache folder); 'gate': add the feature "
                          "gate's figures to the existing card in --out without rescoring the test split's Dice or "
-                         "detection (after a re-export with --stage main/cross-site --epochs 0 --init CKPT)")
+                         "detection (after a re-export with --stage main/cross-site --epochs 0 --init CKPT); 'tta': choose "
+                         "the still-image test-time augmentation on validation and score it once on the test split "
+                         "(inference.endo.polyp_tta)")
     ap.add_argument("--previous-onnx", default=None, help="with --stage gate: the file the re-export replaces "
                                                              "(its mask output is compared with the new one's)")
     ap.add_argument("--evaluate-only", action="store_true", help="same as --stage evaluate (a logged look at the test split)")
@@ -358,6 +360,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise PolypDataError(f"no finished training run at {p} (run --stage main / cross-site first)")
             return json.loads(p.read_text())
 
+        if a.stage == "tta":
+            from .polyp_tta import stage_tta
+
+            meta = stage_tta(data, a.out, a.name, emit=emit, argv=list(argv or sys.argv[1:]))
+            emit({"event": "done", "tta": meta.get("tta") or meta["metrics"]["stills_tta"]["choice"]["chosen"]})
+            return 0
         if a.stage == "gate":
             from .polyp_gate import card_update
 

@@ -1,0 +1,141 @@
+"""``lightbox polyp-train DATA --out DIR --stage tta``: choose the test-time augmentation still images get,
+on the VALIDATION split, then score it once on the test split (a logged look) and add it to the card.
+
+The rule (fixed in code before the test look; every step but the last reads validation frames only):
+
+1. Each mode of :data:`inference.endo.polyp.TTA_MODES` (none, flips4, d4: 1, 4 and 8 views) is scored on
+   the validation frames with a polyp: Dice per frame at its original size, as the card's segmentation.
+2. The chosen mode is the one with the highest mean validation Dice (both sources together), except that a
+   costlier mode must beat every cheaper one by at least :data:`MIN_GAIN` Dice, and its paired gain over
+   ``none`` (bootstrap over whole groups: CVC examinations, Kvasir near-duplicate groups) must have a
+   95 % interval above 0; otherwise the cheaper mode stays.
+3. The frame-level operating point (``min_confidence``) is re-chosen for that mode on validation, with the
+   card's rule (:func:`inference.endo.polyp_eval.operating_point`).
+4. The test split is scored once with that mode at that operating point: Dice per source, frame
+   sensitivity / specificity / confusion matrix with the gate on. The look goes into the ledger and the card.
+
+Video sweeps and live mode keep the single view (their speed bar), so the card's video figures and
+operating points (``persist_confidence``) stay those of the single view.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..metrics import bootstrap_ci
+from .polyp import TTA_MODES, PolypSegmenter
+from .polyp_eval import _originals, detection, operating_point, segmentation, speed
+
+MIN_GAIN = 0.002
+
+
+def _per_frame_dice(seg: PolypSegmenter, pairs) -> np.ndarray:
+    import cv2
+
+    from ..metrics import dice_iou
+
+    out = []
+    for img, m in pairs:
+        p = seg.probabilities([img])[0]
+        up = cv2.resize(p, (m.shape[1], m.shape[0]), interpolation=cv2.INTER_LINEAR) >= seg.threshold
+        out.append(dice_iou(up, m)[0])
+    return np.asarray(out, float)
+
+
+def choose_mode(dice: dict[str, np.ndarray], groups: np.ndarray) -> dict:
+    """Step 2 of the rule, on per-frame validation Dice of each mode (same frames, same order)."""
+    rows, chosen = [], "none"
+    base = dice["none"]
+    for mode in TTA_MODES:
+        d = dice[mode]
+        gain = d - base
+        ci = [float("nan"), float("nan")] if mode == "none" else \
+            [round(v, 4) for v in bootstrap_ci(np.mean, gain, n=2000, seed=0, clusters=groups)]
+        rows.append({"mode": mode, "val_dice": round(float(d.mean()), 4),
+                     "gain_vs_none": round(float(gain.mean()), 4), "gain_ci95": ci})
+        if mode == "none":
+            continue
+        cheaper = TTA_MODES[:TTA_MODES.index(mode)]
+        beats = d.mean() - max(dice[m].mean() for m in cheaper) >= MIN_GAIN and ci[0] > 0
+        if beats:
+            chosen = mode
+    return {"chosen": chosen, "rows": rows, "min_gain": MIN_GAIN}
+
+
+def stage_tta(data: dict, out_dir, name: str, *, emit: Callable[[dict], None] = lambda e: None, argv=None) -> dict:
+    from .polyp_eval import log_look
+    from .polyp_train import cache_dir
+
+    out_dir = Path(out_dir)
+    onnx_path = out_dir / f"{name}.onnx"
+    card_json = out_dir / f"{name}.json"
+    meta = json.loads(card_json.read_text())
+    sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    if meta.get("onnx_sha256") != sha:
+        raise ValueError(f"{onnx_path} is not the file its card describes (sha256 {sha[:12]} vs "
+                         f"{str(meta.get('onnx_sha256'))[:12]})")
+    source, split, group = data["source"], data["split"], data["group"]
+    val, test = np.flatnonzero(split == "val"), np.flatnonzero(split == "test")
+    val_pos = val[source[val] != "normal"]
+
+    # 1-2: the mode, on validation
+    pairs = _originals(data, val_pos)
+    dice = {}
+    for mode in TTA_MODES:
+        dice[mode] = _per_frame_dice(PolypSegmenter(onnx_path, threads=1, gate=False, tta=mode), pairs)
+        emit({"event": "tta_val", "mode": mode, "dice": round(float(dice[mode].mean()), 4)})
+    choice = choose_mode(dice, np.asarray([str(g) for g in group[val_pos]]))
+    mode = choice["chosen"]
+    choice["per_source"] = {m: {s: round(float(dice[m][source[val_pos] == s].mean()), 4)
+                                for s in sorted(set(source[val_pos]))} for m in TTA_MODES}
+    emit({"event": "tta_choice", "chosen": mode})
+    if mode == "none":
+        return {"tta": choice}
+
+    # 3: the operating point of that mode, on validation
+    op = operating_point(PolypSegmenter(onnx_path, threads=1, gate=True, tta=mode), data["images"][val],
+                         source[val] != "normal")
+    op.pop("persistence", None)  # video findings keep the single view (and its persist_confidence)
+    emit({"event": "tta_operating_point", "min_confidence": op["min_confidence"],
+          "val_specificity": op["val_specificity"]})
+
+    # 4: the test split, once
+    seg = PolypSegmenter(onnx_path, threads=1, gate=False, tta=mode)
+    gated = PolypSegmenter(onnx_path, threads=1, gate=True, tta=mode, min_confidence=op["min_confidence"])
+    pos_te, neg_te = test[source[test] != "normal"], test[source[test] == "normal"]
+    pos_pairs = _originals(data, pos_te)
+    seg_test = segmentation(seg, pos_pairs, pos_te, source, group)
+    det, _, _ = detection(gated, [img for img, _ in pos_pairs], source[pos_te],
+                          [img for img, _ in _originals(data, neg_te)])
+    emit({"event": "tta_test", **{k: v["dice"] for k, v in seg_test.items()}, "confusion": det["confusion"]})
+    ledger = cache_dir() / f"{name}-test-looks.json"
+    if not ledger.exists():  # a fresh machine: the ledger starts from the card's record of every earlier look
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        ledger.write_text(json.dumps(meta.get("test_looks", []), indent=1))
+    looks = log_look(name, {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "onnx_sha256": sha,
+                            "what": f"still-image test-time augmentation '{mode}' (chosen on validation): Dice and "
+                                    "frame detection of the test split",
+                            "dice": {k: v["dice"] for k, v in seg_test.items()}})
+    sp = speed(gated, pos_pairs[0][0])
+    sp["what"] = (f"1280x720 still, test-time augmentation '{mode}' ({len(seg_views(mode))} views): domain gate + "
+                  "resize + ONNX Runtime + decoding, one CPU thread")
+    meta["metrics"]["stills_tta"] = {"rule": __doc__.split("The rule")[1].split("Video sweeps")[0].strip(),
+                                     "choice": choice, "operating_point": op, "segmentation_test": seg_test,
+                                     "detection_test": det, "speed": sp, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                     "command": "lightbox polyp-train DATA_DIR --out " + str(out_dir) + " --stage tta"}
+    meta["test_looks"] = looks
+    meta["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1, default=float) + "\n")
+    emit({"event": "card", "tta": mode, "json": str(card_json)})
+    return meta
+
+
+def seg_views(mode: str) -> list:
+    from .polyp import tta_views
+
+    return tta_views(np.zeros((1, 3, 2, 2), np.float32), mode)
