@@ -79,6 +79,14 @@ def run():
                 lb.analyse([f])
             yield "Lightbox polyp model alone, 1280x720 frames", _fps(len(hd_frames), time.perf_counter() - t0), \
                 "fps", "resize from 720p included"
+            still = polyp_model(reg, LIGHTBOX_POLYP_ID, threads=1, stills=True)
+            if still.tta != "none":  # a still image: every view of the manifest's test-time augmentation
+                still.analyse(hd_frames[:1])
+                t0 = time.perf_counter()
+                for f in hd_frames[:8]:
+                    still.analyse([f])
+                yield f"Lightbox polyp model, 1280x720 still image ({still.tta} test-time augmentation)", \
+                    round((time.perf_counter() - t0) / 8, 3), "s", "per image, 1 thread (stills only; live mode runs one view)"
         model = PolypOnnx(make_test_polyp_onnx(d / "p.onnx", size=352))
         model.detect(frames[:8])  # warm-up
         for bs in (1, 8):

@@ -54,7 +54,7 @@ def choose_mode(dice: dict[str, np.ndarray], groups: np.ndarray) -> dict:
     for mode in TTA_MODES:
         d = dice[mode]
         gain = d - base
-        ci = [float("nan"), float("nan")] if mode == "none" else \
+        ci = [None, None] if mode == "none" else \
             [round(v, 4) for v in bootstrap_ci(np.mean, gain, n=2000, seed=0, clusters=groups)]
         rows.append({"mode": mode, "val_dice": round(float(d.mean()), 4),
                      "gain_vs_none": round(float(gain.mean()), 4), "gain_ci95": ci})
