@@ -142,8 +142,8 @@ def _run(tmp_path, frames, name, registry, monkeypatch=None, broken: str | None 
     if broken:
         real = pipeline.polyp_model
 
-        def model(reg, mid, threads=None):
-            seg = real(reg, mid, threads)
+        def model(reg, mid, threads=None, **kw):
+            seg = real(reg, mid, threads, **kw)
             orig = seg.run  # (probability maps, feature-gate distances): the maps are broken, the gate kept
             bend = {"constant-1": np.ones_like, "constant-0": np.zeros_like, "inverted": lambda p: 1.0 - p}[broken]
 
