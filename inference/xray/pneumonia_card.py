@@ -102,6 +102,11 @@ def _previous(c: dict, key: str = "previous_model",
 """
 
 
+def _analyses(c: dict) -> str:
+    """Checks made after the card was written (validation data only; each says what it changed: nothing)."""
+    return "".join(f"### {a['heading']}\n{a['text']}\n\n" for a in c.get("analyses", []))
+
+
 def card_markdown(c: dict) -> str:
     sp, tr, pre = c["split"], c["training"], c["preprocessing"]
     met = c.get("metrics", {})
@@ -318,7 +323,7 @@ is untested. An adult frontal chest film is a chest film: the gate will usually 
 
 {_previous(c)}
 {_previous(c, "second_run", "Second v2 run (not shipped)")}
-## Speed
+{_analyses(c)}## Speed
 {c.get('speed') or "`lightbox bench --only xray` (2 CPU threads): one radiograph end to end with heatmap; bar < 0.5 s."}
 
 ## Reproduce
