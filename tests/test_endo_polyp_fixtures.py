@@ -57,9 +57,13 @@ def _fixture_verdict(seg) -> dict:
 def _fixture_pass(v: dict) -> bool:
     """Dice of the masks over the six polyp frames (gate or not); a refused polyp frame is a missed polyp (at most one of the six:
     the feature gate refuses ~1 % of validation frames by design, and refuses kvasir_cju17x0j4nfc10993y31pvlgs,
-    whose distance (943) is beyond every validation frame's (max 840; limit 720): resources/models/polyp_unet.md)."""
+    whose distance (943) is beyond every validation frame's (max 840; limit 720): resources/models/polyp_unet.md).
+    A refused polyp-free frame is neither a miss nor a false finding: the 288 px model's gate refuses two of the three
+    polyp-free fixtures (3 of the 300 held-out crops), and a check that lets a model refuse everything would pass a
+    constant one, so at most two refusals in all."""
+    missed_by_gate = [f for f in v["refused"] if not f.startswith("normal_")]
     return (v["dice"] >= FIXTURE_MIN_DICE and v["found"] >= v["n_polyp"] - 1 and v["flagged"] == 0
-            and len(v["refused"]) <= 1)
+            and len(missed_by_gate) <= 1 and len(v["refused"]) <= 2)
 
 
 def _broken_variant(src: Path, dst: Path, kind: str) -> Path:

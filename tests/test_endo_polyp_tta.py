@@ -136,3 +136,24 @@ def test_the_rule_takes_a_costlier_mode_only_for_a_real_gain():
     c = choose_mode(real, groups)
     assert c["chosen"] == "flips4" and c["rows"][0]["gain_ci95"] == [None, None]  # d4 beats flips4 by < MIN_GAIN
     assert choose_mode({**real, "d4": base + 0.013}, groups)["chosen"] == "d4"
+
+
+def test_shipped_polyp_card_is_rendered_from_its_json_and_names_every_look():
+    import json
+
+    from inference.endo.polyp_eval import model_card
+    from tests.conftest import ROOT
+
+    d = ROOT / "resources" / "models"
+    m = json.loads((d / "polyp_unet.json").read_text())
+    md = (d / "polyp_unet.md").read_text()
+    assert md == model_card(m)
+    assert len(m["test_looks"]) >= 9 and f"| {len(m['test_looks'])} |" in md
+    t = m["metrics"]["stills_tta"]
+    from inference.registry import Registry
+
+    entry = Registry().state("endo-polyp-lightbox").entry
+    assert entry.outputs["tta_stills"] == t["choice"]["chosen"] and entry.sha256 == m["onnx_sha256"]
+    assert entry.outputs["min_confidence"] == m["metrics"]["operating_point"]["min_confidence"] == t["operating_point"]["min_confidence"]
+    assert entry.outputs["persist_confidence"] == m["metrics"]["operating_point"]["persistence"]["persist_confidence"]
+    assert int(entry.inputs["size"]) == m["input"]["shape"][2]

@@ -639,7 +639,8 @@ both in domain and called polyp (the last column).
     pr = M["persistence_rule"]
     looks = m.get("test_looks", [])
     look_rows = "\n".join(f"| {i + 1} | {lk['time']} | `{lk['onnx_sha256'][:12]}` | "
-                          + (lk["what"] if "what" in lk else
+                          + (lk["what"] + ("; " + ", ".join(f"{NAMES.get(k, k)} {v:.3f}" for k, v in lk["dice"].items())
+                                           if lk.get("dice") else "") if "what" in lk else
                              ", ".join(f"{NAMES.get(k, k)} {v:.3f}" for k, v in lk["dice"].items())
                              + (f"; cross-site CVC {lk['cross_site_dice_cvc']:.3f}" if lk.get("cross_site_dice_cvc") is not None else ""))
                           + " |" for i, lk in enumerate(looks))
