@@ -24,6 +24,9 @@ def test_every_view_is_undone_exactly():
             seen.add(v[1, 2].tobytes())
         assert len(seen) == len(views)  # no view repeated
     assert counts == {"none": 1, "flips4": 4, "d4": 8}
+    from inference.endo.polyp import TTA_VIEWS
+
+    assert counts == TTA_VIEWS  # the card's and the bench's view counts come from TTA_VIEWS
     with pytest.raises(ValueError):
         tta_views(x, "rot45")
 

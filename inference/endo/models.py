@@ -157,15 +157,15 @@ def polyp_model(registry: Registry, model_id: str = LIGHTBOX_POLYP_ID, threads: 
     sweeps, live mode and key-frame masks of video findings run the single view they were found with."""
     if model_id == POLYP_ID:
         return PolypOnnx.from_registry(registry, threads)
-    from .polyp import TTA_MODES, PolypSegmenter
+    from .polyp import TTA_VIEWS, PolypSegmenter
 
     st = registry.require(model_id)
     o = st.entry.outputs or {}
     tta = str(o.get("tta_stills", "none")) if stills else "none"
-    if tta not in TTA_MODES:
+    if tta not in TTA_VIEWS:
         from ..registry import WeightsError
 
-        raise WeightsError(f"{model_id}: the manifest's tta_stills {tta!r} is not one of {', '.join(TTA_MODES)}")
+        raise WeightsError(f"{model_id}: the manifest's tta_stills {tta!r} is not one of {', '.join(TTA_VIEWS)}")
     return PolypSegmenter(registry.path_of(st.entry), threads=threads, threshold=float(o.get("threshold", 0.5)),
                           min_area=float(o.get("min_area", 0.002)), min_confidence=float(o.get("min_confidence", 0.5)),
                           tta=tta)

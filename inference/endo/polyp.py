@@ -41,22 +41,31 @@ OUT_OF_DOMAIN = "outside what this model was trained on (not a white-light colon
 UNLIKE_TRAINING = "unlike every frame it was trained on"
 ONNX_META_KEY = "lightbox.polyp"
 LABEL = "polyp"
-TTA_MODES = ("none", "flips4", "d4")
+TTA_VIEWS = {"none": 1, "flips4": 4, "d4": 8}  # test-time augmentation mode -> number of views
+TTA_MODES = tuple(TTA_VIEWS)
+
+
+def check_tta(mode: str) -> str:
+    if mode not in TTA_VIEWS:
+        raise ValueError(f"unknown test-time augmentation {mode!r} (known: {', '.join(TTA_MODES)})")
+    return mode
+
+
+def _turn(a: np.ndarray) -> np.ndarray:
+    return np.swapaxes(a, -1, -2)
 
 
 def tta_views(x: np.ndarray, mode: str) -> list[tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]:
-    """The views of a preprocessed batch ``x`` [N, C, S, S] for a TTA mode, each with the function that maps a
-    probability map [S, S] of that view back onto the frame. The first view is the frame as it is."""
-    if mode not in TTA_MODES:
-        raise ValueError(f"unknown test-time augmentation {mode!r} (known: {', '.join(TTA_MODES)})")
+    """The views of a preprocessed batch ``x`` [N, C, S, S] for a TTA mode, each with the function that maps
+    probability maps [..., S, S] of that view back onto the frame. The first view is the frame as it is."""
     views: list = [(x, lambda p: p)]
-    if mode in ("flips4", "d4"):
-        views += [(x[..., ::-1], lambda p: p[:, ::-1]), (x[..., ::-1, :], lambda p: p[::-1]),
-                  (x[..., ::-1, ::-1], lambda p: p[::-1, ::-1])]
+    if check_tta(mode) in ("flips4", "d4"):
+        views += [(x[..., ::-1], lambda p: p[..., ::-1]), (x[..., ::-1, :], lambda p: p[..., ::-1, :]),
+                  (x[..., ::-1, ::-1], lambda p: p[..., ::-1, ::-1])]
     if mode == "d4":
-        t = np.swapaxes(x, 2, 3)
-        views += [(t, lambda p: p.T), (t[..., ::-1], lambda p: p[:, ::-1].T), (t[..., ::-1, :], lambda p: p[::-1].T),
-                  (t[..., ::-1, ::-1], lambda p: p[::-1, ::-1].T)]
+        t = _turn(x)
+        views += [(t, _turn), (t[..., ::-1], lambda p: _turn(p[..., ::-1])),
+                  (t[..., ::-1, :], lambda p: _turn(p[..., ::-1, :])), (t[..., ::-1, ::-1], lambda p: _turn(p[..., ::-1, ::-1]))]
     return views
 
 
@@ -150,9 +159,7 @@ class PolypSegmenter:
         self.domain_limit = self._domain_limit(onnx_path)
         self.min_confidence = float(min_confidence)
         self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-        if tta not in TTA_MODES:
-            raise ValueError(f"unknown test-time augmentation {tta!r} (known: {', '.join(TTA_MODES)})")
-        self.tta = tta
+        self.tta = check_tta(tta)
 
     def _domain_limit(self, onnx_path) -> float | None:
         """The feature gate's limit from the file's metadata (None: this file has no feature gate)."""
@@ -197,12 +204,9 @@ class PolypSegmenter:
         out = self.runtime.run({self.input_name: x})
         p = (1.0 / (1.0 + np.exp(-np.clip(out["mask"][:, 0].astype(np.float32), -30, 30)))).astype(np.float32)
         if len(views) > 1:  # undo each view's flip/turn and average the probabilities
-            p = np.stack([np.mean([back(p[k * n + i]) for k, (_, back) in enumerate(views)], axis=0)
-                          for i in range(n)]).astype(np.float32)
-        ood = out.get("ood")
-        if ood is not None:
-            ood = np.asarray(ood)[:n]  # the gate reads the frame as it is (the first view)
-        return p, (np.asarray(ood, np.float32).reshape(len(frames)) if ood is not None else None)
+            p = np.mean([back(p[k * n:(k + 1) * n]) for k, (_, back) in enumerate(views)], axis=0).astype(np.float32)
+        ood = out.get("ood")  # the gate reads the frame as it is (the first view)
+        return p, (np.asarray(ood, np.float32)[:n].reshape(n) if ood is not None else None)
 
     def decode(self, p: np.ndarray) -> PolypFrame:
         """A probability map -> regions, box, area, confidence (in domain)."""

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..metrics import bootstrap_ci, dice_iou, roc_auc, wilson_ci
 from ..training import pct, write_card
-from .polyp import Persistence, PolypSegmenter, domain_check
+from .polyp import TTA_VIEWS, Persistence, PolypSegmenter, domain_check
 
 PRANET = {"kvasir": 0.898, "cvc": 0.899}
 TARGET_SPECIFICITY = 0.97
@@ -100,15 +100,19 @@ def _analyse(seg: PolypSegmenter, frames, batch=8):
 
 
 # -- parts -------------------------------------------------------------------------------------------------
-def segmentation(seg: PolypSegmenter, pairs, idx, source, group) -> dict:
-    """Dice / IoU per frame with a polyp at its original size; per source and overall."""
+def frame_dice_iou(seg: PolypSegmenter, img: np.ndarray, m: np.ndarray) -> tuple[float, float]:
+    """Dice and IoU of one frame's mask at its original size (probability map resized bilinearly, gate off)."""
     import cv2
 
+    p = seg.probabilities([img])[0]
+    return dice_iou(cv2.resize(p, (m.shape[1], m.shape[0]), interpolation=cv2.INTER_LINEAR) >= seg.threshold, m)
+
+
+def segmentation(seg: PolypSegmenter, pairs, idx, source, group) -> dict:
+    """Dice / IoU per frame with a polyp at its original size; per source and overall."""
     per: dict[str, list[tuple[float, float, str]]] = {}
     for (img, m), i in zip(pairs, idx):
-        p = seg.probabilities([img])[0]
-        up = cv2.resize(p, (m.shape[1], m.shape[0]), interpolation=cv2.INTER_LINEAR) >= seg.threshold
-        d, j = dice_iou(up, m)
+        d, j = frame_dice_iou(seg, img, m)
         per.setdefault(str(source[i]), []).append((d, j, str(group[i])))
     out: dict[str, dict] = {}
     allv = []
@@ -479,8 +483,7 @@ def stills_tta_md(M: dict, looks: list[dict]) -> str:
     if not t:
         return ""
     ch, op, st, det = t["choice"], t["operating_point"], t["segmentation_test"], t["detection_test"]
-    views = {"none": 1, "flips4": 4, "d4": 8}
-    rows = "\n".join(f"| {r['mode']} ({views[r['mode']]}) | {r['val_dice']:.3f} | "
+    rows = "\n".join(f"| {r['mode']} ({TTA_VIEWS[r['mode']]}) | {r['val_dice']:.3f} | "
                      + " | ".join(f"{ch['per_source'][r['mode']].get(k, float('nan')):.3f}" for k in ("kvasir", "cvc"))
                      + (f" | {r['gain_vs_none']:+.3f} ({r['gain_ci95'][0]:.3f}–{r['gain_ci95'][1]:.3f}) |"
                         if r["gain_ci95"][0] is not None else " | – |") for r in ch["rows"])
@@ -495,7 +498,7 @@ def stills_tta_md(M: dict, looks: list[dict]) -> str:
     goal = {k: st[k]["dice"] >= 0.87 for k in ("kvasir", "cvc") if k in st}
     return f"""### Still images: test-time augmentation (look {look})
 A still image (one result per image: `lightbox analyse` of a JPEG/PNG, a folder analysed as a set, `lightbox
-batch` of stills) is read through the views of mode **{ch['chosen']}** ({views[ch['chosen']]} views: the frame as it is,
+batch` of stills) is read through the views of mode **{ch['chosen']}** ({TTA_VIEWS[ch['chosen']]} views: the frame as it is,
 mirrored left-right, up-down and both{', and the same four turned by 90 degrees' if ch['chosen'] == 'd4' else ''}); their
 probability maps are mapped back onto the frame and averaged (`tta_stills` in the manifest). The feature gate reads
 the frame as it is. Video sweeps, live mode and the key-frame masks of video findings keep the single view (the live

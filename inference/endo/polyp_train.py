@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.stage == "tta":
             from .polyp_tta import stage_tta
 
-            meta = stage_tta(data, a.out, a.name, emit=emit, argv=list(argv or sys.argv[1:]))
+            meta = stage_tta(data, a.out, a.name, emit=emit)
             emit({"event": "done", "tta": meta.get("tta") or meta["metrics"]["stills_tta"]["choice"]["chosen"]})
             return 0
         if a.stage == "gate":

@@ -28,23 +28,14 @@ from typing import Callable
 import numpy as np
 
 from ..metrics import bootstrap_ci
-from .polyp import TTA_MODES, PolypSegmenter
-from .polyp_eval import _originals, detection, operating_point, segmentation, speed
+from .polyp import TTA_MODES, TTA_VIEWS, PolypSegmenter
+from .polyp_eval import _originals, detection, frame_dice_iou, operating_point, segmentation, speed
 
 MIN_GAIN = 0.002
 
 
 def _per_frame_dice(seg: PolypSegmenter, pairs) -> np.ndarray:
-    import cv2
-
-    from ..metrics import dice_iou
-
-    out = []
-    for img, m in pairs:
-        p = seg.probabilities([img])[0]
-        up = cv2.resize(p, (m.shape[1], m.shape[0]), interpolation=cv2.INTER_LINEAR) >= seg.threshold
-        out.append(dice_iou(up, m)[0])
-    return np.asarray(out, float)
+    return np.asarray([frame_dice_iou(seg, img, m)[0] for img, m in pairs], float)
 
 
 def choose_mode(dice: dict[str, np.ndarray], groups: np.ndarray) -> dict:
@@ -67,7 +58,7 @@ def choose_mode(dice: dict[str, np.ndarray], groups: np.ndarray) -> dict:
     return {"chosen": chosen, "rows": rows, "min_gain": MIN_GAIN}
 
 
-def stage_tta(data: dict, out_dir, name: str, *, emit: Callable[[dict], None] = lambda e: None, argv=None) -> dict:
+def stage_tta(data: dict, out_dir, name: str, *, emit: Callable[[dict], None] = lambda e: None) -> dict:
     from .polyp_eval import log_look
     from .polyp_train import cache_dir
 
@@ -122,7 +113,7 @@ def stage_tta(data: dict, out_dir, name: str, *, emit: Callable[[dict], None] = 
                                     "frame detection of the test split",
                             "dice": {k: v["dice"] for k, v in seg_test.items()}})
     sp = speed(gated, pos_pairs[0][0])
-    sp["what"] = (f"1280x720 still, test-time augmentation '{mode}' ({len(seg_views(mode))} views): domain gate + "
+    sp["what"] = (f"1280x720 still, test-time augmentation '{mode}' ({TTA_VIEWS[mode]} views): domain gate + "
                   "resize + ONNX Runtime + decoding, one CPU thread")
     meta["metrics"]["stills_tta"] = {"rule": __doc__.split("The rule")[1].split("Video sweeps")[0].strip(),
                                      "choice": choice, "operating_point": op, "segmentation_test": seg_test,
@@ -134,8 +125,3 @@ def stage_tta(data: dict, out_dir, name: str, *, emit: Callable[[dict], None] = 
     emit({"event": "card", "tta": mode, "json": str(card_json)})
     return meta
 
-
-def seg_views(mode: str) -> list:
-    from .polyp import tta_views
-
-    return tta_views(np.zeros((1, 3, 2, 2), np.float32), mode)
