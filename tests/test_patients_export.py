@@ -5,6 +5,7 @@ report figure), the CSV/JSON results table and the endoscopy bundle contain none
 do (so the search itself works)."""
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
@@ -75,13 +76,26 @@ def phi_files(tmp_path_factory):
 
 
 def _pdf_text(pdf: Path) -> str:
+    """Everything in the PDF that is text: the objects outside streams (document info), every decoded
+    non-image stream (page content, fonts, metadata) and what pdftotext reads. Image streams are left
+    out: their encoded pixels are not text, and their ASCII85 alphabet holds any five digits by chance
+    (a report once had '98765' inside a waveform picture). Text burnt into images is checked through
+    `drawn_text` instead."""
     raw = pdf.read_bytes()
-    parts = [raw.decode("latin-1")]
-    for m in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", raw, re.DOTALL):
+    stream = re.compile(rb"(<<(?:(?!>>\s*stream).)*?>>)\s*stream\r?\n(.*?)\s*endstream", re.DOTALL)
+    parts = [stream.sub(rb"\1", raw).decode("latin-1")]
+    for m in stream.finditer(raw):
+        head, body = m.group(1), m.group(2)
+        if re.search(rb"/Subtype\s*/Image", head):
+            continue
         try:
-            parts.append(zlib.decompress(m.group(1)).decode("latin-1"))
-        except zlib.error:
+            if b"ASCII85Decode" in head:
+                body = base64.a85decode(body.strip(), adobe=body.strip().startswith(b"<~"))
+            if b"FlateDecode" in head:
+                body = zlib.decompress(body)
+        except (ValueError, zlib.error):
             pass
+        parts.append(body.decode("latin-1"))
     if shutil.which("pdftotext"):
         parts.append(subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=False).stdout)
     return "\n".join(parts)
