@@ -100,6 +100,28 @@ def _dice(p: np.ndarray, t: np.ndarray) -> float:
     return 1.0 if s == 0 else float(2 * (p & t).sum() / s)
 
 
+def val_metrics(p: np.ndarray, src: np.ndarray, true: np.ndarray, sources) -> dict:
+    """The early-stop score of a validation pass: probability maps p [N,S,S], their sources and true masks.
+    Dice at 0.5 per frame with a polyp (mean, overall and per source); the share of polyp-free frames with
+    a region of >= 0.2 % of the frame; score = Dice - 0.1 x that rate."""
+    out: dict = {}
+    dices = {s: [] for s in sources if s != "normal"}
+    fp = []
+    for k in range(len(p)):
+        if src[k] == "normal":
+            fp.append(_largest_region(p[k]) >= 0.002)
+        else:
+            dices[src[k]].append(_dice(p[k] >= 0.5, true[k]))
+    alld = [d for v in dices.values() for d in v]
+    out["dice"] = float(np.mean(alld)) if alld else 0.0
+    for s, v in dices.items():
+        if v:
+            out[f"dice_{s}"] = float(np.mean(v))
+    out["neg_fp_rate"] = float(np.mean(fp)) if fp else 0.0
+    out["score"] = out["dice"] - 0.1 * out["neg_fp_rate"]
+    return out
+
+
 # -- training ----------------------------------------------------------------------------------------------
 def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=ALL_SOURCES, size: int = 224,
           seed: int = 2020, epochs: int = 20, patience: int = 6, batch: int = 16, lr: float = 1e-3,
@@ -168,23 +190,7 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
         for s in range(0, len(va_sorted), 32):
             feats, _ = vc.batch(va_sorted[s:s + 32])
             probs.append(torch.sigmoid(net.tail(*feats))[:, 0].numpy())
-        p = np.concatenate(probs)
-        out: dict = {}
-        dices = {src: [] for src in sources if src != "normal"}
-        fp = []
-        for k in range(len(p)):
-            if va_src[k] == "normal":
-                fp.append(_largest_region(p[k]) >= 0.002)
-            else:
-                dices[va_src[k]].append(_dice(p[k] >= 0.5, va_true[k]))
-        alld = [d for v in dices.values() for d in v]
-        out["dice"] = float(np.mean(alld)) if alld else 0.0
-        for src, v in dices.items():
-            if v:
-                out[f"dice_{src}"] = float(np.mean(v))
-        out["neg_fp_rate"] = float(np.mean(fp)) if fp else 0.0
-        out["score"] = out["dice"] - 0.1 * out["neg_fp_rate"]
-        return out
+        return val_metrics(np.concatenate(probs), va_src, va_true, sources)
 
     enc_params = [p for m in net.blocks[FROZEN_UPTO + 1:] for p in m.parameters()]
     enc_ids = {id(p) for p in enc_params}
@@ -317,12 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-minutes", type=float, default=0.0, help="stop each training after this long (0 = no limit)")
     ap.add_argument("--no-cross-site", action="store_true",
                     help="skip the second training without CVC-ClinicDB (the card then has no cross-site figure)")
-    ap.add_argument("--stage", choices=("all", "main", "cross-site", "evaluate", "gate", "tta"), default="all",
+    ap.add_argument("--stage", choices=("all", "main", "cross-site", "evaluate", "gate", "tta", "bundle"), default="all",
                     help="run one stage only (the others are read from the cache folder); 'gate': add the feature "
                          "gate's figures to the existing card in --out without rescoring the test split's Dice or "
                          "detection (after a re-export with --stage main/cross-site --epochs 0 --init CKPT); 'tta': choose "
                          "the still-image test-time augmentation on validation and score it once on the test split "
-                         "(inference.endo.polyp_tta)")
+                         "(inference.endo.polyp_tta); 'bundle': write the train + validation frames and the ImageNet "
+                         "start to --out for training on an accelerator (inference.endo.polyp_online)")
     ap.add_argument("--previous-onnx", default=None, help="with --stage gate: the file the re-export replaces "
                                                              "(its mask output is compared with the new one's)")
     ap.add_argument("--evaluate-only", action="store_true", help="same as --stage evaluate (a logged look at the test split)")
@@ -360,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise PolypDataError(f"no finished training run at {p} (run --stage main / cross-site first)")
             return json.loads(p.read_text())
 
+        if a.stage == "bundle":
+            from .polyp_online import write_bundle
+
+            write_bundle(data, a.out, a.size, a.seed, emit=emit)
+            return 0
         if a.stage == "tta":
             from .polyp_tta import stage_tta
 
