@@ -172,11 +172,12 @@ def plain_input(x, size: int):
 
 # -- training ------------------------------------------------------------------------------------------
 def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: str = "cuda", minutes: float = 6.0,
-                 max_epochs: int = 200, patience: int = 40, batch: int = 16, lr: float = 1e-3,
+                 epochs: int | None = None, max_epochs: int = 200, patience: int = 40, batch: int = 16, lr: float = 1e-3,
                  encoder_lr_scale: float = 0.3, negatives_per_epoch: int = 250, warmup_epochs: int = 3,
                  emit: Callable[[dict], None] = lambda e: None) -> dict:
     """Train the whole U-Net on ``b`` (:func:`read_bundle`) on ``device``; the number of epochs is set from a
-    timed trial epoch so that the cosine schedule ends inside ``minutes``. Saves ``<name>-online-best.pt``
+    timed trial epoch so that the cosine schedule ends inside ``minutes`` (unless ``epochs`` is given;
+    ``minutes`` still stops it between epochs). Saves ``<name>-online-best.pt``
     (CPU tensors) in out_dir whenever validation improves; returns a JSON-able summary."""
     import torch
 
@@ -232,15 +233,19 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
     enc_ids = {id(p) for p in enc}
     dec = [p for p in net.parameters() if id(p) not in enc_ids]
     groups = [{"params": enc, "lr_scale": encoder_lr_scale}, {"params": dec, "lr_scale": 1.0}]
-    # a timed trial epoch (its weights are thrown away) sets how many epochs fit the budget
-    trial_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    tt = time.time()
-    fit(net, batches, step, validate, epochs=1, patience=1, lr=lr * 0.1, params=groups)
-    per_epoch = time.time() - tt
-    net.load_state_dict(trial_state)
-    budget = 60 * minutes - (time.time() - t0)
-    epochs = int(max(warmup_epochs + 2, min(max_epochs, budget / (per_epoch * 1.08))))
-    emit({"event": "recipe", "device": str(dev), "epoch_seconds_trial": round(per_epoch, 2), "epochs": epochs,
+    per_epoch = None
+    if epochs is None:
+        # two timed trial epochs (weights thrown away; the first one pays the kernel autotuning) set how many
+        # epochs fit the budget
+        trial_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        fit(net, batches, step, validate, epochs=1, patience=1, lr=lr * 0.1, params=groups)
+        tt = time.time()
+        fit(net, batches, step, validate, epochs=1, patience=1, lr=lr * 0.1, params=groups)
+        per_epoch = time.time() - tt
+        net.load_state_dict(trial_state)
+        budget = 60 * minutes - (time.time() - t0)
+        epochs = int(max(warmup_epochs + 2, min(max_epochs, budget / (per_epoch * 1.08))))
+    emit({"event": "recipe", "device": str(dev), "epoch_seconds_trial": per_epoch and round(per_epoch, 2), "epochs": epochs,
           "batch": batch, "lr": lr, "encoder_lr_scale": encoder_lr_scale, "warmup_epochs": warmup_epochs,
           "patience": patience, "negatives_per_epoch": negatives_per_epoch, "frozen_upto_block": -1,
           "augmentation": "online on the device (polyp_online.augment_batch)", "params": n_params(net)})
@@ -251,7 +256,7 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
             torch.save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, str(ckpt))
 
     res = fit(net, batches, step, validate, epochs=epochs, patience=patience, lr=lr, warmup_epochs=warmup_epochs,
-              params=groups, emit=emit, on_epoch=save_best)
+              params=groups, emit=emit, on_epoch=save_best, time_budget_s=60 * minutes - (time.time() - t0))
     summary = {"name": name, "checkpoint": str(ckpt), "device": str(dev), "sources": list(sources),
                "training": res.as_dict(), "epochs_planned": epochs, "seconds": round(time.time() - t0, 1)}
     (out / f"{name}-online.json").write_text(json.dumps(summary, indent=1, default=float))
@@ -268,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cross-site", action="store_true", help="train without CVC-ClinicDB (the card's cross-site twin)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--minutes", type=float, default=6.0)
+    ap.add_argument("--epochs", type=int, default=None, help="epochs of the schedule (default: fit --minutes from trial epochs)")
     ap.add_argument("--max-epochs", type=int, default=200)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -279,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     b["folder"] = a.bundle
     sources = ("kvasir", "normal") if a.cross_site else ("kvasir", "cvc", "normal")
     name = f"{a.name}_without_cvc" if a.cross_site else a.name
-    s = train_online(b, a.out, name, sources=sources, device=a.device, minutes=a.minutes, max_epochs=a.max_epochs,
+    s = train_online(b, a.out, name, sources=sources, device=a.device, minutes=a.minutes, epochs=a.epochs, max_epochs=a.max_epochs,
                      batch=a.batch, lr=a.lr, encoder_lr_scale=a.encoder_lr_scale, emit=emit)
     emit({"event": "done", "checkpoint": s["checkpoint"], "best_epoch": s["training"]["best_epoch"],
           "best_val": s["training"]["best_val"]})
