@@ -434,7 +434,8 @@ def evaluate_and_card(data: dict, res: dict, out_dir, name: str, *, notes=(), cr
         "external": EXTERNAL,
         "training": {**st, **{k: res["training"][k] for k in ("epochs_run", "best_epoch", "best_val", "stopped")
                               if k in res["training"]},
-                     **{k: res["training"][k] for k in ("finalised_from", "validation_on_finalise") if k in res["training"]},
+                     **{k: res["training"][k] for k in ("finalised_from", "validation_on_finalise", "recipe")
+                        if k in res["training"]},
                      "history": res["training"]["history"]},
         "torch_onnx_agreement": res["agreement"], "domain_gate": res.get("domain_gate"),
         "onnx_sha256": sha, "onnx_bytes": onnx_path.stat().st_size,
@@ -529,6 +530,31 @@ Goal of issue 25 (Dice >= 0.87 on both test splits) for still images: Kvasir-SEG
 per 1280x720 still on one CPU thread. Reproduce: `{t['command']}` (a logged look at the test split).
 
 """
+
+
+def _training_paragraph(tr: dict, fin: str) -> str:
+    """How the shipped weights were trained: the 2-core recipe (frozen early blocks, cached views) or a run of
+    :mod:`inference.endo.polyp_online` (whole network, views drawn each epoch), read from its log's recipe."""
+    rc = tr.get("recipe")
+    if rc:
+        return (f"Training with `inference/endo/polyp_online.py` on {rc.get('device', '?')}: every layer learns (nothing frozen), "
+                f"starting from {rc.get('init', '?')}, on the {rc.get('frames', '?')} frames of this split; each epoch each "
+                "training frame with a polyp gets one new view drawn on the device (random resized crop 45-100 % area, "
+                "k x 90° turn plus ±30° rotation 40 % of the time, flips, brightness / contrast / colour balance / "
+                f"saturation / gamma, blur) plus {rc.get('negatives_per_epoch', '?')} polyp-free views. `inference.training.fit`: "
+                f"AdamW lr {rc.get('lr')}, encoder at {rc.get('encoder_lr_scale')} x lr, cosine schedule over {rc.get('epochs')} "
+                f"epochs, {rc.get('warmup_epochs')} warm-up, batch {rc.get('batch')}, BCE + soft Dice; early stopping on validation "
+                f"Dice minus 0.1 x the validation false-positive rate on polyp-free crops; best epoch {tr['best_epoch'] + 1} of "
+                f"{tr['epochs_run']} ({tr['stopped']}).{fin}")
+    return f"""Training on 2 shared CPU cores: the stem and blocks 0-{tr['frozen_upto_block']} (strides 2-8) keep their ImageNet
+weights; each training frame was augmented {tr['views']} times (polyp-free crops {tr['neg_views']} times: random resized
+crop 45-100 % area, flips, 90° turns, ±30° rotation, brightness / contrast / saturation / colour balance, blur), each
+view passed once through the frozen part and its features were cached; epochs then train blocks {tr['frozen_upto_block'] + 1}-15
+({tr['encoder_lr_scale']} x lr) and the decoder ({tr['trainable_params']:,} trainable parameters) on one cached view per frame plus
+{tr['negatives_per_epoch']} polyp-free views. `inference.training.fit`: AdamW lr {tr['lr']}, cosine schedule, {tr['warmup_epochs']} warm-up
+epoch, batch {tr['batch']}, BCE + soft Dice; early stopping on validation Dice minus 0.1 x the validation false-positive
+rate on polyp-free crops; best epoch {tr['best_epoch'] + 1} of {tr['epochs_run']} ({tr['stopped']}); {tr['threads']} thread,
+{tr['seconds'] / 3600:.1f} h including the feature cache.{fin}"""
 
 
 def model_card(m: dict) -> str:
@@ -725,15 +751,7 @@ with a light decoder (bilinear x2, 1x1 fusion, depthwise-separable 3x3; widths 9
 bilinear to the input): {tr['params']:,} parameters, {m['onnx_bytes'] / 1e6:.1f} MB as ONNX (opset 17).
 Input `image` {m['input']['shape']}: {m['input']['preprocessing']}. Output `mask`: {m['output']['meaning']}.
 
-Training on 2 shared CPU cores: the stem and blocks 0-{tr['frozen_upto_block']} (strides 2-8) keep their ImageNet
-weights; each training frame was augmented {tr['views']} times (polyp-free crops {tr['neg_views']} times: random resized
-crop 45-100 % area, flips, 90° turns, ±30° rotation, brightness / contrast / saturation / colour balance, blur), each
-view passed once through the frozen part and its features were cached; epochs then train blocks {tr['frozen_upto_block'] + 1}-15
-({tr['encoder_lr_scale']} x lr) and the decoder ({tr['trainable_params']:,} trainable parameters) on one cached view per frame plus
-{tr['negatives_per_epoch']} polyp-free views. `inference.training.fit`: AdamW lr {tr['lr']}, cosine schedule, {tr['warmup_epochs']} warm-up
-epoch, batch {tr['batch']}, BCE + soft Dice; early stopping on validation Dice minus 0.1 x the validation false-positive
-rate on polyp-free crops; best epoch {tr['best_epoch'] + 1} of {tr['epochs_run']} ({tr['stopped']}); {tr['threads']} thread,
-{tr['seconds'] / 3600:.1f} h including the feature cache.{fin}
+{_training_paragraph(tr, fin)}
 ONNX vs PyTorch on {ag['n']} validation frames: max |Δ logit| {ag['max_abs_diff']:.1e}, mask pixels disagreeing
 {100 * ag['mask_pixels_disagreeing']:.3f} %.
 
