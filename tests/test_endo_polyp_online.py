@@ -97,3 +97,30 @@ def test_short_run_learns_and_is_finalised_like_a_cpu_run(tmp_path, monkeypatch)
     assert vf["dice"] > 0.6 and res["views_folder"] is None and res["agreement"]["ok"]
     assert res["training"]["recipe"]["frozen_upto_block"] == -1 and res["training"]["epochs_run"] == 14
     assert finalised_training(str(log), s["checkpoint"], vf)["best_epoch"] == s["training"]["best_epoch"]
+
+    # two finished networks read as one (MeanUNet): the ONNX mask is the logit of their mean probability, the
+    # gate reads the first network's features, and training them further is refused
+    from inference.endo.polyp_data import PolypDataError
+    from inference.endo.polyp_net import LiteUNet
+    from inference.training import onnx_session
+    from inference.endo.polyp_views import to_input
+
+    other = str(tmp_path / "b" / "polyp-init.pt")  # the bundle's untrained start: a different second network
+    pair = f"{s['checkpoint']},{other}"
+    ens = train(d, tmp_path / "ens", "tiny", size=64, epochs=0, init_state=pair, sources=("kvasir", "normal"))
+    assert ens["agreement"]["ok"] and ens["training"]["members"] == [s["checkpoint"], other]
+    x = to_input(d["images"][:4])
+    nets = []
+    for p in (s["checkpoint"], other):
+        nets.append(LiteUNet(64, pretrained=False))
+        nets[-1].load_state_dict(torch.load(p, weights_only=True))
+        nets[-1].eval()
+    with torch.no_grad():
+        p_mean = torch.stack([torch.sigmoid(n(torch.from_numpy(x))) for n in nets]).mean(0).numpy()
+    out = onnx_session(ens["onnx"], 1).run(None, {"image": x})
+    assert np.abs(1 / (1 + np.exp(-out[0])) - p_mean).max() < 1e-4
+    single = onnx_session(res["onnx"], 1).run(None, {"image": x})
+    assert np.abs(out[1] - single[1]).max() < 1e-4  # features: the first network's
+    assert ens["domain_gate"]["limit"] == pytest.approx(res["domain_gate"]["limit"], rel=1e-6)
+    with pytest.raises(PolypDataError):
+        train(d, tmp_path / "ens2", "tiny", size=64, epochs=2, init_state=pair, sources=("kvasir", "normal"))

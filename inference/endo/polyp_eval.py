@@ -434,7 +434,7 @@ def evaluate_and_card(data: dict, res: dict, out_dir, name: str, *, notes=(), cr
         "external": EXTERNAL,
         "training": {**st, **{k: res["training"][k] for k in ("epochs_run", "best_epoch", "best_val", "stopped")
                               if k in res["training"]},
-                     **{k: res["training"][k] for k in ("finalised_from", "validation_on_finalise", "recipe")
+                     **{k: res["training"][k] for k in ("finalised_from", "validation_on_finalise", "recipe", "members")
                         if k in res["training"]},
                      "history": res["training"]["history"]},
         "torch_onnx_agreement": res["agreement"], "domain_gate": res.get("domain_gate"),
@@ -535,6 +535,15 @@ per 1280x720 still on one CPU thread. Reproduce: `{t['command']}` (a logged look
 def _training_paragraph(tr: dict, fin: str) -> str:
     """How the shipped weights were trained: the 2-core recipe (frozen early blocks, cached views) or a run of
     :mod:`inference.endo.polyp_online` (whole network, views drawn each epoch), read from its log's recipe."""
+    if tr.get("members"):
+        vf = tr.get("validation_on_finalise") or {}
+        return (f"This file averages the probability maps of {len(tr['members'])} trained networks of this architecture in one ONNX "
+                "graph (`MeanUNet`: mask = logit of the mean probability; the feature gate reads the first network's "
+                "features). How each was trained, and why they are averaged, is in 'How this file was chosen' below; "
+                "nothing was trained for the average itself. Re-validated on export: validation Dice "
+                f"{vf.get('dice', float('nan')):.3f}"
+                + "".join(f", {NAMES[k[5:]]} {v:.3f}" for k, v in vf.items() if k.startswith("dice_"))
+                + f", polyp-free false-positive rate {vf.get('neg_fp_rate', float('nan')):.2f}.")
     rc = tr.get("recipe")
     if rc:
         return (f"Training with `inference/endo/polyp_online.py` on {rc.get('device', '?')}: every layer learns (nothing frozen), "

@@ -40,9 +40,10 @@ def torch_features(net, images: np.ndarray, size: int, batch: int = 32) -> np.nd
     """Pooled bottleneck features [N, 320] of uint8 frames (resized to ``size``), torch, eval mode."""
     import torch
 
-    from .polyp_net import bottleneck_features
+    from .polyp_net import MeanUNet, bottleneck_features
     from .polyp_views import resize_all, to_input
 
+    net = net.members[0] if isinstance(net, MeanUNet) else net  # the gate reads the first member's features
     net.eval()
     out = []
     with torch.no_grad():

@@ -135,7 +135,11 @@ def n_params(net: nn.Module) -> int:
 
 def bottleneck_features(net: LiteUNet, x):
     """(logits, features): the U-Net's output and the global-average-pooled stride-32 bottleneck (the 320
-    channels of the last encoder block, what the decoder starts from) -- the out-of-domain gate's space."""
+    channels of the last encoder block, what the decoder starts from) -- the out-of-domain gate's space.
+    For a :class:`MeanUNet`: the mean of its members' maps, and the first member's features."""
+    if isinstance(net, MeanUNet):
+        first, f = bottleneck_features(net.members[0], x)
+        return MeanUNet.mean_logit([first, *(m(x) for m in net.members[1:])]), f
     skips = net.frozen_features(x)
     h, taps = skips[-1], list(skips)
     for i in range(FROZEN_UPTO + 1, len(net.blocks)):
@@ -146,6 +150,23 @@ def bottleneck_features(net: LiteUNet, x):
     y = net.up1(net.up2(net.up3(net.up4(s5, s4), s3), s2), s1)
     y = F.interpolate(net.head(y), scale_factor=2.0, mode="bilinear", align_corners=False)
     return y, s5.mean((2, 3))
+
+
+class MeanUNet(nn.Module):
+    """Several trained U-Nets read as one: ``mask`` = the logit of the mean of their probability maps. The
+    out-of-domain features are the first member's (its gate is the file's gate)."""
+
+    def __init__(self, members: list[LiteUNet]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @staticmethod
+    def mean_logit(logits: list):
+        p = torch.stack([torch.sigmoid(v) for v in logits]).mean(0).clamp(1e-6, 1 - 1e-6)
+        return torch.log(p) - torch.log1p(-p)
+
+    def forward(self, x):
+        return self.mean_logit([m(x) for m in self.members])
 
 
 class GatedUNet(nn.Module):

@@ -132,14 +132,16 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
     """Train on data['split'] == 'train' frames of ``sources``, early-stop on their validation frames,
     export ONNX (to ``out_dir``, or the cache folder when None). Returns a JSON-able summary.
 
-    ``init_state``: start from this state dict (plain tensors, e.g. a run's ``-best.pt`` checkpoint).
+    ``init_state``: start from this state dict (plain tensors, e.g. a run's ``-best.pt`` checkpoint); several,
+    comma-separated, with ``epochs=0``: their networks read as one (:class:`~.polyp_net.MeanUNet`, the mean of
+    their probability maps; the gate reads the first one's features).
     With ``epochs=0`` that finalises a run that was stopped before its end (its best checkpoint is
     validated once more, exported and checked); ``previous_log`` (that run's ``event=epoch`` log) then
     supplies its training history for the card."""
     import torch
 
     from ..training import agreement_check, export_onnx, fit
-    from .polyp_net import FROZEN_UPTO, LiteUNet, n_params
+    from .polyp_net import FROZEN_UPTO, LiteUNet, MeanUNet, n_params
 
     emit = emit or (lambda e: None)
     t_start = time.time()
@@ -149,10 +151,20 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
     emit({"event": "split", "sources": list(sources),
           **{s: {src: int(((split == s) & (source == src)).sum()) for src in sorted(set(source))}
              for s in ("train", "val", "test")}})
-    net = LiteUNet(size, pretrained=pretrained and not init_state)
-    if init_state:
-        net.load_state_dict(torch.load(str(init_state), weights_only=True))
-    net.freeze_encoder(FROZEN_UPTO)
+    members = [p for p in str(init_state).split(",") if p] if init_state else []
+    if len(members) > 1:  # several finished checkpoints read as one (MeanUNet): finalised only, never trained
+        if epochs:
+            raise PolypDataError("several --init checkpoints are averaged as they are: use --epochs 0")
+        nets = []
+        for p in members:
+            nets.append(LiteUNet(size, pretrained=False))
+            nets[-1].load_state_dict(torch.load(p, weights_only=True))
+        net = MeanUNet(nets)
+    else:
+        net = LiteUNet(size, pretrained=pretrained and not init_state)
+        if init_state:
+            net.load_state_dict(torch.load(str(init_state), weights_only=True))
+        net.freeze_encoder(FROZEN_UPTO)
 
     folder = None
     if epochs:
@@ -214,7 +226,7 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
             probs = [torch.sigmoid(net(torch.from_numpy(va_x[s:s + 32])))[:, 0].numpy() for s in range(0, len(va_x), 32)]
             return val_metrics(np.concatenate(probs), va_src, va_true, sources)
 
-    enc_params = [p for m in net.blocks[FROZEN_UPTO + 1:] for p in m.parameters()]
+    enc_params = [p for m in getattr(net, "blocks", [])[FROZEN_UPTO + 1:] for p in m.parameters()]
     enc_ids = {id(p) for p in enc_params}
     dec_params = [p for p in net.parameters() if p.requires_grad and id(p) not in enc_ids]
     ckpt = cache_dir() / f"{name}-seed{seed}-best.pt"
@@ -315,6 +327,12 @@ def finalised_training(previous_log, init_state, val_now: dict) -> dict:
     recipe = [{k: v for k, v in r.items() if k != "event"} for r in rows if r.get("event") == "recipe"]
     best = [h["epoch"] for h in hist if h.get("best") is True]
     n = len(hist)
+    members = [m for m in str(init_state).split(",") if m]
+    if len(members) > 1:
+        return {"epochs_run": 0, "best_epoch": -1, "best_val": float(val_now["score"]),
+                "stopped": f"no training: {len(members)} finished networks averaged (MeanUNet), finalised with --epochs 0",
+                "seconds": 0.0, "history": [], "members": members, "finalised_from": str(init_state),
+                "validation_on_finalise": val_now}
     return {"epochs_run": n, "best_epoch": int(best[-1]) if best else -1, "best_val": float(val_now["score"]),
             "stopped": (f"stopped from outside after {n} epochs (session end); finalised from its best checkpoint "
                         f"{Path(str(init_state)).name} with --epochs 0"),
