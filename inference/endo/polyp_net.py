@@ -162,8 +162,10 @@ class MeanUNet(nn.Module):
 
     @staticmethod
     def mean_logit(logits: list):
-        p = torch.stack([torch.sigmoid(v) for v in logits]).mean(0).clamp(1e-6, 1 - 1e-6)
-        return torch.log(p) - torch.log1p(-p)
+        """logit(mean(sigmoid(v))) in log space: log sum p - log sum (1 - p), with log p = -softplus(-v). No
+        clamp and no log of a rounded probability, so ONNX Runtime and torch agree on confident pixels too."""
+        z = torch.stack(logits)
+        return torch.logsumexp(-F.softplus(-z), 0) - torch.logsumexp(-F.softplus(z), 0)
 
     def forward(self, x):
         return self.mean_logit([m(x) for m in self.members])
