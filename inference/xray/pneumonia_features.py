@@ -22,8 +22,9 @@ import numpy as np
 VERSION = "lite0-f11-v1"
 
 
-def key(files: list[str], size: int, seed: int) -> str:
-    h = hashlib.sha256(f"{VERSION}|{size}|{seed}".encode())
+def key(files: list[str], size: int, seed: int, recipe: str = "v1") -> str:
+    tag = f"{VERSION}|{size}|{seed}" + ("" if recipe == "v1" else f"|aug-{recipe}")
+    h = hashlib.sha256(tag.encode())
     for f in files:
         h.update(f"{f}\n".encode())
     return h.hexdigest()[:12]
@@ -72,11 +73,11 @@ def ensure(low, cache: Path, k: str, part: str, copy: int, make: Callable[[], np
     return np.load(p, mmap_mode="r")
 
 
-def augmented_copy(x224: np.ndarray, size: int, seed: int, copy: int) -> np.ndarray:
+def augmented_copy(x224: np.ndarray, size: int, seed: int, copy: int, recipe: str = "v1") -> np.ndarray:
     from .pneumonia_net import augment
 
     rng = np.random.RandomState(seed * 1000 + copy)
-    return np.stack([augment(im, size, rng) for im in x224])
+    return np.stack([augment(im, size, rng, recipe) for im in x224])
 
 
 def available_copies(cache: Path, k: str, part: str) -> list[int]:

@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 SEED_A, SEED_B = 501, 502
+SEED_NOISE = 503
+NOISE_SIGMA = 8.0
 VERSION = "1"  # part of the feature-cache name: change it when shifted() changes
 
 
@@ -87,6 +89,16 @@ def shifted_set(x224: np.ndarray, seed: int, which: str = "A") -> np.ndarray:
     """(N, 224, 224) uint8: one shifted draw of every film (set ``A`` or ``B``, see the module text)."""
     rng = np.random.RandomState(seed * 1000 + (SEED_A if which == "A" else SEED_B))
     return np.stack([shifted(np.asarray(im), rng) for im in x224])
+
+
+def noisy_set(x224: np.ndarray, seed: int, sigma: float = NOISE_SIGMA) -> np.ndarray:
+    """(N, 224, 224) uint8: every film with uncorrelated Gaussian noise of ``sigma`` grey levels (seed
+    ``seed * 1000 + 503``): the noise check of the model-choice rule (validation films only)."""
+    from .pneumonia_net import add_noise
+
+    rng = np.random.RandomState(seed * 1000 + SEED_NOISE)
+    return np.stack([add_noise(np.asarray(im), rng, sigma=sigma, kind="gaussian", correlated=False)
+                     for im in x224])
 
 
 def model_inputs(x224_shifted: np.ndarray, size: int) -> np.ndarray:
