@@ -301,6 +301,42 @@ def test_shifted_validation_is_seeded_and_changes_the_film():
     assert not np.array_equal(a1, b) and all(np.abs(a1[i].astype(int) - x[i]).mean() > 3 for i in range(3))
 
 
+def test_noise_check_set_adds_seeded_noise_of_the_stated_level():
+    from inference.xray import pneumonia_shift as ps
+
+    flat = np.full((4, 224, 224), 120, np.uint8)
+    n1, n2 = ps.noisy_set(flat, 2018), ps.noisy_set(flat, 2018)
+    assert np.array_equal(n1, n2) and not np.array_equal(n1, ps.noisy_set(flat, 2019))
+    d = n1.astype(np.float64) - 120
+    assert abs(d.mean()) < 0.2 and abs(d.std() - ps.NOISE_SIGMA) < 0.3
+    # uncorrelated: neighbouring pixels' noise is independent
+    assert abs(np.corrcoef(d[:, :, 1:].ravel(), d[:, :, :-1].ravel())[0, 1]) < 0.03
+
+
+def test_augmentation_v2_adds_noise_and_v1_is_unchanged_by_the_new_recipe():
+    from inference.xray.pneumonia_net import add_noise, augment
+
+    film = pdata.model_input(grey(labelled_fixtures()[0][0]), 224)
+    # v1 draws exactly what it drew before the recipe existed: the same stream gives the same copies
+    a = [augment(film, 96, np.random.RandomState(5)) for _ in range(2)]
+    assert np.array_equal(a[0], a[1])
+    with pytest.raises(ValueError):
+        augment(film, 96, np.random.RandomState(0), "v9")
+
+    def roughness(im):  # high-frequency energy: what added noise raises
+        f = im.astype(np.float64)
+        return np.abs(f[:, 1:] - f[:, :-1]).mean()
+
+    r = np.random.RandomState(3)
+    v1 = [roughness(augment(film, 192, r, "v1")) for _ in range(24)]
+    r = np.random.RandomState(3)
+    v2 = [roughness(augment(film, 192, r, "v2")) for _ in range(24)]
+    assert max(v2) > 1.5 * np.median(v1)
+    flat = np.full((64, 64), 100, np.uint8)
+    s = add_noise(flat, np.random.RandomState(0), sigma=6, kind="signal", correlated=True).astype(float)
+    assert abs(s.std() - 6) < 1.0 and abs(s.mean() - 100) < 1.0
+
+
 def test_image_stats_are_finite_for_degenerate_images():
     for img in (np.zeros((32, 32), np.uint8), np.full((32, 32), 255, np.uint8)):
         assert np.isfinite(image_stats(img)).all()

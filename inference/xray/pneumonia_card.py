@@ -166,6 +166,12 @@ def card_markdown(c: dict) -> str:
                      f"{h['seconds']:.0f} |{' best' if h.get('best') else ''}" for h in tr.get("history", []))
     shifted_monitor = tr.get("monitor") == "auroc_shift"
     monitor_txt = ("AUROC on the **shifted validation set A** (below)" if shifted_monitor else "validation AUROC")
+    aug_v2 = tr.get("augmentation") == "v2"
+    noise_txt = ("detector noise on half the copies (2–12 grey levels; Gaussian or signal-dependent like quantum "
+                 "mottle, half of it slightly correlated), " if aug_v2 else "")
+    aug_why = ("\nThe noise and the tighter field of view (augmentation recipe v2) come from an error analysis on "
+               "validation films (below, 'Why noise'). " if aug_v2 else "")
+    thr_on_val = shifted_monitor and "validation sensitivity" in pre.get("threshold_rule", "")
     ch = c.get("model_choice") or {}
     choice = ""
     if ch:
@@ -240,9 +246,9 @@ pneumonia films, drawn anew each epoch: {tr['epoch_images']} images per epoch), 
 Every normal training film and as many pneumonia films (seeded; what a balanced epoch draws) have
 {tr['copies'] - 1} augmented cop{'y' if tr['copies'] == 2 else 'ies'} beside the clean one, computed once (an epoch draws one of an image's
 copies at random): rotation
-±10°, scale 0.85–1.1 with aspect ±10 %, shift ±6 %, gamma 0.7–1.45, contrast 0.75–1.25, brightness ±20,
-blur or sharpening, resolution loss (down to 35–90 % and back up), JPEG quality 25–95, L/R/AP/PA text
-markers, black/white collimation bands (flat ones then cropped as at run time; noisy ones kept), no flips.
+±10°, scale 0.85–{'1.25' if aug_v2 else '1.1'} with aspect ±10 %, shift ±6 %, gamma 0.7–1.45, contrast 0.75–1.25, brightness ±20,
+blur or sharpening, resolution loss (down to 35–90 % and back up), {noise_txt}JPEG quality 25–95, L/R/AP/PA text
+markers, black/white collimation bands (flat ones then cropped as at run time; noisy ones kept), no flips.{aug_why}
 Early stopping on {monitor_txt}: best epoch {tr['best_epoch']} of {tr['epochs_run']} ({tr['stopped']});
 {tr['seconds'] / 60:.0f} min of training on {tr['threads']} CPU threads (nice 10, a machine shared with other jobs).
 PyTorch {tr.get('torch', '')}.
@@ -329,7 +335,7 @@ is untested. An adult frontal chest film is a chest film: the gate will usually 
 ## Reproduce
     lightbox xray-train /work/data/kermany/train --out resources/models --seed {sp['seed']} --size {pre['size']} \\
         --epochs {tr['epochs_max']} --patience {tr['patience']} --batch {tr['batch']} --lr {tr['lr']} --aug-copies {tr['copies'] - 1} \\
-        --sens-target {tr['sens_target']} --threads {tr['threads']}{' --monitor shifted' if shifted_monitor else ' --monitor val'}{f" --max-minutes {tr['max_minutes']:g}" if tr.get('max_minutes') else ''} \\
+        --sens-target {tr['sens_target']} --threads {tr['threads']}{' --monitor shifted' if shifted_monitor else ' --monitor val'}{' --threshold-on val' if thr_on_val else ''}{' --augmentation v2' if aug_v2 else ''}{f" --max-minutes {tr['max_minutes']:g}" if tr.get('max_minutes') else ''} \\
         --gate-negatives /work/data/endo/datasets/Kvasir-SEG/images{overlap_cmd}{ext_cmd}
     lightbox xray-train /work/data/kermany/train --compare OLD.onnx resources/models/{c['name']}.onnx
     lightbox xray-train /work/data/kermany/train --out resources/models \\
