@@ -171,7 +171,7 @@ def card_markdown(c: dict) -> str:
                  "mottle, half of it slightly correlated), " if aug_v2 else "")
     aug_why = ("\nThe noise and the tighter field of view (augmentation recipe v2) come from an error analysis on "
                "validation films (below, 'Why noise'). " if aug_v2 else "")
-    thr_on_val = shifted_monitor and "validation sensitivity" in pre.get("threshold_rule", "")
+    thr_on_val = shifted_monitor and tr.get("threshold_on") == "val"
     ch = c.get("model_choice") or {}
     choice = ""
     if ch:

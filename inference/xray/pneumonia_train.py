@@ -321,7 +321,7 @@ def train(data_dir: str | Path, out_dir: str | Path, name: str = NAME, *, size: 
                   emit=emit, t_start=t_start, threads=threads, data_description=data_description,
                   evaluate_test=evaluate_test, gate_extra=gate_extra, full_checks=full_checks,
                   threshold_on=threshold_on,
-                  hyper={"augmentation": recipe, "epochs_max": epochs, "patience": patience, "batch": batch, "lr": lr, "n_aug": n_aug,
+                  hyper={"augmentation": recipe, "threshold_on": threshold_on, "epochs_max": epochs, "patience": patience, "batch": batch, "lr": lr, "n_aug": n_aug,
                          "epoch_images": 2 * per_class, "threads": threads, "copies": len(copies),
                          "params": n_params, "trainable": sum(p.numel() for p in trainable),
                          "torch": torch.__version__, "monitor": key_monitor, "max_minutes": max_minutes,
@@ -533,7 +533,7 @@ def compare(data_dir, onnx_paths: list[str], seed: int = 2018, threads: int = 2,
             "threshold": m.threshold,
             "shifted_B": {k: sb[k] for k in ("auroc", "auroc_ci", "sensitivity", "specificity", "confusion")},
             "val_224": {k: sc[k] for k in ("auroc", "sensitivity", "specificity")},
-            "noise_8": {**{k: sn[k] for k in ("auroc", "sensitivity", "specificity", "confusion")},
+            "noise": {**{k: sn[k] for k in ("auroc", "sensitivity", "specificity", "confusion")},
                         "normal_median_p": float(np.median(pn[y == 0]))}}
     return out
 
