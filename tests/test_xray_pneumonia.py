@@ -313,6 +313,18 @@ def test_noise_check_set_adds_seeded_noise_of_the_stated_level():
     assert abs(np.corrcoef(d[:, :, 1:].ravel(), d[:, :, :-1].ravel())[0, 1]) < 0.03
 
 
+def test_threshold_noise_copy_is_its_own_seeded_draw_of_4_to_12_grey_levels():
+    from inference.xray import pneumonia_shift as ps
+
+    flat = np.full((40, 64, 64), 120, np.uint8)
+    t1, t2 = ps.threshold_noise_set(flat, 2018), ps.threshold_noise_set(flat, 2018)
+    assert np.array_equal(t1, t2)
+    # not the noise check's draw (the rule's check stays a different sample of noise)
+    assert not np.array_equal(t1, ps.noisy_set(flat, 2018))
+    sd = (t1.astype(np.float64) - 120).reshape(40, -1).std(1)
+    assert sd.min() > 3.5 and sd.max() < 12.5 and sd.max() - sd.min() > 3  # a level drawn per film
+
+
 def test_augmentation_v2_adds_noise_and_every_recipe_is_seeded():
     from inference.xray.pneumonia_net import add_noise, augment
 
@@ -402,6 +414,12 @@ def test_tiny_training_run_writes_a_consistent_model_and_card(tmp_path, monkeypa
     assert again["training"]["best_epoch"] == card["training"]["best_epoch"]
     assert "--from-checkpoint" in again["training"]["stopped"]
     assert again["preprocessing"]["threshold"] == pytest.approx(card["preprocessing"]["threshold"], abs=1e-3)
+    # the operating point on clean + noisy validation films: same network, its own threshold rule and command
+    noisy = train(tmp_path / "data", tmp_path / "out3", size=64, epochs=2, patience=2, batch=16, lr=2e-3, n_aug=1,
+                  threads=1, full_checks=False, from_checkpoint=ckpt, resumed_history=card["training"]["history"],
+                  threshold_on="val+noise")
+    assert "noise" in noisy["preprocessing"]["threshold_rule"] and 0 < noisy["preprocessing"]["threshold"] < 1
+    assert "--threshold-on val+noise" in (tmp_path / "out3" / f"{NAME}.md").read_text()
     # the model choice from the command line needs no output folder
     from inference.xray.pneumonia_train import CHOICE_RULE, main
 

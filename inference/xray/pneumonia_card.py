@@ -171,7 +171,7 @@ def card_markdown(c: dict) -> str:
                  "mottle, half of it slightly correlated), " if aug_v2 else "")
     aug_why = ("\nThe noise and the tighter field of view (augmentation recipe v2) come from an error analysis on "
                "validation films (below, 'Why noise'). " if aug_v2 else "")
-    thr_on_val = shifted_monitor and tr.get("threshold_on") == "val"
+    thr_on = tr.get("threshold_on") if shifted_monitor and tr.get("threshold_on") in ("val", "val+noise") else ""
     ch = c.get("model_choice") or {}
     choice = ""
     if ch:
@@ -335,7 +335,7 @@ is untested. An adult frontal chest film is a chest film: the gate will usually 
 ## Reproduce
     lightbox xray-train /work/data/kermany/train --out resources/models --seed {sp['seed']} --size {pre['size']} \\
         --epochs {tr['epochs_max']} --patience {tr['patience']} --batch {tr['batch']} --lr {tr['lr']} --aug-copies {tr['copies'] - 1} \\
-        --sens-target {tr['sens_target']} --threads {tr['threads']}{' --monitor shifted' if shifted_monitor else ' --monitor val'}{' --threshold-on val' if thr_on_val else ''}{' --augmentation v2' if aug_v2 else ''}{f" --max-minutes {tr['max_minutes']:g}" if tr.get('max_minutes') else ''} \\
+        --sens-target {tr['sens_target']} --threads {tr['threads']}{' --monitor shifted' if shifted_monitor else ' --monitor val'}{f' --threshold-on {thr_on}' if thr_on else ''}{' --augmentation v2' if aug_v2 else ''}{f" --max-minutes {tr['max_minutes']:g}" if tr.get('max_minutes') else ''} \\
         --gate-negatives /work/data/endo/datasets/Kvasir-SEG/images{overlap_cmd}{ext_cmd}
     lightbox xray-train /work/data/kermany/train --compare OLD.onnx resources/models/{c['name']}.onnx
     lightbox xray-train /work/data/kermany/train --out resources/models \\

@@ -31,6 +31,7 @@ import numpy as np
 
 SEED_A, SEED_B = 501, 502
 SEED_NOISE = 503
+SEED_NOISE_THRESHOLD = 504
 NOISE_SIGMA = 8.0
 VERSION = "1"  # part of the feature-cache name: change it when shifted() changes
 
@@ -99,6 +100,17 @@ def noisy_set(x224: np.ndarray, seed: int, sigma: float = NOISE_SIGMA) -> np.nda
     rng = np.random.RandomState(seed * 1000 + SEED_NOISE)
     return np.stack([add_noise(np.asarray(im), rng, sigma=sigma, kind="gaussian", correlated=False)
                      for im in x224])
+
+
+def threshold_noise_set(x224: np.ndarray, seed: int) -> np.ndarray:
+    """(N, 224, 224) uint8: every film once with uncorrelated Gaussian noise of 4-12 grey levels (drawn per
+    film; seed ``seed * 1000 + 504``): the noisy half of the films an operating point ``--threshold-on
+    val+noise`` is chosen on (validation films only; a draw apart from the noise check's)."""
+    from .pneumonia_net import add_noise
+
+    rng = np.random.RandomState(seed * 1000 + SEED_NOISE_THRESHOLD)
+    return np.stack([add_noise(np.asarray(im), rng, sigma=float(rng.uniform(4, 12)), kind="gaussian",
+                               correlated=False) for im in x224])
 
 
 def model_inputs(x224_shifted: np.ndarray, size: int) -> np.ndarray:
