@@ -250,7 +250,7 @@ copies at random): rotation
 blur or sharpening, resolution loss (down to 35–90 % and back up), {noise_txt}JPEG quality 25–95, L/R/AP/PA text
 markers, black/white collimation bands (flat ones then cropped as at run time; noisy ones kept), no flips.{aug_why}
 Early stopping on {monitor_txt}: best epoch {tr['best_epoch']} of {tr['epochs_run']} ({tr['stopped']});
-{tr['seconds'] / 60:.0f} min of training on {tr['threads']} CPU threads (nice 10, a machine shared with other jobs).
+{tr['seconds'] / 60:.0f} min of training on {tr['threads']} CPU threads{' (' + tr['machine'] + ')' if tr.get('machine') else ''}.
 PyTorch {tr.get('torch', '')}.
 
 | epoch | lr | train loss | val AUROC | val loss | shifted val A AUROC | shifted val A loss | s | |
