@@ -431,6 +431,7 @@ class MainWindow(PatientsWindowMixin, DicomWindowMixin, QMainWindow):
     def _show_result(self, result: Result | None) -> None:
         v = self.current_viewer()
         if v:
+            v.set_selected_model(self.results.current_model())
             v.set_result(result)
         self.results.show_result(result, hidden=bool(v and v.hides_results()))
 

@@ -587,6 +587,11 @@ def test_viewer_shows_probability_label_heatmap_credit_and_ood(main_window, demo
     main_window.show_study(st, sid)
     v = main_window.current_viewer()
     assert "Kermany" in v.attribution.text() and "CC BY 4.0" in v.attribution.text()
+    # before any result, the panel announces the selected model's own read-out (not the anomaly model's bars)
+    main_window.results.select_model("xray-pneumonia")
+    main_window._model_changed("xray-pneumonia")
+    assert "P(pneumonia)" in v.anomaly.title.text() and "press Analyse" in v.anomaly.band.text()
+    assert not any(bar.isVisibleTo(v.anomaly) for bar, _ in v.anomaly.bars.values())
     main_window._analysis_done(sid, r)
     assert v.heat is not None
     assert f"{r.outputs['p_pneumonia']:.3f}" in v.anomaly.score.text()

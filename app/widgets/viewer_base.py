@@ -38,6 +38,9 @@ class ViewerBase(QWidget):
         """Show a result (overlays, markers). Called with stored results when a study is reopened."""
         self.result = result
 
+    def set_selected_model(self, model_id: str | None) -> None:
+        """The model chosen in the results panel (so an empty panel can say what that model will show)."""
+
     def result_widget(self) -> QWidget | None:
         """An extra modality panel for the right dock (charts, practice loop); None for none."""
         return None

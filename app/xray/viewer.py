@@ -62,6 +62,13 @@ class _ImageBox(pg.ViewBox):
         ev.accept()
 
 
+PNEUMONIA_ID = "xray-pneumonia"
+PNEUMONIA_HEAT_NOTE = ("Heatmap: where the network's pneumonia evidence lies (its 12 × 12 logit map, whose mean is "
+                       "the decision), on a fixed scale: a normal film's map stays clear. It shows where the evidence "
+                       "sits, not the outline of a consolidation. Population: paediatric 1–5 y, one centre "
+                       "(Guangzhou); adults are outside what this model was trained on.")
+
+
 class AnomalyWidget(QFrame):
     """Right-panel summary: fused score, band, threshold, and the three components as bars."""
 
@@ -126,13 +133,18 @@ class AnomalyWidget(QFrame):
         self.score.setText(f"<span style='color:{col}'>{p:.3f}</span>")
         self.band.setText(f"<b style='color:{col}'>{'PNEUMONIA' if pos else 'normal'}</b> · threshold {thr:.3f} "
                           f"(chosen on validation){stamp}")
-        self.why.setText("Heatmap: where the network's pneumonia evidence lies (class activation map of its last "
-                         "conv block). Population: paediatric 1–5 y, one centre (Guangzhou); adults are outside "
-                         "what this model was trained on.")
+        self.why.setText(PNEUMONIA_HEAT_NOTE)
 
-    def show_result(self, r: Result | None) -> None:
-        if r is not None and r.model_id == "xray-pneumonia" and "threshold" in r.outputs:
+    def show_result(self, r: Result | None, selected_model: str | None = None) -> None:
+        if r is not None and r.model_id == PNEUMONIA_ID and "threshold" in r.outputs:
             self._show_pneumonia(r)
+            return
+        if r is None and selected_model == PNEUMONIA_ID:  # nothing yet: this model's panel, empty
+            self._set_bars_visible(False)
+            self.title.setText("P(pneumonia) · Lightbox paediatric CXR model")
+            self.score.setText("—")
+            self.band.setText("No result for this image yet: press Analyse.")
+            self.why.setText(PNEUMONIA_HEAT_NOTE)
             return
         self._set_bars_visible(True)
         self.title.setText("Anomaly score")
@@ -171,6 +183,7 @@ class XrayViewer(NoteMixin, ViewerBase):
         self.image: np.ndarray | None = None  # modality values
         self.header_display: np.ndarray | None = None
         self.heat: np.ndarray | None = None
+        self.selected_model: str | None = None  # the results panel's model (what an empty panel announces)
         self.heat_fixed = False  # the heatmap is on the pneumonia model's fixed scale (not relative to its peak)
         self.center, self.width = 0.5, 1.0
         self.use_header_lut = True
@@ -330,9 +343,12 @@ class XrayViewer(NoteMixin, ViewerBase):
         self.status_message.emit(f"{md.get('columns')} × {md.get('rows')} px · {md.get('bits_stored')} bit · "
                                  f"{md.get('photometric')} · {spacing}")
 
+    def set_selected_model(self, model_id: str | None) -> None:
+        self.selected_model = model_id
+
     def set_result(self, result):
         super().set_result(result)
-        self.anomaly.show_result(result)
+        self.anomaly.show_result(result, self.selected_model)
         self.heat = None
         if result is not None and self.image is not None and "_gradcam_grid" in result.outputs:
             from inference.xray.pipeline import heat_is_fixed, heatmap_from_result
