@@ -56,7 +56,7 @@ def panels_figure(study, result, extra: dict | None = None):
         im = axes[1].imshow(heat, cmap=cmap, vmin=0, vmax=1)
         pneu = result.model_id == "xray-pneumonia"
         fixed = heat_is_fixed(result)
-        axes[1].set_title("Class activation map, pneumonia (0 = threshold, 1 = typical pneumonia)" if fixed else
+        axes[1].set_title("Evidence map (0 = threshold, 1 = typical pneumonia)" if fixed else
                           "Class activation map, pneumonia unit (relative)" if pneu
                           else "Grad-CAM of fused score (relative)", fontsize=8)
         cb = fig.colorbar(cm.ScalarMappable(norm=colors.Normalize(0, 1), cmap=cmap), ax=axes[1],
@@ -92,7 +92,7 @@ def _note_and_entities(store, study_id, extra):
 def pneumonia_section(r) -> list:
     o = r.outputs
     stamp = "" if r.clinical else f" <font color='#c62828'><b>{NOT_CLINICAL}</b></font>"
-    flow = [Paragraph("Pneumonia classifier (Lightbox, paediatric chest X-ray CNN)", H2)]
+    flow = [Paragraph("Pneumonia classifier (Lightbox, paediatric chest X-ray, EfficientNet-Lite0)", H2)]
     if not o.get("in_distribution", True) or o.get("p_pneumonia") is None:
         flow.append(Paragraph(f"<b>Not assessed:</b> {o.get('ood_message') or 'outside what this model was trained on'}. "
                               f"No pneumonia label and no heatmap are given.{stamp}", SCORE))
@@ -103,7 +103,8 @@ def pneumonia_section(r) -> list:
         flow.append(Paragraph(
             f"P(pneumonia) <font size='14'><b>{p:.3f}</b></font> · threshold {thr:.3f} → "
             f"<font color='{col}'><b>{'PNEUMONIA' if pos else 'normal'}</b></font> ·{stamp}", SCORE))
-        flow.append(Paragraph("Threshold chosen on the validation split (high sensitivity; see the model card). "
+        flow.append(Paragraph("Threshold chosen on validation films, clean and with added noise (high sensitivity; see the model "
+                              "card, which also gives its results on an external test set). "
                               "Heatmap: class activation map of the decision (the network's stride-16 logit map), "
                               "upsampled; it shows where the network's evidence lies, not a lesion outline.", SMALL))
     flow.append(Paragraph(f"Population: {o.get('population', '')}. Model card: resources/models/{CARD}. "
