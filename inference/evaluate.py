@@ -500,6 +500,7 @@ def classifier_metrics(labels: Sequence[str], scores: Sequence[float] | None, ad
         fpr, tpr, thr = M.roc_curve(y, s)
         b["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
                     "thresholds": [float(t) if np.isfinite(t) else None for t in thr]}
+        b["operating_points"] = M.operating_points(y, s)
         b["positive"], b["negative"] = adapter.positive, (adapter.negative or f"not {adapter.positive}")
         if "multiclass" in adapter.kinds:
             b["negative"] = f"not {adapter.positive}"
@@ -535,6 +536,7 @@ def held_out_metrics(classes: Sequence[str], y_true: Sequence[int], probs, model
                              n_boot=n_boot, seed=seed)
     if "binary" in out:
         out["binary"].pop("roc", None)  # a card keeps the numbers; the curve belongs to a report
+        out["binary"].pop("operating_points", None)  # a site's reading of its own cases, not a card's
     return out
 
 
@@ -768,6 +770,13 @@ def summary_lines(ev: dict) -> list[str]:
         out.append(f"at threshold {fmt(b['threshold'], 'g')}: sensitivity {fmt(b['sensitivity'])}, "
                    f"specificity {fmt(b['specificity'])}, PPV {fmt(b['ppv'])}, NPV {fmt(b['npv'])}; "
                    f"confusion [[TN FP] [FN TP]] = {b['confusion']}")
+    ops = (b or {}).get("operating_points", [])
+    if ops:
+        out.append("operating points read off these cases (chosen on them: confirm one on other cases before "
+                   "adopting it):")
+    for op in ops:
+        out.append(f"  sensitivity >= {op['target_sensitivity']:.2f}: threshold {op['threshold']:.4g}, "
+                   f"sensitivity {fmt(op['sensitivity'])}, specificity {fmt(op['specificity'])}")
     mc = m.get("multiclass")
     if mc:
         out.append(f"accuracy {fmt(mc['accuracy'])}, balanced accuracy {fmt(mc['balanced_accuracy'])}, "

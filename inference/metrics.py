@@ -173,6 +173,39 @@ def youden_threshold(y, score) -> float:
     return float(thr[i]) if np.isfinite(thr[i]) else float(thr[min(i + 1, len(thr) - 1)])
 
 
+def sensitivity_threshold(y, score, target: float) -> float:
+    """The highest threshold whose sensitivity on (y, score) is at least ``target`` (score >= threshold is
+    positive; with ties, the lower score). 0.5 when there is no positive case."""
+    pos = np.sort(np.asarray(score, np.float64)[np.asarray(y) == 1])
+    if not len(pos):
+        return 0.5
+    # this many positives may fall below the threshold (the epsilon: (1 - 0.9) * 10 is 0.99999... in floats)
+    k = int(np.floor((1 - target) * len(pos) + 1e-9))
+    return float(pos[min(k, len(pos) - 1)])
+
+
+SITE_SENSITIVITIES = (0.90, 0.93, 0.95, 0.97)
+
+
+def operating_points(y, score, targets: Sequence[float] = SITE_SENSITIVITIES) -> list[dict]:
+    """For each target sensitivity: the highest threshold reaching it on these cases, and the sensitivity
+    and specificity there (Wilson 95 % CIs). What a site reads off its own labelled cases to choose an
+    operating point; chosen on these cases, so its figures are optimistic for them."""
+    y = np.asarray(y, int)
+    s = np.asarray(score, np.float64)
+    n1, n0 = int(y.sum()), int(len(y) - y.sum())
+    out = []
+    if not n1 or not n0:
+        return out
+    for t in targets:
+        thr = sensitivity_threshold(y, s, t)
+        tp, tn = int(((s >= thr) & (y == 1)).sum()), int(((s < thr) & (y == 0)).sum())
+        out.append({"target_sensitivity": float(t), "threshold": thr, "sensitivity": tp / n1,
+                    "sensitivity_ci": list(wilson_ci(tp, n1)), "specificity": tn / n0,
+                    "specificity_ci": list(wilson_ci(tn, n0)), "confusion": [[tn, n0 - tn], [n1 - tp, tp]]})
+    return out
+
+
 # -- multi-class --------------------------------------------------------------------------------------
 
 def confusion_matrix(y_true, y_pred, k: int) -> np.ndarray:

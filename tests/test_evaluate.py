@@ -70,6 +70,12 @@ def test_perfect_and_constant_classifiers(tmp_path):
     assert b["confusion"] == [[13, 0], [0, 7]] and b["threshold"] == 0.5
     assert b["roc"]["fpr"][0] == 0.0 and b["roc"]["tpr"][-1] == 1.0
     assert ev["headline"] == "AUROC 1.00"
+    # operating points a site can read off its own cases (perfect model: every one is 100 % / 100 %)
+    assert [op["target_sensitivity"] for op in b["operating_points"]] == [0.90, 0.93, 0.95, 0.97]
+    assert all(op["specificity"] == 1.0 and op["sensitivity"] == 1.0 for op in b["operating_points"])
+    lines = E.summary_lines(ev)
+    assert any("operating points read off these cases" in ln for ln in lines)
+    assert any(ln.startswith("  sensitivity >= 0.95: threshold") for ln in lines)
 
     constant = FakeRunner("pcg", "heart-sound", lambda n: (_probs(0.7), None))
     ev = E.evaluate("heart-sound", tmp_path / "labels.csv", tmp_path / "out2", runner=constant, n_boot=200)
@@ -83,6 +89,26 @@ def test_perfect_and_constant_classifiers(tmp_path):
     assert j["labels"]["sha256"] == sha256_file(tmp_path / "labels.csv") and j["date"]
     assert (tmp_path / "out2" / E.TABLE_NAME).read_text().startswith("path,sha256,modality,model_id")
     assert len((tmp_path / "out2" / E.CASES_NAME).read_text().strip().splitlines()) == 21
+
+
+def test_operating_points_read_off_a_sites_cases_have_the_known_answer():
+    from inference import metrics as M
+
+    # 10 positives scored 0.91..1.00 and 10 negatives 0.05..0.95: the highest threshold keeping sensitivity
+    # >= 0.90 lets 1 positive fall below it, i.e. the second-lowest positive score, 0.92
+    y = np.r_[np.ones(10, int), np.zeros(10, int)]
+    s = np.r_[np.linspace(0.91, 1.0, 10), np.linspace(0.05, 0.95, 10)]
+    ops = {op["target_sensitivity"]: op for op in M.operating_points(y, s, (0.90, 0.97))}
+    assert ops[0.90]["threshold"] == pytest.approx(0.92) and ops[0.90]["sensitivity"] == 0.9
+    assert ops[0.90]["specificity"] == 0.9 and ops[0.90]["confusion"] == [[9, 1], [1, 9]]
+    assert ops[0.97]["threshold"] == pytest.approx(0.91) and ops[0.97]["sensitivity"] == 1.0
+    assert ops[0.97]["specificity"] == 0.9  # 0.95 >= 0.91: that normal case is called positive
+    lo, hi = ops[0.90]["specificity_ci"]
+    assert lo < 0.9 < hi
+    assert M.operating_points(np.ones(4, int), np.ones(4)) == []  # one class only: nothing to read off
+    # a reversed score still reaches the sensitivity, at the price of specificity
+    rev = {op["target_sensitivity"]: op for op in M.operating_points(y, 1 - s, (0.90,))}
+    assert rev[0.90]["sensitivity"] >= 0.9 and rev[0.90]["specificity"] < 0.2
 
 
 def test_failures_are_listed_never_dropped(tmp_path):

@@ -167,6 +167,17 @@ def sections(ev: dict) -> list:
                  figure(classifier_figure(b), 180), Spacer(1, 2 * mm),
                  Paragraph(f"Confusion at threshold {b['threshold']:g}", BODY),
                  _confusion(b["confusion"], [b["negative"], b["positive"]])]
+        ops = b.get("operating_points") or []
+        if ops:
+            flow += [Spacer(1, 3 * mm), Paragraph("Operating points read off these cases", H2),
+                     Paragraph("For each sensitivity, the highest threshold that reaches it on these cases. They are "
+                               "chosen on these cases, so their figures are optimistic here: a site that wants to "
+                               "adopt one should confirm it on other cases of its own first.", BODY),
+                     table([["Sensitivity ≥", "Threshold", "Sensitivity (95 % CI)", "Specificity (95 % CI)"]]
+                           + [[f"{op['target_sensitivity']:.2f}", f"{op['threshold']:.4g}",
+                               f"{_pct(op['sensitivity'])} ({' – '.join(_pct(x) for x in op['sensitivity_ci'])})",
+                               f"{_pct(op['specificity'])} ({' – '.join(_pct(x) for x in op['specificity_ci'])})"]
+                              for op in ops])]
     mc = m.get("multiclass")
     if mc:
         flow += [Paragraph("All classes (the model's class = the most probable)", H2),

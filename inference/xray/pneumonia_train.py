@@ -198,15 +198,6 @@ def fit_platt(logit: np.ndarray, y: np.ndarray, iters: int = 100) -> tuple[float
     return float(w[0]), float(w[1])
 
 
-def sensitivity_threshold(y: np.ndarray, p: np.ndarray, target: float) -> float:
-    """The highest threshold whose validation sensitivity is at least ``target`` (ties: the lower score)."""
-    pos = np.sort(np.asarray(p, np.float64)[np.asarray(y) == 1])
-    if not len(pos):
-        return 0.5
-    k = int(np.floor((1 - target) * len(pos)))  # this many positives may fall below the threshold
-    return float(pos[min(k, len(pos) - 1)])
-
-
 def heat_reference(logit_maps: np.ndarray, y: np.ndarray, thr: float, platt: tuple[float, float]) -> dict:
     """The fixed heat scale of the heatmap (see :func:`inference.xray.pneumonia.heat_scale`): 0 at the
     threshold's logit, 1 at the median over the validation pneumonia films of each film's 95th-percentile
@@ -375,7 +366,7 @@ def finish(d: dict, training: dict, out_dir: Path, name: str, *, seed: int, sens
            gate_extra, hyper: dict, full_checks: bool = True, threshold_on: str = "monitor") -> dict:
     """Validation-only choices (calibration, threshold, gate limits), export, agreement, the one look at
     the internal test split and the external set, the checks, the card."""
-    from ..metrics import youden_threshold
+    from ..metrics import sensitivity_threshold, youden_threshold
     from ..training import agreement_check, export_onnx, file_facts
     from . import pneumonia_cases as cases
     from .pneumonia import fit_image_stats, image_stats
