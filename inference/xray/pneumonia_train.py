@@ -393,12 +393,14 @@ def finish(d: dict, training: dict, out_dir: Path, name: str, *, seed: int, sens
     if threshold_on == "val+noise":
         if fnz is None:
             raise ValueError("--threshold-on val+noise needs the noisy validation copy (prepare(noisy_val=True))")
+        from . import pneumonia_shift as pshift
+
         o_nz = predict_high(high, np.asarray(fnz))
         pnz = 1 / (1 + np.exp(-np.clip(platt[0] * o_nz["logit"] + platt[1], -60, 60)))
         thr = sensitivity_threshold(np.concatenate([yva, yva]), np.concatenate([pva, pnz]), sens_target)
         rule = (f"highest threshold with sensitivity >= {sens_target:.2f} on the validation films as they are and "
                 f"once more with Gaussian noise of 4-12 grey levels (seed {seed} * 1000 + "
-                f"504), together")
+                f"{pshift.SEED_NOISE_THRESHOLD}), together")
     elif fsh is not None and threshold_on != "val":
         thr = sensitivity_threshold(yva, psh, sens_target)
         rule = f"highest threshold with sensitivity >= {sens_target:.2f} on the shifted validation set A"
