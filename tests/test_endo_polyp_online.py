@@ -124,3 +124,30 @@ def test_short_run_learns_and_is_finalised_like_a_cpu_run(tmp_path, monkeypatch)
     assert ens["domain_gate"]["limit"] == pytest.approx(res["domain_gate"]["limit"], rel=1e-6)
     with pytest.raises(PolypDataError):
         train(d, tmp_path / "ens2", "tiny", size=64, epochs=2, init_state=pair, sources=("kvasir", "normal"))
+
+
+def test_a_frame_cache_on_this_machine_starts_from_imagenet_without_a_bundle(tmp_path, monkeypatch):
+    """With the exact frame cache (no bundle folder, no --init) the run builds the ImageNet start itself, the
+    same network write_bundle would have saved for that seed."""
+    from inference.endo import polyp_online as po
+
+    monkeypatch.setenv("LIGHTBOX_POLYP_CACHE", str(tmp_path / "cache"))
+    d = _data(tmp_path)
+    po.write_bundle(d, tmp_path / "b", size=64, seed=3)
+    b = po.read_bundle(tmp_path / "b")
+    b["folder"] = str(tmp_path / "tiny.npz")  # what main() passes for a frame cache: a file, not a folder
+    seen = {}
+    import inference.training as tr
+
+    orig = tr.fit
+
+    def spy(net, *a, **k):
+        seen.setdefault("start", {n: v.detach().clone() for n, v in net.state_dict().items()})
+        return orig(net, *a, **k)
+
+    monkeypatch.setattr(tr, "fit", spy)
+    s = po.train_online(b, tmp_path / "run", "tiny", sources=("kvasir", "normal"), device="cpu", epochs=1,
+                        minutes=5, batch=8, negatives_per_epoch=4, warmup_epochs=0, threads=1)
+    assert s["training"]["epochs_run"] == 1
+    saved = torch.load(str(tmp_path / "b" / po.INIT), weights_only=True)
+    assert all(torch.equal(saved[n], seen["start"][n]) for n in saved)

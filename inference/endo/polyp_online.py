@@ -208,8 +208,14 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
     dev = torch.device(device)
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
-    net = LiteUNet(size, pretrained=False)
-    net.load_state_dict(torch.load(str(init or Path(b["folder"]) / INIT), map_location="cpu", weights_only=True))
+    start = Path(init) if init else Path(b["folder"]) / INIT
+    if not init and not Path(b["folder"]).is_dir():  # a frame cache on this machine: the ImageNet start, as
+        seed_everything(seed, 1)                      # write_bundle builds it (same seed, same decoder draw)
+        net = LiteUNet(size, pretrained=True)
+        seed_everything(seed, threads)
+    else:
+        net = LiteUNet(size, pretrained=False)
+        net.load_state_dict(torch.load(str(start), map_location="cpu", weights_only=True))
     net.to(dev)
     src, split = b["source"], b["split"]
     use = np.isin(src, list(sources))
