@@ -265,7 +265,7 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
         net.load_state_dict(trial_state)
         budget = 60 * minutes - (time.time() - t0)
         epochs = int(max(warmup_epochs + 2, min(max_epochs, budget / (per_epoch * 1.08))))
-    emit({"event": "recipe", "device": str(dev), "init": str(init or "ImageNet (bundle)"), "frames": b.get("frames", "bundle"), "epoch_seconds_trial": per_epoch and round(per_epoch, 2), "epochs": epochs,
+    emit({"event": "recipe", "device": str(dev), "init": str(init or ("ImageNet (bundle)" if Path(b["folder"]).is_dir() else "ImageNet")), "frames": b.get("frames", "bundle"), "epoch_seconds_trial": per_epoch and round(per_epoch, 2), "epochs": epochs,
           "batch": batch, "lr": lr, "encoder_lr_scale": encoder_lr_scale, "warmup_epochs": warmup_epochs,
           "patience": patience, "negatives_per_epoch": negatives_per_epoch, "frozen_upto_block": -1,
           "augmentation": "online on the device (polyp_online.augment_batch)", "params": n_params(net)})
