@@ -63,6 +63,7 @@ class _ImageBox(pg.ViewBox):
 
 
 PNEUMONIA_ID = "xray-pneumonia"
+PNEUMONIA_TITLE = "P(pneumonia) · Lightbox paediatric CXR model"
 PNEUMONIA_HEAT_NOTE = ("Heatmap: where the network's pneumonia evidence lies (its 12 × 12 logit map, whose mean is "
                        "the decision), on a fixed scale: a normal film's map stays clear. It shows where the evidence "
                        "sits, not the outline of a consolidation. Population: paediatric 1–5 y, one centre "
@@ -117,7 +118,7 @@ class AnomalyWidget(QFrame):
         """Lightbox's pneumonia classifier: P(pneumonia), threshold, label; or the OOD message instead."""
         o = r.outputs
         self._set_bars_visible(False)
-        self.title.setText("P(pneumonia) · Lightbox paediatric CXR model")
+        self.title.setText(PNEUMONIA_TITLE)
         stamp = "" if r.clinical else " · <b style='color:#e5534b'>NOT A CLINICAL RESULT</b>"
         thr = float(o["threshold"])
         if not o.get("in_distribution", True) or o.get("p_pneumonia") is None:
@@ -141,7 +142,7 @@ class AnomalyWidget(QFrame):
             return
         if r is None and selected_model == PNEUMONIA_ID:  # nothing yet: this model's panel, empty
             self._set_bars_visible(False)
-            self.title.setText("P(pneumonia) · Lightbox paediatric CXR model")
+            self.title.setText(PNEUMONIA_TITLE)
             self.score.setText("—")
             self.band.setText("No result for this image yet: press Analyse.")
             self.why.setText(PNEUMONIA_HEAT_NOTE)

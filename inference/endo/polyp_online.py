@@ -53,14 +53,21 @@ def _unpack(blob: np.ndarray, off: np.ndarray, i: int) -> np.ndarray:
     return blob[off[i]:off[i + 1]]
 
 
+def imagenet_start(size: int, seed: int):
+    """The U-Net at its ImageNet start (Lite0 encoder weights, decoder drawn with ``seed``): what a bundle
+    carries as its INIT, and what a run on the frame cache starts from."""
+    from ..training import seed_everything
+    from .polyp_net import LiteUNet
+
+    seed_everything(seed, 1)
+    return LiteUNet(size, pretrained=True)
+
+
 def write_bundle(data: dict, out_dir: str | Path, size: int, seed: int,
                  emit: Callable[[dict], None] = lambda e: None) -> Path:
     """The train + validation frames of ``data`` (``load_data``'s dict) and the ImageNet start -> out_dir."""
     import cv2
     import torch
-
-    from ..training import seed_everything
-    from .polyp_net import LiteUNet
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,8 +86,7 @@ def write_bundle(data: dict, out_dir: str | Path, size: int, seed: int,
     np.savez(out / BUNDLE, images=ib, images_off=io, masks=mb, masks_off=mo, source=data["source"][keep],
              split=data["split"][keep], item=keep, cache_file=str(Path(data["cache_file"]).name),
              cache_size=int(data["images"].shape[1]), size=size, seed=seed)
-    seed_everything(seed, 1)
-    net = LiteUNet(size, pretrained=True)
+    net = imagenet_start(size, seed)
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, str(out / INIT))
     facts = {"event": "bundle", "folder": str(out), "frames": int(len(keep)),
              "bytes": int((out / BUNDLE).stat().st_size + (out / INIT).stat().st_size),
@@ -208,14 +214,13 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
     dev = torch.device(device)
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
-    start = Path(init) if init else Path(b["folder"]) / INIT
-    if not init and not Path(b["folder"]).is_dir():  # a frame cache on this machine: the ImageNet start, as
-        seed_everything(seed, 1)                      # write_bundle builds it (same seed, same decoder draw)
-        net = LiteUNet(size, pretrained=True)
-        seed_everything(seed, threads)
-    else:
+    in_bundle = Path(b["folder"]).is_dir()  # else a frame cache on this machine: no INIT file beside it
+    if init or in_bundle:
         net = LiteUNet(size, pretrained=False)
-        net.load_state_dict(torch.load(str(start), map_location="cpu", weights_only=True))
+        net.load_state_dict(torch.load(str(init or Path(b["folder"]) / INIT), map_location="cpu", weights_only=True))
+    else:
+        net = imagenet_start(size, seed)  # what write_bundle would have saved
+        seed_everything(seed, threads)
     net.to(dev)
     src, split = b["source"], b["split"]
     use = np.isin(src, list(sources))
@@ -265,7 +270,7 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
         net.load_state_dict(trial_state)
         budget = 60 * minutes - (time.time() - t0)
         epochs = int(max(warmup_epochs + 2, min(max_epochs, budget / (per_epoch * 1.08))))
-    emit({"event": "recipe", "device": str(dev), "init": str(init or ("ImageNet (bundle)" if Path(b["folder"]).is_dir() else "ImageNet")), "frames": b.get("frames", "bundle"), "epoch_seconds_trial": per_epoch and round(per_epoch, 2), "epochs": epochs,
+    emit({"event": "recipe", "device": str(dev), "init": str(init or ("ImageNet (bundle)" if in_bundle else "ImageNet")), "frames": b.get("frames", "bundle"), "epoch_seconds_trial": per_epoch and round(per_epoch, 2), "epochs": epochs,
           "batch": batch, "lr": lr, "encoder_lr_scale": encoder_lr_scale, "warmup_epochs": warmup_epochs,
           "patience": patience, "negatives_per_epoch": negatives_per_epoch, "frozen_upto_block": -1,
           "augmentation": "online on the device (polyp_online.augment_batch)", "params": n_params(net)})

@@ -198,6 +198,11 @@ def fit_platt(logit: np.ndarray, y: np.ndarray, iters: int = 100) -> tuple[float
     return float(w[0]), float(w[1])
 
 
+def platt_prob(platt: tuple[float, float], logit: np.ndarray) -> np.ndarray:
+    """P = sigmoid(a * logit + b) of a Platt fit (logits clipped so the exponential never overflows)."""
+    return 1 / (1 + np.exp(-np.clip(platt[0] * np.asarray(logit) + platt[1], -60, 60)))
+
+
 def heat_reference(logit_maps: np.ndarray, y: np.ndarray, thr: float, platt: tuple[float, float]) -> dict:
     """The fixed heat scale of the heatmap (see :func:`inference.xray.pneumonia.heat_scale`): 0 at the
     threshold's logit, 1 at the median over the validation pneumonia films of each film's 95th-percentile
@@ -385,10 +390,10 @@ def finish(d: dict, training: dict, out_dir: Path, name: str, *, seed: int, sens
         o_sh = predict_high(high, np.asarray(fsh))
         platt = fit_platt(np.concatenate([o_va["logit"], o_sh["logit"]]),
                           np.concatenate([yva, yva]).astype(np.float64))
-        psh = 1 / (1 + np.exp(-np.clip(platt[0] * o_sh["logit"] + platt[1], -60, 60)))
+        psh = platt_prob(platt, o_sh["logit"])
     else:
         platt = fit_platt(o_va["logit"], yva.astype(np.float64))
-    pva = 1 / (1 + np.exp(-np.clip(platt[0] * o_va["logit"] + platt[1], -60, 60)))
+    pva = platt_prob(platt, o_va["logit"])
     fnz = d["feats"].get(("val_noiseT", 0))
     if threshold_on == "val+noise":
         if fnz is None:
@@ -396,7 +401,7 @@ def finish(d: dict, training: dict, out_dir: Path, name: str, *, seed: int, sens
         from . import pneumonia_shift as pshift
 
         o_nz = predict_high(high, np.asarray(fnz))
-        pnz = 1 / (1 + np.exp(-np.clip(platt[0] * o_nz["logit"] + platt[1], -60, 60)))
+        pnz = platt_prob(platt, o_nz["logit"])
         thr = sensitivity_threshold(np.concatenate([yva, yva]), np.concatenate([pva, pnz]), sens_target)
         rule = (f"highest threshold with sensitivity >= {sens_target:.2f} on the validation films as they are and "
                 f"once more with Gaussian noise of 4-12 grey levels (seed {seed} * 1000 + "
