@@ -7,6 +7,8 @@
     lightbox batch MODEL INPUT ... --out results.csv     a folder of studies to one CSV (each file read
                                                          as the model's modality)
     lightbox evaluate MODEL LABELS.csv [--out DIR]       validate a model on this site's labelled cases
+    lightbox site-point adopt EVAL_DIR --sensitivity S --by NAME | list | retire MODEL --by NAME
+                                                         a threshold chosen on this site's cases (inference/site_points.py)
     lightbox bench [--only ecg,pcg,...]                  timing and memory figures
     lightbox demo [--out DIR] [--dicom]                  write the synthetic demo studies (--dicom: as DICOM)
     lightbox node | query PACS | retrieve PACS UID | received   the DICOM node (inference/dicomnet/cli.py)
@@ -31,6 +33,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "ecg-rhythm-train": "inference.ecg.rhythm_train:main",
     "ecg-rhythm-eval": "inference.ecg.rhythm_eval:main",
     "evaluate": "app.validation.cli:main",
+    "site-point": "inference.site_points:main",
     "endo-export": "inference.endo.cli:main",
     "xray-demo-weights": "inference.xray.synthetic_weights:main",
     "xray-train": "inference.xray.pneumonia_train:main",

@@ -187,7 +187,8 @@ def model_threshold(adapter: Adapter, outputs: dict | None = None, registry=None
     if adapter.threshold is not None:
         return float(adapter.threshold), "Lightbox's decision rule for this model"
     if outputs and isinstance(outputs.get("threshold"), (int, float)):
-        return float(outputs["threshold"]), "the model's own threshold (in its result)"
+        return float(outputs["threshold"]), str(outputs.get("threshold_source") or
+                                                "the model's own threshold (in its result)")
     entry = registry.entries.get(adapter.model_id) if registry is not None else None
     if entry is not None and isinstance(entry.outputs.get("threshold"), (int, float)):
         return float(entry.outputs["threshold"]), "the manifest's threshold"

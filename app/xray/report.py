@@ -4,6 +4,8 @@ the MedSight fused anomaly score with its components; the image credit for the s
 and the clinical note with its entities."""
 from __future__ import annotations
 
+from xml.sax.saxutils import escape
+
 import numpy as np
 from reportlab.lib.units import mm
 from reportlab.lib.styles import ParagraphStyle
@@ -103,8 +105,9 @@ def pneumonia_section(r) -> list:
         flow.append(Paragraph(
             f"P(pneumonia) <font size='14'><b>{p:.3f}</b></font> · threshold {thr:.3f} → "
             f"<font color='{col}'><b>{'PNEUMONIA' if pos else 'normal'}</b></font> ·{stamp}", SCORE))
-        flow.append(Paragraph("Threshold chosen on validation films, clean and with added noise (high sensitivity; see the model "
-                              "card, which also gives its results on an external test set). "
+        src = o.get("threshold_source") or "the model's own, chosen on its validation films"
+        flow.append(Paragraph(f"Threshold: {escape(src)} (see the model card, which also gives its results on an "
+                              f"external test set). "
                               "Heatmap: class activation map of the decision (the network's stride-16 logit map), "
                               "upsampled; it shows where the network's evidence lies, not a lesion outline.", SMALL))
     flow.append(Paragraph(f"Population: {o.get('population', '')}. Model card: resources/models/{CARD}. "

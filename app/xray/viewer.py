@@ -132,8 +132,10 @@ class AnomalyWidget(QFrame):
         pos = p >= thr
         col = theme.WARN if pos else theme.OK
         self.score.setText(f"<span style='color:{col}'>{p:.3f}</span>")
+        site = "_site_point" in o
         self.band.setText(f"<b style='color:{col}'>{'PNEUMONIA' if pos else 'normal'}</b> · threshold {thr:.3f} "
-                          f"(chosen on validation){stamp}")
+                          f"({'<b>site operating point</b>' if site else 'the model’s, chosen on validation'}){stamp}")
+        self.band.setToolTip(str(o.get("threshold_source") or ""))
         self.why.setText(PNEUMONIA_HEAT_NOTE)
 
     def show_result(self, r: Result | None, selected_model: str | None = None) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference import site_points
 from inference.registry import Registry, WeightsError
 from inference.results import Result, jsonable
 from inference.runtimes import GPU_LOCK, cpu_label, cuda_name
@@ -131,9 +132,13 @@ def analyse_pneumonia(study: Study, model_id: str, registry: Registry, ctx) -> R
     md = study.metadata
     colour = any("colour image" in n for n in (study.notes or []))
     hint = str(md.get("dicom_modality") or "")
+    site, site_note = site_points.current(model_id, st.sha256 or "")
+    thr = site.threshold if site is not None else model.threshold
+    thr_source = site.describe() if site is not None else \
+        f"the model's own, chosen on its validation films: {model.spec.get('threshold_rule') or 'see the model card'}"
     ctx.progress(0.3, f"preprocessing (grey, {model.size} px)")
     t_inf = time.perf_counter()
-    r = model.analyse(display, colour=colour, modality_hint=hint)
+    r = model.analyse(display, colour=colour, modality_hint=hint, threshold=None if site is None else thr)
     infer_s = time.perf_counter() - t_inf
     ctx.progress(0.85, "heatmap")
     ok = r["in_distribution"]
@@ -144,7 +149,9 @@ def analyse_pneumonia(study: Study, model_id: str, registry: Registry, ctx) -> R
     outputs = {
         "finding": r["label"] if ok else "not assessed",
         "p_pneumonia": round(r["probability"], 4) if ok else None,
-        "threshold": round(model.threshold, 4),
+        "threshold": round(thr, 4),
+        "threshold_source": thr_source,
+        "model_threshold": round(model.threshold, 4),
         "label": {"pneumonia": "PNEUMONIA", "normal": "normal"}.get(r["label"], OUTSIDE),
         "in_distribution": bool(ok),
         "ood_message": r["ood_message"],
@@ -155,6 +162,12 @@ def analyse_pneumonia(study: Study, model_id: str, registry: Registry, ctx) -> R
         "_gradcam_layer": f"stride-16 logit map ({cam.shape[0]}x{cam.shape[1]}): class activation map of the decision",
         "_weights": {model_id: st.sha256},
     }
+    if site is not None:
+        outputs["_site_point"] = {"adopted_at": site.adopted_at, "adopted_by": site.adopted_by,
+                                  "target_sensitivity": site.target_sensitivity, "n_positive": site.n_positive,
+                                  "n_negative": site.n_negative, "evaluation_sha256": site.evaluation_sha256}
+    if site_note:
+        notes.append(site_note)
     if r.get("bands_cropped"):
         outputs["_analysed_box"] = box  # top, bottom, left, right of the part the model read
         notes.append("uniform bands at the image edges (a frame or padding) were left out of the analysis")

@@ -198,13 +198,13 @@ def _logit(p: float) -> float:
     return float(np.log(p / (1 - p)))
 
 
-def heat_scale(spec: dict) -> tuple[float, float]:
+def heat_scale(spec: dict, threshold: float | None = None) -> tuple[float, float]:
     """(zero_logit, full_logit) of the fixed heat scale of a model file. ``zero``: the logit at the decision
-    threshold (through the file's Platt scaling); ``full``: the file's ``heat_scale.full_logit`` (set on
-    validation pneumonia films at training), else - a file written before it existed - the logit at which
-    the calibrated P(pneumonia) is 0.999."""
+    threshold (the file's, or ``threshold`` - a site operating point - through the file's Platt scaling);
+    ``full``: the file's ``heat_scale.full_logit`` (set on validation pneumonia films at training), else - a
+    file written before it existed - the logit at which the calibrated P(pneumonia) is 0.999."""
     a, b = (float(v) for v in spec.get("platt", (1.0, 0.0)))
-    zero = (_logit(float(spec["threshold"])) - b) / a
+    zero = (_logit(float(spec["threshold"] if threshold is None else threshold)) - b) / a
     hs = spec.get("heat_scale") or {}
     full = float(hs["full_logit"]) if "full_logit" in hs else (_logit(0.999) - b) / a
     return zero, max(full, zero + 1.0)
@@ -269,11 +269,13 @@ class PneumoniaModel:
             self._cam_bias = (_logit(float(o["prob"][0])) - b) / a - float(np.mean(o["cam"][0]))
         return self._cam_bias
 
-    def heat_grid(self, cam: np.ndarray) -> np.ndarray:
-        """The CAM on the fixed heat scale: (local logit - zero) / (full - zero); 0 at the decision threshold,
-        1 at the typical pneumonia evidence (see :func:`heat_scale`); not clipped."""
+    def heat_grid(self, cam: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """The CAM on the fixed heat scale: (local logit - zero) / (full - zero); 0 at the decision threshold
+        (the file's, or ``threshold``), 1 at the typical pneumonia evidence (see :func:`heat_scale`); not
+        clipped."""
+        zero, full = (self.heat_zero, self.heat_full) if threshold is None else heat_scale(self.spec, threshold)
         local = np.asarray(cam, np.float32) + self.cam_bias()
-        return ((local - self.heat_zero) / (self.heat_full - self.heat_zero)).astype(np.float32)
+        return ((local - zero) / (full - zero)).astype(np.float32)
 
     def preprocess_box(self, img: np.ndarray) -> tuple[np.ndarray, bool, tuple[int, int, int, int]]:
         """(model input (S, S) uint8, was_colour, box read (top, bottom, left, right))."""
@@ -325,8 +327,11 @@ class PneumoniaModel:
             return False, "the network's features are far from those of its training radiographs", scores
         return True, "", scores
 
-    def analyse(self, img: np.ndarray, colour: bool | None = None, modality_hint: str = "") -> dict:
-        """One image (H, W) or (H, W, 3) -> result dict (probability, label, heatmap, OOD verdict)."""
+    def analyse(self, img: np.ndarray, colour: bool | None = None, modality_hint: str = "",
+                threshold: float | None = None) -> dict:
+        """One image (H, W) or (H, W, 3) -> result dict (probability, label, heatmap, OOD verdict).
+        ``threshold``: a site operating point in place of the file's threshold (label and heat scale)."""
+        thr = self.threshold if threshold is None else float(threshold)
         small, was_colour, box = self.preprocess_box(img)
         colour = was_colour if colour is None else (colour or was_colour)
         o = self.run_batch(small[None])
@@ -335,11 +340,12 @@ class PneumoniaModel:
         ok, reason, scores = self.ood_check(small, float(o["ood"][0]), colour, modality_hint, gate)
         h, w = np.asarray(img).shape[:2]
         cropped = tuple(box) != (0, h, 0, w)
-        label = ("pneumonia" if prob >= self.threshold else "normal") if ok else "outside"
-        grid = self.heat_grid(o["cam"][0])
-        return {"probability": prob, "threshold": self.threshold, "label": label, "in_distribution": ok,
+        label = ("pneumonia" if prob >= thr else "normal") if ok else "outside"
+        grid = self.heat_grid(o["cam"][0], None if threshold is None else thr)
+        zero, full = (self.heat_zero, self.heat_full) if threshold is None else heat_scale(self.spec, thr)
+        return {"probability": prob, "threshold": thr, "label": label, "in_distribution": ok,
                 "ood_reason": reason, "ood_message": "" if ok else f"{OUTSIDE}: {reason}",
                 "ood_scores": scores, "heatmap": heat_on_image(grid, (h, w), box, fixed=True), "heat_grid": grid,
-                "heat_scale": {"zero_logit": round(self.heat_zero, 4), "full_logit": round(self.heat_full, 4)},
+                "heat_scale": {"zero_logit": round(zero, 4), "full_logit": round(full, 4)},
                 "cam": o["cam"][0], "features": o["features"][0], "box": [int(v) for v in box],
                 "bands_cropped": cropped}
