@@ -186,3 +186,28 @@ def test_viewer_and_pdf_say_which_threshold_made_the_call(main_window, demo_stud
     pdf = build_report(demo_study, main_window.ctx.store, sid, tmp_path / "r.pdf")
     text = " ".join(subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout.split())
     assert "Threshold: site operating point adopted" in text and "Dr A. Reader" in text
+
+
+def test_validate_dialog_adopts_a_site_point_after_a_classification_run(main_window, qtbot, tmp_path):
+    reg = main_window.ctx.registry
+    sha = reg.state("xray-pneumonia").sha256
+    folder = _evaluation(tmp_path / "ev", sha=sha)
+    ev = json.loads((folder / "evaluation.json").read_text())
+    ev = dict(ev, labels=dict(ev["labels"], layout="file,label", path=str(tmp_path / "l.csv")), out_dir=str(folder), headline="AUROC 0.9",
+              n_cases=120, n_failures=1, failures=[], metrics={})
+    main_window.validate_models()
+    d = main_window._validate_dialog
+    qtbot.addWidget(d)
+    d._done(ev)
+    assert d.adopt_box.isVisibleTo(d)
+    d.adopter.setText("")
+    d.adopt()  # no name: refused, nothing written
+    assert "who adopts" in d.status.text() and not SP.default_path().exists()
+    d.adopter.setText("Dr A. Reader")
+    d.target.setCurrentIndex(d.target.findData(0.95))
+    d.adopt()
+    pt, _ = SP.current("xray-pneumonia", sha)
+    assert pt is not None and pt.adopted_by == "Dr A. Reader" and f"{pt.threshold:.4g}" in d.status.text()
+    assert not d.adopt_box.isVisibleTo(d)
+    d._done(dict(ev, model_id="heart-sound"))  # a model whose pipeline reads no site point: no adopt row
+    assert not d.adopt_box.isVisibleTo(d)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QFileDialog, QFormLayout, QHB
 from app.validation.cli import run_validation
 from app.widgets import user_state
 from inference import evaluate as E
+from inference import site_points
 
 
 def validatable_models(registry) -> list[str]:
@@ -75,6 +76,23 @@ class ValidateDialog(QDialog):
         self.summary = QPlainTextEdit()
         self.summary.setReadOnly(True)
         lay.addWidget(self.summary, 1)
+        self.adopt_box = QWidget()
+        arow = QHBoxLayout(self.adopt_box)
+        arow.setContentsMargins(0, 0, 0, 0)
+        arow.addWidget(QLabel("Adopt as this site's operating point: sensitivity ≥"))
+        self.target = QComboBox()
+        for t in (0.90, 0.93, 0.95, 0.97):
+            self.target.addItem(f"{t:.2f}", t)
+        self.target.setCurrentIndex(2)
+        arow.addWidget(self.target)
+        self.adopter = QLineEdit()
+        self.adopter.setPlaceholderText("your name (recorded)")
+        arow.addWidget(self.adopter, 1)
+        self.adopt_btn = QPushButton("Adopt")
+        self.adopt_btn.clicked.connect(self.adopt)
+        arow.addWidget(self.adopt_btn)
+        self.adopt_box.hide()
+        lay.addWidget(self.adopt_box)
         row = QHBoxLayout()
         self.run_btn = QPushButton("Validate")
         self.run_btn.setObjectName("primary")
@@ -149,7 +167,24 @@ class ValidateDialog(QDialog):
                             f"{ev['n_cases']} cases. Written to {ev['out_dir']}")
         self.summary.setPlainText("\n".join(E.summary_lines(ev)))
         self.pdf_btn.setEnabled(True)
+        self.adopt_box.setVisible(ev.get("model_id") in site_points.SUPPORTED and ev.get("kind") == "classification")
         self.validated.emit(ev["model_id"])
+
+    def adopt(self) -> None:
+        """Adopt the operating point read off these cases (inference.site_points); a refusal is said here."""
+        if not self.ev:
+            return
+        mid = self.ev["model_id"]
+        try:
+            st = self.ctx.registry.state(mid)
+            pt = site_points.adopt(self.ev["out_dir"], float(self.target.currentData()), self.adopter.text(),
+                                   installed_sha256=st.sha256 or "")
+        except site_points.SitePointError as e:
+            self.status.setText(f"<span style='color:#e5534b'>{e}</span>")
+            return
+        self.status.setText(f"Adopted for {mid}: threshold <b>{pt.threshold:.4g}</b> ({pt.describe()}). "
+                            f"Chosen on these cases, so optimistic for them: confirm it on a later set.")
+        self.adopt_box.hide()
 
     def _failed(self, msg: str) -> None:
         self._finish()
