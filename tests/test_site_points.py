@@ -211,3 +211,13 @@ def test_validate_dialog_adopts_a_site_point_after_a_classification_run(main_win
     assert not d.adopt_box.isVisibleTo(d)
     d._done(dict(ev, model_id="heart-sound"))  # a model whose pipeline reads no site point: no adopt row
     assert not d.adopt_box.isVisibleTo(d)
+
+
+def test_provenance_phrase_names_an_active_site_point(tmp_path, store):
+    from app.validation.records import phrase
+
+    assert "site operating point" not in phrase(store, "xray-pneumonia", "a" * 64)
+    SP.adopt(_evaluation(tmp_path / "ev"), 0.95, "Dr A", path=SP.default_path())
+    assert "site operating point: threshold" in phrase(store, "xray-pneumonia", "a" * 64)
+    assert "Dr A" in phrase(store, "xray-pneumonia", "a" * 64)
+    assert "site operating point" not in phrase(store, "xray-pneumonia", "f" * 64)  # other weights

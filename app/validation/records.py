@@ -63,6 +63,17 @@ def phrase(store, model_id: str, weights_sha256: str | None = None) -> str:
         v = latest(store, model_id, weights_sha256)
     except Exception:  # a store without the table (read-only, older schema): say nothing false
         return NOT_VALIDATED
-    if v is None:
-        return NOT_VALIDATED
-    return f"validated here on {v['n_cases']} cases: {v['headline']} ({(v['evaluated_at'] or '')[:10]})"
+    text = NOT_VALIDATED if v is None else \
+        f"validated here on {v['n_cases']} cases: {v['headline']} ({(v['evaluated_at'] or '')[:10]})"
+    return text + site_phrase(model_id, weights_sha256)
+
+
+def site_phrase(model_id: str, weights_sha256: str | None) -> str:
+    """"; site operating point …" when this site adopted one for exactly these weights (else empty)."""
+    from inference import site_points
+
+    if not weights_sha256:
+        return ""
+    pt, _ = site_points.current(model_id, weights_sha256)
+    return "" if pt is None else (f"; site operating point: threshold {pt.threshold:.4g} (adopted "
+                                  f"{pt.adopted_at[:10]} by {pt.adopted_by})")
