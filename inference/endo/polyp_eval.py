@@ -483,11 +483,29 @@ def stills_tta_md(M: dict, looks: list[dict]) -> str:
     t = M.get("stills_tta")
     if not t:
         return ""
-    ch, op, st, det = t["choice"], t["operating_point"], t["segmentation_test"], t["detection_test"]
+    ch = t["choice"]
     rows = "\n".join(f"| {r['mode']} ({TTA_VIEWS[r['mode']]}) | {r['val_dice']:.3f} | "
                      + " | ".join(f"{ch['per_source'][r['mode']].get(k, float('nan')):.3f}" for k in ("kvasir", "cvc"))
                      + (f" | {r['gain_vs_none']:+.3f} ({r['gain_ci95'][0]:.3f}–{r['gain_ci95'][1]:.3f}) |"
                         if r["gain_ci95"][0] is not None else " | – |") for r in ch["rows"])
+    if "segmentation_test" not in t:  # the single view won on validation: no look at the test split for stills
+        return f"""### Still images: test-time augmentation (chosen on validation: none)
+A still image (one result per image) could be read through several views of the frame (mirrored, turned) with
+their probability maps averaged. Whether it is, is chosen on the **validation split** by the rule in
+`inference/endo/polyp_tta.py`: the mode with the highest validation Dice, a costlier mode having to beat every
+cheaper one by >= {ch['min_gain']} with a paired gain over the single view whose 95 % interval (bootstrap over groups)
+lies above 0.
+
+| mode (views) | validation Dice, both | Kvasir-SEG | CVC-ClinicDB | paired gain over one view (95 % CI) |
+|---|---|---|---|---|
+{rows}
+
+No mode passed, so stills get the **single view** (`tta_stills = "none"` in the manifest), like video, at the
+operating point above; the test figures above are therefore also the still-image figures, and the test split was
+not looked at again for this choice. Reproduce: `{t['command']}` (validation only).
+
+"""
+    op, st, det = t["operating_point"], t["segmentation_test"], t["detection_test"]
     one = M["segmentation_test"]
     seg = "\n".join(f"| {NAMES.get(k, k)} | {v['n']} ({v['groups']} groups) | **{_ci(v)}** | {v['iou']:.3f} | "
                      f"{v['dice_median']:.3f} | {one.get(k, {}).get('dice', float('nan')):.3f} |" for k, v in st.items())
@@ -607,7 +625,8 @@ def model_card(m: dict) -> str:
     cs = ff["polyp_free_crops_as_25fps_sequence"]
     ag = m["torch_onnx_agreement"]
     tc = m.get("training_commands")
-    reproduce = (f"Training (both runs were stopped by a session end; their best checkpoints were kept):\n\n"
+    reproduce = (m.get("training_commands_note", "Training (both runs were stopped by a session end; their best "
+                                                   "checkpoints were kept)") + ":\n\n"
                  + "".join(f"    {c}\n" for c in tc)
                  + "\nFinalising those checkpoints without further training (validation, export, agreement check, operating "
                    "points, the look at the test split, this card):\n\n"
@@ -652,9 +671,7 @@ A frame over the limit is answered "outside what this model was trained on: unli
 
 {re_note}The internal-test rows are a look at the test split (logged below; refusals and calls only, no Dice). The
 cross-site row uses the model trained without CVC-ClinicDB with its own gate (fitted on its own training frames):
-how a centre the model never saw fares. Refused polyp frames are missed polyps: the detection figures above were
-measured before this gate existed (colour rule only); with it, a test polyp frame counts as detected only when it is
-both in domain and called polyp (the last column).
+how a centre the model never saw fares. Refused polyp frames are missed polyps: {"the detection figures above were measured before this gate existed (colour rule only); with it, a test polyp frame counts as detected only when it is both in domain and called polyp (the last column)." if re_exp.get("previous_onnx_sha256") else "the detection figures above were measured with this gate on, so a refused polyp frame counts there as missed."}
 """
     demo_note = ("\n\n**The synthetic demo video is outside what this model learnt**: it marks most of every demo frame "
                  f"as polyp ({dv['frames_flagged']} of its {dv['polyp_free_usable_frames']} polyp-free usable frames flagged, "
@@ -668,7 +685,8 @@ both in domain and called polyp (the last column).
                  "(tests/fixtures/polyp, tests/fixtures/endo) show that."
                  if dv.get("frames_refused", 0) > 0.5 * max(dv.get("usable_frames", 1), 1) else "")
     vf = tr.get("validation_on_finalise")
-    fin = (f" The run was stopped from outside (session end) after epoch {tr['epochs_run']}; the shipped weights are its best"
+    fin = ((f" The run ended by itself after {tr['epochs_run']} epochs" if tr.get("finished") else
+            f" The run was stopped from outside (session end) after epoch {tr['epochs_run']}") + "; the shipped weights are its best"
            f" checkpoint (epoch {tr['best_epoch'] + 1}), finalised without further training (`--init CKPT --epochs 0`):"
            f" re-validated on export, validation Dice {vf['dice']:.3f}"
            + "".join(f", {NAMES[k[5:]]} {v:.3f}" for k, v in vf.items() if k.startswith("dice_"))
@@ -689,8 +707,10 @@ both in domain and called polyp (the last column).
         xo = xs["operating_point"]
         xd = xs["detection"]
         xkv = xs.get("segmentation_kvasir_test") or {}
+        who = (f"{xs['carried_from']}\n\nThat second model was trained **without any CVC-ClinicDB frame**"
+               if xs.get("carried_from") else "The same command trained a second model **without any CVC-ClinicDB frame**")
         cross = f"""## Cross-site test: a centre the recipe never saw
-The same command trained a second model **without any CVC-ClinicDB frame** ({xs['trained_on']}; best epoch
+{who} ({xs['trained_on']}; best epoch
 {xs['training']['best_epoch'] + 1} of {xs['training']['epochs_run']}; {xs['training']['stopped']}), then scored it on every CVC-ClinicDB frame:
 another hospital (Barcelona), another video processor and image mask, 384x288 frames. Its frame operating point
 was chosen on its own validation split by the rule below (min_confidence {xo['min_confidence']}).

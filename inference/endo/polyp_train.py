@@ -333,9 +333,13 @@ def finalised_training(previous_log, init_state, val_now: dict) -> dict:
                 "stopped": f"no training: {len(members)} finished networks averaged (MeanUNet), finalised with --epochs 0",
                 "seconds": 0.0, "history": [], "members": members, "finalised_from": str(init_state),
                 "validation_on_finalise": val_now}
+    finished = any(r.get("event") == "done" for r in rows)  # the run ended by itself (schedule, patience, time cap)
     return {"epochs_run": n, "best_epoch": int(best[-1]) if best else -1, "best_val": float(val_now["score"]),
-            "stopped": (f"stopped from outside after {n} epochs (session end); finalised from its best checkpoint "
-                        f"{Path(str(init_state)).name} with --epochs 0"),
+            "stopped": ((f"ran to its end ({n} epochs); its best checkpoint {Path(str(init_state)).name} finalised "
+                         "with --epochs 0") if finished else
+                        (f"stopped from outside after {n} epochs (session end); finalised from its best checkpoint "
+                         f"{Path(str(init_state)).name} with --epochs 0")),
+            "finished": finished,
             "seconds": round(sum(h.get("seconds", 0) for h in hist), 1), "history": hist,
             "finalised_from": str(init_state), "validation_on_finalise": val_now,
             "views_seconds": float(views[-1]["seconds"]) if views else None,

@@ -85,8 +85,15 @@ def stage_tta(data: dict, out_dir, name: str, *, emit: Callable[[dict], None] = 
     choice["per_source"] = {m: {s: round(float(dice[m][source[val_pos] == s].mean()), 4)
                                 for s in sorted(set(source[val_pos]))} for m in TTA_MODES}
     emit({"event": "tta_choice", "chosen": mode})
-    if mode == "none":
-        return {"tta": choice}
+    rule = __doc__.split("The rule")[1].split("Video sweeps")[0].strip()
+    command = "lightbox polyp-train DATA_DIR --out " + str(out_dir) + " --stage tta"
+    if mode == "none":  # stills keep the single view: the card says so, and the test split is not looked at
+        meta["metrics"]["stills_tta"] = {"rule": rule, "choice": choice, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                         "command": command}
+        meta["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        card_json.write_text(json.dumps(meta, indent=1, default=float) + "\n")
+        emit({"event": "card", "tta": mode, "json": str(card_json)})
+        return meta
 
     # 3: the operating point of that mode, on validation
     op = operating_point(PolypSegmenter(onnx_path, threads=1, gate=True, tta=mode), data["images"][val],
@@ -115,10 +122,9 @@ def stage_tta(data: dict, out_dir, name: str, *, emit: Callable[[dict], None] = 
     sp = speed(gated, pos_pairs[0][0])
     sp["what"] = (f"1280x720 still, test-time augmentation '{mode}' ({TTA_VIEWS[mode]} views): domain gate + "
                   "resize + ONNX Runtime + decoding, one CPU thread")
-    meta["metrics"]["stills_tta"] = {"rule": __doc__.split("The rule")[1].split("Video sweeps")[0].strip(),
-                                     "choice": choice, "operating_point": op, "segmentation_test": seg_test,
+    meta["metrics"]["stills_tta"] = {"rule": rule, "choice": choice, "operating_point": op, "segmentation_test": seg_test,
                                      "detection_test": det, "speed": sp, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                     "command": "lightbox polyp-train DATA_DIR --out " + str(out_dir) + " --stage tta"}
+                                     "command": command}
     meta["test_looks"] = looks
     meta["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1, default=float) + "\n")
