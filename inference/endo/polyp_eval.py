@@ -708,7 +708,7 @@ how a centre the model never saw fares. Refused polyp frames are missed polyps: 
         xd = xs["detection"]
         xkv = xs.get("segmentation_kvasir_test") or {}
         who = (f"{xs['carried_from']}\n\nThat second model was trained **without any CVC-ClinicDB frame**"
-               if xs.get("carried_from") else "The same command trained a second model **without any CVC-ClinicDB frame**")
+               if xs.get("carried_from") else "The same recipe trained a second model **without any CVC-ClinicDB frame**")
         cross = f"""## Cross-site test: a centre the recipe never saw
 {who} ({xs['trained_on']}; best epoch
 {xs['training']['best_epoch'] + 1} of {xs['training']['epochs_run']}; {xs['training']['stopped']}), then scored it on every CVC-ClinicDB frame:
