@@ -5,12 +5,9 @@ the real-frame check."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_view_is_undone_exactly():
@@ -71,6 +68,8 @@ def test_stills_get_the_manifest_mode_and_videos_the_single_view(registry, monke
 
     entry = registry.state(LIGHTBOX_POLYP_ID).entry
     shipped = entry.outputs.get("tta_stills", "none")
+    from tests.conftest import ROOT
+
     card = json.loads((ROOT / "resources" / "models" / "polyp_unet.json").read_text())
     assert shipped == card["metrics"]["stills_tta"]["choice"]["chosen"]  # chosen on validation (the model card)
     assert polyp_model(registry, LIGHTBOX_POLYP_ID, threads=1, stills=True).tta == shipped

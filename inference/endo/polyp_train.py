@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             from .polyp_tta import stage_tta
 
             meta = stage_tta(data, a.out, a.name, emit=emit)
-            emit({"event": "done", "tta": meta.get("tta") or meta["metrics"]["stills_tta"]["choice"]["chosen"]})
+            emit({"event": "done", "tta": meta["metrics"]["stills_tta"]["choice"]["chosen"]})
             return 0
         if a.stage == "gate":
             from .polyp_gate import card_update

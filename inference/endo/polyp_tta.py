@@ -59,9 +59,6 @@ def choose_mode(dice: dict[str, np.ndarray], groups: np.ndarray) -> dict:
 
 
 def stage_tta(data: dict, out_dir, name: str, *, emit: Callable[[dict], None] = lambda e: None) -> dict:
-    from .polyp_eval import log_look
-    from .polyp_train import cache_dir
-
     out_dir = Path(out_dir)
     onnx_path = out_dir / f"{name}.onnx"
     card_json = out_dir / f"{name}.json"
@@ -71,7 +68,7 @@ def stage_tta(data: dict, out_dir, name: str, *, emit: Callable[[dict], None] = 
         raise ValueError(f"{onnx_path} is not the file its card describes (sha256 {sha[:12]} vs "
                          f"{str(meta.get('onnx_sha256'))[:12]})")
     source, split, group = data["source"], data["split"], data["group"]
-    val, test = np.flatnonzero(split == "val"), np.flatnonzero(split == "test")
+    val = np.flatnonzero(split == "val")
     val_pos = val[source[val] != "normal"]
 
     # 1-2: the mode, on validation
@@ -85,15 +82,27 @@ def stage_tta(data: dict, out_dir, name: str, *, emit: Callable[[dict], None] = 
     choice["per_source"] = {m: {s: round(float(dice[m][source[val_pos] == s].mean()), 4)
                                 for s in sorted(set(source[val_pos]))} for m in TTA_MODES}
     emit({"event": "tta_choice", "chosen": mode})
-    rule = __doc__.split("The rule")[1].split("Video sweeps")[0].strip()
-    command = "lightbox polyp-train DATA_DIR --out " + str(out_dir) + " --stage tta"
-    if mode == "none":  # stills keep the single view: the card says so, and the test split is not looked at
-        meta["metrics"]["stills_tta"] = {"rule": rule, "choice": choice, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                         "command": command}
-        meta["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        card_json.write_text(json.dumps(meta, indent=1, default=float) + "\n")
-        emit({"event": "card", "tta": mode, "json": str(card_json)})
-        return meta
+    stills = {"rule": __doc__.split("The rule")[1].split("Video sweeps")[0].strip(), "choice": choice,
+              "command": "lightbox polyp-train DATA_DIR --out " + str(out_dir) + " --stage tta"}
+    if mode != "none":  # more views earned their cost on validation: 3-4; else stills keep the single view, no look
+        scored, meta["test_looks"] = _score_mode(data, onnx_path, sha, name, mode, meta.get("test_looks", []), emit)
+        stills.update(scored)
+    meta["metrics"]["stills_tta"] = {**stills, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    meta["updated"] = meta["metrics"]["stills_tta"]["time"]
+    card_json.write_text(json.dumps(meta, indent=1, default=float) + "\n")
+    emit({"event": "card", "tta": mode, "json": str(card_json)})
+    return meta
+
+
+def _score_mode(data: dict, onnx_path: Path, sha: str, name: str, mode: str, earlier_looks: list[dict],
+                emit: Callable[[dict], None]) -> tuple[dict, list[dict]]:
+    """Steps 3-4 of the rule for the chosen mode: its operating point on validation, then the test split once
+    (a logged look). -> (the card's figures for the mode, the ledger of looks)."""
+    from .polyp_eval import log_look
+    from .polyp_train import cache_dir
+
+    source, split, group = data["source"], data["split"], data["group"]
+    val, test = np.flatnonzero(split == "val"), np.flatnonzero(split == "test")
 
     # 3: the operating point of that mode, on validation
     op = operating_point(PolypSegmenter(onnx_path, threads=1, gate=True, tta=mode), data["images"][val],
@@ -114,7 +123,7 @@ def stage_tta(data: dict, out_dir, name: str, *, emit: Callable[[dict], None] = 
     ledger = cache_dir() / f"{name}-test-looks.json"
     if not ledger.exists():  # a fresh machine: the ledger starts from the card's record of every earlier look
         ledger.parent.mkdir(parents=True, exist_ok=True)
-        ledger.write_text(json.dumps(meta.get("test_looks", []), indent=1))
+        ledger.write_text(json.dumps(earlier_looks, indent=1))
     looks = log_look(name, {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "onnx_sha256": sha,
                             "what": f"still-image test-time augmentation '{mode}' (chosen on validation): Dice and "
                                     "frame detection of the test split",
@@ -122,12 +131,5 @@ def stage_tta(data: dict, out_dir, name: str, *, emit: Callable[[dict], None] = 
     sp = speed(gated, pos_pairs[0][0])
     sp["what"] = (f"1280x720 still, test-time augmentation '{mode}' ({TTA_VIEWS[mode]} views): domain gate + "
                   "resize + ONNX Runtime + decoding, one CPU thread")
-    meta["metrics"]["stills_tta"] = {"rule": rule, "choice": choice, "operating_point": op, "segmentation_test": seg_test,
-                                     "detection_test": det, "speed": sp, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                     "command": command}
-    meta["test_looks"] = looks
-    meta["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1, default=float) + "\n")
-    emit({"event": "card", "tta": mode, "json": str(card_json)})
-    return meta
+    return {"operating_point": op, "segmentation_test": seg_test, "detection_test": det, "speed": sp}, looks
 
