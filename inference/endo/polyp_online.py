@@ -191,7 +191,7 @@ def plain_input(x, size: int):
 def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: str = "cuda", minutes: float = 6.0,
                  epochs: int | None = None, max_epochs: int = 200, patience: int = 40, batch: int = 16, lr: float = 1e-3,
                  encoder_lr_scale: float = 0.3, negatives_per_epoch: int = 250, warmup_epochs: int = 3,
-                 init: str | Path | None = None, threads: int = 4,
+                 init: str | Path | None = None, threads: int = 4, train_seed: int | None = None,
                  emit: Callable[[dict], None] = lambda e: None) -> dict:
     """Train the whole U-Net on ``b`` (:func:`read_bundle`) on ``device``; the number of epochs is set from a
     timed trial epoch so that the cosine schedule ends inside ``minutes`` (unless ``epochs`` is given;
@@ -208,7 +208,8 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    size, seed = b["size"], b["seed"]
+    size = b["size"]
+    seed = b["seed"] if train_seed is None else int(train_seed)  # the split's seed unless told otherwise
     rng = seed_everything(seed, threads)
     torch.backends.cudnn.benchmark = True
     dev = torch.device(device)
@@ -273,7 +274,8 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
     emit({"event": "recipe", "device": str(dev), "init": str(init or ("ImageNet (bundle)" if in_bundle else "ImageNet")), "frames": b.get("frames", "bundle"), "epoch_seconds_trial": per_epoch and round(per_epoch, 2), "epochs": epochs,
           "batch": batch, "lr": lr, "encoder_lr_scale": encoder_lr_scale, "warmup_epochs": warmup_epochs,
           "patience": patience, "negatives_per_epoch": negatives_per_epoch, "frozen_upto_block": -1,
-          "augmentation": "online on the device (polyp_online.augment_batch)", "params": n_params(net)})
+          "augmentation": "online on the device (polyp_online.augment_batch)", "params": n_params(net),
+          "split_seed": b["seed"], "train_seed": seed})
     ckpt = out / f"{name}-online-best.pt"
 
     def save_best(epoch: int, row: dict) -> None:
@@ -309,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=288, help="with a frame cache: the model input size")
     ap.add_argument("--seed", type=int, default=2020, help="with a frame cache: the split seed")
     ap.add_argument("--warmup-epochs", type=int, default=3)
+    ap.add_argument("--train-seed", type=int, default=None,
+                    help="seed of the decoder start, augmentation and sampling (default: the split seed)")
     ap.add_argument("--jsonl", action="store_true")
     a = ap.parse_args(argv)
     emit = event_printer(a.jsonl, print_fields)
@@ -318,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"{a.name}_without_cvc" if a.cross_site else a.name
     s = train_online(b, a.out, name, sources=sources, device=a.device, minutes=a.minutes, epochs=a.epochs, max_epochs=a.max_epochs,
                      batch=a.batch, lr=a.lr, encoder_lr_scale=a.encoder_lr_scale, init=a.init, threads=a.threads,
-                     warmup_epochs=a.warmup_epochs, emit=emit)
+                     warmup_epochs=a.warmup_epochs, train_seed=a.train_seed, emit=emit)
     emit({"event": "done", "checkpoint": s["checkpoint"], "best_epoch": s["training"]["best_epoch"],
           "best_val": s["training"]["best_val"]})
     return 0
