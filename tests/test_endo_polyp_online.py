@@ -151,3 +151,15 @@ def test_a_frame_cache_on_this_machine_starts_from_imagenet_without_a_bundle(tmp
     assert s["training"]["epochs_run"] == 1
     saved = torch.load(str(tmp_path / "b" / po.INIT), weights_only=True)
     assert all(torch.equal(saved[n], seen["start"][n]) for n in saved)
+
+    # another training seed: the same ImageNet encoder, another decoder start; the split's seed is kept apart
+    seen.clear()
+    events = []
+    po.train_online(b, tmp_path / "run2", "tiny", sources=("kvasir", "normal"), device="cpu", epochs=1,
+                    minutes=5, batch=8, negatives_per_epoch=4, warmup_epochs=0, threads=1, train_seed=4,
+                    emit=events.append)
+    other = seen["start"]
+    assert torch.equal(other["blocks.5._depthwise_conv.weight"], saved["blocks.5._depthwise_conv.weight"])
+    assert not torch.equal(other["up1.fuse.0.weight"], saved["up1.fuse.0.weight"])
+    recipe = next(e for e in events if e.get("event") == "recipe")
+    assert recipe["split_seed"] == 3 and recipe["train_seed"] == 4
