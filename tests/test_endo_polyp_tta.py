@@ -170,3 +170,16 @@ def test_shipped_polyp_card_is_rendered_from_its_json_and_names_every_look():
         assert "segmentation_test" not in t and "stills get the **single view**" in md
     assert entry.outputs["persist_confidence"] == m["metrics"]["operating_point"]["persistence"]["persist_confidence"]
     assert int(entry.inputs["size"]) == m["input"]["shape"][2]
+
+
+def test_the_ledger_of_test_looks_survives_a_lost_cache(tmp_path, monkeypatch):
+    """A fresh machine has no ledger: the next look is numbered after the card's record of every earlier one,
+    and later looks append to that (not to an empty list)."""
+    from inference.endo.polyp_eval import log_look
+
+    monkeypatch.setenv("LIGHTBOX_POLYP_CACHE", str(tmp_path / "fresh-cache"))
+    card_looks = [{"time": f"2026-12-0{i}T10:00:00", "onnx_sha256": f"{i}" * 64} for i in range(1, 4)]
+    looks = log_look("tiny", {"time": "2026-12-06T02:00:00", "onnx_sha256": "f" * 64}, card_looks)
+    assert len(looks) == 4 and looks[:3] == card_looks and looks[3]["onnx_sha256"] == "f" * 64
+    again = log_look("tiny", {"time": "2026-12-06T03:00:00", "onnx_sha256": "e" * 64}, [])
+    assert [x["onnx_sha256"][0] for x in again] == ["1", "2", "3", "f", "e"]

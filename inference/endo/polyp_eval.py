@@ -300,11 +300,15 @@ def demo_findings(gated: PolypSegmenter, persist_confidence: float = 0.0) -> dic
 
 
 # -- ledger of looks at the test split -------------------------------------------------------------------
-def log_look(name: str, entry: dict) -> list[dict]:
+def log_look(name: str, entry: dict, earlier: list[dict] | None = None) -> list[dict]:
+    """Append ``entry`` to the ledger of test looks (in the cache folder) and return the whole ledger. On a
+    fresh machine (no ledger yet) it starts from ``earlier``: the card's own record of every earlier look, so
+    a lost cache never renumbers the looks or drops one from the card."""
     from .polyp_train import cache_dir
 
     p = cache_dir() / f"{name}-test-looks.json"
-    looks = json.loads(p.read_text()) if p.exists() else []
+    looks = json.loads(p.read_text()) if p.exists() else list(earlier or [])
+    p.parent.mkdir(parents=True, exist_ok=True)
     looks.append(entry)
     p.write_text(json.dumps(looks, indent=1))
     return looks
@@ -316,6 +320,8 @@ def evaluate_and_card(data: dict, res: dict, out_dir, name: str, *, notes=(), cr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{name}.onnx"
+    card_json = out_dir / f"{name}.json"
+    earlier = json.loads(card_json.read_text()).get("test_looks", []) if card_json.exists() else []
     if Path(res["onnx"]).resolve() != onnx_path.resolve():
         shutil.copyfile(res["onnx"], onnx_path)
     sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
@@ -374,7 +380,8 @@ def evaluate_and_card(data: dict, res: dict, out_dir, name: str, *, notes=(), cr
     looks = log_look(name, {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "onnx_sha256": sha,
                             "cross_site_sha256": xs["model_sha256"] if xs else None,
                             "dice": {k: v["dice"] for k, v in seg_test.items()},
-                            "cross_site_dice_cvc": xs["segmentation_cvc_all"]["dice"] if xs else None})
+                            "cross_site_dice_cvc": xs["segmentation_cvc_all"]["dice"] if xs else None},
+                     earlier)
 
     ff = false_findings(gated, r_neg, op["persistence"]["persist_confidence"])
     emit({"event": "false_findings", **ff})

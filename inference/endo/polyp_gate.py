@@ -243,7 +243,8 @@ def card_update(data: dict, res: dict, xres: dict | None, out_dir, name: str, *,
                      cross_onnx=(xres or {}).get("onnx"), emit=emit)
     looks = log_look(name, {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "onnx_sha256": sha,
                             "what": "feature gate only: frames refused and called polyp per test source (no Dice, "
-                                    "no operating point changed)"})
+                                    "no operating point changed)"},
+                     meta.get("test_looks", []))
     M["domain_gate"] = fg
     M["false_findings"]["demo_video"] = demo_findings(gated, op["persistence"]["persist_confidence"])
     val = np.flatnonzero(data["split"] == "val")

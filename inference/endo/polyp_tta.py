@@ -99,7 +99,6 @@ def _score_mode(data: dict, onnx_path: Path, sha: str, name: str, mode: str, ear
     """Steps 3-4 of the rule for the chosen mode: its operating point on validation, then the test split once
     (a logged look). -> (the card's figures for the mode, the ledger of looks)."""
     from .polyp_eval import log_look
-    from .polyp_train import cache_dir
 
     source, split, group = data["source"], data["split"], data["group"]
     val, test = np.flatnonzero(split == "val"), np.flatnonzero(split == "test")
@@ -120,14 +119,11 @@ def _score_mode(data: dict, onnx_path: Path, sha: str, name: str, mode: str, ear
     det, _, _ = detection(gated, [img for img, _ in pos_pairs], source[pos_te],
                           [img for img, _ in _originals(data, neg_te)])
     emit({"event": "tta_test", **{k: v["dice"] for k, v in seg_test.items()}, "confusion": det["confusion"]})
-    ledger = cache_dir() / f"{name}-test-looks.json"
-    if not ledger.exists():  # a fresh machine: the ledger starts from the card's record of every earlier look
-        ledger.parent.mkdir(parents=True, exist_ok=True)
-        ledger.write_text(json.dumps(earlier_looks, indent=1))
     looks = log_look(name, {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "onnx_sha256": sha,
                             "what": f"still-image test-time augmentation '{mode}' (chosen on validation): Dice and "
                                     "frame detection of the test split",
-                            "dice": {k: v["dice"] for k, v in seg_test.items()}})
+                            "dice": {k: v["dice"] for k, v in seg_test.items()}},
+                     earlier_looks)
     sp = speed(gated, pos_pairs[0][0])
     sp["what"] = (f"1280x720 still, test-time augmentation '{mode}' ({TTA_VIEWS[mode]} views): domain gate + "
                   "resize + ONNX Runtime + decoding, one CPU thread")
