@@ -87,26 +87,18 @@ def state_dict_from_onnx(onnx_path: str | Path, size: int | None = None) -> tupl
 
 def check(sd: dict, size: int, onnx_path: str | Path, frames: np.ndarray) -> float:
     """Largest |logit difference| between the recovered network (torch, eval) and the ONNX file's ``mask``
-    on ``frames`` (uint8 RGB, N x H x W x 3), both fed the same preprocessed input."""
-    import onnxruntime as ort
+    on ``frames`` (uint8 RGB, N x H x W x 3), both fed the same preprocessed input
+    (:func:`inference.training.agreement_check`, which compares the network's one output with the file's first)."""
     import torch
 
+    from ..training import agreement_check
     from .polyp_net import LiteUNet
     from .polyp_online import plain_input
 
     net = LiteUNet(size, pretrained=False)
     net.load_state_dict(sd)
-    net.eval()
-    x = plain_input(torch.from_numpy(np.ascontiguousarray(frames)), size)
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    with torch.no_grad():
-        for s in range(0, len(x), 8):
-            xb = x[s:s + 8]
-            want = sess.run(["mask"], {"image": xb.numpy()})[0]
-            got = net(xb).numpy()
-            worst = max(worst, float(np.abs(want - got).max()))
-    return worst
+    x = plain_input(torch.from_numpy(np.ascontiguousarray(frames)), size).numpy()
+    return agreement_check(net, onnx_path, {"image": x}, tol=float("inf"), threads=2)["per_output"]["mask"]
 
 
 def main(argv: list[str] | None = None) -> int:
