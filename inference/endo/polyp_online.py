@@ -53,14 +53,14 @@ def _unpack(blob: np.ndarray, off: np.ndarray, i: int) -> np.ndarray:
     return blob[off[i]:off[i + 1]]
 
 
-def imagenet_start(size: int, seed: int):
-    """The U-Net at its ImageNet start (Lite0 encoder weights, decoder drawn with ``seed``): what a bundle
-    carries as its INIT, and what a run on the frame cache starts from."""
+def imagenet_start(size: int, seed: int, encoder: str = "lite0"):
+    """The U-Net at its ImageNet start (Lite0 or Lite2 encoder weights, decoder drawn with ``seed``): what a
+    bundle carries as its INIT, and what a run on the frame cache starts from."""
     from ..training import seed_everything
     from .polyp_net import LiteUNet
 
     seed_everything(seed, 1)
-    return LiteUNet(size, pretrained=True)
+    return LiteUNet(size, pretrained=True, encoder=encoder)
 
 
 def write_bundle(data: dict, out_dir: str | Path, size: int, seed: int,
@@ -192,7 +192,7 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
                  epochs: int | None = None, max_epochs: int = 200, patience: int = 40, batch: int = 16, lr: float = 1e-3,
                  encoder_lr_scale: float = 0.3, negatives_per_epoch: int = 250, warmup_epochs: int = 3,
                  init: str | Path | None = None, threads: int = 4, train_seed: int | None = None,
-                 emit: Callable[[dict], None] = lambda e: None) -> dict:
+                 encoder: str | None = None, emit: Callable[[dict], None] = lambda e: None) -> dict:
     """Train the whole U-Net on ``b`` (:func:`read_bundle`) on ``device``; the number of epochs is set from a
     timed trial epoch so that the cosine schedule ends inside ``minutes`` (unless ``epochs`` is given;
     ``minutes`` still stops it between epochs). Saves ``<name>-online-best.pt``
@@ -216,11 +216,13 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
     in_bundle = Path(b["folder"]).is_dir()  # else a frame cache on this machine: no INIT file beside it
-    if init or in_bundle:
-        net = LiteUNet(size, pretrained=False)
-        net.load_state_dict(torch.load(str(init or Path(b["folder"]) / INIT), map_location="cpu", weights_only=True))
+    if init or in_bundle:  # the checkpoint's own encoder
+        net = LiteUNet.from_state(torch.load(str(init or Path(b["folder"]) / INIT), map_location="cpu",
+                                             weights_only=True), size)
+        if encoder not in (None, net.encoder_name):
+            raise ValueError(f"--encoder {encoder}, but the start checkpoint has a {net.encoder_name} encoder")
     else:
-        net = imagenet_start(size, seed)  # what write_bundle would have saved
+        net = imagenet_start(size, seed, encoder or "lite0")  # what write_bundle would have saved
         seed_everything(seed, threads)
     net.to(dev)
     src, split = b["source"], b["split"]
@@ -275,7 +277,7 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
           "batch": batch, "lr": lr, "encoder_lr_scale": encoder_lr_scale, "warmup_epochs": warmup_epochs,
           "patience": patience, "negatives_per_epoch": negatives_per_epoch, "frozen_upto_block": -1,
           "augmentation": "online on the device (polyp_online.augment_batch)", "params": n_params(net),
-          "split_seed": b["seed"], "train_seed": seed})
+          "split_seed": b["seed"], "train_seed": seed, "encoder": net.encoder_name})
     ckpt = out / f"{name}-online-best.pt"
 
     def save_best(epoch: int, row: dict) -> None:
@@ -313,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-epochs", type=int, default=3)
     ap.add_argument("--train-seed", type=int, default=None,
                     help="seed of the decoder start, augmentation and sampling (default: the split seed)")
+    ap.add_argument("--encoder", choices=("lite0", "lite2"), default=None,
+                    help="ImageNet encoder of a fresh start (default lite0; a --init checkpoint keeps its own)")
     ap.add_argument("--jsonl", action="store_true")
     a = ap.parse_args(argv)
     emit = event_printer(a.jsonl, print_fields)
@@ -322,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"{a.name}_without_cvc" if a.cross_site else a.name
     s = train_online(b, a.out, name, sources=sources, device=a.device, minutes=a.minutes, epochs=a.epochs, max_epochs=a.max_epochs,
                      batch=a.batch, lr=a.lr, encoder_lr_scale=a.encoder_lr_scale, init=a.init, threads=a.threads,
-                     warmup_epochs=a.warmup_epochs, train_seed=a.train_seed, emit=emit)
+                     warmup_epochs=a.warmup_epochs, train_seed=a.train_seed, encoder=a.encoder, emit=emit)
     emit({"event": "done", "checkpoint": s["checkpoint"], "best_epoch": s["training"]["best_epoch"],
           "best_val": s["training"]["best_val"]})
     return 0

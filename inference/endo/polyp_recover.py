@@ -47,7 +47,7 @@ def state_dict_from_onnx(onnx_path: str | Path, size: int | None = None) -> tupl
     import torch
     from onnx import numpy_helper
 
-    from .polyp_net import LiteUNet
+    from .polyp_net import ENCODERS, LiteUNet
 
     model = onnx.load(str(onnx_path))
     g = model.graph
@@ -56,11 +56,17 @@ def state_dict_from_onnx(onnx_path: str | Path, size: int | None = None) -> tupl
         size = int(dims[-1].dim_value)
     inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     convs = [n for n in g.node if n.op_type == "Conv"]
-    net = LiteUNet(size, pretrained=False)
-    mods = dict(net.named_modules())
-    tconvs = [k for k, m in mods.items() if isinstance(m, torch.nn.Conv2d)]
-    if len(convs) != len(tconvs):
-        raise RecoverError(f"{onnx_path}: {len(convs)} convolutions in the graph, {len(tconvs)} in the network")
+    counts = {}
+    for enc in ENCODERS:  # the encoder whose network has as many convolutions as the graph
+        net = LiteUNet(size, pretrained=False, encoder=enc)
+        mods = dict(net.named_modules())
+        tconvs = [k for k, m in mods.items() if isinstance(m, torch.nn.Conv2d)]
+        counts[enc] = len(tconvs)
+        if len(convs) == len(tconvs):
+            break
+    else:
+        raise RecoverError(f"{onnx_path}: {len(convs)} convolutions in the graph; the networks have "
+                           + ", ".join(f"{n} ({e})" for e, n in counts.items()))
     sd = {k: v.clone() for k, v in net.state_dict().items()}
     for node, name in zip(convs, tconvs):
         if len(node.input) < 2 or node.input[1] not in inits:
@@ -95,8 +101,7 @@ def check(sd: dict, size: int, onnx_path: str | Path, frames: np.ndarray) -> flo
     from .polyp_net import LiteUNet
     from .polyp_online import plain_input
 
-    net = LiteUNet(size, pretrained=False)
-    net.load_state_dict(sd)
+    net = LiteUNet.from_state(sd, size)
     x = plain_input(torch.from_numpy(np.ascontiguousarray(frames)), size).numpy()
     return agreement_check(net, onnx_path, {"image": x}, tol=float("inf"), threads=2)["per_output"]["mask"]
 

@@ -155,15 +155,14 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
     if len(members) > 1:  # several finished checkpoints read as one (MeanUNet): finalised only, never trained
         if epochs:
             raise PolypDataError("several --init checkpoints are averaged as they are: use --epochs 0")
-        nets = []
-        for p in members:
-            nets.append(LiteUNet(size, pretrained=False))
-            nets[-1].load_state_dict(torch.load(p, weights_only=True))
-        net = MeanUNet(nets)
+        net = MeanUNet([LiteUNet.from_state(torch.load(p, weights_only=True), size) for p in members])
     else:
-        net = LiteUNet(size, pretrained=pretrained and not init_state)
-        if init_state:
-            net.load_state_dict(torch.load(str(init_state), weights_only=True))
+        if init_state:  # the checkpoint's own encoder (Lite0 or Lite2)
+            net = LiteUNet.from_state(torch.load(str(init_state), weights_only=True), size)
+        else:
+            net = LiteUNet(size, pretrained=pretrained)
+        if epochs and net.encoder_name != "lite0":
+            raise PolypDataError("the 2-core recipe's cached views are Lite0's: train other encoders with polyp_online")
         net.freeze_encoder(FROZEN_UPTO)
 
     folder = None
@@ -226,7 +225,7 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
             probs = [torch.sigmoid(net(torch.from_numpy(va_x[s:s + 32])))[:, 0].numpy() for s in range(0, len(va_x), 32)]
             return val_metrics(np.concatenate(probs), va_src, va_true, sources)
 
-    enc_params = [p for m in getattr(net, "blocks", [])[FROZEN_UPTO + 1:] for p in m.parameters()]
+    enc_params = [p for m in getattr(net, "blocks", [])[getattr(net, "frozen_upto", FROZEN_UPTO) + 1:] for p in m.parameters()]
     enc_ids = {id(p) for p in enc_params}
     dec_params = [p for p in net.parameters() if p.requires_grad and id(p) not in enc_ids]
     ckpt = cache_dir() / f"{name}-seed{seed}-best.pt"
@@ -259,7 +258,8 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
 
     net.eval()
     gate = fit_gate(net, data, use, size, emit=emit)
-    meta["output"]["features"] = "pooled stride-32 bottleneck features [N, 320]"
+    meta["output"]["features"] = f"pooled stride-32 bottleneck features [N, {gate['facts']['channels']}]"
+    meta["encoder"] = (net.members[0] if isinstance(net, MeanUNet) else net).encoder_name
     meta["output"]["ood"] = "[N, 1] whitened distance of the features from the training frames'; > domain_gate.limit: out of domain"
     meta["domain_gate"] = gate["facts"]
     exported = GatedUNet(net, gate["mu"], gate["proj"]).eval()
