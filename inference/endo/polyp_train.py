@@ -284,6 +284,7 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
                             "threads": threads, "views": views, "neg_views": neg_views,
                             "negatives_per_epoch": negatives_per_epoch, "warmup_epochs": warmup_epochs,
                             "max_minutes": max_minutes, "frozen_upto_block": FROZEN_UPTO,
+                            "encoders": [n.encoder_name for n in (net.members if isinstance(net, MeanUNet) else [net])],
                             "params": n_params(net), "trainable_params": int(sum(p.numel() for p in enc_params + dec_params)),
                             "seconds": round(time.time() - t_start, 1) if epochs else
                             round((views_seconds or 0) + sum(r.get("seconds", 0) for r in training["history"]), 1)}}
