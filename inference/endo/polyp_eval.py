@@ -72,8 +72,6 @@ CITATIONS = [
 ]
 
 
-
-
 def citations_for(encoders) -> list[str]:
     """CITATIONS with the ImageNet weights packages of the file's encoders named."""
     encs = list(dict.fromkeys(encoders or ["lite0"]))
@@ -582,8 +580,7 @@ def _network_line(encoders) -> str:
     encs = list(encoders or ["lite0"])
     parts = ([f"stem + {ENCODERS[encs[0]]['blocks']} MBConv blocks"] if len(encs) == 1 else
              [f"{e.capitalize()}: stem + {ENCODERS[e]['blocks']} MBConv blocks" for e in encs])
-    head = ("U-Net on the EfficientNet-Lite0 encoder" if encs == ["lite0"] else
-            f"U-Net on the {_encoder_words(encs)} encoder" if len(encs) == 1 else
+    head = (f"U-Net on the {_encoder_words(encs)} encoder" if len(encs) == 1 else
             f"{len(encs)} U-Nets read as one, on the {_encoder_words(encs)} encoders")
     return f"{head} (ImageNet weights; {'; '.join(parts)}, skips at strides 2-4-8-16-32)"
 

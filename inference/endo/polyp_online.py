@@ -217,8 +217,8 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
     gen.manual_seed(seed)
     in_bundle = Path(b["folder"]).is_dir()  # else a frame cache on this machine: no INIT file beside it
     if init or in_bundle:  # the checkpoint's own encoder
-        net = LiteUNet.from_state(torch.load(str(init or Path(b["folder"]) / INIT), map_location="cpu",
-                                             weights_only=True), size)
+        start = torch.load(str(init or Path(b["folder"]) / INIT), map_location="cpu", weights_only=True)
+        net = LiteUNet.from_state(start, size)
         if encoder not in (None, net.encoder_name):
             raise ValueError(f"--encoder {encoder}, but the start checkpoint has a {net.encoder_name} encoder")
     else:

@@ -163,7 +163,7 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
             net = LiteUNet(size, pretrained=pretrained)
         if epochs and net.encoder_name != "lite0":
             raise PolypDataError("the 2-core recipe's cached views are Lite0's: train other encoders with polyp_online")
-        net.freeze_encoder(FROZEN_UPTO)
+        net.freeze_encoder()  # its encoder's stride-8 stage (Lite0: FROZEN_UPTO, what the cached views assume)
 
     folder = None
     if epochs:
@@ -259,7 +259,8 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
     net.eval()
     gate = fit_gate(net, data, use, size, emit=emit)
     meta["output"]["features"] = f"pooled stride-32 bottleneck features [N, {gate['facts']['channels']}]"
-    meta["encoder"] = (net.members[0] if isinstance(net, MeanUNet) else net).encoder_name
+    encoders = [n.encoder_name for n in (net.members if isinstance(net, MeanUNet) else [net])]
+    meta["encoders"] = encoders
     meta["output"]["ood"] = "[N, 1] whitened distance of the features from the training frames'; > domain_gate.limit: out of domain"
     meta["domain_gate"] = gate["facts"]
     exported = GatedUNet(net, gate["mu"], gate["proj"]).eval()
@@ -284,7 +285,7 @@ def train(data: dict, out_dir: str | Path | None, name: str = NAME, *, sources=A
                             "threads": threads, "views": views, "neg_views": neg_views,
                             "negatives_per_epoch": negatives_per_epoch, "warmup_epochs": warmup_epochs,
                             "max_minutes": max_minutes, "frozen_upto_block": FROZEN_UPTO,
-                            "encoders": [n.encoder_name for n in (net.members if isinstance(net, MeanUNet) else [net])],
+                            "encoders": encoders,
                             "params": n_params(net), "trainable_params": int(sum(p.numel() for p in enc_params + dec_params)),
                             "seconds": round(time.time() - t_start, 1) if epochs else
                             round((views_seconds or 0) + sum(r.get("seconds", 0) for r in training["history"]), 1)}}

@@ -87,9 +87,9 @@ def embeddings(images: np.ndarray, cache_file: Path | None = None, size: int = 2
             return e
     import torch
 
-    from .polyp_net import lite0_encoder
+    from .polyp_net import lite_encoder
 
-    enc = lite0_encoder(size).eval()
+    enc = lite_encoder(size, encoder="lite0").eval()
     keep = torch.ones(7, 7)
     keep[4:, :3] = 0
     out = []
