@@ -496,3 +496,38 @@ def test_analyse_command_files_the_proposed_findings_like_the_viewer(tmp_path, c
     assert n >= 1 and len(found) == n and f"{n} proposed finding(s) filed" in out
     assert {f["status"] for f in found} == {"proposed"} and all(f["source"].startswith(res.model_id) for f in found)
     assert store.file_proposed_findings(sid, res) == 0  # filed once per result
+
+
+def test_a_cache_at_another_size_keeps_the_split_it_is_given(tmp_path, monkeypatch):
+    """Grouping reads the cached pixels, so a cache at another size can link near-duplicates differently and
+    the seeded split then moves frames between parts; ``split_from`` keeps the reference split exactly."""
+    from inference.endo import polyp_views
+    from inference.endo.polyp_data import PolypDataError
+    from inference.endo.polyp_train import load_data
+
+    n = 60
+    src = np.array(["kvasir"] * 40 + ["normal"] * 20)
+    ids = np.array([f"f{i:02d}" for i in range(n)])
+    grp = np.array([f"kv:{i}" for i in range(40)] + [f"neg:{i:02d}" for i in range(20)])
+
+    def cache(name, size, ids=ids):
+        np.savez(tmp_path / name, images=np.zeros((n, size, size, 3), np.uint8),
+                 masks=np.zeros((n, size, size), np.uint8), source=src, ids=ids, group=grp)
+        return tmp_path / name
+
+    def embeddings(images, cache_file=None, **kw):  # the larger cache links every kvasir pair, the smaller none
+        e = np.random.default_rng(7).normal(size=(len(images), 1280)).astype(np.float32)
+        if images.shape[1] > 8:
+            e[1:40:2] = e[0:40:2]
+        return e
+
+    monkeypatch.setattr(polyp_views, "embeddings", embeddings)
+    small, large = cache("small.npz", 8), cache("large.npz", 12)
+    ref, own = load_data(small, 2020), load_data(large, 2020)
+    assert not np.array_equal(ref["split"], own["split"])  # what happens without split_from
+    kept = load_data(large, 2020, split_from=small)
+    assert np.array_equal(kept["split"], ref["split"]) and np.array_equal(kept["group"], ref["group"])
+    assert kept["images"].shape[1] == 12 and kept["grouping"]["split_from"] == "small.npz"
+    other = cache("other.npz", 12, ids=ids[::-1].copy())
+    with pytest.raises(PolypDataError, match="same order"):
+        load_data(other, 2020, split_from=small)

@@ -116,11 +116,12 @@ def read_bundle(folder: str | Path) -> dict:
             "item": z["item"], "size": int(z["size"]), "seed": int(z["seed"]), "cache_file": str(z["cache_file"])}
 
 
-def read_cache(cache_file: str | Path, seed: int, size: int) -> dict:
-    """The same training and validation frames as a bundle, exact (from the frame cache on this machine)."""
+def read_cache(cache_file: str | Path, seed: int, size: int, split_from: str | Path | None = None) -> dict:
+    """The same training and validation frames as a bundle, exact (from the frame cache on this machine);
+    ``split_from``: the frame cache whose groups and split are kept (see :func:`polyp_train.load_data`)."""
     from .polyp_train import load_data
 
-    d = load_data(Path(cache_file), seed)
+    d = load_data(Path(cache_file), seed, split_from=split_from)
     keep = np.flatnonzero(d["split"] != "test")
     return {"images": d["images"][keep], "masks": d["masks"][keep], "source": d["source"][keep],
             "split": d["split"][keep], "item": keep, "size": size, "seed": seed, "cache_file": Path(cache_file).name,
@@ -312,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--size", type=int, default=288, help="with a frame cache: the model input size")
     ap.add_argument("--seed", type=int, default=2020, help="with a frame cache: the split seed")
+    ap.add_argument("--split-from", default=None, metavar="CACHE.npz",
+                    help="with a frame cache: take groups and split from this cache of the same frames (another size)")
     ap.add_argument("--warmup-epochs", type=int, default=3)
     ap.add_argument("--train-seed", type=int, default=None,
                     help="seed of the decoder start, augmentation and sampling (default: the split seed)")
@@ -320,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jsonl", action="store_true")
     a = ap.parse_args(argv)
     emit = event_printer(a.jsonl, print_fields)
-    b = read_cache(a.bundle, a.seed, a.size) if str(a.bundle).endswith(".npz") else read_bundle(a.bundle)
+    b = (read_cache(a.bundle, a.seed, a.size, a.split_from) if str(a.bundle).endswith(".npz")
+         else read_bundle(a.bundle))
     b["folder"] = a.bundle
     sources = ("kvasir", "normal") if a.cross_site else ("kvasir", "cvc", "normal")
     name = f"{a.name}_without_cvc" if a.cross_site else a.name

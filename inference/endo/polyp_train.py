@@ -53,13 +53,26 @@ def cache_dir() -> Path:
 
 
 def load_data(cache_file: Path, seed: int, dup_thresholds: dict[str, float] | None = None,
-              emit: Callable[[dict], None] = lambda e: None) -> dict:
-    """The cached frames with their groups and split (see the module docstring, step 2)."""
+              emit: Callable[[dict], None] = lambda e: None, split_from: Path | None = None) -> dict:
+    """The cached frames with their groups and split (see the module docstring, step 2).
+
+    ``split_from``: another frame cache of the same frames (at another size) whose groups and split are
+    taken as they are. Grouping reads the cached pixels, so a cache at another size can link a borderline
+    near-duplicate pair differently and the seeded split then moves frames between parts; a network
+    trained at another size must keep the split its predecessors were tested on."""
     from .polyp_views import embeddings
 
     z = np.load(cache_file)
     d = {k: z[k] for k in z.files}
     d["cache_file"] = str(cache_file)
+    if split_from is not None:
+        ref = load_data(Path(split_from), seed, dup_thresholds, emit)
+        if not (np.array_equal(ref["source"], d["source"]) and np.array_equal(ref["ids"], d["ids"])):
+            raise PolypDataError(f"{Path(split_from).name} does not hold the frames of {Path(cache_file).name} "
+                                 "in the same order: its split cannot be taken")
+        d["group"], d["split"] = ref["group"], ref["split"]
+        d["grouping"] = {**ref["grouping"], "split_from": Path(split_from).name}
+        return d
     g, cvc_rows = cvc_video_groups(d["images"], d["source"], d["ids"], d["group"])
     thr = dict(DUP_THRESHOLDS if dup_thresholds is None else dup_thresholds)
     rows = np.flatnonzero(np.isin(d["source"], list(thr)))
@@ -367,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="embedding cosine similarity at which two frames of SOURCE (kvasir, normal) are "
                          f"near-duplicates (default {DUP_THRESHOLDS})")
     ap.add_argument("--seed", type=int, default=2020)
+    ap.add_argument("--split-from", default=None, metavar="CACHE.npz",
+                    help="take groups and split from this frame cache (the same frames cached at another size)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-minutes", type=float, default=0.0, help="stop each training after this long (0 = no limit)")
     ap.add_argument("--no-cross-site", action="store_true",
@@ -406,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         thr = dict(DUP_THRESHOLDS)
         for src, v in a.dup_threshold or []:
             thr[str(src)] = float(v)
-        data = load_data(cpath, a.seed, thr, emit)
+        data = load_data(cpath, a.seed, thr, emit, split_from=a.split_from)
         emit({"event": "grouping", **{k: v for k, v in data["grouping"].items() if k != "cvc_adjacent_pairs"}})
 
         def done(nm: str) -> dict:
