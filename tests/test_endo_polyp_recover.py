@@ -79,3 +79,37 @@ def test_cli_writes_nothing_when_the_file_is_not_a_polyp_unet(tmp_path, capsys):
     assert main([str(tmp_path / "other.onnx"), str(tmp_path / "out.pt")]) == 2
     assert not (tmp_path / "out.pt").exists()
     assert "does not fit" in capsys.readouterr().err
+
+
+def test_a_recovered_network_fine_tunes_only_with_its_batchnorm_statistics_frozen(tmp_path):
+    """Its BatchNorms are folded (mean 0, variance 1): in training mode batch statistics would change what it
+    computes from the first step. With freeze_batchnorm_stats it computes the file's map in training mode too,
+    and a training step leaves the running statistics as they are while the weights learn."""
+    from inference.endo.polyp_net import LiteUNet
+    from inference.endo.polyp_recover import state_dict_from_onnx
+
+    size = 64
+    net = _trained_looking_net(size, 5)
+    _export(net, size, tmp_path / "p.onnx")
+    sd, _ = state_dict_from_onnx(tmp_path / "p.onnx")
+    x = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = net(x)
+    plain = LiteUNet(size, pretrained=False)
+    plain.load_state_dict(sd)
+    plain.train()
+    with torch.no_grad():
+        assert (plain(x) - want).abs().max() > 0.1          # batch statistics: another function
+    rec = LiteUNet(size, pretrained=False)
+    rec.load_state_dict(sd)
+    rec.freeze_batchnorm_stats()
+    rec.train()
+    assert rec.training and not any(m.training for m in rec.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert (rec(x) - want).abs().max() < 1e-3
+    before = {k: v.clone() for k, v in rec.state_dict().items()}
+    opt = torch.optim.SGD(rec.parameters(), lr=0.1)
+    rec(x).mean().backward()
+    opt.step()
+    after = rec.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in after if "running_" in k or "num_batches" in k)
+    assert not torch.equal(before["head.weight"], after["head.weight"])

@@ -127,10 +127,22 @@ class LiteUNet(nn.Module):
                 p.requires_grad_(False)
         return [p for p in self.parameters() if p.requires_grad]
 
+    def freeze_batchnorm_stats(self) -> None:
+        """Keep every BatchNorm in inference mode while training (its running statistics are used and not
+        updated; scale and shift still learn). Needed to fine-tune a network recovered from an ONNX file
+        (:mod:`inference.endo.polyp_recover`), whose BatchNorms are folded into the convolutions: batch
+        statistics would change what the network computes from the first step."""
+        self._bn_frozen = True
+        self.train(self.training)
+
     def train(self, mode: bool = True):
         super().train(mode)
         for m in getattr(self, "_frozen", []):
             m.eval()
+        if getattr(self, "_bn_frozen", False):
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
         return self
 
     def frozen_features(self, x):

@@ -193,13 +193,15 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
                  epochs: int | None = None, max_epochs: int = 200, patience: int = 40, batch: int = 16, lr: float = 1e-3,
                  encoder_lr_scale: float = 0.3, negatives_per_epoch: int = 250, warmup_epochs: int = 3,
                  init: str | Path | None = None, threads: int = 4, train_seed: int | None = None,
+                 freeze_bn_stats: bool = False,
                  encoder: str | None = None, emit: Callable[[dict], None] = lambda e: None) -> dict:
     """Train the whole U-Net on ``b`` (:func:`read_bundle`) on ``device``; the number of epochs is set from a
     timed trial epoch so that the cosine schedule ends inside ``minutes`` (unless ``epochs`` is given;
     ``minutes`` still stops it between epochs). Saves ``<name>-online-best.pt``
     (CPU tensors) in out_dir whenever validation improves; returns a JSON-able summary. ``init``: start from
     this state dict instead of the bundle's ImageNet start (e.g. to go on training a device run on the exact
-    frames, :func:`read_cache`)."""
+    frames, :func:`read_cache`); ``freeze_bn_stats``: BatchNorms stay in inference mode
+    (:meth:`LiteUNet.freeze_batchnorm_stats`), for a start recovered from an ONNX file."""
     import torch
 
     from ..training import fit, seed_everything
@@ -225,6 +227,8 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
     else:
         net = imagenet_start(size, seed, encoder or "lite0")  # what write_bundle would have saved
         seed_everything(seed, threads)
+    if freeze_bn_stats:  # a start recovered from an ONNX file has its BatchNorms folded (polyp_recover)
+        net.freeze_batchnorm_stats()
     net.to(dev)
     src, split = b["source"], b["split"]
     use = np.isin(src, list(sources))
@@ -274,7 +278,7 @@ def train_online(b: dict, out_dir: str | Path, name: str, *, sources, device: st
         net.load_state_dict(trial_state)
         budget = 60 * minutes - (time.time() - t0)
         epochs = int(max(warmup_epochs + 2, min(max_epochs, budget / (per_epoch * 1.08))))
-    emit({"event": "recipe", "device": str(dev), "init": str(init or ("ImageNet (bundle)" if in_bundle else "ImageNet")), "frames": b.get("frames", "bundle"), "epoch_seconds_trial": per_epoch and round(per_epoch, 2), "epochs": epochs,
+    emit({"event": "recipe", "device": str(dev), "init": str(init or ("ImageNet (bundle)" if in_bundle else "ImageNet")), "frames": b.get("frames", "bundle"), "epoch_seconds_trial": per_epoch and round(per_epoch, 2), "batchnorm_stats_frozen": freeze_bn_stats, "epochs": epochs,
           "batch": batch, "lr": lr, "encoder_lr_scale": encoder_lr_scale, "warmup_epochs": warmup_epochs,
           "patience": patience, "negatives_per_epoch": negatives_per_epoch, "frozen_upto_block": -1,
           "augmentation": "online on the device (polyp_online.augment_batch)", "params": n_params(net),
@@ -320,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="seed of the decoder start, augmentation and sampling (default: the split seed)")
     ap.add_argument("--encoder", choices=("lite0", "lite2"), default=None,
                     help="ImageNet encoder of a fresh start (default lite0; a --init checkpoint keeps its own)")
+    ap.add_argument("--freeze-bn-stats", action="store_true",
+                    help="BatchNorms stay in inference mode (to fine-tune a network recovered from an ONNX file)")
     ap.add_argument("--jsonl", action="store_true")
     a = ap.parse_args(argv)
     emit = event_printer(a.jsonl, print_fields)
@@ -330,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     name = f"{a.name}_without_cvc" if a.cross_site else a.name
     s = train_online(b, a.out, name, sources=sources, device=a.device, minutes=a.minutes, epochs=a.epochs, max_epochs=a.max_epochs,
                      batch=a.batch, lr=a.lr, encoder_lr_scale=a.encoder_lr_scale, init=a.init, threads=a.threads,
-                     warmup_epochs=a.warmup_epochs, train_seed=a.train_seed, encoder=a.encoder, emit=emit)
+                     warmup_epochs=a.warmup_epochs, train_seed=a.train_seed, encoder=a.encoder,
+                     freeze_bn_stats=a.freeze_bn_stats, emit=emit)
     emit({"event": "done", "checkpoint": s["checkpoint"], "best_epoch": s["training"]["best_epoch"],
           "best_val": s["training"]["best_val"]})
     return 0
